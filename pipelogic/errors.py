@@ -1,0 +1,148 @@
+"""The one error tree of pipelogic.
+
+This module is a leaf: it imports nothing of ours, so every layer may raise these.
+
+    PipelogicError
+    ├── TypeSystemError            pipelang types and values
+    │   ├── TypeParseError         a type expression or literal does not parse
+    │   ├── TypeDefinitionError    a named type is unknown or defined twice differently
+    │   ├── TypeMismatch           a Python value does not fit a type (carries a path)
+    │   ├── DecodeError            bytes or msgpack data do not decode to a valid value
+    │   └── IncompatibleTypes      a producer type cannot feed a consumer type
+    ├── PullRequestError           a malformed pull request
+    ├── ProtocolError              a malformed or unexpected wire message
+    │   └── ProtocolVersionError   the peer speaks another protocol version
+    ├── DefinitionError            a bad component.yml or pipeline.yml (names file and key)
+    ├── ConfigError                a config value is missing, unknown or of the wrong type
+    ├── WorkerError                the user's worker function raised (the cause is chained)
+    ├── ReturnShapeError           the worker function returned the wrong shape
+    ├── OutputTypeError            an output value does not match the declared type
+    ├── BrokerUnavailable          the broker did not answer in time
+    ├── PipelineFailed             a pipeline run stopped with an error
+    └── RuntimeBug                 an internal invariant broke: a bug in pipelogic
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigError",
+    "DecodeError",
+    "DefinitionError",
+    "IncompatibleTypes",
+    "OutputTypeError",
+    "PipelineFailed",
+    "PipelogicError",
+    "ProtocolError",
+    "ProtocolVersionError",
+    "PullRequestError",
+    "ReturnShapeError",
+    "RuntimeBug",
+    "TypeDefinitionError",
+    "TypeMismatch",
+    "TypeParseError",
+    "TypeSystemError",
+    "WorkerError",
+]
+
+
+class PipelogicError(Exception):
+    """Base of every error pipelogic raises on purpose."""
+
+
+class TypeSystemError(PipelogicError):
+    """Something is wrong with a pipelang type or a value of one."""
+
+
+class TypeParseError(TypeSystemError, ValueError):
+    """A type expression or a literal does not parse; the message gives the column."""
+
+
+class TypeDefinitionError(TypeSystemError, KeyError):
+    """A named type is unknown, or a name is redefined with another definition."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TypeMismatch(TypeSystemError, ValueError):
+    """A Python value does not fit a type.
+
+    ``path`` is the location inside the value (``boxes[3].rectangle.x``); it is filled in
+    while the error propagates out of nested values, so that building it costs nothing
+    when values are valid.
+    """
+
+    def __init__(self, expected: str, got: str, path: list[str] | None = None) -> None:
+        super().__init__(expected, got)
+        self.expected = expected
+        self.got = got
+        self.path: list[str] = path if path is not None else []
+
+    @property
+    def where(self) -> str:
+        return "".join(self.path).lstrip(".")
+
+    def __str__(self) -> str:
+        where = self.where
+        prefix = f"{where}: " if where else ""
+        return f"{prefix}expected {self.expected}, got {self.got}"
+
+
+class DecodeError(TypeSystemError, ValueError):
+    """Bytes or msgpack data do not decode to a valid value of the expected type.
+
+    The only error a decoder raises, whatever the input.
+    """
+
+
+class IncompatibleTypes(TypeSystemError):
+    """A producer's type cannot be assigned to a consumer's; the message says where."""
+
+
+class PullRequestError(PipelogicError, ValueError):
+    """A pull request, option or shift is malformed."""
+
+
+class ProtocolError(PipelogicError):
+    """A wire message is malformed, too large, or not expected here."""
+
+
+class ProtocolVersionError(ProtocolError):
+    """The peer speaks another protocol version."""
+
+
+class DefinitionError(PipelogicError):
+    """A component.yml or pipeline.yml is invalid; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ConfigError(PipelogicError, AttributeError):
+    """A config value is missing, unknown, or does not match its declared type."""
+
+
+class WorkerError(PipelogicError):
+    """The user's worker function raised; the original exception is ``__cause__``."""
+
+
+class ReturnShapeError(PipelogicError, TypeError):
+    """The worker function returned a value of the wrong shape for its modes."""
+
+
+class OutputTypeError(PipelogicError, TypeError):
+    """An output value does not match the output type declared in component.yml."""
+
+
+class BrokerUnavailable(PipelogicError, ConnectionError):
+    """The broker did not answer within the timeout."""
+
+
+class PipelineFailed(PipelogicError):
+    """A pipeline run stopped because of an error; the message holds the cause."""
+
+
+class RuntimeBug(PipelogicError):
+    """An internal invariant of pipelogic broke. Please report it."""

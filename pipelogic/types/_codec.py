@@ -1,0 +1,717 @@
+"""Validation and the msgpack codec of typed values.
+
+Every type compiles once (cached) to a :class:`Codec` with three methods:
+
+- ``check(v)``: validate a Python value, return it normalised (tuples for tuples, floats
+  for Double, Float rounded to 32 bits, :class:`Record` for records, unit names as str);
+- ``enc(v, bufs)``: validate and return msgpack-ready data; ``Bytes`` of at least
+  :data:`OOB_THRESHOLD` bytes are appended to ``bufs`` and replaced by an ext reference, so the
+  transport can send them zero-copy as frames of their own;
+- ``dec(o, bufs)``: strictly check decoded msgpack data and return the Python value.
+
+Wire forms: atomics as msgpack scalars (``Bytes`` as bin), lists and tuples as arrays,
+records as maps by field name, unions as ``[tag, value]`` with the tag the option's index,
+named types as their definition, unit types as an empty array, type variables as any
+msgpack-native value.
+
+Mismatches raise :class:`TypeMismatch`; its path is prepended while the error unwinds, so
+the success path pays nothing for it. The public decoders turn every failure into
+:class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+
+from pipelogic.errors import DecodeError, TypeDefinitionError, TypeMismatch
+from pipelogic.types._ast import Atomic, ListOf, Named, RecordOf, TupleOf, Type, UnionOf, Var
+from pipelogic.types._registry import resolve
+
+__all__ = [
+    "OOB_EXT",
+    "OOB_THRESHOLD",
+    "Codec",
+    "Record",
+    "Variant",
+    "codec_for",
+    "describe",
+    "register_class",
+]
+
+OOB_THRESHOLD = 64 * 1024
+"""Bytes values at least this long travel as separate zero-copy frames."""
+OOB_EXT = 1
+"""msgpack ext code of an out-of-band buffer reference (payload: big-endian uint32 index)."""
+
+_INT_RANGES = {
+    "Int32": (-(2**31), 2**31 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+    "UInt32": (0, 2**32 - 1),
+    "UInt64": (0, 2**64 - 1),
+}
+_F32_MAX = 3.4028234663852886e38
+_PACK_F = struct.Struct("<f")
+_PACK_IDX = struct.Struct(">I")
+
+
+def describe(v: Any) -> str:
+    """``str ('abc')``: the type name and a short repr, for error messages."""
+    pinned = getattr(v, "__pipelang_type__", None)
+    kind = f"{pinned} wrapper" if pinned is not None else type(v).__name__
+    r = repr(v)
+    if len(r) > 40:
+        r = r[:37] + "..."
+    return f"{kind} ({r})"
+
+
+class Record(dict):  # type: ignore[type-arg]
+    """A record value: a dict of its fields that also allows attribute access.
+
+    ``Record({"x": 1.0}, "{x: Double}")`` validates and pins the type; ``Record({...})``
+    without a type is an anonymous record (as decoded). A field named like a Python keyword
+    is reachable with a trailing underscore (``box.class_``).
+    """
+
+    __pipelang_type__: Type | None = None
+
+    def __init__(self, fields: Mapping[str, Any] | None = None, type: str | Type | None = None, /, **kw: Any) -> None:  # noqa: A002
+        data = dict(fields or {}, **kw)
+        if type is not None:
+            from pipelogic.types._api import as_type  # local: _api imports this module
+
+            t = as_type(type)
+            data = dict(codec_for(t).check(data))
+            self.__pipelang_type__ = t
+        super().__init__(data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            if name.endswith("_") and name[:-1] in self:
+                return self[name[:-1]]
+            raise AttributeError(
+                f"record has no field {name!r} (fields: {', '.join(self)})"
+            ) from None
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}({dict.__repr__(self)})"
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> Record:
+        obj = cls.__new__(cls)
+        dict.update(obj, data)
+        return obj
+
+
+class Variant:
+    """Pins the option of a union value: ``Variant("Just", 3)`` or ``Variant(1, 3)``."""
+
+    __slots__ = ("tag", "value")
+
+    def __init__(self, tag: str | int, value: Any = ()) -> None:
+        self.tag = tag
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Variant({self.tag!r}, {self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Variant) and (self.tag, self.value) == (other.tag, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.tag, repr(self.value)))
+
+
+# Python classes that decoded values of a named record type become (pipelogic.cv).
+_CLASSES: dict[str, type[Record]] = {}
+
+
+def register_class(name: str, cls: type[Record]) -> None:
+    """Make decoded values of the named record type ``name`` instances of ``cls``."""
+    _CLASSES[name] = cls
+    _CACHE.clear()
+
+
+def _chain(t: Type) -> list[Type]:
+    out = [t]
+    seen = {t}
+    while isinstance(t, Named):
+        try:
+            t = resolve(t)
+        except TypeDefinitionError:
+            break
+        if t in seen:
+            break
+        seen.add(t)
+        out.append(t)
+    return out
+
+
+def _same(pinned: Type, t: Type) -> bool:
+    if pinned == t:
+        return True
+    a = _chain(pinned)
+    b = _chain(t)
+    return any(x in b for x in a)
+
+
+class Codec:
+    """Checks, encodes and decodes values of one type (compiled, cached)."""
+
+    def __init__(self, t: Type, display: str | None = None) -> None:
+        self.type = t
+        self.display = display or str(t)
+
+    def mismatch(self, v: Any, detail: str = "") -> TypeMismatch:
+        return TypeMismatch(self.display, describe(v) + detail)
+
+    def pin_ok(self, v: Any) -> None:
+        pinned = getattr(v, "__pipelang_type__", None)
+        if pinned is not None and not _same(pinned, self.type):
+            raise self.mismatch(v)
+
+    def check(self, v: Any) -> Any:
+        raise NotImplementedError
+
+    def enc(self, v: Any, bufs: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def is_unit(self) -> bool:
+        return False
+
+
+class _Int(Codec):
+    def __init__(self, t: Atomic) -> None:
+        super().__init__(t)
+        self.lo, self.hi = _INT_RANGES[t.name]
+
+    def check(self, v: Any) -> int:
+        if type(v) is int:
+            if self.lo <= v <= self.hi:
+                return v
+            raise self.mismatch(v, f" out of range {self.lo}..{self.hi}")
+        self.pin_ok(v)
+        if isinstance(v, bool) or not hasattr(type(v), "__index__"):
+            raise self.mismatch(v)
+        i = operator.index(v)
+        if not self.lo <= i <= self.hi:
+            raise self.mismatch(v, f" out of range {self.lo}..{self.hi}")
+        return i
+
+    def enc(self, v: Any, bufs: list[Any]) -> int:
+        return self.check(v)
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> int:
+        if type(o) is int and self.lo <= o <= self.hi:
+            return o
+        raise self.mismatch(o)
+
+
+class _Float(Codec):
+    def __init__(self, t: Atomic) -> None:
+        super().__init__(t)
+        self.single = t.name == "Float"
+
+    def check(self, v: Any) -> float:
+        if type(v) is not float:
+            self.pin_ok(v)
+            if isinstance(v, bool) or (not isinstance(v, (int, float)) and not hasattr(
+                type(v), "__float__"
+            )):
+                raise self.mismatch(v)
+            if isinstance(v, str):
+                raise self.mismatch(v)
+            v = float(v)
+        if self.single:
+            if math.isfinite(v) and abs(v) > _F32_MAX:
+                raise self.mismatch(v, " out of the 32-bit float range")
+            return _PACK_F.unpack(_PACK_F.pack(v))[0]
+        return v
+
+    def enc(self, v: Any, bufs: list[Any]) -> float:
+        return self.check(v)
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> float:
+        if type(o) is float:
+            if self.single and math.isfinite(o) and abs(o) > _F32_MAX:
+                raise self.mismatch(o, " out of the 32-bit float range")
+            return o
+        raise self.mismatch(o)
+
+
+class _Bool(Codec):
+    def check(self, v: Any) -> bool:
+        if type(v) is bool:
+            return v
+        pinned = getattr(v, "__pipelang_type__", None)
+        if pinned == self.type:
+            return bool(v)
+        raise self.mismatch(v)
+
+    def enc(self, v: Any, bufs: list[Any]) -> bool:
+        return self.check(v)
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> bool:
+        if type(o) is bool:
+            return o
+        raise self.mismatch(o)
+
+
+class _Str(Codec):
+    def __init__(self, t: Atomic) -> None:
+        super().__init__(t)
+        self.char = t.name == "Char"
+
+    def check(self, v: Any) -> str:
+        if type(v) is not str:
+            self.pin_ok(v)
+            if not isinstance(v, str):
+                raise self.mismatch(v)
+        if self.char and len(v) != 1:
+            raise self.mismatch(v, " of length != 1")
+        return v
+
+    def enc(self, v: Any, bufs: list[Any]) -> str:
+        return self.check(v)
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> str:
+        if type(o) is str and (not self.char or len(o) == 1):
+            return o
+        raise self.mismatch(o)
+
+
+class _Bytes(Codec):
+    def check(self, v: Any) -> Any:
+        if type(v) is bytes:
+            return v
+        self.pin_ok(v)
+        if isinstance(v, (bytes, bytearray)):
+            return v
+        if isinstance(v, str) or isinstance(v, (int, float)):
+            raise self.mismatch(v)
+        try:
+            mv = memoryview(v)
+        except TypeError:
+            raise self.mismatch(v) from None
+        if not mv.c_contiguous:
+            raise self.mismatch(v, " (not contiguous)")
+        return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+
+    def enc(self, v: Any, bufs: list[Any]) -> Any:
+        v = self.check(v)
+        if len(v) >= OOB_THRESHOLD:
+            bufs.append(v)
+            return msgpack.ExtType(OOB_EXT, _PACK_IDX.pack(len(bufs) - 1))
+        return v
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
+        if type(o) is bytes:
+            return o
+        if type(o) is msgpack.ExtType and o.code == OOB_EXT and len(o.data) == 4:
+            i = _PACK_IDX.unpack(o.data)[0]
+            if i < len(bufs):
+                return bufs[i]
+            raise self.mismatch(o, f" (buffer {i} of {len(bufs)})")
+        raise self.mismatch(o)
+
+
+class _List(Codec):
+    def __init__(self, t: ListOf) -> None:
+        super().__init__(t)
+        self.item = codec_for(t.item)
+
+    def check(self, v: Any) -> list[Any]:
+        if type(v) is not list:
+            self.pin_ok(v)
+            if not isinstance(v, (list, tuple)):
+                raise self.mismatch(v)
+        check = self.item.check
+        out = []
+        i = 0
+        try:
+            for i, x in enumerate(v):
+                out.append(check(x))
+            return out
+        except TypeMismatch as err:
+            err.path.insert(0, f"[{i}]")
+            raise
+
+    def enc(self, v: Any, bufs: list[Any]) -> list[Any]:
+        if type(v) is not list:
+            self.pin_ok(v)
+            if not isinstance(v, (list, tuple)):
+                raise self.mismatch(v)
+        enc = self.item.enc
+        out = []
+        i = 0
+        try:
+            for i, x in enumerate(v):
+                out.append(enc(x, bufs))
+        except TypeMismatch as err:
+            err.path.insert(0, f"[{i}]")
+            raise
+        return out
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> list[Any]:
+        if type(o) is not list:
+            raise self.mismatch(o)
+        dec = self.item.dec
+        out = []
+        i = 0
+        try:
+            for i, x in enumerate(o):
+                out.append(dec(x, bufs))
+        except TypeMismatch as err:
+            err.path.insert(0, f"[{i}]")
+            raise
+        return out
+
+
+class _Tuple(Codec):
+    def __init__(self, t: TupleOf) -> None:
+        super().__init__(t)
+        self.items = [codec_for(i) for i in t.items]
+
+    def _shape(self, v: Any) -> None:
+        if not isinstance(v, (tuple, list)):
+            raise self.mismatch(v)
+        if len(v) != len(self.items):
+            raise self.mismatch(v, f" of length {len(v)}")
+
+    def check(self, v: Any) -> tuple[Any, ...]:
+        self.pin_ok(v)
+        self._shape(v)
+        out = []
+        i = 0
+        try:
+            for i, c in enumerate(self.items):
+                out.append(c.check(v[i]))
+            return tuple(out)
+        except TypeMismatch as err:
+            err.path.insert(0, f"[{i}]")
+            raise
+
+    def enc(self, v: Any, bufs: list[Any]) -> list[Any]:
+        self.pin_ok(v)
+        self._shape(v)
+        out = []
+        i = 0
+        try:
+            for i, c in enumerate(self.items):
+                out.append(c.enc(v[i], bufs))
+        except TypeMismatch as err:
+            err.path.insert(0, f"[{i}]")
+            raise
+        return out
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> tuple[Any, ...]:
+        if type(o) is not list or len(o) != len(self.items):
+            raise self.mismatch(o)
+        out = []
+        i = 0
+        try:
+            for i, c in enumerate(self.items):
+                out.append(c.dec(o[i], bufs))
+        except TypeMismatch as err:
+            err.path.insert(0, f"[{i}]")
+            raise
+        return tuple(out)
+
+    def is_unit(self) -> bool:
+        return not self.items
+
+
+class _Record(Codec):
+    def __init__(self, t: RecordOf, cls: type[Record] = Record, display: str | None = None) -> None:
+        super().__init__(t, display)
+        self.fields = [(k, codec_for(v)) for k, v in t.fields]
+        self.names = frozenset(k for k, _ in t.fields)
+        self.cls = cls
+
+    def _keys(self, v: Any) -> None:
+        if not isinstance(v, Mapping):
+            raise self.mismatch(v)
+        if len(v) != len(self.fields) or any(k not in v for k in self.names):
+            for k, c in self.fields:
+                if k not in v:
+                    raise TypeMismatch(c.display, "nothing (missing field)", [f".{k}"])
+            extra = sorted(str(k) for k in v if k not in self.names)
+            raise self.mismatch(v, f" with unexpected field(s) {', '.join(extra)}")
+
+    def check(self, v: Any) -> Record:
+        self._keys(v)
+        self.pin_ok(v)
+        out = {}
+        k = ""
+        try:
+            for k, c in self.fields:
+                out[k] = c.check(v[k])
+        except TypeMismatch as err:
+            err.path.insert(0, f".{k}")
+            raise
+        return self.cls._from_fields(out)
+
+    def enc(self, v: Any, bufs: list[Any]) -> dict[str, Any]:
+        self._keys(v)
+        if type(v) is not dict:
+            self.pin_ok(v)
+        out = {}
+        k = ""
+        try:
+            for k, c in self.fields:
+                out[k] = c.enc(v[k], bufs)
+        except TypeMismatch as err:
+            err.path.insert(0, f".{k}")
+            raise
+        return out
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> Record:
+        if type(o) is not dict:
+            raise self.mismatch(o)
+        if len(o) != len(self.fields):
+            self._keys(o)
+        out = {}
+        k = ""
+        try:
+            for k, c in self.fields:
+                out[k] = c.dec(o[k], bufs)
+        except KeyError:
+            raise TypeMismatch(self.display, "a map without field " + repr(k)) from None
+        except TypeMismatch as err:
+            err.path.insert(0, f".{k}")
+            raise
+        return self.cls._from_fields(out)
+
+
+class _Unit(Codec):
+    """A named type defined as ``()``: its value is its name (``None`` for Nothing)."""
+
+    def __init__(self, t: Named) -> None:
+        super().__init__(t)
+        self.value: str | None = None if t.name == "Nothing" else t.name
+
+    def check(self, v: Any) -> str | None:
+        if v is None and self.value is None:
+            return None
+        if type(v) is str and v == self.type.name:  # type: ignore[attr-defined]
+            return self.value
+        if type(v) in (tuple, list) and not v:
+            return self.value
+        raise self.mismatch(v)
+
+    def enc(self, v: Any, bufs: list[Any]) -> list[Any]:
+        self.check(v)
+        return []
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> str | None:
+        if o == [] and type(o) is list:
+            return self.value
+        raise self.mismatch(o)
+
+    def is_unit(self) -> bool:
+        return True
+
+
+class _Union(Codec):
+    def __init__(self, t: UnionOf, display: str | None = None) -> None:
+        super().__init__(t, display)
+        self.options = [codec_for(o) for o in t.options]
+        self.names: dict[str, int] = {}
+        for i, o in enumerate(t.options):
+            if isinstance(o, Named):
+                self.names.setdefault(o.name, i)
+
+    def _pick(self, v: Any) -> tuple[int, Any]:
+        """Which option a value belongs to: returns (tag, value to check)."""
+        if isinstance(v, Variant):
+            tag = v.tag
+            if isinstance(tag, str):
+                if tag not in self.names:
+                    raise self.mismatch(v, f" (no option named {tag})")
+                return self.names[tag], v.value
+            if isinstance(tag, int) and 0 <= tag < len(self.options):
+                return tag, v.value
+            raise self.mismatch(v, " (no such option)")
+        pinned = getattr(v, "__pipelang_type__", None)
+        if pinned is not None:
+            for i, o in enumerate(self.options):
+                if _same(pinned, o.type):
+                    return i, v
+            raise self.mismatch(v)
+        if v is None and "Nothing" in self.names:
+            return self.names["Nothing"], v
+        if type(v) is str and v in self.names and self.options[self.names[v]].is_unit():
+            return self.names[v], v
+        for i, o in enumerate(self.options):
+            if o.is_unit():
+                continue  # unit options take only their name, handled above
+            try:
+                o.check(v)
+            except TypeMismatch:
+                continue
+            return i, v
+        raise self.mismatch(v)
+
+    def check(self, v: Any) -> Any:
+        i, inner = self._pick(v)
+        return self.options[i].check(inner)
+
+    def enc(self, v: Any, bufs: list[Any]) -> list[Any]:
+        i, inner = self._pick(v)
+        return [i, self.options[i].enc(inner, bufs)]
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
+        if type(o) is not list or len(o) != 2 or type(o[0]) is not int:
+            raise self.mismatch(o)
+        tag = o[0]
+        if not 0 <= tag < len(self.options):
+            raise self.mismatch(o, f" (tag {tag} of {len(self.options)} options)")
+        return self.options[tag].dec(o[1], bufs)
+
+
+class _Named(Codec):
+    """A named type: its definition's codec, with name pinning and display."""
+
+    def __init__(self, t: Named) -> None:
+        super().__init__(t)
+        self.inner: Codec | None = None  # set after construction (recursion)
+
+    def check(self, v: Any) -> Any:
+        self.pin_ok(v)
+        assert self.inner is not None
+        return self.inner.check(v)
+
+    def enc(self, v: Any, bufs: list[Any]) -> Any:
+        if getattr(v, "__pipelang_type__", None) is not None:
+            self.pin_ok(v)
+        assert self.inner is not None
+        return self.inner.enc(v, bufs)
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
+        assert self.inner is not None
+        return self.inner.dec(o, bufs)
+
+    def is_unit(self) -> bool:
+        return self.inner is not None and self.inner.is_unit()
+
+
+_NATIVE = (type(None), bool, int, float, str, bytes)
+
+
+class _Dynamic(Codec):
+    """An unbound type variable: any msgpack-native value (no extension types)."""
+
+    def check(self, v: Any) -> Any:
+        if type(v) is msgpack.ExtType:
+            raise self.mismatch(v, " (extension types are not values)")
+        if isinstance(v, _NATIVE):
+            if type(v) is int and not -(2**63) <= v < 2**64:
+                raise self.mismatch(v, " out of the 64-bit range")
+            return v
+        if isinstance(v, (list, tuple)):
+            items = []
+            i = 0
+            try:
+                for i, x in enumerate(v):
+                    items.append(self.check(x))
+                return items
+            except TypeMismatch as err:
+                err.path.insert(0, f"[{i}]")
+                raise
+        if isinstance(v, Mapping):
+            out = {}
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    raise self.mismatch(v, " with a non-string key")
+                try:
+                    out[k] = self.check(x)
+                except TypeMismatch as err:
+                    err.path.insert(0, f".{k}")
+                    raise
+            return out
+        if isinstance(v, (bytearray, memoryview)):
+            return bytes(v)
+        raise TypeMismatch("a msgpack-native value", describe(v))
+
+    def enc(self, v: Any, bufs: list[Any]) -> Any:
+        return self.check(v)
+
+    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
+        return self.check(o)
+
+
+_CACHE: dict[Type, Codec] = {}
+_CACHE_LOCK = threading.RLock()
+
+
+def codec_for(t: Type) -> Codec:
+    """The compiled codec of ``t`` (cached; named types are resolved lazily and may recurse)."""
+    c = _CACHE.get(t)
+    if c is not None:
+        return c
+    with _CACHE_LOCK:
+        c = _CACHE.get(t)
+        if c is not None:
+            return c
+        return _compile(t)
+
+
+def _compile(t: Type) -> Codec:
+    if isinstance(t, Atomic):
+        if t.name in _INT_RANGES:
+            c: Codec = _Int(t)
+        elif t.name in ("Float", "Double"):
+            c = _Float(t)
+        elif t.name == "Bool":
+            c = _Bool(t)
+        elif t.name in ("String", "Char"):
+            c = _Str(t)
+        else:
+            c = _Bytes(t)
+    elif isinstance(t, Var):
+        c = _Dynamic(t)
+    elif isinstance(t, ListOf):
+        c = _List(t)
+    elif isinstance(t, TupleOf):
+        c = _Tuple(t)
+    elif isinstance(t, RecordOf):
+        c = _Record(t)
+    elif isinstance(t, UnionOf):
+        c = _Union(t)
+    else:
+        body = resolve(t)
+        if isinstance(body, TupleOf) and not body.items:
+            c = _Unit(t)
+        else:
+            named = _Named(t)
+            _CACHE[t] = named  # before the body: a recursive reference finds it
+            try:
+                if isinstance(body, RecordOf):
+                    named.inner = _Record(body, _CLASSES.get(t.name, Record), str(t))
+                elif isinstance(body, UnionOf):
+                    named.inner = _Union(body, str(t))
+                else:
+                    named.inner = codec_for(body)
+            except BaseException:
+                _CACHE.pop(t, None)
+                raise
+            return named
+    _CACHE[t] = c
+    return c
+
+
+def decode_error(err: Exception, where: str = "") -> DecodeError:
+    prefix = f"{where}: " if where else ""
+    return DecodeError(f"{prefix}{err}")
