@@ -1,0 +1,61 @@
+"""``python -m backend_stub PIPELINE.yml --listen tcp://0.0.0.0:5550``: the broker alone."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from backend_stub.broker import Broker
+from backend_stub.scheduler import Settings
+from pipelogic.errors import DefinitionError
+from pipelogic.pipeline import load_pipeline
+from pipelogic.transport import DEFAULT_BROKER
+
+
+def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: int | None) -> int:
+    """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``)."""
+    logging.basicConfig(level=logging.INFO, format="broker: %(message)s", stream=sys.stderr)
+    try:
+        pipeline = load_pipeline(pipeline_file)
+    except DefinitionError as exc:
+        for p in exc.problems:
+            click.echo(f"error: {p}", err=True)
+        return 2
+    broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done)
+    click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", nl=True)
+    sys.stdout.flush()
+
+    def _term(signum: int, frame: object) -> None:
+        broker.stop()
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    broker.serve()
+    sch = broker.scheduler
+    if sch.failed:
+        click.echo(f"pipeline failed: {sch.failed}", err=True)
+        return 1
+    if sch.done:
+        return 0
+    return 0 if not exit_when_done else 3
+
+
+@click.command()
+@click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=True))
+@click.option("--listen", default=DEFAULT_BROKER, show_default=True, help="Control endpoint to bind.")
+@click.option("--serve-forever", is_flag=True, help="Keep serving after the pipeline finished.")
+@click.option("--buffer-capacity", type=int, default=None, help="Messages per input buffer.")
+@click.option("--credit", type=int, default=None, help="Ticks in flight per worker.")
+@click.option("--heartbeat-ms", type=int, default=None)
+def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
+         credit: int | None, heartbeat_ms: int | None) -> None:
+    """Run the broker stub for PIPELINE_FILE."""
+    sys.exit(serve(pipeline_file, listen, not serve_forever, buffer_capacity=buffer_capacity,
+                   credit=credit, heartbeat_ms=heartbeat_ms))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,586 @@
+"""The broker's logic: routing, tick formation, credit, backpressure, end of stream.
+
+Plain code, no sockets: each method takes a decoded message (and the time) and returns
+:class:`Action` objects for the socket loop to carry out. Everything here can be driven
+by unit tests.
+
+Bounds (P5/P6): a worker has at most ``credit`` ticks in flight (1 in streaming mode, whose
+next pull request comes with each result); a producer dispatches a tick only if every
+consumer buffer has room for what the in-flight ticks may add, so a synchronous edge never
+buffers more than ``buffer_capacity`` messages. Streaming producers may overshoot by the
+outputs of one tick.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from backend_stub.builtins import Sink, Source, make_sink, make_source
+from pipelogic import protocol as P
+from pipelogic.component import check_config_value
+from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
+from pipelogic.jsonform import to_json
+from pipelogic.pipeline import Pipeline, Vertex
+from pipelogic.pulling import decide
+from pipelogic.types import InputsPullRequest, codec_for, encode, parse_literal
+
+__all__ = ["Action", "Scheduler", "Settings"]
+
+Value = tuple[Any, ...]
+
+
+@dataclass
+class Settings:
+    buffer_capacity: int = 1024
+    credit: int = 256
+    batch: int = 64
+    heartbeat_ms: int = 1000
+    liveness: int = 5
+
+    @classmethod
+    def from_pipeline(cls, p: Pipeline, **overrides: Any) -> Settings:
+        s = cls()
+        for k, v in {**p.settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
+            if hasattr(s, k):
+                setattr(s, k, int(v))
+        s.batch = max(1, min(s.batch, s.credit))
+        return s
+
+
+@dataclass
+class Action:
+    """What the loop must do: ``send`` frames to a worker epoch, ``close`` it,
+    ``reply`` to a control client, ``done`` or ``fail`` the run."""
+
+    kind: str
+    epoch: int = 0
+    frames: list[Any] = field(default_factory=list)
+    text: str = ""
+    client: Any = None
+
+
+@dataclass
+class InputBuffer:
+    queue: deque[Value] = field(default_factory=deque)
+    closed: bool = False
+    received: int = 0
+    max_len: int = 0
+
+
+@dataclass
+class Inflight:
+    tick: int
+    composition: list[list[Value]]
+
+
+@dataclass
+class VertexState:
+    v: Vertex
+    inputs: list[InputBuffer]
+    consumers: list[list[tuple[str, int]]]
+    source: Source | None = None
+    sink: Sink | None = None
+    epoch: int | None = None
+    pid: int = 0
+    ready: bool = False
+    features: list[str] = field(default_factory=list)
+    pull_request: InputsPullRequest | None = None
+    inflight: deque[Inflight] = field(default_factory=deque)
+    next_tick: int = 0
+    finished: bool = False
+    ticks: int = 0
+    errors: int = 0
+    restarts: int = 0
+    connects: int = 0
+    last_seen: float = 0.0
+    worker_stats: dict[str, Any] = field(default_factory=dict)
+    out_counts: list[int] = field(default_factory=list)
+    config_version: int = 0
+    dropped_at_end: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.v.name
+
+    @property
+    def streaming(self) -> bool:
+        return "streaming" in self.features
+
+    @property
+    def virtual_source(self) -> bool:
+        return self.v.kind == "component" and not self.inputs
+
+    def state(self) -> str:
+        if self.finished:
+            return "finished"
+        if self.v.kind != "component":
+            return "running"
+        if self.epoch is None:
+            return "waiting"
+        return "running" if self.ready else "connected"
+
+
+class Scheduler:
+    """The broker's state machine over one pipeline."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings | None = None) -> None:
+        self.pipeline = pipeline
+        self.settings = settings or Settings.from_pipeline(pipeline)
+        self.vertices: dict[str, VertexState] = {}
+        self.by_epoch: dict[int, VertexState] = {}
+        self._next_epoch = 1
+        self.failed: str | None = None
+        self.done = False
+        self.rejected = 0
+        self.pending_config: list[tuple[Any, str, int, float]] = []  # client, vertex, version, deadline
+        self.started = time.monotonic()
+        for name in pipeline.order:
+            v = pipeline.vertices[name]
+            vs = VertexState(
+                v,
+                [InputBuffer() for _ in v.inputs],
+                [[(p.vertex, p.index) for p in outs] for outs in v.outputs],
+                out_counts=[0] * len(v.outputs),
+            )
+            if v.kind == "source":
+                vs.source = make_source(pipeline, v)
+            elif v.kind == "sink":
+                vs.sink = make_sink(pipeline, v)
+            self.vertices[name] = vs
+
+    # -- handshake -------------------------------------------------------------------------
+
+    def hello(self, msg: P.Hello, now: float) -> P.Refuse | tuple[int, dict[str, Any]]:
+        """Accept a worker: returns (epoch, welcome fields) or a Refuse. A new incarnation
+        fences the old one: its in-flight ticks go back to the front of the inputs and
+        nothing it sends later is accepted."""
+        vs = self.vertices.get(msg.vertex)
+        if vs is None or vs.v.kind != "component":
+            known = ", ".join(n for n, x in self.vertices.items() if x.v.kind == "component")
+            return P.Refuse(f"unknown vertex {msg.vertex!r}; this pipeline's components are: {known}")
+        if msg.inputs != len(vs.v.inputs) or msg.outputs != len(vs.v.outputs):
+            return P.Refuse(
+                f"vertex {msg.vertex}: the worker declares {msg.inputs} input(s) and {msg.outputs} "
+                f"output(s), the pipeline expects {len(vs.v.inputs)} and {len(vs.v.outputs)}"
+            )
+        if vs.epoch is not None:
+            self._fence(vs)
+            vs.restarts += 1
+        epoch = self._next_epoch
+        self._next_epoch += 1
+        vs.epoch = epoch
+        vs.pid = msg.pid
+        vs.ready = False
+        vs.connects += 1
+        vs.last_seen = now
+        self.by_epoch[epoch] = vs
+        comp = vs.v.component
+        assert comp is not None
+        config = {}
+        for k, value in vs.v.config.items():
+            data, _ = encode(value, comp.config_schema[k].type)
+            config[k] = data
+        fields = {
+            "input_types": [str(t) for t in vs.v.wire_types],
+            "output_types": [str(t) for t in vs.v.output_types],
+            "config": config,
+            "config_version": vs.config_version,
+            "heartbeat_ms": self.settings.heartbeat_ms,
+            "settings": {"on_error": vs.v.on_error, "credit": self.settings.credit},
+        }
+        return epoch, fields
+
+    def _fence(self, vs: VertexState) -> None:
+        old = vs.epoch
+        if old is not None:
+            self.by_epoch.pop(old, None)
+        # Give unanswered ticks back, in order, so the next incarnation gets them again.
+        for inf in reversed(vs.inflight):
+            for buf, values in zip(vs.inputs, inf.composition):
+                buf.queue.extendleft(reversed(values))
+        vs.inflight.clear()
+        vs.epoch = None
+        vs.ready = False
+
+    def disconnect(self, epoch: int) -> list[Action]:
+        """The worker of ``epoch`` is gone (exited or declared dead)."""
+        vs = self.by_epoch.get(epoch)
+        if vs is None:
+            return []
+        self._fence(vs)
+        return [Action("close", epoch)]
+
+    def _worker(self, epoch: int, now: float) -> VertexState | None:
+        vs = self.by_epoch.get(epoch)
+        if vs is None:
+            self.rejected += 1  # a fenced (old) incarnation, or garbage
+            return None
+        vs.last_seen = now
+        return vs
+
+    # -- worker messages -------------------------------------------------------------------
+
+    def on_message(self, msg: P.Message, payload: list[Any], now: float) -> list[Action]:
+        epoch = getattr(msg, "epoch", None)
+        if not isinstance(epoch, int):
+            raise ProtocolError(f"{msg.KIND} is not a worker-to-broker data message")
+        vs = self._worker(epoch, now)
+        if vs is None:
+            return []
+        if isinstance(msg, P.Results):
+            self._results(vs, msg, payload)
+        elif isinstance(msg, P.Ready):
+            self._ready(vs, msg)
+        elif isinstance(msg, P.Heartbeat):
+            vs.worker_stats = dict(msg.stats)
+            return []
+        elif isinstance(msg, P.ConfigApplied):
+            return self._config_applied(vs, msg.version)
+        elif isinstance(msg, P.Failed):
+            return self._failed(vs, msg)
+        elif isinstance(msg, P.Finished):
+            actions: list[Action] = []
+            vs.inflight.clear()  # a source's unused grants
+            self._finish(vs, actions)
+            return actions + self.pump(now)
+        elif isinstance(msg, P.Goodbye):
+            self.by_epoch.pop(epoch, None)
+            return []
+        else:
+            raise ProtocolError(f"unexpected {msg.KIND} on the data socket")
+        return self.pump(now)
+
+    def _ready(self, vs: VertexState, msg: P.Ready) -> None:
+        vs.features = [str(f) for f in msg.features]
+        vs.ready = True
+        if msg.pull_request is not None:
+            vs.pull_request = self._pull(vs, msg.pull_request)
+        elif vs.streaming:
+            self._fail(f"vertex {vs.name}: streaming mode without an initial pull request")
+
+    def _pull(self, vs: VertexState, wire: Any) -> InputsPullRequest | None:
+        try:
+            pr = InputsPullRequest.from_wire(wire)
+            pr.check_inputs(len(vs.inputs), vs.name)
+            return pr
+        except PullRequestError as exc:
+            msg = str(exc)
+            self._fail(msg if vs.name in msg else f"component {vs.name}: {msg}")
+            return None
+
+    def _results(self, vs: VertexState, msg: P.Results, payload: list[Any]) -> None:
+        entries = P.split_values(msg.layout, payload, len(vs.consumers))
+        for tick, per_output, pr in entries:
+            if not vs.inflight or tick < vs.inflight[0].tick:
+                continue  # a result for a tick already applied: drop the duplicate
+            if tick != vs.inflight[0].tick:
+                raise ProtocolError(f"vertex {vs.name}: result for tick {tick}, expected {vs.inflight[0].tick}")
+            if not vs.streaming and any(len(vals) > 1 for vals in per_output):
+                raise ProtocolError(f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode")
+            vs.inflight.popleft()
+            vs.ticks += 1
+            for k, values in enumerate(per_output):
+                if not values:
+                    continue
+                vs.out_counts[k] += len(values)
+                for cname, j in vs.consumers[k]:
+                    buf = self.vertices[cname].inputs[j]
+                    buf.queue.extend(values)
+                    buf.received += len(values)
+                    if len(buf.queue) > buf.max_len:
+                        buf.max_len = len(buf.queue)
+            if pr is not None and vs.streaming:
+                vs.pull_request = self._pull(vs, pr)
+
+    def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
+        vs.errors += 1
+        if msg.fatal:
+            self._fail(f"vertex {vs.name} failed on tick {msg.tick}: {msg.error}\n{msg.traceback}".rstrip())
+            return []
+        self._dead_letter(vs, msg)
+        return []
+
+    def _dead_letter(self, vs: VertexState, msg: P.Failed) -> None:
+        inputs: list[Any] = []
+        for inf in vs.inflight:
+            if inf.tick == msg.tick:
+                for j, values in enumerate(inf.composition):
+                    codec = codec_for(vs.v.wire_types[j])
+                    decoded = []
+                    for v in values:
+                        try:
+                            data = msgpack.unpackb(getattr(v[0], "bytes", v[0]), raw=False)
+                            decoded.append(to_json(codec.dec(data, [getattr(b, "bytes", b) for b in v[1:]])))
+                        except Exception:  # noqa: BLE001 - keep the raw form in a dead letter
+                            decoded.append({"undecodable": True})
+                    inputs.append(decoded if vs.streaming else (decoded[0] if decoded else None))
+        path = self.dead_letter_path(vs.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"vertex": vs.name, "tick": msg.tick, "error": msg.error, "traceback": msg.traceback, "inputs": inputs, "time": time.time()}
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def dead_letter_path(self, vertex: str) -> Path:
+        vs = self.vertices[vertex]
+        p = vs.v.params.get("dead_letter")
+        return self.pipeline.path(p) if isinstance(p, str) else self.pipeline.path(f".pipelogic/dead-letter/{vertex}.jsonl")
+
+    def _fail(self, cause: str) -> None:
+        if self.failed is None:
+            self.failed = cause
+
+    # -- config ----------------------------------------------------------------------------
+
+    def config_set(self, msg: P.ConfigSet, client: Any, now: float) -> list[Action]:
+        """Validate and push a live config update; the reply waits for the worker to apply it."""
+        vs = self.vertices.get(msg.vertex)
+        if vs is None or vs.v.component is None:
+            return [self._config_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}")]
+        schema = vs.v.component.config_schema
+        new: dict[str, Any] = {}
+        for k, text in msg.values.items():
+            if k not in schema:
+                return [self._config_reply(client, False, vs.config_version, False,
+                                           f"vertex {vs.name}: {k!r} is not in config_schema (declared: {', '.join(schema) or 'none'})")]
+            try:
+                new[k] = parse_literal(text, schema[k].type) if isinstance(text, str) else check_config_value(schema[k], text)
+            except PipelogicError as exc:
+                return [self._config_reply(client, False, vs.config_version, False,
+                                           f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {text!r}: {exc}")]
+        vs.v.config.update(new)
+        vs.config_version += 1
+        wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}
+        actions = []
+        if vs.epoch is not None and not vs.finished:
+            actions.append(Action("send", vs.epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
+            if msg.wait_ms > 0:
+                self.pending_config.append((client, vs.name, vs.config_version, now + msg.wait_ms / 1000))
+                return actions
+        actions.append(self._config_reply(client, True, vs.config_version, False))
+        return actions
+
+    def _config_reply(self, client: Any, ok: bool, version: int, applied: bool, error: str | None = None) -> Action:
+        return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)))
+
+    def _config_applied(self, vs: VertexState, version: int) -> list[Action]:
+        out, keep = [], []
+        for client, name, want, deadline in self.pending_config:
+            if name == vs.name and version >= want:
+                out.append(self._config_reply(client, True, version, True))
+            else:
+                keep.append((client, name, want, deadline))
+        self.pending_config = keep
+        return out
+
+    def expire(self, now: float) -> list[Action]:
+        """Answer config requests whose wait ran out; declare silent workers dead."""
+        out, keep = [], []
+        for client, name, want, deadline in self.pending_config:
+            if now >= deadline:
+                out.append(self._config_reply(client, True, want, False, "not applied yet (the worker is busy or gone)"))
+            else:
+                keep.append((client, name, want, deadline))
+        self.pending_config = keep
+        limit = self.settings.heartbeat_ms * self.settings.liveness / 1000
+        for vs in list(self.by_epoch.values()):
+            if vs.epoch is not None and now - vs.last_seen > limit and not vs.finished:
+                out.extend(self.disconnect(vs.epoch))
+        return out
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _room(self, vs: VertexState, extra: int) -> int:
+        """How many more messages each consumer buffer of ``vs`` can take, given ``extra``
+        already promised (in-flight ticks)."""
+        cap = self.settings.buffer_capacity
+        room = cap
+        for consumers in vs.consumers:
+            for cname, j in consumers:
+                c = self.vertices[cname]
+                if c.finished:
+                    continue
+                room = min(room, cap - len(c.inputs[j].queue) - extra)
+        return room
+
+    def pump(self, now: float | None = None) -> list[Action]:
+        """Move everything that can move: sources produce, ticks go out, sinks write,
+        finished vertices close their outputs. Returns the sends."""
+        now = time.monotonic() if now is None else now
+        actions: list[Action] = []
+        if self.failed is not None or self.done:
+            return actions
+        for _ in range(2):  # a second pass lets closes made late in the first one propagate
+            for name in self.pipeline.order:
+                vs = self.vertices[name]
+                if vs.finished:
+                    continue
+                if vs.source is not None:
+                    self._pump_source(vs, now)
+                elif vs.sink is not None:
+                    self._pump_sink(vs)
+                else:
+                    self._pump_worker(vs, actions)
+        if all(vs.finished for vs in self.vertices.values()):
+            self.done = True
+        return actions
+
+    def _emit(self, vs: VertexState, k: int, values: list[Value]) -> None:
+        vs.out_counts[k] += len(values)
+        for cname, j in vs.consumers[k]:
+            buf = self.vertices[cname].inputs[j]
+            buf.queue.extend(values)
+            buf.received += len(values)
+            buf.max_len = max(buf.max_len, len(buf.queue))
+
+    def _finish(self, vs: VertexState, actions: list[Action] | None = None) -> None:
+        vs.finished = True
+        for consumers in vs.consumers:
+            for cname, j in consumers:
+                self.vertices[cname].inputs[j].closed = True
+        for buf in vs.inputs:
+            vs.dropped_at_end += len(buf.queue)
+            buf.queue.clear()
+        if actions is not None and vs.epoch is not None:
+            actions.append(Action("send", vs.epoch, P.encode(P.Close("finished"))))
+
+    def _pump_source(self, vs: VertexState, now: float) -> None:
+        assert vs.source is not None
+        n = min(self._room(vs, 0), vs.source.allowance(now), self.settings.credit)
+        if n > 0:
+            try:
+                values = vs.source.take(n)
+            except PipelogicError as exc:
+                self._fail(str(exc))
+                return
+            if values:
+                vs.ticks += len(values)
+                self._emit(vs, 0, values)
+        if vs.source.exhausted:
+            self._finish(vs)
+
+    def _pump_sink(self, vs: VertexState) -> None:
+        assert vs.sink is not None
+        buf = vs.inputs[0]
+        if buf.queue:
+            codec = vs.sink.codec
+            decoded = []
+            for v in buf.queue:
+                try:
+                    data = msgpack.unpackb(getattr(v[0], "buffer", v[0]), raw=False, strict_map_key=True)
+                    decoded.append(codec.dec(data, [getattr(b, "buffer", b) for b in v[1:]]))
+                except Exception as exc:  # noqa: BLE001 - a bad value fails the run, not the broker
+                    self._fail(f"sink {vs.name}: cannot decode a value: {exc}")
+                    return
+            buf.queue.clear()
+            try:
+                vs.sink.write(decoded)
+            except OSError as exc:
+                self._fail(f"sink {vs.name}: {exc}")
+                return
+            vs.ticks += len(decoded)
+        if buf.closed and not buf.queue:
+            vs.sink.close()
+            vs.finished = True
+
+    def _pump_worker(self, vs: VertexState, actions: list[Action]) -> None:
+        if vs.epoch is None or not vs.ready:
+            if not vs.virtual_source and vs.inputs and all(b.closed and not b.queue for b in vs.inputs) and not vs.inflight:
+                self._finish(vs, actions)  # nothing will ever arrive
+            return
+        layout: list[Any] = []
+        frames: list[Any] = []
+        credit = 1 if vs.streaming and not vs.virtual_source else self.settings.credit
+        while len(vs.inflight) < credit:
+            # Synchronous: each in-flight tick may still add one message per consumer.
+            if self._room(vs, 0 if vs.streaming else len(vs.inflight)) < 1:
+                break
+            entry = self._form_tick(vs)
+            if entry is None:
+                break
+            composition, extra = entry
+            tick = vs.next_tick
+            vs.next_tick += 1
+            vs.inflight.append(Inflight(tick, composition))
+            layout.append([tick, [[len(v) - 1 for v in values] for values in composition], extra])
+            for values in composition:
+                for v in values:
+                    frames.extend(v)
+            if len(layout) >= self.settings.batch:
+                actions.append(Action("send", vs.epoch, P.encode(P.Ticks(vs.epoch, layout), frames)))
+                layout, frames = [], []
+        if layout:
+            actions.append(Action("send", vs.epoch, P.encode(P.Ticks(vs.epoch, layout), frames)))
+        if not vs.inflight and not vs.virtual_source and all(b.closed for b in vs.inputs) and not self._form_check(vs):
+            self._finish(vs, actions)
+
+    def _form_check(self, vs: VertexState) -> bool:
+        """Whether a tick could form now (ignoring credit)."""
+        if vs.streaming:
+            return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request) is not None
+        return all(b.queue for b in vs.inputs)
+
+    def _form_tick(self, vs: VertexState) -> tuple[list[list[Value]], Any] | None:
+        if vs.virtual_source:
+            return [], None
+        if not vs.streaming:
+            if all(b.queue for b in vs.inputs):
+                return [[b.queue.popleft()] for b in vs.inputs], None
+            return None
+        if vs.pull_request is None:
+            return None
+        d = decide([len(b.queue) for b in vs.inputs], vs.pull_request)
+        if d is None:
+            return None
+        composition = []
+        for buf, (skip, count) in zip(vs.inputs, d.takes):
+            for _ in range(skip):
+                buf.queue.popleft()
+            composition.append([buf.queue.popleft() for _ in range(count)])
+        extra = d.virtual.to_wire() if d.virtual is not None else None
+        return composition, extra
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> P.StatusReply:
+        vertices = []
+        for name in self.pipeline.order:
+            vs = self.vertices[name]
+            vertices.append({
+                "name": name,
+                "kind": vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
+                "state": vs.state(),
+                "ticks": vs.ticks,
+                "inflight": len(vs.inflight),
+                "queues": [len(b.queue) for b in vs.inputs],
+                "max_queues": [b.max_len for b in vs.inputs],
+                "restarts": vs.restarts,
+                "errors": vs.errors,
+                "pid": vs.pid,
+                "epoch": vs.epoch or 0,
+                "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
+                "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
+                "config_version": vs.config_version,
+                "dropped_at_end": vs.dropped_at_end,
+            })
+        streams = []
+        for name in self.pipeline.order:
+            vs = self.vertices[name]
+            for k, consumers in enumerate(vs.consumers):
+                streams.append({"from": f"{name}.{k}", "to": [f"{c}.{j}" for c, j in consumers], "count": vs.out_counts[k]})
+        state = "failed" if self.failed else ("done" if self.done else "running")
+        return P.StatusReply(self.pipeline.name, state, vertices, streams, self.failed)
+
+    def buffered(self) -> int:
+        """Messages held in input buffers now (not counting in-flight ticks)."""
+        return sum(len(b.queue) for vs in self.vertices.values() for b in vs.inputs)
+
+    def close_all(self, reason: str) -> list[Action]:
+        return [Action("send", e, P.encode(P.Close(reason))) for e in list(self.by_epoch)]
+

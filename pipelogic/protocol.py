@@ -1,0 +1,381 @@
+"""The wire protocol between workers, the broker and the command line. No zmq here.
+
+A message is a list of frames::
+
+    [header, payload...]
+
+``header`` is msgpack ``[PROTOCOL_VERSION, kind, body]`` where ``body`` maps field names to
+values (see the message classes below; every field is type-checked on decode). ``Ticks``
+and ``Results`` carry stream values as payload: each value is one msgpack frame followed by
+its out-of-band buffer frames (large ``Bytes``), and the header's ``layout`` says, per tick
+and per stream, how many buffer frames follow each value frame. The broker slices payloads
+by layout and forwards the frames untouched: it never decodes a user value on the hot path.
+
+Directions (sockets in ``docs/protocol.md``):
+
+- control, client DEALER -> broker ROUTER: Hello / Welcome / Refuse, StatusRequest /
+  StatusReply, ConfigSet / ConfigReply;
+- data, broker PUSH -> worker PULL (one socket per worker incarnation): Ticks, ConfigPush,
+  Close;
+- data, worker PUSH -> broker PULL: Ready, Results, Heartbeat, ConfigApplied, Failed, Finished,
+  Goodbye.
+
+Decoding is strict and total: any input either yields a message or raises
+:class:`ProtocolError` (:class:`ProtocolVersionError` for another version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import msgpack
+
+from pipelogic.errors import ProtocolError, ProtocolVersionError
+
+__all__ = [
+    "MAX_FRAMES",
+    "MAX_HEADER_BYTES",
+    "PROTOCOL_VERSION",
+    "Close",
+    "ConfigApplied",
+    "ConfigPush",
+    "ConfigReply",
+    "ConfigSet",
+    "Failed",
+    "Finished",
+    "Goodbye",
+    "Heartbeat",
+    "Hello",
+    "Message",
+    "Ready",
+    "Refuse",
+    "Results",
+    "StatusReply",
+    "StatusRequest",
+    "Ticks",
+    "Welcome",
+    "decode",
+    "decode_header",
+    "encode",
+    "split_values",
+]
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+"""A header larger than this is refused (payload frames are limited by the transport)."""
+MAX_FRAMES = 1_000_000
+"""A message with more frames than this is refused."""
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "float": (float, int),
+    "dict": (dict,),
+    "list": (list,),
+    "Any": (object,),
+}
+
+
+class Message:
+    """Base of every message: a frozen dataclass with a ``KIND``."""
+
+    KIND: ClassVar[str] = ""
+    HAS_PAYLOAD: ClassVar[bool] = False
+    _SCHEMA: ClassVar[dict[str, tuple[tuple[type, ...], bool, bool]]]  # types, nullable, required
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+def _message(kind: str, payload: bool = False):  # type: ignore[no-untyped-def]
+    def wrap(cls: type) -> type:
+        cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        cls.KIND = kind
+        cls.HAS_PAYLOAD = payload
+        schema = {}
+        for f in dataclasses.fields(cls):
+            ann = str(f.type)
+            nullable = "None" in ann
+            base = ann.split("|")[0].strip().split("[")[0]
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            schema[f.name] = (_TYPES[base], nullable, required)
+        cls._SCHEMA = schema
+        _REGISTRY[kind] = cls
+        return cls
+
+    return wrap
+
+
+# --- control: client -> broker -------------------------------------------------------
+
+
+@_message("hello")
+class Hello(Message):
+    """A worker introduces itself. ``features`` lists its modes (stateful, streaming,
+    virtual_input, virtual_output); ``resume`` is reserved for snapshot offsets."""
+
+    vertex: str
+    instance: str
+    pid: int
+    features: list[Any]
+    inputs: int
+    outputs: int
+    resume: dict[str, Any] | None = None
+
+
+@_message("welcome")
+class Welcome(Message):
+    """The broker accepts a worker: where to connect, the wire types of its inputs (the
+    producers' types), the resolved output types, config values and settings."""
+
+    epoch: int
+    tick_endpoint: str
+    result_endpoint: str
+    input_types: list[str]
+    output_types: list[str]
+    config: dict[str, Any]
+    config_version: int
+    heartbeat_ms: int
+    settings: dict[str, Any]
+
+
+@_message("refuse")
+class Refuse(Message):
+    """The broker refuses a Hello (unknown vertex, mismatched component, duplicate)."""
+
+    reason: str
+
+
+@_message("status_request")
+class StatusRequest(Message):
+    detail: bool = False
+
+
+@_message("status_reply")
+class StatusReply(Message):
+    pipeline: str
+    state: str
+    vertices: list[Any]
+    streams: list[Any]
+    error: str | None = None
+
+
+@_message("config_set")
+class ConfigSet(Message):
+    """Set config values of a vertex; ``values`` maps keys to pipelang literal text."""
+
+    vertex: str
+    values: dict[str, Any]
+    wait_ms: int = 5000
+
+
+@_message("config_reply")
+class ConfigReply(Message):
+    ok: bool
+    version: int
+    applied: bool
+    error: str | None = None
+
+
+# --- data: broker -> worker -------------------------------------------------------------
+
+
+@_message("ticks", payload=True)
+class Ticks(Message):
+    """A batch of ticks. ``layout[i] = [tick, [[nbufs per value] per input], virtual]`` where
+    ``virtual`` is ``[skip, min, max]`` for the worker's virtual queue, or None."""
+
+    epoch: int
+    layout: list[Any]
+
+
+@_message("config_push")
+class ConfigPush(Message):
+    version: int
+    values: dict[str, Any]
+
+
+@_message("close")
+class Close(Message):
+    reason: str
+
+
+# --- data: worker -> broker -------------------------------------------------------------
+
+
+@_message("ready")
+class Ready(Message):
+    """``run()`` was called: the worker's modes and its first pull request (streaming).
+    The broker sends ticks only after this."""
+
+    epoch: int
+    features: list[Any]
+    pull_request: list[Any] | None = None
+
+
+@_message("results", payload=True)
+class Results(Message):
+    """Results of ticks, in tick order. ``layout[i] = [tick, [[nbufs per value] per output],
+    pull_request or None]``."""
+
+    epoch: int
+    layout: list[Any]
+
+
+@_message("heartbeat")
+class Heartbeat(Message):
+    epoch: int
+    stats: dict[str, Any]
+
+
+@_message("config_applied")
+class ConfigApplied(Message):
+    epoch: int
+    version: int
+
+
+@_message("failed")
+class Failed(Message):
+    """The worker function (or the runtime) failed on ``tick``; ``error`` is the message,
+    ``traceback`` the formatted traceback."""
+
+    epoch: int
+    tick: int
+    error: str
+    traceback: str
+    fatal: bool = True
+    inputs: list[Any] | None = None
+
+
+@_message("finished")
+class Finished(Message):
+    """A source worker has produced its last tick (its virtual input is closed and empty)."""
+
+    epoch: int
+
+
+@_message("goodbye")
+class Goodbye(Message):
+    epoch: int
+
+
+def encode(msg: Message, payload: Sequence[Any] = ()) -> list[Any]:
+    """The frames of ``msg`` followed by its payload frames."""
+    body = {name: getattr(msg, name) for name in msg._SCHEMA}
+    header = msgpack.packb([PROTOCOL_VERSION, msg.KIND, body], use_bin_type=True)
+    if payload:
+        return [header, *payload]
+    return [header]
+
+
+def decode_header(frame: Any) -> Message:
+    """Decode and check a header frame."""
+    try:
+        size = len(frame)
+    except TypeError:
+        raise ProtocolError(f"header frame is not bytes ({type(frame).__name__})") from None
+    if size > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {size} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        data = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # noqa: BLE001 - totality: msgpack raises many types
+        raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if type(data) is not list or len(data) != 3:
+        raise ProtocolError(f"header must be [version, kind, body], got {_short(data)}")
+    version, kind, body = data
+    if version != PROTOCOL_VERSION:
+        raise ProtocolVersionError(
+            f"protocol version {version!r} is not supported (this side speaks "
+            f"{PROTOCOL_VERSION}); upgrade the older side"
+        )
+    cls = _REGISTRY.get(kind) if type(kind) is str else None
+    if cls is None:
+        raise ProtocolError(f"unknown message kind {_short(kind)}")
+    if type(body) is not dict:
+        raise ProtocolError(f"{kind}: body must be a map, got {type(body).__name__}")
+    kwargs = {}
+    for name, (types, nullable, required) in cls._SCHEMA.items():
+        if name not in body:
+            if required:
+                raise ProtocolError(f"{kind}: missing field {name!r}")
+            continue
+        v = body[name]
+        if v is None and nullable:
+            kwargs[name] = v
+            continue
+        if not isinstance(v, types) or (types == (int,) and type(v) is bool):
+            raise ProtocolError(
+                f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, "
+                f"got {type(v).__name__} ({_short(v)})"
+            )
+        kwargs[name] = v
+    extra = set(body) - set(cls._SCHEMA)
+    if extra:
+        raise ProtocolError(f"{kind}: unexpected field(s) {', '.join(sorted(map(str, extra)))}")
+    return cls(**kwargs)
+
+
+def decode(frames: Sequence[Any]) -> tuple[Message, list[Any]]:
+    """Decode a whole message: returns the message and its payload frames (unchecked
+    against the layout; see :func:`split_values`)."""
+    if not frames:
+        raise ProtocolError("empty message")
+    if len(frames) > MAX_FRAMES:
+        raise ProtocolError(f"{len(frames)} frames exceed {MAX_FRAMES}")
+    head = frames[0]
+    msg = decode_header(getattr(head, "buffer", head))
+    payload = list(frames[1:])
+    if payload and not msg.HAS_PAYLOAD:
+        raise ProtocolError(f"{msg.KIND}: unexpected {len(payload)} payload frame(s)")
+    return msg, payload
+
+
+def split_values(layout: Any, payload: Sequence[Any], streams: int) -> list[tuple[int, list[list[tuple[Any, ...]]], Any]]:
+    """Slice a Ticks/Results payload by its layout.
+
+    Returns ``[(tick, [[value, ...] per stream], extra)]`` where each value is a tuple
+    ``(frame, *buffer_frames)``. Raises ProtocolError if the layout is malformed, names
+    another number of streams, or does not account for every payload frame exactly.
+    """
+    if type(layout) is not list:
+        raise ProtocolError("layout must be a list")
+    out = []
+    pos = 0
+    n = len(payload)
+    for entry in layout:
+        if type(entry) is not list or len(entry) != 3:
+            raise ProtocolError(f"layout entry must be [tick, streams, extra], got {_short(entry)}")
+        tick, per_stream, extra = entry
+        if type(tick) is not int or tick < 0:
+            raise ProtocolError(f"layout tick must be a non-negative int, got {_short(tick)}")
+        if type(per_stream) is not list or len(per_stream) != streams:
+            raise ProtocolError(
+                f"tick {tick}: layout names {len(per_stream) if type(per_stream) is list else '?'} "
+                f"stream(s), expected {streams}"
+            )
+        streams_out = []
+        for counts in per_stream:
+            if type(counts) is not list:
+                raise ProtocolError(f"tick {tick}: per-stream layout must be a list")
+            values = []
+            for nb in counts:
+                if type(nb) is not int or nb < 0:
+                    raise ProtocolError(f"tick {tick}: bad buffer count {_short(nb)}")
+                end = pos + 1 + nb
+                if end > n:
+                    raise ProtocolError(f"tick {tick}: layout needs more frames than the {n} sent")
+                values.append(tuple(payload[pos:end]))
+                pos = end
+            streams_out.append(values)
+        out.append((tick, streams_out, extra))
+    if pos != n:
+        raise ProtocolError(f"layout accounts for {pos} of {n} payload frames")
+    return out
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."

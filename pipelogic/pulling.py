@@ -1,0 +1,58 @@
+"""The pull-request decision: which option fires, and what it takes. Pure and shared by
+the broker (regular inputs) and the worker (its virtual input queue).
+
+An option is satisfiable when every stream holds at least ``skip + min_pull`` messages.
+Options are tried in priority order; the first satisfiable one that would consume at least
+one message fires at once, taking on each stream ``skip`` messages to drop and then
+``k = min(max_pull, available - skip)`` to deliver. A vertex is finished when every input is
+closed and no option fires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipelogic.types import InputsPullRequest, StreamPullShift
+
+__all__ = ["Decision", "decide", "finished", "take_shift"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    option: int
+    takes: tuple[tuple[int, int], ...]  # (skip, count) per stream
+    virtual: StreamPullShift | None = None
+
+    @property
+    def consumed(self) -> int:
+        return sum(s + k for s, k in self.takes)
+
+
+def take_shift(available: int, shift: StreamPullShift) -> tuple[int, int] | None:
+    """(skip, count) that ``shift`` takes from a stream holding ``available``, or None
+    when it is not satisfiable."""
+    if available < shift.skip + shift.min_pull:
+        return None
+    return shift.skip, min(shift.max_pull, available - shift.skip)
+
+
+def decide(lengths: Sequence[int], request: InputsPullRequest) -> Decision | None:
+    """The option that fires now for these buffer lengths, or None."""
+    for idx, opt in enumerate(request.options):
+        takes = []
+        for n, shift in zip(lengths, opt.shifts):
+            t = take_shift(n, shift)
+            if t is None:
+                break
+            takes.append(t)
+        else:
+            d = Decision(idx, tuple(takes), opt.virtual_shift)
+            if d.consumed > 0 or (not lengths and opt.virtual_shift is not None):
+                return d
+    return None
+
+
+def finished(lengths: Sequence[int], closed: Sequence[bool], request: InputsPullRequest) -> bool:
+    """True when nothing will ever fire again: every input closed and no option fires."""
+    return all(closed) and decide(lengths, request) is None

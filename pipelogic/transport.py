@@ -1,0 +1,110 @@
+"""The zmq seam: sockets with safe options, endpoints, and frame lists in and out.
+
+Everything above this module sees lists of frames; everything zmq-specific (options,
+endpoint arithmetic, error translation) stays here.
+
+Options we always set, and why:
+- ``LINGER = 0`` on every socket: the default (-1) can hang ``Context.term()`` forever.
+- ``IMMEDIATE = 1`` on connect-side PUSH: otherwise messages queue for a peer that is not
+  there yet and are stranded if it never comes.
+- ``MAXMSGSIZE``: a peer that sends a larger frame is disconnected (bounded memory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "MAX_FRAME_BYTES",
+    "bind",
+    "bind_sibling",
+    "broker_address",
+    "connect",
+    "peer_endpoint",
+    "recv",
+    "send",
+]
+
+DEFAULT_BROKER = "tcp://127.0.0.1:5550"
+MAX_FRAME_BYTES = int(os.environ.get("PIPELOGIC_MAX_FRAME_BYTES", str(512 * 1024 * 1024)))
+_TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+|\*)$")
+
+
+def broker_address(explicit: str | None = None) -> str:
+    """``explicit``, else ``$PIPELOGIC_BROKER``, else the default loopback address."""
+    return explicit or os.environ.get("PIPELOGIC_BROKER") or DEFAULT_BROKER
+
+
+def _opts(sock: zmq.Socket, hwm: int | None = None) -> zmq.Socket:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+    if hwm is not None:
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+    return sock
+
+
+def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None) -> tuple[zmq.Socket, str]:
+    """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port)."""
+    sock = _opts(ctx.socket(kind), hwm)
+    ep = endpoint
+    m = _TCP.match(endpoint)
+    if m and m.group("port") == "0":
+        ep = f"tcp://{m.group('host')}:*"
+    try:
+        sock.bind(ep)
+    except zmq.ZMQError:
+        sock.close(0)
+        raise
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def bind_sibling(ctx: zmq.Context, kind: int, listen: str, suffix: str, hwm: int | None = None) -> tuple[zmq.Socket, str]:
+    """Bind a data socket beside the control endpoint: a fresh port on the same interface
+    for tcp, a sibling path for ipc."""
+    m = _TCP.match(listen)
+    if m:
+        return bind(ctx, kind, f"tcp://{m.group('host')}:*", hwm)
+    if listen.startswith("ipc://"):
+        return bind(ctx, kind, f"{listen}.{suffix}", hwm)
+    if listen.startswith("inproc://"):
+        return bind(ctx, kind, f"{listen}.{suffix}", hwm)
+    raise ValueError(f"unsupported endpoint {listen!r}; use tcp://host:port or ipc://path")
+
+
+def peer_endpoint(broker: str, advertised: str) -> str:
+    """The endpoint a worker connects to for a data socket the broker bound.
+
+    The broker advertises what it bound (``tcp://0.0.0.0:41234``); the worker reaches the
+    broker by the host in its own ``PIPELOGIC_BROKER`` (``tcp://broker:5550``), so it keeps
+    that host and takes the port. ipc and inproc endpoints are used as they are.
+    """
+    a = _TCP.match(advertised)
+    b = _TCP.match(broker)
+    if a and b:
+        return f"tcp://{b.group('host')}:{a.group('port')}"
+    return advertised
+
+
+def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None) -> zmq.Socket:
+    sock = _opts(ctx.socket(kind), hwm)
+    if kind == zmq.PUSH:
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.connect(endpoint)
+    return sock
+
+
+def send(sock: zmq.Socket, frames: Sequence[Any]) -> None:
+    """Send a multipart message; large frames go zero-copy (pyzmq copies small ones)."""
+    sock.send_multipart(frames, copy=False)
+
+
+def recv(sock: zmq.Socket) -> list[Any]:
+    """Receive a multipart message as zmq.Frame objects (no copy of large payloads)."""
+    return sock.recv_multipart(copy=False)

@@ -1,0 +1,129 @@
+"""pipelogic.worker: the entry point for every Python component.
+
+``run(fn, **options)`` registers the worker function with the runtime and blocks until the
+broker closes the worker. Modes (they combine):
+
+- synchronous (default): one message per input per tick, positional arguments in the order
+  of component.yml; one output, or a tuple for several;
+- stateful: ``initial_state=...`` and a ``state`` parameter; return
+  ``{"output": ..., "state": ...}``;
+- streaming: ``initial_pull_request=...``; inputs and outputs are lists and the result
+  carries ``"pull_request"``;
+- virtual input: a parameter named ``virtual_input`` receives messages pushed with
+  ``virtual_in.push``; a function whose only parameter it is makes the component a source;
+- virtual output: ``use_virtual_output=True``; ``"virtual_output"`` items go, in order, to
+  the ``virtual_out.set_on_push`` callback on a runtime thread.
+
+The broker is found at ``$PIPELOGIC_BROKER``; the component directory is
+``$PIPELOGIC_COMPONENT_DIR`` or the parent of the ``src/`` holding the main module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
+from pipelogic.worker._config import Config
+from pipelogic.worker._session import Session, WorkerSettings, main_file
+from pipelogic.worker._step import Step, inspect_function
+from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream, VirtualStreamClosed
+
+__all__ = [
+    "InputsPullOption",
+    "InputsPullRequest",
+    "StreamPullShift",
+    "VirtualInputStream",
+    "VirtualOutputStream",
+    "VirtualStreamClosed",
+    "config",
+    "run",
+    "virtual_in",
+    "virtual_out",
+]
+
+config = Config()
+"""The component's config values (see :class:`Config`)."""
+virtual_in = VirtualInputStream()
+"""The worker's virtual input queue (see :class:`VirtualInputStream`)."""
+virtual_out = VirtualOutputStream()
+"""The worker's virtual output queue (see :class:`VirtualOutputStream`)."""
+
+_NOT_GIVEN: Any = object()
+_session: Session | None = None
+_lock = threading.Lock()
+
+
+def _open_session(settings: WorkerSettings | None = None) -> Session:
+    global _session
+    with _lock:
+        if _session is None:
+            import pipelogic.cv  # noqa: F401 - decoded catalog values become cv classes
+
+            _session = Session(settings or WorkerSettings.from_env(main_file()))
+            _session.bind_config(config)
+        return _session
+
+
+config._loader = lambda: None if _open_session() is None else None
+
+
+def run(
+    worker_function: Callable[..., Any],
+    *,
+    use_virtual_output: bool = False,
+    initial_state: Any = _NOT_GIVEN,
+    initial_pull_request: InputsPullRequest | None = None,
+    _settings: WorkerSettings | None = None,
+) -> None:
+    """Register ``worker_function`` with the runtime and block until the broker closes.
+
+    The number of positional parameters must match the input streams of component.yml;
+    ``state`` and ``virtual_input`` are special parameter names. ``initial_state`` opts into
+    stateful mode, ``initial_pull_request`` into streaming mode, ``use_virtual_output`` into
+    virtual output. Errors in the function's result (shape, output types) raise with the
+    vertex, tick and path; the user's own exception is chained as the cause.
+    """
+    global _session
+    if initial_pull_request is not None and not isinstance(initial_pull_request, InputsPullRequest):
+        raise TypeError(
+            f"initial_pull_request must be an InputsPullRequest, got {type(initial_pull_request).__name__}"
+        )
+    session = _open_session(_settings)
+    try:
+        spec = session.spec
+        mode = inspect_function(
+            worker_function,
+            len(spec.input_types),
+            len(spec.output_types),
+            stateful=initial_state is not _NOT_GIVEN,
+            streaming=initial_pull_request is not None,
+            virtual_output=use_virtual_output,
+            component=session.vertex,
+        )
+        if initial_pull_request is not None:
+            initial_pull_request.check_inputs(mode.n_inputs, session.vertex)
+        from pipelogic.types import create_type
+
+        step = Step(
+            worker_function,
+            mode,
+            [create_type(t) for t in session.welcome.output_types],
+            session.vertex,
+            None if initial_state is _NOT_GIVEN else initial_state,
+        )
+        session.serve(step, initial_pull_request, virtual_in, virtual_out)
+        virtual_out.drain()
+        if virtual_out.error is not None:
+            raise virtual_out.error
+        try:
+            from pipelogic import protocol as P
+
+            session.send(P.Goodbye(session.epoch))
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
+    finally:
+        session.close()
+        with _lock:
+            _session = None

@@ -1,0 +1,209 @@
+"""``virtual_in`` and ``virtual_out``: queues between the worker function and the world."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pipelogic.errors import PipelogicError
+
+__all__ = ["VirtualInputStream", "VirtualOutputStream", "VirtualStreamClosed"]
+
+log = logging.getLogger("pipelogic.worker")
+
+
+class VirtualStreamClosed(PipelogicError):
+    """push() after close(), or a virtual output after stop()."""
+
+
+class VirtualInputStream:
+    """A bounded, thread-safe queue feeding the worker's ``virtual_input`` parameter.
+
+    ``push(*messages, blocking=True)`` waits while the queue is full; with
+    ``blocking=False`` it drops what does not fit and counts the drops (``dropped``, shown
+    by ``pipelogic status``). ``close()`` ends the stream: a source worker finishes once the
+    queue is drained. Size: ``maxsize`` or ``$PIPELOGIC_VIRTUAL_QUEUE_SIZE`` (default 1024).
+    """
+
+    def __init__(self, maxsize: int | None = None) -> None:
+        self.maxsize = maxsize or int(os.environ.get("PIPELOGIC_VIRTUAL_QUEUE_SIZE", "1024"))
+        self._q: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+        self.pushed = 0
+
+    def push(self, *messages: Any, blocking: bool = True) -> None:
+        with self._cond:
+            for m in messages:
+                if self._closed:
+                    raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
+                if len(self._q) >= self.maxsize:
+                    if not blocking:
+                        self.dropped += 1
+                        continue
+                    while len(self._q) >= self.maxsize and not self._closed:
+                        self._cond.wait()
+                    if self._closed:
+                        raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
+                self._q.append(m)
+                self.pushed += 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    # -- runtime side ----------------------------------------------------------------------
+
+    def wait(self, count: int, timeout_s: float) -> bool:
+        """Wait until ``count`` messages are queued or the stream is closed; True if so."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._q) >= count or self._closed, timeout_s)
+
+    def take(self, skip: int, max_count: int) -> list[Any]:
+        """Drop ``skip`` then take up to ``max_count`` queued messages (never waits)."""
+        with self._cond:
+            for _ in range(min(skip, len(self._q))):
+                self._q.popleft()
+            out = [self._q.popleft() for _ in range(min(max_count, len(self._q)))]
+            self._cond.notify_all()
+            return out
+
+    def exhausted(self) -> bool:
+        with self._cond:
+            return self._closed and not self._q
+
+
+_STOP = object()
+
+
+class VirtualOutputStream:
+    """Hands each ``virtual_output`` item, in order, to the ``set_on_push`` callback on a
+    runtime-managed thread.
+
+    A callback taking one argument gets the item. A callback taking two gets
+    ``(item, tag)`` and opts into acknowledgements: the runtime then keeps at most
+    ``max_unacked`` (``$PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED``, default 16) items handed out
+    and not yet ``ack(tag)``-ed, and the worker's ticks wait (backpressure) until the sink
+    catches up. An exception raised by the callback fails the worker with that exception
+    as the cause; it is never swallowed.
+    """
+
+    def __init__(self, max_unacked: int | None = None, queue_size: int = 1024) -> None:
+        self.max_unacked = max_unacked or int(os.environ.get("PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED", "16"))
+        self.queue_size = queue_size
+        self._callback: Callable[..., Any] | None = None
+        self._with_tag = False
+        self._q: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._unacked: set[int] = set()
+        self._next_tag = 0
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self.error: BaseException | None = None
+        self.delivered = 0
+
+    def set_on_push(self, callback: Callable[..., Any]) -> None:
+        """Register the callable invoked for each virtual-output item."""
+        if not callable(callback):
+            raise TypeError(f"set_on_push expects a callable, got {type(callback).__name__}")
+        try:
+            params = [
+                p for p in inspect.signature(callback).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            ]
+            self._with_tag = len(params) >= 2
+        except (TypeError, ValueError):
+            self._with_tag = False
+        self._callback = callback
+
+    def ack(self, tag: int) -> None:
+        """Acknowledge the item handed out with ``tag`` (two-argument callbacks only)."""
+        with self._cond:
+            self._unacked.discard(tag)
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """No more virtual-output items will be produced; queued ones are still delivered."""
+        with self._cond:
+            self._stopped = True
+            self._q.append(_STOP)
+            self._cond.notify_all()
+
+    # -- runtime side ----------------------------------------------------------------------
+
+    def emit(self, items: list[Any]) -> None:
+        """Queue items for the callback (blocks while the queue is full)."""
+        if not items:
+            return
+        if self._stopped:
+            raise VirtualStreamClosed("virtual_output items returned after virtual_out.stop()")
+        if self._callback is None:
+            raise VirtualStreamClosed(
+                "the worker returned virtual_output items but no callback was registered "
+                "with virtual_out.set_on_push()"
+            )
+        self._start()
+        with self._cond:
+            for item in items:
+                self._cond.wait_for(lambda: len(self._q) < self.queue_size or self.error is not None)
+                if self.error is not None:
+                    return
+                self._q.append(item)
+                self._cond.notify_all()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="pipelogic-virtual-out", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        assert self._callback is not None
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._q))
+                item = self._q.popleft()
+                self._cond.notify_all()
+                if item is _STOP:
+                    return
+                if self._with_tag:
+                    self._cond.wait_for(lambda: len(self._unacked) < self.max_unacked)
+                    tag = self._next_tag
+                    self._next_tag += 1
+                    self._unacked.add(tag)
+            try:
+                if self._with_tag:
+                    self._callback(item, tag)
+                else:
+                    self._callback(item)
+                self.delivered += 1
+            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+                log.error("virtual_out callback raised: %r", exc)
+                with self._cond:
+                    self.error = exc
+                    self._q.clear()
+                    self._cond.notify_all()
+                return
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until every queued item was handed to the callback (at the end of run)."""
+        if self._thread is None:
+            return
+        with self._cond:
+            self._q.append(_STOP)
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
