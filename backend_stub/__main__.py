@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -17,7 +18,7 @@ from pipelogic.transport import DEFAULT_BROKER
 
 def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: int | None) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``)."""
-    logging.basicConfig(level=logging.INFO, format="broker: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         pipeline = load_pipeline(pipeline_file)
     except DefinitionError as exc:
@@ -35,6 +36,10 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: in
     signal.signal(signal.SIGINT, _term)
     broker.serve()
     sch = broker.scheduler
+    st = sch.status()
+    final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams, "error": st.error}
+    click.echo("PIPELOGIC_FINAL=" + json.dumps(final))
+    sys.stdout.flush()
     if sch.failed:
         click.echo(f"pipeline failed: {sch.failed}", err=True)
         return 1

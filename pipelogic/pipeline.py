@@ -140,6 +140,8 @@ def _vertex(name: str, spec: Any, file: Path, where: str, problems: list[str]) -
         v.outputs = [[]]
         return v
     if kinds[0] == "sink":
+        if spec["sink"] is None:  # YAML reads a bare `null` as None: that is the null sink
+            spec = {**spec, "sink": "null"}
         if spec["sink"] not in SINKS:
             problems.append(f"{where}: {key}.sink: unknown sink {spec['sink']!r}; expected one of {', '.join(sorted(SINKS - {'memory'}))}")
             return None

@@ -37,6 +37,7 @@ __all__ = [
     "VirtualInputStream",
     "VirtualOutputStream",
     "VirtualStreamClosed",
+    "WorkerSettings",
     "config",
     "run",
     "virtual_in",

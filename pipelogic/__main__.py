@@ -1,0 +1,3 @@
+from pipelogic.cli import main
+
+main()

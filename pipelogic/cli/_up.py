@@ -1,0 +1,233 @@
+"""`pipelogic up`: the broker plus one process per component, supervised.
+
+It prefixes every worker's log lines with its vertex name, shows live progress (a status
+line redrawn on a terminal, a plain line every few seconds otherwise), restarts a crashed
+worker with backoff, and exits with the broker's verdict: 0 when drained, non-zero with
+the cause otherwise. Ctrl-C stops everything gracefully (SIGTERM to each process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pipelogic import protocol as P
+from pipelogic.cli._display import progress_line, status_table
+from pipelogic.client import BrokerClient
+from pipelogic.errors import DefinitionError, PipelogicError
+from pipelogic.pipeline import load_pipeline
+
+__all__ = ["Supervisor"]
+
+
+@dataclass
+class _Worker:
+    name: str
+    directory: Path
+    proc: subprocess.Popen[str] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
+                 progress: bool | None, timeout_s: float | None) -> None:
+        self.file = file
+        self.listen = listen
+        self.state_dir = state_dir
+        self.max_restarts = max_restarts
+        self.tty = sys.stdout.isatty() if progress is None else progress
+        self.timeout_s = timeout_s
+        self.lock = threading.Lock()
+        self.status_shown = False
+        self.interrupted = False
+        self.endpoint = ""
+        self.final_status: P.StatusReply | None = None
+        self.pumps: list[threading.Thread] = []
+
+    # -- output ----------------------------------------------------------------------------
+
+    def echo(self, line: str, err: bool = False) -> None:
+        stream = sys.stderr if err else sys.stdout
+        with self.lock:
+            if self.status_shown and self.tty:
+                sys.stdout.write("\r\x1b[K")
+                self.status_shown = False
+            stream.write(line + "\n")
+            stream.flush()
+
+    def show(self, line: str) -> None:
+        with self.lock:
+            if self.tty:
+                sys.stdout.write("\r\x1b[K" + line[:200])
+                self.status_shown = True
+            else:
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def _pump(self, stream: IO[str], prefix: str, err: bool) -> None:
+        for line in iter(stream.readline, ""):
+            if line.startswith("PIPELOGIC_FINAL="):
+                try:
+                    d = json.loads(line.split("=", 1)[1])
+                    self.final_status = P.StatusReply(d["pipeline"], d["state"], d["vertices"], d["streams"], d["error"])
+                except (ValueError, KeyError, TypeError):
+                    pass
+                continue
+            self.echo(f"{prefix}{line.rstrip()}", err)
+        stream.close()
+
+    def _spawn(self, args: list[str], env: dict[str, str], prefix: str, capture_first: bool = False) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        assert proc.stdout is not None and proc.stderr is not None
+        if capture_first:
+            first = proc.stdout.readline().strip()
+            if first.startswith("PIPELOGIC_BROKER="):
+                self.endpoint = first.split("=", 1)[1]
+        for stream, pre, err in ((proc.stdout, prefix if not capture_first else "", False), (proc.stderr, prefix, True)):
+            t = threading.Thread(target=self._pump, args=(stream, pre, err), daemon=True)
+            t.start()
+            if capture_first:
+                self.pumps.append(t)
+        return proc
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            pipeline = load_pipeline(self.file)
+        except DefinitionError as exc:
+            for p in exc.problems:
+                self.echo(f"error: {p}", err=True)
+            return 2
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PIPELOGIC_STATE_DIR"] = str(Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state")
+        broker = self._spawn([sys.executable, "-m", "backend_stub", str(self.file), "--listen", self.listen], env, "broker | ", capture_first=True)
+        if not self.endpoint:
+            broker.wait()
+            self.echo(f"error: the broker did not start (exit code {broker.returncode})", err=True)
+            return broker.returncode or 1
+        env["PIPELOGIC_BROKER"] = self.endpoint
+        self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {sum(1 for v in pipeline.vertices.values() if v.kind == 'component')} worker(s)")
+        workers = [_Worker(n, v.component.directory) for n, v in pipeline.vertices.items() if v.component is not None]
+        width = max([len(w.name) for w in workers] + [6])
+        old = signal.signal(signal.SIGINT, self._sigint)
+        client = BrokerClient(self.endpoint, timeout_s=1.0)
+        started = time.monotonic()
+        last: dict[str, tuple[float, int]] = {}
+        rates: dict[str, float] = {}
+        next_status = 0.0
+        next_plain = 0.0
+        failure = ""
+        try:
+            while broker.poll() is None:
+                now = time.monotonic()
+                if self.interrupted:
+                    self.echo("interrupted: stopping workers (state is snapshotted) and the broker")
+                    break
+                if self.timeout_s is not None and now - started > self.timeout_s:
+                    failure = f"the pipeline did not finish within {self.timeout_s:g} s"
+                    break
+                for w in workers:
+                    failure = failure or self._supervise(w, env, width, client, now)
+                if failure:
+                    break
+                if now >= next_status:
+                    next_status = now + 0.5
+                    try:
+                        st = client.status()
+                    except PipelogicError:
+                        st = None
+                    if st is not None:
+                        for s in st.streams:
+                            t0, c0 = last.get(s["from"], (now, s["count"]))
+                            if now > t0:
+                                rates[s["from"]] = (s["count"] - c0) / (now - t0)
+                            last[s["from"]] = (now, s["count"])
+                        if self.tty:
+                            self.show(progress_line(st, rates))
+                        elif now >= next_plain:
+                            next_plain = now + 5.0
+                            self.show(progress_line(st, rates))
+                        self.last_status = st
+                time.sleep(0.05)
+        finally:
+            signal.signal(signal.SIGINT, old)
+            final = None
+            try:
+                final = client.status() if broker.poll() is None else None
+            except PipelogicError:
+                pass
+            if broker.poll() is None:
+                broker.send_signal(signal.SIGTERM)
+            try:
+                rc = broker.wait(10)
+            except subprocess.TimeoutExpired:
+                broker.kill()
+                rc = broker.wait()
+            self._stop_workers(workers)
+        for t in self.pumps:
+            t.join(2)
+        st = self.final_status or final or getattr(self, "last_status", None)
+        if st is not None:
+            self.echo(status_table(st))
+        if failure:
+            self.echo(f"pipeline failed: {failure}", err=True)
+            return 1
+        if self.interrupted:
+            return 130
+        if rc == 0:
+            self.echo(f"pipeline {pipeline.name}: done in {time.monotonic() - started:.1f} s")
+        else:
+            self.echo(f"pipeline {pipeline.name}: failed (broker exit code {rc}); the cause is above", err=True)
+        return rc
+
+    def _sigint(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+
+    def _supervise(self, w: _Worker, env: dict[str, str], width: int, client: BrokerClient, now: float) -> str:
+        if w.proc is None:
+            if now >= w.next_start:
+                wenv = dict(env, PIPELOGIC_COMPONENT=w.name)
+                w.proc = self._spawn([sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv, f"{w.name.ljust(width)} | ")
+            return ""
+        rc = w.proc.poll()
+        if rc is None or rc == 0:
+            return ""
+        w.exit_codes.append(rc)
+        w.proc = None
+        try:
+            if client.status().state == "failed":
+                return ""  # the broker reports the cause and exits
+        except PipelogicError:
+            return ""
+        if w.restarts >= self.max_restarts:
+            return f"worker {w.name} exited with code {rc} {w.restarts + 1} times; giving up"
+        w.restarts += 1
+        delay = min(0.25 * 2 ** (w.restarts - 1), 10.0)
+        w.next_start = now + delay
+        self.echo(f"{w.name.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})", err=True)
+        return ""
+
+    def _stop_workers(self, workers: list[_Worker]) -> None:
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for w in workers:
+            if w.proc is None:
+                continue
+            try:
+                w.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()

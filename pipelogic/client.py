@@ -1,0 +1,48 @@
+"""A control-plane client of the broker: status and live config (used by the CLI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from pipelogic import protocol as P
+from pipelogic import transport
+from pipelogic.errors import BrokerUnavailable, ProtocolError
+
+__all__ = ["BrokerClient"]
+
+
+class BrokerClient:
+    """Request/reply over a DEALER socket; every call has a timeout and a fresh socket, so
+    a lost reply can never wedge the next request."""
+
+    def __init__(self, address: str | None = None, timeout_s: float = 5.0) -> None:
+        self.address = transport.broker_address(address)
+        self.timeout_s = timeout_s
+
+    def request(self, msg: P.Message, timeout_s: float | None = None) -> P.Message:
+        ctx = zmq.Context.instance()
+        sock = transport.connect(ctx, zmq.DEALER, self.address)
+        try:
+            sock.send_multipart([b"", *P.encode(msg)])
+            t = self.timeout_s if timeout_s is None else timeout_s
+            if not sock.poll(int(t * 1000)):
+                raise BrokerUnavailable(f"no answer from the broker at {self.address} within {t:g} s")
+            frames = sock.recv_multipart()
+        finally:
+            sock.close(0)
+        reply, _ = P.decode(frames[1:] if frames and frames[0] == b"" else frames)
+        if isinstance(reply, P.Refuse):
+            raise ProtocolError(f"the broker refused the request: {reply.reason}")
+        return reply
+
+    def status(self) -> P.StatusReply:
+        reply = self.request(P.StatusRequest())
+        assert isinstance(reply, P.StatusReply)
+        return reply
+
+    def config_set(self, vertex: str, values: dict[str, Any], wait_s: float = 5.0) -> P.ConfigReply:
+        reply = self.request(P.ConfigSet(vertex, values, int(wait_s * 1000)), timeout_s=wait_s + self.timeout_s)
+        assert isinstance(reply, P.ConfigReply)
+        return reply
