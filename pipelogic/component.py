@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from pipelogic.errors import DefinitionError, PipelogicError
+from pipelogic.errors import DefinitionError, PipelogicError, TypeMismatch, TypeParseError
 from pipelogic.types import Type, codec_for, create_type, parse_literal
 
 __all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "load_component", "parse_component"]
@@ -66,7 +66,11 @@ def check_config_value(param: ConfigParam, value: Any) -> Any:
     """Validate a config value against its declared type; a string for a non-String type
     is read as a pipelang literal. Returns the normalised value; raises PipelogicError."""
     if isinstance(value, str) and str(param.type) not in ("String", "Char"):
-        return parse_literal(value, param.type)
+        try:
+            return parse_literal(value, param.type)
+        except TypeParseError:
+            # Not a literal at all: say what was expected rather than how parsing failed.
+            raise TypeMismatch(param.type_text, f"str ({value!r})") from None
     return codec_for(param.type).check(value)
 
 

@@ -1,0 +1,77 @@
+"""The command line, through click's runner and real processes."""
+
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from pipelogic.cli import main
+
+
+def test_validate_reports_ok_and_problems(tmp_path, component):
+    component("c", "name: c\nworker: {input_type: Int64, output_type: Int64}\n", "")
+    r = CliRunner().invoke(main, ["validate", str(tmp_path / "c")])
+    assert r.exit_code == 0 and "ok: component c" in r.output
+    (tmp_path / "p.yml").write_text("name: p\ncomponents:\n  c: {path: ./c}\n  o: {sink: nope}\n")
+    r = CliRunner().invoke(main, ["validate", str(tmp_path / "p.yml")])
+    assert r.exit_code == 1
+    assert "components.o.sink: unknown sink 'nope'" in r.output
+    assert "components.c: input 0 is not connected" in r.output
+
+
+def test_init_scaffolds_a_component_whose_test_passes(tmp_path):
+    r = CliRunner().invoke(main, ["init", "scaler", "-d", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "scaler" / "tests")],
+                       capture_output=True, text=True, timeout=120)
+    assert t.returncode == 0, t.stdout + t.stderr
+
+
+def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, cli_env):
+    component("cfg", """
+        name: cfg
+        worker:
+          input_type: Int64
+          output_type: Int64
+          config_schema: {factor: {type: Int64, default: 1}}
+    """, "from pipelogic.worker import config, run\n\ndef f(x):\n    return x * int(config.factor)\n\nrun(f)\n")
+    (tmp_path / "p.yml").write_text(
+        "name: live\ncomponents:\n  n: {source: sequence, count: 100000, rate: 200}\n  cfg: {path: ./cfg}\n"
+        "  o: {sink: jsonl, path: ./out.jsonl}\nconnections: [n -> cfg, cfg -> o]\n")
+    broker = subprocess.Popen([sys.executable, "-m", "backend_stub", str(tmp_path / "p.yml"), "--listen", "tcp://127.0.0.1:0"],
+                              stdout=subprocess.PIPE, text=True, env=cli_env)
+    worker = None
+    try:
+        endpoint = broker.stdout.readline().strip().split("=", 1)[1]
+        env = dict(cli_env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="cfg")
+        worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(tmp_path / "cfg")], env=env)
+        run = CliRunner(env={"PIPELOGIC_BROKER": endpoint})
+        for _ in range(100):
+            r = run.invoke(main, ["status"])
+            if "cfg" in r.output and "running" in r.output.split("cfg", 1)[1].split("\n")[0]:
+                break
+            time.sleep(0.1)
+        assert r.exit_code == 0 and "pipeline live: running" in r.output
+        r = run.invoke(main, ["config", "set", "cfg", "factor=1000"])
+        assert r.exit_code == 0 and "config version 1 applied by the worker" in r.output, r.output
+        r = run.invoke(main, ["config", "set", "cfg", 'factor="x"'])
+        assert r.exit_code != 0 and "declared type Int64" in r.output
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            vals = [int(x) for x in (tmp_path / "out.jsonl").read_text().split()]
+            if vals and vals[-1] >= 1000:
+                break
+            time.sleep(0.1)
+        assert any(v >= 1000 for v in vals) and vals[0] < 1000  # applied between ticks, live
+    finally:
+        for p in (worker, broker):
+            if p is not None:
+                p.terminate()
+                p.wait(10)
+        broker.stdout.close()
+
+
+def test_status_without_a_broker_fails_clearly():
+    r = CliRunner().invoke(main, ["status", "--broker", "tcp://127.0.0.1:1"])
+    assert r.exit_code != 0 and "no answer from the broker at tcp://127.0.0.1:1" in r.output

@@ -1,0 +1,126 @@
+"""The broker's scheduling logic, driven without sockets."""
+
+import msgpack
+import pytest
+
+from backend_stub.scheduler import Scheduler, Settings
+from pipelogic import protocol as P
+from pipelogic.errors import ProtocolError
+from pipelogic.pipeline import parse_pipeline
+
+
+@pytest.fixture
+def comp(component):
+    return component("c", """
+        name: c
+        worker: {input_types: [Int64, Int64], output_type: Int64}
+    """, "")
+
+
+def pipeline(tmp_path, comp, count=10):
+    data = {
+        "name": "t",
+        "components": {
+            "a": {"source": "sequence", "count": count},
+            "b": {"source": "sequence", "count": count, "start": 100},
+            "c": {"path": str(comp)},
+            "out": {"sink": "memory"},
+        },
+        "connections": ["a -> c.0", "b -> c.1", "c -> out"],
+    }
+    return parse_pipeline(data, tmp_path / "pipeline.yml")
+
+
+def connect(s, name="c", n_in=2, n_out=1, features=()):
+    epoch, _ = s.hello(P.Hello(name, "i", 1, [], n_in, n_out), 0.0)
+    return epoch, s.on_message(P.Ready(epoch, list(features), None), [], 0.0)
+
+
+def ticks_of(actions):
+    out = []
+    for a in actions:
+        msg, payload = P.decode(a.frames)
+        if isinstance(msg, P.Ticks):
+            out.extend(P.split_values(msg.layout, payload, 2))
+    return out
+
+
+def answer(s, epoch, ticks, fn=lambda a, b: a + b):
+    layout, frames = [], []
+    for tick, per_input, _ in ticks:
+        a, b = (msgpack.unpackb(v[0][0]) for v in per_input)
+        layout.append([tick, [[0]], None])
+        frames.append(msgpack.packb(fn(a, b)))
+    return s.on_message(P.Results(epoch, layout), frames, 0.0)
+
+
+def test_zip_rule_and_end_of_stream(tmp_path, comp):
+    s = Scheduler(pipeline(tmp_path, comp), Settings(credit=4, batch=2))
+    epoch, actions = connect(s)
+    sent = ticks_of(actions)
+    assert [t for t, _, _ in sent] == [0, 1, 2, 3]  # credit 4, two batches of 2
+    assert len(actions) == 2
+    while sent:
+        sent = ticks_of(answer(s, epoch, sent))
+    assert s.done
+    assert s.vertices["out"].sink.values == [i + 100 + i for i in range(10)]
+    # the worker was told to close
+    assert s.vertices["c"].finished
+
+
+def test_backpressure_bounds_buffers(tmp_path, comp):
+    s = Scheduler(pipeline(tmp_path, comp, count=10_000), Settings(buffer_capacity=50, credit=8, batch=8))
+    for _ in range(20):
+        s.pump(0.0)
+    assert all(len(b.queue) <= 50 for b in s.vertices["c"].inputs)
+    assert s.vertices["a"].ticks == 50
+
+
+def test_new_incarnation_fences_the_old_and_redelivers(tmp_path, comp):
+    s = Scheduler(pipeline(tmp_path, comp, count=3), Settings(credit=8))
+    old, actions = connect(s)
+    sent = ticks_of(actions)
+    assert len(sent) == 3
+    new, actions = connect(s)  # the worker restarted before answering
+    assert s.vertices["c"].restarts == 1
+    assert answer(s, old, sent) == [] and s.rejected == 1  # zombie results refused
+    resent = ticks_of(actions)
+    assert [t for t, _, _ in resent] == [3, 4, 5]  # same inputs, new ticks
+    assert [v for _, v, _ in resent] == [v for _, v, _ in sent]
+    answer(s, new, resent)
+    assert s.vertices["out"].sink.values == [100, 102, 104]
+
+
+def test_unknown_vertex_is_refused(tmp_path, comp):
+    s = Scheduler(pipeline(tmp_path, comp))
+    r = s.hello(P.Hello("nope", "i", 1, [], 2, 1), 0.0)
+    assert isinstance(r, P.Refuse) and "unknown vertex 'nope'" in r.reason
+    r = s.hello(P.Hello("c", "i", 1, [], 1, 1), 0.0)
+    assert isinstance(r, P.Refuse) and "declares 1 input(s)" in r.reason
+
+
+def test_results_out_of_order_are_protocol_errors(tmp_path, comp):
+    s = Scheduler(pipeline(tmp_path, comp), Settings(credit=2))
+    epoch, _ = connect(s)
+    with pytest.raises(ProtocolError, match="expected 0"):
+        s.on_message(P.Results(epoch, [[1, [[0]], None]]), [msgpack.packb(1)], 0.0)
+
+
+def test_config_set_validates_against_schema(tmp_path, component):
+    cdir = component("k", """
+        name: k
+        worker:
+          input_type: Int64
+          output_type: Int64
+          config_schema: {factor: {type: Int64, default: 2}}
+    """, "")
+    p = parse_pipeline({"name": "t", "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": str(cdir)}, "o": {"sink": "null"}},
+                        "connections": ["a -> k", "k -> o"]}, tmp_path / "p.yml")
+    s = Scheduler(p)
+    [reply] = s.config_set(P.ConfigSet("k", {"factor": '"x"'}), b"c", 0.0)
+    msg, _ = P.decode(reply.frames)
+    assert not msg.ok and "declared type Int64" in msg.error
+    [reply] = s.config_set(P.ConfigSet("k", {"nope": "1"}), b"c", 0.0)
+    assert "not in config_schema" in P.decode(reply.frames)[0].error
+    [reply] = s.config_set(P.ConfigSet("k", {"factor": "5"}), b"c", 0.0)
+    assert P.decode(reply.frames)[0].ok and s.vertices["k"].v.config["factor"] == 5
