@@ -87,7 +87,8 @@ class Supervisor:
         stream.close()
 
     def _spawn(self, args: list[str], env: dict[str, str], prefix: str, capture_first: bool = False) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        # Workers run in the pipeline's directory: relative paths mean the same as in pipeline.yml.
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=self.file.resolve().parent)
         assert proc.stdout is not None and proc.stderr is not None
         if capture_first:
             first = proc.stdout.readline().strip()
@@ -111,7 +112,7 @@ class Supervisor:
             return 2
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PIPELOGIC_STATE_DIR"] = str(Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state")
-        broker = self._spawn([sys.executable, "-m", "backend_stub", str(self.file), "--listen", self.listen], env, "broker | ", capture_first=True)
+        broker = self._spawn([sys.executable, "-m", "backend_stub", str(self.file.resolve()), "--listen", self.listen], env, "broker | ", capture_first=True)
         if not self.endpoint:
             broker.wait()
             self.echo(f"error: the broker did not start (exit code {broker.returncode})", err=True)

@@ -67,7 +67,11 @@ def _open_session(settings: WorkerSettings | None = None) -> Session:
         return _session
 
 
-config._loader = lambda: None if _open_session() is None else None
+def _load_config() -> None:
+    _open_session()
+
+
+config._loader = _load_config
 
 
 def run(
@@ -121,6 +125,7 @@ def run(
         try:
             from pipelogic import protocol as P
 
+            session.send_stats()
             session.send(P.Goodbye(session.epoch))
         except Exception:  # noqa: BLE001 - best effort at shutdown
             pass

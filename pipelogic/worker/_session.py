@@ -143,20 +143,26 @@ class Session:
         assert self.push is not None
         transport.send(self.push, P.encode(msg, payload or ()))
 
+    def stats(self) -> dict[str, Any]:
+        vin = self.virtual_in
+        return {
+            "ticks": self.ticks_done,
+            "virtual_dropped": vin.dropped if vin is not None else 0,
+            "virtual_queued": len(vin) if vin is not None else 0,
+        }
+
+    def send_stats(self) -> None:
+        """A heartbeat from the main thread, so final counters reach the broker."""
+        self.send(P.Heartbeat(self.epoch, self.stats()))
+
     def _heartbeat(self) -> None:
         ep = transport.peer_endpoint(self.settings.broker, self.welcome.result_endpoint)
         sock = transport.connect(self.ctx, zmq.PUSH, ep)
         interval = self.welcome.heartbeat_ms / 1000.0
         try:
             while not self._hb_stop.wait(interval):
-                vin = self.virtual_in
-                stats = {
-                    "ticks": self.ticks_done,
-                    "virtual_dropped": vin.dropped if vin else 0,
-                    "virtual_queued": len(vin) if vin else 0,
-                }
                 try:
-                    sock.send_multipart(P.encode(P.Heartbeat(self.epoch, stats)), flags=zmq.NOBLOCK)
+                    sock.send_multipart(P.encode(P.Heartbeat(self.epoch, self.stats())), flags=zmq.NOBLOCK)
                 except zmq.Again:
                     pass  # broker not reachable right now; the next beat will tell
         finally:
@@ -237,7 +243,7 @@ class Session:
                 return None
         return vin.take(skip, max_count)
 
-    def _source_take(self) -> list[Any] | None | bool:
+    def _source_take(self) -> list[Any] | bool | None:
         """A source tick's virtual input; None if closed by the broker while waiting, False
         when the virtual stream is finished."""
         vin = self.virtual_in
@@ -274,6 +280,7 @@ class Session:
                     if layout:
                         self.send(P.Results(self.epoch, layout), frames)
                         layout, frames = [], []
+                    self.send_stats()
                     self.send(P.Finished(self.epoch))
                     return self._wait_close()
                 virtual = got  # type: ignore[assignment]

@@ -1,5 +1,6 @@
 from pipelogic.worker import run
 
+
 def counter(message, state):
     new_state = state + 1
     return {"output": new_state, "state": new_state}

@@ -1,5 +1,6 @@
 from pipelogic.worker import run
 
+
 def double(x):
     return x * 2
 

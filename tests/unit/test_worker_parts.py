@@ -1,0 +1,114 @@
+"""Worker pieces without sockets: signature inspection, result checks, virtual streams."""
+
+import threading
+
+import pytest
+
+from pipelogic.errors import OutputTypeError, ReturnShapeError, WorkerError
+from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift, create_type
+from pipelogic.worker._step import Step, inspect_function
+from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream, VirtualStreamClosed
+
+
+def mode_of(fn, n_in=1, n_out=1, **kw):
+    opts = {"stateful": False, "streaming": False, "virtual_output": False, **kw}
+    return inspect_function(fn, n_in, n_out, component="c", **opts)
+
+
+def test_signature_checks():
+    with pytest.raises(TypeError, match="takes 2 positional input\\(s\\) but component.yml declares 1"):
+        mode_of(lambda a, b: a)
+    with pytest.raises(TypeError, match="must accept a `state` parameter"):
+        mode_of(lambda a: a, stateful=True)
+    with pytest.raises(TypeError, match="pass initial_state"):
+        mode_of(lambda a, state: a)
+    with pytest.raises(TypeError, match="must take a `virtual_input` parameter"):
+        mode_of(lambda: 1, n_in=0)
+    m = mode_of(lambda virtual_input: 1, n_in=0)
+    assert m.source and m.features() == ["virtual_input"]
+
+
+def step(fn, outs=("Int64",), initial=None, **kw):
+    return Step(fn, mode_of(fn, n_out=len(outs), **kw), [create_type(t) for t in outs], "v", initial)
+
+
+def test_result_checks():
+    with pytest.raises(ReturnShapeError, match="expected a tuple of 2 outputs"):
+        step(lambda x: x, outs=("Int64", "Int64")).call([1], None, 0)
+    with pytest.raises(ReturnShapeError, match="got list"):
+        step(lambda x, state: [x], stateful=True).call([1], None, 0)
+    with pytest.raises(OutputTypeError, match="vertex v: output 0: expected Int64, got str"):
+        step(lambda x: "a").call([1], None, 0)
+    req = InputsPullRequest(InputsPullOption([StreamPullShift.from_fixed(0, 1, 1)]))
+    with pytest.raises(ReturnShapeError, match="output 0 must be a list"):
+        step(lambda xs: {"output": 1, "pull_request": req}, streaming=True).call([[1]], None, 0)
+    with pytest.raises(ReturnShapeError, match="'pull_request' must be an InputsPullRequest"):
+        step(lambda xs: {"output": [], "pull_request": None}, streaming=True).call([[1]], None, 0)
+    with pytest.raises(WorkerError, match="raised ZeroDivisionError on tick 7") as err:
+        step(lambda x: 1 // 0).call([1], None, 7)
+    assert isinstance(err.value.__cause__, ZeroDivisionError)
+
+
+def test_stateful_step_keeps_state():
+    s = step(lambda x, state: {"output": state + x, "state": state + x}, stateful=True, initial=10)
+    s.call([1], None, 0)
+    assert s.call([2], None, 1).outputs == [[(b"\x0d",)]] and s.state == 13
+
+
+def test_virtual_in_non_blocking_drops_and_counts():
+    q = VirtualInputStream(maxsize=3)
+    q.push(1, 2, 3, 4, 5, blocking=False)
+    assert len(q) == 3 and q.dropped == 2
+    assert q.take(1, 5) == [2, 3]
+    q.close()
+    assert q.exhausted()
+    with pytest.raises(VirtualStreamClosed):
+        q.push(9)
+
+
+def test_virtual_in_blocking_waits_for_room():
+    q = VirtualInputStream(maxsize=1)
+    q.push(1)
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (q.push(2), done.set()))
+    t.start()
+    assert not done.wait(0.1)  # blocked while full
+    assert q.take(0, 1) == [1]
+    assert done.wait(5)
+    t.join()
+    assert q.take(0, 1) == [2] and q.dropped == 0
+
+
+def test_virtual_out_in_order_with_acks_and_backpressure():
+    out = VirtualOutputStream(max_unacked=2)
+    got, tags = [], []
+    gate = threading.Event()
+
+    def cb(item, tag):
+        got.append(item)
+        tags.append(tag)
+        gate.set()
+
+    out.set_on_push(cb)
+    out.emit([1, 2, 3, 4])
+    assert gate.wait(5)
+    threading.Event().wait(0.1)
+    assert got == [1, 2]  # two unacknowledged: the third waits
+    out.ack(tags[0])
+    out.ack(tags[1])
+    for _ in range(50):
+        if len(got) == 4:
+            break
+        threading.Event().wait(0.02)
+    assert got == [1, 2, 3, 4]
+    out.ack(2)
+    out.ack(3)
+    out.drain(5)
+
+
+def test_virtual_out_callback_errors_are_kept():
+    out = VirtualOutputStream()
+    out.set_on_push(lambda item: 1 // 0)
+    out.emit([1])
+    out.drain(5)
+    assert isinstance(out.error, ZeroDivisionError)
