@@ -22,17 +22,11 @@ class BrokerClient:
         self.timeout_s = timeout_s
 
     def request(self, msg: P.Message, timeout_s: float | None = None) -> P.Message:
-        ctx = zmq.Context.instance()
-        sock = transport.connect(ctx, zmq.DEALER, self.address)
-        try:
-            sock.send_multipart([b"", *P.encode(msg)])
-            t = self.timeout_s if timeout_s is None else timeout_s
-            if not sock.poll(int(t * 1000)):
-                raise BrokerUnavailable(f"no answer from the broker at {self.address} within {t:g} s")
-            frames = sock.recv_multipart()
-        finally:
-            sock.close(0)
-        reply, _ = P.decode(frames[1:] if frames and frames[0] == b"" else frames)
+        t = self.timeout_s if timeout_s is None else timeout_s
+        frames = transport.request(zmq.Context.instance(), self.address, P.encode(msg), t)
+        if frames is None:
+            raise BrokerUnavailable(f"no answer from the broker at {self.address} within {t:g} s")
+        reply, _ = P.decode(frames)
         if isinstance(reply, P.Refuse):
             raise ProtocolError(f"the broker refused the request: {reply.reason}")
         return reply

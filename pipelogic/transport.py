@@ -28,6 +28,7 @@ __all__ = [
     "connect",
     "peer_endpoint",
     "recv",
+    "request",
     "send",
 ]
 
@@ -108,3 +109,17 @@ def send(sock: zmq.Socket, frames: Sequence[Any]) -> None:
 def recv(sock: zmq.Socket) -> list[Any]:
     """Receive a multipart message as zmq.Frame objects (no copy of large payloads)."""
     return sock.recv_multipart(copy=False)
+
+
+def request(ctx: zmq.Context, endpoint: str, frames: Sequence[Any], timeout_s: float) -> list[bytes] | None:
+    """One request/reply over a fresh DEALER (so a lost reply cannot wedge the next
+    request): returns the reply frames without the empty delimiter, or None on timeout."""
+    sock = connect(ctx, zmq.DEALER, endpoint)
+    try:
+        sock.send_multipart([b"", *frames])
+        if not sock.poll(int(timeout_s * 1000)):
+            return None
+        reply = sock.recv_multipart()
+    finally:
+        sock.close(0)
+    return reply[1:] if reply and reply[0] == b"" else reply

@@ -95,26 +95,21 @@ class Session:
 
     def _handshake(self) -> P.Welcome:
         s = self.settings
-        sock = transport.connect(self.ctx, zmq.DEALER, s.broker)
-        try:
-            hello = P.Hello(
-                vertex=self.vertex,
-                instance=uuid.uuid4().hex,
-                pid=os.getpid(),
-                features=[],
-                inputs=len(self.spec.input_types),
-                outputs=len(self.spec.output_types),
+        hello = P.Hello(
+            vertex=self.vertex,
+            instance=uuid.uuid4().hex,
+            pid=os.getpid(),
+            features=[],
+            inputs=len(self.spec.input_types),
+            outputs=len(self.spec.output_types),
+        )
+        frames = transport.request(self.ctx, s.broker, P.encode(hello), s.connect_timeout_s)
+        if frames is None:
+            raise BrokerUnavailable(
+                f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
+                f"{s.connect_timeout_s:g} s (set PIPELOGIC_BROKER?)"
             )
-            transport.send(sock, [b"", *P.encode(hello)])
-            if not sock.poll(int(s.connect_timeout_s * 1000)):
-                raise BrokerUnavailable(
-                    f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
-                    f"{s.connect_timeout_s:g} s (set PIPELOGIC_BROKER?)"
-                )
-            frames = sock.recv_multipart()
-        finally:
-            sock.close(0)
-        msg, _ = P.decode(frames[1:] if frames and frames[0] == b"" else frames)
+        msg, _ = P.decode(frames)
         if isinstance(msg, P.Refuse):
             raise ProtocolError(f"vertex {self.vertex}: the broker refused this worker: {msg.reason}")
         if not isinstance(msg, P.Welcome):
