@@ -96,19 +96,9 @@ class Broker:
                 events = dict(poller.poll(5 if busy else min(hb // 2, 100)))
                 now = time.monotonic()
                 if self.control in events:
-                    for _ in range(_MAX_DRAIN):
-                        try:
-                            frames = self.control.recv_multipart(zmq.NOBLOCK, copy=True)
-                        except zmq.Again:
-                            break
-                        self._run(self._control(frames, now))
+                    self._drain(self.control, self._control, now, copy=True)
                 if self.results in events:
-                    for _ in range(_MAX_DRAIN):
-                        try:
-                            frames = self.results.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._run(self._data(frames, now))
+                    self._drain(self.results, self._data, now, copy=False)
                 self._run(sch.pump(now))
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
@@ -117,6 +107,15 @@ class Broker:
                     break
         finally:
             self._shutdown()
+
+    def _drain(self, sock: zmq.Socket, handle: Any, now: float, copy: bool) -> None:
+        """Handle up to _MAX_DRAIN waiting messages of one socket."""
+        for _ in range(_MAX_DRAIN):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                return
+            self._run(handle(frames, now))
 
     def _control(self, frames: list[bytes], now: float) -> list[Action]:
         if len(frames) < 3 or frames[1] != b"":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -148,6 +147,3 @@ def make_sink(pipeline: Pipeline, v: Vertex) -> Sink:
     path = pipeline.path(v.params["path"]) if kind in ("jsonl", "msgpack") else None
     return Sink(kind, path, v.wire_types[0], v.name)
 
-
-def now() -> float:
-    return time.monotonic()

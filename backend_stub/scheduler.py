@@ -287,15 +287,8 @@ class Scheduler:
             vs.inflight.popleft()
             vs.ticks += 1
             for k, values in enumerate(per_output):
-                if not values:
-                    continue
-                vs.out_counts[k] += len(values)
-                for cname, j in vs.consumers[k]:
-                    buf = self.vertices[cname].inputs[j]
-                    buf.queue.extend(values)
-                    buf.received += len(values)
-                    if len(buf.queue) > buf.max_len:
-                        buf.max_len = len(buf.queue)
+                if values:
+                    self._emit(vs, k, values)
             if pr is not None and vs.streaming:
                 vs.pull_request = self._pull(vs, pr)
 

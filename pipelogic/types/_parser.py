@@ -120,12 +120,7 @@ def _type(ts: _Tokens) -> Type:
     options = [_atom(ts)]
     while ts.accept("|"):
         options.append(_atom(ts))
-    if len(options) == 1:
-        return options[0]
-    flat: list[Type] = []
-    for o in options:
-        flat.append(o)
-    return UnionOf(tuple(flat))
+    return options[0] if len(options) == 1 else UnionOf(tuple(options))
 
 
 def _atom(ts: _Tokens) -> Type:

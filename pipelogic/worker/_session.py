@@ -190,8 +190,6 @@ class Session:
         self.open_data()
         self.send(P.Ready(self.epoch, mode.features(), pull_request.to_wire() if pull_request else None))
         assert self.pull is not None
-        poller = zmq.Poller()
-        poller.register(self.pull, zmq.POLLIN)
         while True:
             frames = transport.recv(self.pull)
             try:

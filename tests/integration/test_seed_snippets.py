@@ -1,11 +1,9 @@
 """Each seed snippet, pasted unchanged into src/main.py, runs under `pipelogic up`."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
+from conftest import run_up
 
 DOUBLE = """
 from pipelogic.worker import run
@@ -52,13 +50,6 @@ run(detect)
 """
 
 
-def up(tmp_path, pipeline, env, *extra):
-    f = tmp_path / "pipeline.yml"
-    f.write_text(textwrap.dedent(pipeline))
-    return subprocess.run(
-        [sys.executable, "-m", "pipelogic", "up", str(f), "--listen", "tcp://127.0.0.1:0", "--timeout", "90", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
 
 
 def lines(path):
@@ -68,7 +59,7 @@ def lines(path):
 def test_sync_and_stateful_snippets(tmp_path, component, cli_env):
     component("double", "name: double\nworker: {input_type: Int64, output_type: Int64}\n", DOUBLE)
     component("counter", "name: counter\nworker: {input_type: Int64, output_type: Int64}\n", COUNTER)
-    r = up(tmp_path, """
+    r = run_up(tmp_path, """
         name: seed
         components:
           n: {source: sequence, count: 500, start: 1}
@@ -95,7 +86,7 @@ def test_config_snippet(tmp_path, component, cli_env):
             mean: {type: "(Double, Double, Double)", default: [0.5, 0.5, 0.5]}
             language: {type: String, default: en}
     """, CONFIG)
-    r = up(tmp_path, """
+    r = run_up(tmp_path, """
         name: cfg
         components:
           n: {source: values, type: Int64, values: [1, 2]}
@@ -109,7 +100,7 @@ def test_config_snippet(tmp_path, component, cli_env):
 
 def test_multi_output_snippet(tmp_path, component, cli_env):
     component("det", "name: det\nworker:\n  input_type: Int64\n  output_types: ['[BoundingBox]', Image]\n", MULTI)
-    r = up(tmp_path, """
+    r = run_up(tmp_path, """
         name: multi
         components:
           n: {source: sequence, count: 3}
@@ -127,7 +118,7 @@ def test_multi_output_snippet(tmp_path, component, cli_env):
 def test_crashing_worker_fails_the_run_with_the_cause(tmp_path, component, cli_env):
     component("bad", "name: bad\nworker: {input_type: Int64, output_type: Int64}\n",
               "from pipelogic.worker import run\n\ndef f(x):\n    return 1 // (x - 2)\n\nrun(f)\n")
-    r = up(tmp_path, """
+    r = run_up(tmp_path, """
         name: crash
         components:
           n: {source: sequence, count: 5}
@@ -141,5 +132,5 @@ def test_crashing_worker_fails_the_run_with_the_cause(tmp_path, component, cli_e
 
 @pytest.mark.parametrize("bad", ["connections: [n -> nowhere]"])
 def test_up_rejects_a_bad_pipeline(tmp_path, cli_env, bad):
-    r = up(tmp_path, f"name: x\ncomponents:\n  n: {{source: sequence, count: 1}}\n{bad}\n", cli_env)
+    r = run_up(tmp_path, f"name: x\ncomponents:\n  n: {{source: sequence, count: 1}}\n{bad}\n", cli_env)
     assert r.returncode == 2 and "unknown consumer vertex 'nowhere'" in r.stderr

@@ -1,9 +1,8 @@
 """Streaming mode and virtual input/output against the real broker."""
 
 import json
-import subprocess
-import sys
-import textwrap
+
+from conftest import run_up
 
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.testing import run_component, run_pipeline
@@ -78,11 +77,6 @@ run(emit_externally, use_virtual_output=True)
 """
 
 
-def up(tmp_path, pipeline, env):
-    f = tmp_path / "pipeline.yml"
-    f.write_text(textwrap.dedent(pipeline))
-    return subprocess.run([sys.executable, "-m", "pipelogic", "up", str(f), "--listen", "tcp://127.0.0.1:0", "--timeout", "90"],
-                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def jsonl(path):
@@ -93,7 +87,7 @@ def test_seed_streaming_virtual_in_and_out_snippets_under_up(tmp_path, component
     component("chunked", "name: chunked\nworker: {input_type: Int64, output_type: Int64}\n", STREAMING_SEED)
     component("camera", "name: camera\nworker: {output_type: Int64}\n", VIRTUAL_IN_SEED)
     component("emit", "name: emit\nworker: {input_type: Int64, output_type: Int64}\n", VIRTUAL_OUT_SEED)
-    r = up(tmp_path, """
+    r = run_up(tmp_path, """
         name: seed4
         components:
           n: {source: sequence, count: 50}
