@@ -1,8 +1,17 @@
-"""The broker's logic: routing, tick formation, credit, backpressure, end of stream.
+"""The broker's logic: routing, tick formation, credit, backpressure, end of stream,
+retention and replay.
 
 Plain code, no sockets: each method takes a decoded message (and the time) and returns
 :class:`Action` objects for the socket loop to carry out. Everything here can be driven
 by unit tests.
+
+Exactly-once (docs/semantics.md): every tick a vertex forms is recorded in its ``log``
+with its exact composition. Ticks are numbered densely; ``applied`` counts the ticks whose
+results were taken, in order, and a result for a tick below it is a duplicate and dropped.
+A stateless vertex's log is trimmed as results arrive; a stateful one's only up to the
+older of its last two durable checkpoints (the worker keeps two snapshot generations and
+may fall back to the previous one). A new incarnation says where its restored state ends
+(``Ready.resume``) and gets the logged ticks from there, composed exactly as before.
 
 Bounds (P5/P6): a worker has at most ``credit`` ticks in flight (1 in streaming mode, whose
 next pull request comes with each result); a producer dispatches a tick only if every
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +53,7 @@ class Settings:
     batch: int = 64
     heartbeat_ms: int = 1000
     liveness: int = 5
+    redelivery: int = 1  # 0: a control setting for tests; lost ticks are not replayed
 
     @classmethod
     def from_pipeline(cls, p: Pipeline, **overrides: Any) -> Settings:
@@ -76,8 +87,11 @@ class InputBuffer:
 
 @dataclass
 class Inflight:
+    """One formed tick: its number, the values of each input, and the virtual shift."""
+
     tick: int
     composition: list[list[Value]]
+    extra: Any = None
 
 
 @dataclass
@@ -92,8 +106,16 @@ class VertexState:
     ready: bool = False
     features: list[str] = field(default_factory=list)
     pull_request: InputsPullRequest | None = None
-    inflight: deque[Inflight] = field(default_factory=deque)
-    next_tick: int = 0
+    log: deque[Inflight] = field(default_factory=deque)  # ticks log_base .. next_tick-1
+    next_tick: int = 0  # the number of the next tick formed
+    applied: int = 0  # ticks below this have had their results applied
+    sent: int = 0  # the next tick to send to the current incarnation
+    expect: int = 0  # the next tick whose result the current incarnation owes
+    checkpoints: deque[int] = field(default_factory=lambda: deque(maxlen=2))
+    closed_epoch: int | None = None  # the incarnation told to stop because we finished
+    goodbye: bool = False  # the worker acknowledged the end (and wrote its final state)
+    duplicates: int = 0  # results dropped because their tick was already applied
+    replayed: int = 0  # ticks sent again to a new incarnation
     finished: bool = False
     ticks: int = 0
     errors: int = 0
@@ -116,6 +138,32 @@ class VertexState:
     @property
     def virtual_source(self) -> bool:
         return self.v.kind == "component" and not self.inputs
+
+    @property
+    def stateful(self) -> bool:
+        return "stateful" in self.features
+
+    @property
+    def log_base(self) -> int:
+        return self.log[0].tick if self.log else self.next_tick
+
+    @property
+    def outstanding(self) -> int:
+        """Ticks sent to the current incarnation and not answered yet."""
+        return self.sent - self.expect
+
+    def entry(self, tick: int) -> Inflight:
+        return self.log[tick - self.log_base]
+
+    def trim(self, redelivery: bool) -> None:
+        """Drop logged ticks no incarnation can need again."""
+        if self.stateful and redelivery and not self.virtual_source:
+            keep = self.checkpoints[0] if len(self.checkpoints) == 2 else 0
+            keep = min(keep, self.applied)
+        else:
+            keep = self.applied
+        while self.log and self.log[0].tick < keep:
+            self.log.popleft()
 
     def state(self) -> str:
         if self.finished:
@@ -141,6 +189,7 @@ class Scheduler:
         self.rejected = 0
         self.pending_config: list[tuple[Any, str, int, float]] = []  # client, vertex, version, deadline
         self.started = time.monotonic()
+        self.run = uuid.uuid4().hex  # snapshots made under another run are not resumed
         for name in pipeline.order:
             v = pipeline.vertices[name]
             vs = VertexState(
@@ -159,8 +208,8 @@ class Scheduler:
 
     def hello(self, msg: P.Hello, now: float) -> P.Refuse | tuple[int, dict[str, Any]]:
         """Accept a worker: returns (epoch, welcome fields) or a Refuse. A new incarnation
-        fences the old one: its in-flight ticks go back to the front of the inputs and
-        nothing it sends later is accepted."""
+        fences the old one: nothing the old one sends later is accepted, and its unanswered
+        ticks go to the new one once it is ready (from its restored state, if stateful)."""
         vs = self.vertices.get(msg.vertex)
         if vs is None or vs.v.kind != "component":
             known = ", ".join(n for n, x in self.vertices.items() if x.v.kind == "component")
@@ -193,7 +242,13 @@ class Scheduler:
             "config": config,
             "config_version": vs.config_version,
             "heartbeat_ms": self.settings.heartbeat_ms,
-            "settings": {"on_error": vs.v.on_error, "credit": self.settings.credit},
+            "settings": {
+                "on_error": vs.v.on_error,
+                "credit": self.settings.credit,
+                "run": self.run,
+                "applied": vs.applied,
+                "snapshot": vs.v.snapshot or self.pipeline.settings.get("snapshot"),
+            },
         }
         return epoch, fields
 
@@ -201,13 +256,13 @@ class Scheduler:
         old = vs.epoch
         if old is not None:
             self.by_epoch.pop(old, None)
-        # Give unanswered ticks back, in order, so the next incarnation gets them again.
-        for inf in reversed(vs.inflight):
-            for buf, values in zip(vs.inputs, inf.composition):
-                buf.queue.extendleft(reversed(values))
-        vs.inflight.clear()
         vs.epoch = None
         vs.ready = False
+        if not self.settings.redelivery:
+            # The control setting: what was in flight is lost, as with bare PUSH/PULL.
+            vs.applied = vs.next_tick
+            vs.trim(False)
+        vs.sent = vs.expect = vs.applied
 
     def disconnect(self, epoch: int) -> list[Action]:
         """The worker of ``epoch`` is gone (exited or declared dead)."""
@@ -216,6 +271,14 @@ class Scheduler:
             return []
         self._fence(vs)
         return [Action("close", epoch)]
+
+    def heartbeat(self, epoch: int, stats: dict[str, Any], now: float) -> bool:
+        """A heartbeat from the worker's side thread; False tells it that it was fenced."""
+        vs = self._worker(epoch, now)
+        if vs is None:
+            return False
+        vs.worker_stats = dict(stats)
+        return True
 
     def _worker(self, epoch: int, now: float) -> VertexState | None:
         vs = self.by_epoch.get(epoch)
@@ -238,6 +301,14 @@ class Scheduler:
             self._results(vs, msg, payload)
         elif isinstance(msg, P.Ready):
             self._ready(vs, msg)
+        elif isinstance(msg, P.Sync):
+            # Results travel on the same socket ahead of the Sync, so they are applied.
+            return [Action("send", epoch, P.encode(P.Applied(epoch, vs.applied)))]
+        elif isinstance(msg, P.Checkpoint):
+            if msg.tick <= vs.applied and (not vs.checkpoints or msg.tick > vs.checkpoints[-1]):
+                vs.checkpoints.append(msg.tick)
+                vs.trim(bool(self.settings.redelivery))
+            return []
         elif isinstance(msg, P.Heartbeat):
             vs.worker_stats = dict(msg.stats)
             return []
@@ -247,12 +318,19 @@ class Scheduler:
             return self._failed(vs, msg)
         elif isinstance(msg, P.Finished):
             actions: list[Action] = []
-            vs.inflight.clear()  # a source's unused grants
+            # A source's unused grants: they carry no input, so nothing is lost.
+            while vs.log and vs.log[-1].tick >= vs.applied:
+                vs.log.pop()
+            vs.next_tick = vs.sent = vs.expect = vs.applied
             self._finish(vs, actions)
             return actions + self.pump(now)
         elif isinstance(msg, P.Goodbye):
+            if not vs.finished:
+                return self.disconnect(epoch) + self.pump(now)  # stopped early (SIGTERM)
             self.by_epoch.pop(epoch, None)
-            return []
+            vs.goodbye = True
+            vs.epoch = None
+            return [Action("close", epoch), *self.pump(now)]
         else:
             raise ProtocolError(f"unexpected {msg.KIND} on the data socket")
         return self.pump(now)
@@ -261,9 +339,27 @@ class Scheduler:
         vs.features = [str(f) for f in msg.features]
         vs.ready = True
         if msg.pull_request is not None:
-            vs.pull_request = self._pull(vs, msg.pull_request)
+            if vs.applied == 0:  # later, the pull request comes from the last applied result
+                vs.pull_request = self._pull(vs, msg.pull_request)
         elif vs.streaming:
             self._fail(f"vertex {vs.name}: streaming mode without an initial pull request")
+        start = vs.applied
+        if vs.stateful and not vs.virtual_source and self.settings.redelivery:
+            start = msg.resume if msg.resume is not None else 0
+            if start > vs.applied:
+                self._fail(
+                    f"vertex {vs.name}: the worker restored a state reaching tick {start}, but the "
+                    f"broker has applied only {vs.applied} ticks (a snapshot from another run?)"
+                )
+                return
+            if start < vs.log_base:
+                self._fail(
+                    f"vertex {vs.name}: the worker restored a state reaching tick {start}, but the "
+                    f"broker retains ticks from {vs.log_base} on (were its snapshots deleted?)"
+                )
+                return
+        vs.replayed += vs.next_tick - start if vs.connects > 1 else 0
+        vs.sent = vs.expect = start
 
     def _pull(self, vs: VertexState, wire: Any) -> InputsPullRequest | None:
         try:
@@ -278,21 +374,29 @@ class Scheduler:
     def _results(self, vs: VertexState, msg: P.Results, payload: list[Any]) -> None:
         entries = P.split_values(msg.layout, payload, len(vs.consumers))
         for tick, per_output, pr in entries:
-            if not vs.inflight or tick < vs.inflight[0].tick:
-                continue  # a result for a tick already applied: drop the duplicate
-            if tick != vs.inflight[0].tick:
-                raise ProtocolError(f"vertex {vs.name}: result for tick {tick}, expected {vs.inflight[0].tick}")
+            if tick != vs.expect or tick >= vs.sent:
+                raise ProtocolError(
+                    f"vertex {vs.name}: result for tick {tick}, expected {vs.expect}"
+                    if tick < vs.sent else f"vertex {vs.name}: result for tick {tick}, which was never sent"
+                )
             if not vs.streaming and any(len(vals) > 1 for vals in per_output):
                 raise ProtocolError(f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode")
-            vs.inflight.popleft()
+            vs.expect += 1
+            if tick < vs.applied:
+                vs.duplicates += 1  # a replayed tick already applied: its outputs went out once
+                continue
+            vs.applied += 1
             vs.ticks += 1
             for k, values in enumerate(per_output):
                 if values:
                     self._emit(vs, k, values)
             if pr is not None and vs.streaming:
                 vs.pull_request = self._pull(vs, pr)
+        vs.trim(bool(self.settings.redelivery))
 
     def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
+        if msg.tick < vs.applied:
+            return []  # a replayed tick that was skipped (and dead-lettered) before
         vs.errors += 1
         if msg.fatal:
             self._fail(f"vertex {vs.name} failed on tick {msg.tick}: {msg.error}\n{msg.traceback}".rstrip())
@@ -302,7 +406,7 @@ class Scheduler:
 
     def _dead_letter(self, vs: VertexState, msg: P.Failed) -> None:
         inputs: list[Any] = []
-        for inf in vs.inflight:
+        for inf in vs.log:
             if inf.tick == msg.tick:
                 for j, values in enumerate(inf.composition):
                     codec = codec_for(vs.v.wire_types[j])
@@ -383,7 +487,7 @@ class Scheduler:
         self.pending_config = keep
         limit = self.settings.heartbeat_ms * self.settings.liveness / 1000
         for vs in list(self.by_epoch.values()):
-            if vs.epoch is not None and now - vs.last_seen > limit and not vs.finished:
+            if vs.epoch is not None and now - vs.last_seen > limit and not vs.goodbye:
                 out.extend(self.disconnect(vs.epoch))
         return out
 
@@ -420,7 +524,8 @@ class Scheduler:
                     self._pump_sink(vs)
                 else:
                     self._pump_worker(vs, actions)
-        if all(vs.finished for vs in self.vertices.values()):
+        # Done once every vertex finished and every stateful worker confirmed its final state.
+        if all(vs.finished and (vs.goodbye or vs.v.kind != "component") for vs in self.vertices.values()):
             self.done = True
         return actions
 
@@ -440,7 +545,10 @@ class Scheduler:
         for buf in vs.inputs:
             vs.dropped_at_end += len(buf.queue)
             buf.queue.clear()
-        if actions is not None and vs.epoch is not None:
+        if not vs.stateful:
+            vs.goodbye = True  # nothing to wait for: no final state to write
+        if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
+            vs.closed_epoch = vs.epoch
             actions.append(Action("send", vs.epoch, P.encode(P.Close("finished"))))
 
     def _pump_source(self, vs: VertexState, now: float) -> None:
@@ -484,25 +592,33 @@ class Scheduler:
 
     def _pump_worker(self, vs: VertexState, actions: list[Action]) -> None:
         if vs.epoch is None or not vs.ready:
-            if not vs.virtual_source and vs.inputs and all(b.closed and not b.queue for b in vs.inputs) and not vs.inflight:
+            if (not vs.finished and not vs.virtual_source and vs.inputs and vs.applied == vs.next_tick
+                    and all(b.closed and not b.queue for b in vs.inputs)):
                 self._finish(vs, actions)  # nothing will ever arrive
             return
         layout: list[Any] = []
         frames: list[Any] = []
-        credit = 1 if vs.streaming and not vs.virtual_source else self.settings.credit
-        while len(vs.inflight) < credit:
-            # Synchronous: each in-flight tick may still add one message per consumer.
-            if self._room(vs, 0 if vs.streaming else len(vs.inflight)) < 1:
-                break
-            entry = self._form_tick(vs)
-            if entry is None:
-                break
-            composition, extra = entry
-            tick = vs.next_tick
-            vs.next_tick += 1
-            vs.inflight.append(Inflight(tick, composition))
-            layout.append([tick, [[len(v) - 1 for v in values] for values in composition], extra])
-            for values in composition:
+        credit = self.settings.credit
+        while vs.outstanding < credit:
+            if vs.sent < vs.next_tick:
+                inf = vs.entry(vs.sent)  # a replay: exactly the composition it had
+                vs.sent += 1
+            else:
+                # New ticks; a streaming vertex's next pull request comes with each result.
+                if vs.finished or (vs.streaming and not vs.virtual_source and vs.outstanding > 0):
+                    break
+                # Synchronous: each in-flight tick may still add one message per consumer.
+                if self._room(vs, 0 if vs.streaming else vs.outstanding) < 1:
+                    break
+                entry = self._form_tick(vs)
+                if entry is None:
+                    break
+                inf = Inflight(vs.next_tick, entry[0], entry[1])
+                vs.log.append(inf)
+                vs.next_tick += 1
+                vs.sent += 1
+            layout.append([inf.tick, [[len(v) - 1 for v in values] for values in inf.composition], inf.extra])
+            for values in inf.composition:
                 for v in values:
                     frames.extend(v)
             if len(layout) >= self.settings.batch:
@@ -510,7 +626,14 @@ class Scheduler:
                 layout, frames = [], []
         if layout:
             actions.append(Action("send", vs.epoch, P.encode(P.Ticks(vs.epoch, layout), frames)))
-        if not vs.inflight and not vs.virtual_source and all(b.closed for b in vs.inputs) and not self._form_check(vs):
+        if vs.finished:
+            # A worker that (re)connected after the end: once it has caught up, stop it.
+            if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:
+                vs.closed_epoch = vs.epoch
+                actions.append(Action("send", vs.epoch, P.encode(P.Close("finished"))))
+            return
+        if (vs.applied == vs.next_tick and not vs.virtual_source and all(b.closed for b in vs.inputs)
+                and not self._form_check(vs)):
             self._finish(vs, actions)
 
     def _form_check(self, vs: VertexState) -> bool:
@@ -550,7 +673,12 @@ class Scheduler:
                 "kind": vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
                 "state": vs.state(),
                 "ticks": vs.ticks,
-                "inflight": len(vs.inflight),
+                "inflight": vs.outstanding,
+                "applied": vs.applied,
+                "retained": len(vs.log),
+                "duplicates": vs.duplicates,
+                "replayed": vs.replayed,
+                "checkpoint": vs.checkpoints[-1] if vs.checkpoints else None,
                 "queues": [len(b.queue) for b in vs.inputs],
                 "max_queues": [b.max_len for b in vs.inputs],
                 "restarts": vs.restarts,

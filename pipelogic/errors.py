@@ -19,6 +19,10 @@ This module is a leaf: it imports nothing of ours, so every layer may raise thes
     ├── OutputTypeError            an output value does not match the declared type
     ├── BrokerUnavailable          the broker did not answer in time
     ├── PipelineFailed             a pipeline run stopped with an error
+    ├── StateError                 durable state (snapshots) cannot be used
+    │   ├── SnapshotValueError     a state value cannot be serialised (names type and path)
+    │   ├── SnapshotCorrupt        snapshots exist but none is valid
+    │   └── StateLocked            another instance holds the state directory
     └── RuntimeBug                 an internal invariant broke: a bug in pipelogic
 """
 
@@ -38,6 +42,10 @@ __all__ = [
     "PullRequestError",
     "ReturnShapeError",
     "RuntimeBug",
+    "SnapshotCorrupt",
+    "SnapshotValueError",
+    "StateError",
+    "StateLocked",
     "TypeDefinitionError",
     "TypeMismatch",
     "TypeParseError",
@@ -146,3 +154,20 @@ class PipelineFailed(PipelogicError):
 
 class RuntimeBug(PipelogicError):
     """An internal invariant of pipelogic broke. Please report it."""
+
+
+class StateError(PipelogicError):
+    """Durable state cannot be written or read."""
+
+
+class SnapshotValueError(StateError, TypeError):
+    """A state value cannot be serialised; the message names its type and path."""
+
+
+class SnapshotCorrupt(StateError):
+    """Snapshot files exist but none passes its checksum: starting from empty state would
+    silently lose it, so the worker refuses to start."""
+
+
+class StateLocked(StateError):
+    """Another live worker instance holds the lock of this state directory."""

@@ -28,6 +28,7 @@ import yaml
 from pipelogic.component import ComponentSpec, check_config_value, load_component
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.types import Atomic, Type, Var, create_type, substitute, unify
+from pipelogic.state import SnapshotPolicy
 
 __all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline"]
 
@@ -61,6 +62,7 @@ class Vertex:
     inputs: list[Port | None] = field(default_factory=list)
     outputs: list[list[Port]] = field(default_factory=list)
     on_error: str = "fail"
+    snapshot: str | None = None  # the vertex's snapshot policy (normalised text), if set
 
     @property
     def builtin(self) -> str:
@@ -130,6 +132,15 @@ def _vertex(name: str, spec: Any, file: Path, where: str, problems: list[str]) -
     on_error = spec.get("on_error", "fail")
     if on_error not in ("fail", "skip"):
         problems.append(f"{where}: {key}.on_error: expected fail or skip, got {on_error!r}")
+    snapshot = None
+    if "snapshot" in spec:
+        if kinds[0] != "path":
+            problems.append(f"{where}: {key}.snapshot: only a component vertex has state to snapshot")
+        else:
+            try:
+                snapshot = SnapshotPolicy.parse(spec["snapshot"], f"{key}.snapshot").to_text()
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
     if kinds[0] == "source":
         if spec["source"] not in SOURCES:
             problems.append(f"{where}: {key}.source: unknown source {spec['source']!r}; expected one of {', '.join(sorted(SOURCES))}")
@@ -159,7 +170,7 @@ def _vertex(name: str, spec: Any, file: Path, where: str, problems: list[str]) -
     except DefinitionError as exc:
         problems.extend(f"{where}: {key}.path: {p}" for p in exc.problems)
         return None
-    v = Vertex(name, "component", dict(spec), component=comp, on_error=str(on_error))
+    v = Vertex(name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot)
     v.input_types = list(comp.input_types)
     v.output_types = list(comp.output_types)
     v.inputs = [None] * len(comp.input_types)
@@ -255,6 +266,11 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
     if problems:
         raise DefinitionError(problems)
     settings = data.get("settings") or {}
+    if isinstance(settings, dict) and "snapshot" in settings:
+        try:
+            settings = {**settings, "snapshot": SnapshotPolicy.parse(settings["snapshot"], "settings.snapshot").to_text()}
+        except ValueError as exc:
+            raise DefinitionError([f"{where}: {exc}"]) from None
     return Pipeline(str(name), file, vertices, order, settings if isinstance(settings, dict) else {})
 
 

@@ -15,10 +15,11 @@ Directions (sockets in ``docs/protocol.md``):
 
 - control, client DEALER -> broker ROUTER: Hello / Welcome / Refuse, StatusRequest /
   StatusReply, ConfigSet / ConfigReply;
+- control, worker DEALER -> broker ROUTER (the heartbeat thread): Heartbeat / Pong;
 - data, broker PUSH -> worker PULL (one socket per worker incarnation): Ticks, ConfigPush,
-  Close;
+  Applied, Close;
 - data, worker PUSH -> broker PULL: Ready, Results, Heartbeat, ConfigApplied, Failed, Finished,
-  Goodbye.
+  Sync, Checkpoint, Goodbye.
 
 Decoding is strict and total: any input either yields a message or raises
 :class:`ProtocolError` (:class:`ProtocolVersionError` for another version).
@@ -38,6 +39,8 @@ __all__ = [
     "MAX_FRAMES",
     "MAX_HEADER_BYTES",
     "PROTOCOL_VERSION",
+    "Applied",
+    "Checkpoint",
     "Close",
     "ConfigApplied",
     "ConfigPush",
@@ -49,11 +52,13 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "Message",
+    "Pong",
     "Ready",
     "Refuse",
     "Results",
     "StatusReply",
     "StatusRequest",
+    "Sync",
     "Ticks",
     "Welcome",
     "decode",
@@ -203,17 +208,38 @@ class Close(Message):
     reason: str
 
 
+@_message("applied")
+class Applied(Message):
+    """Answer to :class:`Sync`: the broker has applied the results of every tick below
+    ``tick`` (so a snapshot covering them may be written)."""
+
+    epoch: int
+    tick: int
+
+
+@_message("pong")
+class Pong(Message):
+    """Answer to a Heartbeat sent on the control socket: ``alive`` is False when the
+    epoch was fenced (the worker was replaced or declared dead)."""
+
+    epoch: int
+    alive: bool
+
+
 # --- data: worker -> broker -------------------------------------------------------------
 
 
 @_message("ready")
 class Ready(Message):
     """``run()`` was called: the worker's modes and its first pull request (streaming).
-    The broker sends ticks only after this."""
+    ``resume`` (stateful workers) is the tick its restored state reaches: the state reflects
+    every tick below it, so the broker replays from there. The broker sends ticks only
+    after this."""
 
     epoch: int
     features: list[Any]
     pull_request: list[Any] | None = None
+    resume: int | None = None
 
 
 @_message("results", payload=True)
@@ -255,6 +281,24 @@ class Finished(Message):
     """A source worker has produced its last tick (its virtual input is closed and empty)."""
 
     epoch: int
+
+
+@_message("sync")
+class Sync(Message):
+    """The worker is about to snapshot a state that reflects every tick below ``tick``;
+    the broker answers with :class:`Applied` once it has applied their results."""
+
+    epoch: int
+    tick: int
+
+
+@_message("checkpoint")
+class Checkpoint(Message):
+    """A snapshot reflecting every tick below ``tick`` is durable: the broker may release
+    what only older snapshots needed."""
+
+    epoch: int
+    tick: int
 
 
 @_message("goodbye")

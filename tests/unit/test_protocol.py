@@ -28,6 +28,11 @@ SAMPLES = [
     P.Failed(1, 0, "boom", "tb", True, None),
     P.Finished(1),
     P.Goodbye(1),
+    P.Ready(2, ["stateful"], None, 17),
+    P.Sync(1, 5),
+    P.Applied(1, 5),
+    P.Checkpoint(1, 5),
+    P.Pong(1, False),
 ]
 
 
