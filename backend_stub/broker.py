@@ -133,6 +133,9 @@ class Broker:
         try:
             if isinstance(msg, P.Hello):
                 return self._hello(client, msg, now)
+            if isinstance(msg, P.Heartbeat):
+                alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)
+                return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive)))]
             if isinstance(msg, P.StatusRequest):
                 return [Action("reply", client=client, frames=P.encode(self.scheduler.status()))]
             if isinstance(msg, P.ConfigSet):

@@ -246,6 +246,7 @@ class Scheduler:
                 "on_error": vs.v.on_error,
                 "credit": self.settings.credit,
                 "run": self.run,
+                "liveness": self.settings.liveness,
                 "applied": vs.applied,
                 "snapshot": vs.v.snapshot or self.pipeline.settings.get("snapshot"),
             },

@@ -43,10 +43,17 @@ def _broker_module() -> Any:
 
 
 def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: float = 60.0,
-                 workers: dict[str, Callable[[str], Any]] | None = None, **settings: Any) -> Any:
+                 workers: dict[str, Callable[[str], Any]] | None = None,
+                 state_dir: str | Path | None = None, **settings: Any) -> Any:
     """Serve a loaded Pipeline on an in-process broker, start a worker process per
     component vertex (or call ``workers[name](endpoint)`` to start it yourself), wait for
-    the end and return the broker. Raises PipelineFailed with the cause on failure."""
+    the end and return the broker. Raises PipelineFailed with the cause on failure.
+
+    Worker processes keep their snapshots in ``state_dir`` (a fresh temporary directory,
+    removed afterwards, when not given)."""
+    if state_dir is None:
+        with tempfile.TemporaryDirectory(prefix="pipelogic-state-") as tmp:
+            return run_pipeline(pipeline, listen, timeout_s, workers, tmp, **settings)
     bs = _broker_module()
     broker = bs.Broker(pipeline, listen, bs.Settings.from_pipeline(pipeline, **settings)).start()
     procs: list[subprocess.Popen[bytes]] = []
@@ -67,7 +74,8 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                 threads.append(t)
             else:
                 assert v.component is not None
-                env = dict(os.environ, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT=name)
+                env = dict(os.environ, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT=name,
+                           PIPELOGIC_STATE_DIR=str(state_dir))
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "pipelogic", "worker", str(v.component.directory)], env=env
                 ))
@@ -158,7 +166,8 @@ def run_component(
             def start(endpoint: str) -> None:
                 from pipelogic.worker import WorkerSettings, run
 
-                run(fn, _settings=WorkerSettings(broker=endpoint, component_dir=cdir, vertex="component", connect_timeout_s=10), **run_options)
+                run(fn, _settings=WorkerSettings(broker=endpoint, component_dir=cdir, vertex="component",
+                                                 state_dir=base / "state", connect_timeout_s=10), **run_options)
 
             workers = {"component": start}
         broker = run_pipeline(pipeline, timeout_s=timeout_s, workers=workers)

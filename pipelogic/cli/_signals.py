@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import signal
-import sys
-from typing import Any
 
 
 def install_sigterm() -> None:
-    """Turn SIGTERM into a clean exit: ``finally`` blocks run and sockets are closed."""
+    """A worker stops gracefully on SIGTERM (see :func:`pipelogic.worker._session.on_sigterm`)."""
+    from pipelogic.worker._session import on_sigterm
 
-    def _handler(signum: int, frame: Any) -> None:
-        sys.exit(143)
-
-    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGTERM, on_sigterm)

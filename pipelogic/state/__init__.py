@@ -5,11 +5,12 @@ broker; this package only makes each snapshot atomic, durable, checked and singl
 """
 
 from pipelogic.state._fs import FileSystem, OsFileSystem
-from pipelogic.state._policy import SnapshotPolicy
+from pipelogic.state._policy import DEFAULT_POLICY, SnapshotPolicy
 from pipelogic.state._store import Snapshot, SnapshotStore, decode_snapshot, encode_snapshot
 from pipelogic.state._values import pack_state, unpack_state
 
 __all__ = [
+    "DEFAULT_POLICY",
     "FileSystem",
     "OsFileSystem",
     "Snapshot",

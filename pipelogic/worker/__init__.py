@@ -20,13 +20,14 @@ The broker is found at ``$PIPELOGIC_BROKER``; the component directory is
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
 from pipelogic.worker._config import Config
-from pipelogic.worker._session import Session, WorkerSettings, main_file
+from pipelogic.worker._session import Session, WorkerSettings, main_file, on_sigterm
 from pipelogic.worker._step import Step, inspect_function
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream, VirtualStreamClosed
 
@@ -95,6 +96,8 @@ def run(
         raise TypeError(
             f"initial_pull_request must be an InputsPullRequest, got {type(initial_pull_request).__name__}"
         )
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)  # graceful stop, also for `python src/main.py`
     session = _open_session(_settings)
     try:
         spec = session.spec

@@ -1,8 +1,15 @@
-"""The worker's connection to the broker: handshake, data sockets and the tick loop.
+"""The worker's connection to the broker: handshake, data sockets, the tick loop and
+durable state.
 
 Threads: the main thread owns the tick and result sockets and runs the user function;
 a heartbeat thread owns a socket of its own (zmq sockets are not shared between threads),
-so a long-running function keeps the worker visibly alive.
+so a long-running function keeps the worker visibly alive, and learns from the broker's
+answers whether this incarnation was fenced or the broker is gone.
+
+State (stateful mode): restored from the newest valid snapshot of this pipeline run
+before the first tick; snapshotted by the policy, at the end and on SIGTERM. A snapshot is
+written only after the broker confirmed (Sync/Applied) that it applied the results of every
+tick the state reflects, and reported (Checkpoint) only once it is durable.
 """
 
 from __future__ import annotations
@@ -11,16 +18,18 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
 
+from pipelogic import _faults, transport
 from pipelogic import protocol as P
-from pipelogic import transport
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
     BrokerUnavailable,
@@ -29,19 +38,39 @@ from pipelogic.errors import (
     ProtocolError,
     PullRequestError,
     ReturnShapeError,
+    StateError,
     WorkerError,
 )
 from pipelogic.pulling import take_shift
+from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore, pack_state, unpack_state
 from pipelogic.types import InputsPullRequest, codec_for, create_type
 from pipelogic.worker._config import Config
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream
 
-__all__ = ["Session", "WorkerSettings"]
+__all__ = ["Session", "WorkerSettings", "active_session", "on_sigterm"]
 
 log = logging.getLogger("pipelogic.worker")
 
 _TICK_ERRORS = (WorkerError, ReturnShapeError, OutputTypeError, DecodeError, PullRequestError)
+_POLL_MS = 100  # how often the loop looks at stop requests, liveness and due snapshots
+_active: Session | None = None
+
+
+def active_session() -> Session | None:
+    """The session serving ticks in this process, if any (for the SIGTERM handler)."""
+    return _active
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM: a serving worker finishes its tick, snapshots and returns from run() (exit
+    0); before that, the process exits at once with 143. Python as PID 1 in a container
+    would otherwise ignore SIGTERM."""
+    session = _active
+    if session is not None:
+        session.request_stop()
+    else:
+        sys.exit(143)
 
 
 @dataclass
@@ -53,6 +82,7 @@ class WorkerSettings:
     vertex: str | None = None
     state_dir: Path = Path(".pipelogic/state")
     connect_timeout_s: float = 60.0
+    snapshot: str | None = None  # PIPELOGIC_SNAPSHOT: the policy when pipeline.yml sets none
 
     @classmethod
     def from_env(cls, main_file: str | None = None) -> WorkerSettings:
@@ -70,6 +100,7 @@ class WorkerSettings:
             vertex=env.get("PIPELOGIC_COMPONENT") or None,
             state_dir=Path(env.get("PIPELOGIC_STATE_DIR", ".pipelogic/state")),
             connect_timeout_s=float(env.get("PIPELOGIC_CONNECT_TIMEOUT_S", "60")),
+            snapshot=env.get("PIPELOGIC_SNAPSHOT") or None,
         )
 
 
@@ -80,16 +111,42 @@ class Session:
         self.settings = settings
         self.spec = spec if spec is not None else load_component(settings.component_dir)
         self.vertex = settings.vertex or self.spec.name
-        self.ctx = zmq.Context()
         self.ticks_done = 0
         self._closed = False
-        self.welcome = self._handshake()
+        # One instance per state directory (P18): lock before the handshake, so a second
+        # instance cannot fence the first one before it finds out.
+        self.store = SnapshotStore(Path(settings.state_dir) / self.vertex, self.vertex)
+        self.store.lock()
+        self.ctx = zmq.Context()
+        try:
+            self.welcome = self._handshake()
+        except BaseException:
+            self.ctx.term()
+            self.store.unlock()
+            raise
         self.epoch = self.welcome.epoch
+        ws = self.welcome.settings
+        self.run_id = str(ws.get("run", ""))
+        self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
+        self.liveness = int(ws.get("liveness", 5))
+        try:
+            self.policy = SnapshotPolicy.parse(ws.get("snapshot") or settings.snapshot or DEFAULT_POLICY,
+                                               "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
+        except ValueError as exc:
+            self.close()
+            raise StateError(f"vertex {self.vertex}: {exc}") from None
         self.pull: zmq.Socket | None = None
         self.push: zmq.Socket | None = None
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self.virtual_in: VirtualInputStream | None = None
+        self._pending: deque[tuple[P.Message, list[Any]]] = deque()
+        self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
+        self.lost: str | None = None  # set by the heartbeat thread: fenced, or broker silent
+        self.next_tick = 0  # the state reflects every tick below this
+        self.snapshot_tick = 0
+        self.snapshot_time = time.monotonic()
+        self.snapshots = 0
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -151,22 +208,41 @@ class Session:
         self.send(P.Heartbeat(self.epoch, self.stats()))
 
     def _heartbeat(self) -> None:
-        ep = transport.peer_endpoint(self.settings.broker, self.welcome.result_endpoint)
-        sock = transport.connect(self.ctx, zmq.PUSH, ep)
+        """Beat on the control socket and read the broker's answers: a Pong saying the epoch
+        is fenced, or no Pong for ``liveness`` intervals, marks this incarnation lost."""
+        sock = transport.connect(self.ctx, zmq.DEALER, self.settings.broker)
         interval = self.welcome.heartbeat_ms / 1000.0
+        last_pong = time.monotonic()
         try:
             while not self._hb_stop.wait(interval):
                 try:
-                    sock.send_multipart(P.encode(P.Heartbeat(self.epoch, self.stats())), flags=zmq.NOBLOCK)
+                    sock.send_multipart([b"", *P.encode(P.Heartbeat(self.epoch, self.stats()))], flags=zmq.NOBLOCK)
                 except zmq.Again:
-                    pass  # broker not reachable right now; the next beat will tell
+                    pass  # broker not reachable right now; silence is judged below
+                while sock.poll(0):
+                    frames = sock.recv_multipart()
+                    try:
+                        msg, _ = P.decode(frames[1:])
+                    except ProtocolError:
+                        continue
+                    if isinstance(msg, P.Pong):
+                        last_pong = time.monotonic()
+                        if not msg.alive and self.lost is None:
+                            self.lost = (f"vertex {self.vertex}: this worker (epoch {self.epoch}) was "
+                                         "replaced or declared dead by the broker")
+                if time.monotonic() - last_pong > interval * self.liveness + interval and self.lost is None:
+                    self.lost = (f"vertex {self.vertex}: no answer from the broker at {self.settings.broker} "
+                                 f"for {time.monotonic() - last_pong:.1f} s")
         finally:
             sock.close(0)
 
     def close(self) -> None:
+        global _active
         if self._closed:
             return
         self._closed = True
+        if _active is self:
+            _active = None
         self._hb_stop.set()
         if self._hb_thread is not None:
             self._hb_thread.join(5)
@@ -174,12 +250,84 @@ class Session:
             if s is not None:
                 s.close(0)
         self.ctx.term()
+        self.store.unlock()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Load the newest valid snapshot of this run into the step; return the tick it
+        reaches (0 for a fresh start). Snapshots of another run are removed."""
+        snap = self.store.load()
+        if snap is None:
+            return 0
+        if snap.run != self.run_id:
+            log.info("vertex %s: removing snapshots of an earlier pipeline run", self.vertex)
+            self.store.reset()
+            return 0
+        self.step.state = unpack_state(snap.state)
+        pr = snap.meta.get("pull_request")
+        if pr is not None:
+            self.pull_request = InputsPullRequest.from_wire(pr)
+        log.info("vertex %s: restored state at tick %d (snapshot generation %d)", self.vertex, snap.tick, snap.generation)
+        self.snapshot_tick = snap.tick
+        return snap.tick
+
+    def snapshot(self, timeout_s: float = 30.0) -> bool:
+        """Write a snapshot of the current state if it moved; True if one was committed.
+        Raises StateError (or SnapshotValueError) when the state cannot be written."""
+        tick = self.next_tick
+        if tick <= self.snapshot_tick:
+            return False
+        data = pack_state(self.step.state, self.vertex)
+        self.send(P.Sync(self.epoch, tick))
+        if not self._wait_applied(tick, timeout_s):
+            log.warning("vertex %s: the broker did not confirm tick %d; no snapshot written", self.vertex, tick)
+            return False
+        meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
+        self.store.save(tick, data, self.run_id, meta)
+        _faults.point("after-dir-fsync-before-report")
+        self.send(P.Checkpoint(self.epoch, tick))
+        _faults.point("after-report")
+        self.snapshot_tick = tick
+        self.snapshot_time = time.monotonic()
+        self.snapshots += 1
+        return True
+
+    def _wait_applied(self, tick: int, timeout_s: float) -> bool:
+        """Wait for the broker's Applied reaching ``tick``; other messages are kept, in
+        order, for the loop."""
+        assert self.pull is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.lost is None:
+            if not self.pull.poll(_POLL_MS):
+                continue
+            try:
+                msg, payload = P.decode(transport.recv(self.pull))
+            except ProtocolError as exc:
+                log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
+                continue
+            if isinstance(msg, P.Applied):
+                if msg.epoch == self.epoch and msg.tick >= tick:
+                    return True
+                continue
+            self._pending.append((msg, payload))
+        return False
+
+    def _maybe_snapshot(self) -> None:
+        if self.step.mode.stateful and self.policy.due(self.next_tick - self.snapshot_tick,
+                                                       time.monotonic() - self.snapshot_time):
+            self.snapshot()
+
+    def request_stop(self) -> None:
+        """SIGTERM: finish the current tick, snapshot, say goodbye, return from run()."""
+        self.stop_requested = True
 
     # -- the loop --------------------------------------------------------------------------
 
     def serve(self, step: Step, pull_request: InputsPullRequest | None,
               virtual_in: VirtualInputStream, virtual_out: VirtualOutputStream) -> None:
-        """Run ticks until the broker closes this worker."""
+        """Run ticks until the broker closes this worker or SIGTERM asks it to stop."""
+        global _active
         mode = step.mode
         self.virtual_in = virtual_in
         self.step = step
@@ -187,44 +335,83 @@ class Session:
         self.pull_request = pull_request
         self.input_codecs = [codec_for(create_type(t)) for t in self.welcome.input_types]
         self.on_error = str(self.welcome.settings.get("on_error", "fail"))
+        resume = self.restore() if mode.stateful else None
+        self.next_tick = resume or 0
         self.open_data()
-        self.send(P.Ready(self.epoch, mode.features(), pull_request.to_wire() if pull_request else None))
-        assert self.pull is not None
+        _active = self
+        pr = self.pull_request.to_wire() if self.pull_request else None
+        self.send(P.Ready(self.epoch, mode.features(), pr, resume))
         while True:
-            frames = transport.recv(self.pull)
-            try:
-                msg, payload = P.decode(frames)
-            except ProtocolError as exc:
-                log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
+            if self.lost is not None:
+                raise BrokerUnavailable(self.lost)
+            if self.stop_requested:
+                self._stop_gracefully()
+                return
+            item = self._next(_POLL_MS)
+            if item is None:
+                self._maybe_snapshot()
                 continue
+            msg, payload = item
             if isinstance(msg, P.Ticks):
                 if msg.epoch != self.epoch:
                     continue
                 if self._ticks(msg, payload):
+                    if self.stop_requested:
+                        self._stop_gracefully()
                     return
+                self._maybe_snapshot()
             elif isinstance(msg, P.ConfigPush):
                 self._config(msg)
             elif isinstance(msg, P.Close):
+                if msg.reason == "finished" and mode.stateful:
+                    self.snapshot()  # the final state, which the broker waits for
                 return
-            else:
+            elif not isinstance(msg, P.Applied):
                 log.warning("vertex %s: unexpected %s from the broker", self.vertex, msg.KIND)
+
+    def _next(self, timeout_ms: int) -> tuple[P.Message, list[Any]] | None:
+        """The next message from the broker (kept ones first), or None after the timeout."""
+        if self._pending:
+            return self._pending.popleft()
+        assert self.pull is not None
+        while self.pull.poll(timeout_ms):
+            try:
+                return P.decode(transport.recv(self.pull))
+            except ProtocolError as exc:
+                log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
+        return None
+
+    def _stop_gracefully(self) -> None:
+        if self.step.mode.stateful:
+            try:
+                self.snapshot(timeout_s=3.0)
+            except StateError as exc:
+                log.error("%s", exc)
 
     def _config(self, msg: P.ConfigPush) -> None:
         from pipelogic.worker import config
 
         config._apply(msg.values, msg.version)
+        _faults.point("during-config-apply")
         self.send(P.ConfigApplied(self.epoch, msg.version))
 
     def _poll_control(self) -> bool:
         """While waiting on the virtual queue: handle config and close. True on close."""
         assert self.pull is not None
+        if any(isinstance(m, P.Close) for m, _ in self._pending):
+            return True
         while self.pull.poll(0):
-            msg, _ = P.decode(transport.recv(self.pull))
+            try:
+                msg, payload = P.decode(transport.recv(self.pull))
+            except ProtocolError:
+                continue
             if isinstance(msg, P.Close):
                 return True
             if isinstance(msg, P.ConfigPush):
                 self._config(msg)
-        return False
+            elif isinstance(msg, P.Ticks):
+                self._pending.append((msg, payload))  # more grants: the loop runs them next
+        return self.stop_requested or self.lost is not None
 
     def _virtual_take(self, skip: int, min_count: int, max_count: int) -> list[Any] | None:
         """Wait for ``skip + min_count`` queued virtual messages, then take. None if the
@@ -278,7 +465,9 @@ class Session:
                     return self._wait_close()
                 virtual = got  # type: ignore[assignment]
             elif mode.virtual_input:
-                if mode.streaming and isinstance(extra, list) and len(extra) == 3:
+                if tick < self.replay_until:
+                    virtual = []  # a replay: its virtual messages are gone (docs/semantics.md)
+                elif mode.streaming and isinstance(extra, list) and len(extra) == 3:
                     virtual = self._virtual_take(*extra)
                     if virtual is None:
                         stop = True
@@ -289,7 +478,8 @@ class Session:
             try:
                 inputs = self._decode_inputs(per_input, mode)
                 out = self.step.call(inputs, virtual, tick)
-                if out.virtual_output:
+                _faults.point("after-state-update-before-checkpoint")
+                if out.virtual_output and tick >= self.replay_until:  # replays were delivered
                     self.vout.emit(out.virtual_output)
                 if self.vout.error is not None:
                     raise WorkerError(
@@ -309,6 +499,7 @@ class Session:
                 pr = self.pull_request.to_wire() if self.pull_request is not None else None
                 layout.append([tick, [[] for _ in range(mode.n_outputs)], pr])
                 self.ticks_done += 1
+                self.next_tick = tick + 1
                 continue
             if out.pull_request is not None:
                 self.pull_request = out.pull_request
@@ -319,11 +510,15 @@ class Session:
                     frames.extend(v)
             layout.append([tick, counts, out.pull_request.to_wire() if out.pull_request is not None else None])
             self.ticks_done += 1
+            self.next_tick = tick + 1
             if mode.source:  # live sources: no batching, every tick goes out at once
                 self.send(P.Results(self.epoch, layout), frames)
                 layout, frames = [], []
+            if self.stop_requested:
+                break  # the rest of the batch is unanswered: the broker gives it to the next one
         if layout:
             self.send(P.Results(self.epoch, layout), frames)
+            _faults.point("after-output-send")
         return stop
 
     def _decode_inputs(self, per_input: list[list[tuple[Any, ...]]], mode: Mode) -> list[Any]:
@@ -346,10 +541,11 @@ class Session:
         return inputs
 
     def _wait_close(self) -> bool:
-        assert self.pull is not None
         while True:
-            msg, _ = P.decode(transport.recv(self.pull))
-            if isinstance(msg, P.Close):
+            item = self._next(_POLL_MS)
+            if item is not None and isinstance(item[0], P.Close):
+                return True
+            if item is None and (self.stop_requested or self.lost is not None):
                 return True
 
 
