@@ -30,13 +30,15 @@ def main() -> None:
 @click.option("--listen", default=DEFAULT_BROKER, show_default=True, help="Broker endpoint to bind (port 0: any free port).")
 @click.option("--state-dir", type=click.Path(), default=None, help="State snapshots (default: .pipelogic/state beside the pipeline).")
 @click.option("--max-restarts", type=int, default=5, show_default=True, help="Restarts of a crashed worker before the run fails.")
+@click.option("--backoff-max", type=float, default=10.0, show_default=True, help="Longest wait before restarting a crashed worker (the wait doubles from 0.25 s).")
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Fail if the pipeline is not done within this many seconds.")
-def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, progress: bool | None, timeout_s: float | None) -> None:
+def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
+       progress: bool | None, timeout_s: float | None) -> None:
     """Run PIPELINE_FILE: the broker plus one process per component, until drained."""
     from pipelogic.cli._up import Supervisor
 
-    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s)
+    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max)
     sys.exit(sup.run())
 
 

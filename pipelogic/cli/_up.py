@@ -27,6 +27,8 @@ from pipelogic.pipeline import load_pipeline
 
 __all__ = ["Supervisor"]
 
+_HEALTHY_S = 10.0  # a worker that ran this long before crashing restarts without backoff
+
 
 @dataclass
 class _Worker:
@@ -34,17 +36,20 @@ class _Worker:
     directory: Path
     proc: subprocess.Popen[str] | None = None
     restarts: int = 0
+    streak: int = 0  # crashes in a row, each within _HEALTHY_S of its start: sets the backoff
+    started: float = 0.0
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
 
 
 class Supervisor:
     def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
-                 progress: bool | None, timeout_s: float | None) -> None:
+                 progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0) -> None:
         self.file = file
         self.listen = listen
         self.state_dir = state_dir
         self.max_restarts = max_restarts
+        self.backoff_max = backoff_max
         self.tty = sys.stdout.isatty() if progress is None else progress
         self.timeout_s = timeout_s
         self.lock = threading.Lock()
@@ -149,6 +154,7 @@ class Supervisor:
                     except PipelogicError:
                         st = None
                     if st is not None:
+                        self._kill_orphans(st, workers)
                         for s in st.streams:
                             t0, c0 = last.get(s["from"], (now, s["count"]))
                             if now > t0:
@@ -200,6 +206,7 @@ class Supervisor:
             if now >= w.next_start:
                 wenv = dict(env, PIPELOGIC_COMPONENT=w.name)
                 w.proc = self._spawn([sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv, f"{w.name.ljust(width)} | ")
+                w.started = now
             return ""
         rc = w.proc.poll()
         if rc is None or rc == 0:
@@ -214,10 +221,22 @@ class Supervisor:
         if w.restarts >= self.max_restarts:
             return f"worker {w.name} exited with code {rc} {w.restarts + 1} times; giving up"
         w.restarts += 1
-        delay = min(0.25 * 2 ** (w.restarts - 1), 10.0)
+        w.streak = w.streak + 1 if now - w.started < _HEALTHY_S else 1
+        delay = min(0.25 * 2 ** (w.streak - 1), self.backoff_max)
         w.next_start = now + delay
         self.echo(f"{w.name.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})", err=True)
         return ""
+
+    def _kill_orphans(self, st: P.StatusReply, workers: list[_Worker]) -> None:
+        """A worker the broker declared dead (stopped, hung) while its process lives on
+        holds its state lock and would never be replaced: kill it, so it restarts."""
+        by_name = {v["name"]: v for v in st.vertices}
+        for w in workers:
+            v = by_name.get(w.name)
+            if (v is not None and w.proc is not None and w.proc.poll() is None and v["state"] == "waiting"
+                    and v["pid"] == w.proc.pid):
+                self.echo(f"{w.name} | the broker lost this worker (pid {w.proc.pid}); killing it to restart", err=True)
+                w.proc.kill()
 
     def _stop_workers(self, workers: list[_Worker]) -> None:
         for w in workers:

@@ -125,13 +125,7 @@ def run(
         virtual_out.drain()
         if virtual_out.error is not None:
             raise virtual_out.error
-        try:
-            from pipelogic import protocol as P
-
-            session.send_stats()
-            session.send(P.Goodbye(session.epoch))
-        except Exception:  # noqa: BLE001 - best effort at shutdown
-            pass
+        session.say_goodbye()
     finally:
         session.close()
         with _lock:

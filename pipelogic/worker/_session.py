@@ -188,12 +188,32 @@ class Session:
         b = self.settings.broker
         self.pull = transport.connect(self.ctx, zmq.PULL, transport.peer_endpoint(b, self.welcome.tick_endpoint))
         self.push = transport.connect(self.ctx, zmq.PUSH, transport.peer_endpoint(b, self.welcome.result_endpoint))
+        self.push.setsockopt(zmq.SNDTIMEO, max(10_000, self.welcome.heartbeat_ms * (self.liveness + 1)))
         self._hb_thread = threading.Thread(target=self._heartbeat, name="pipelogic-heartbeat", daemon=True)
         self._hb_thread.start()
 
     def send(self, msg: P.Message, payload: list[Any] | None = None) -> None:
+        """Send to the broker; BrokerUnavailable if it takes no message for the send
+        timeout (a dead broker must not hang the worker: P8)."""
         assert self.push is not None
-        transport.send(self.push, P.encode(msg, payload or ()))
+        try:
+            transport.send(self.push, P.encode(msg, payload or ()))
+        except zmq.Again:
+            raise BrokerUnavailable(
+                f"vertex {self.vertex}: the broker at {self.settings.broker} took no message for "
+                f"{self.push.getsockopt(zmq.SNDTIMEO) / 1000:g} s"
+            ) from None
+
+    def say_goodbye(self) -> None:
+        """Final counters and Goodbye; quick and silent if the broker is already gone."""
+        if self.push is None:
+            return
+        self.push.setsockopt(zmq.SNDTIMEO, 500)
+        try:
+            self.send_stats()
+            self.send(P.Goodbye(self.epoch))
+        except BrokerUnavailable:
+            pass
 
     def stats(self) -> dict[str, Any]:
         vin = self.virtual_in
