@@ -221,7 +221,8 @@ class Scheduler:
             )
         if vs.epoch is not None:
             self._fence(vs)
-            vs.restarts += 1
+        if vs.connects > 0:
+            vs.restarts += 1  # a new incarnation, after a crash or a graceful stop
         epoch = self._next_epoch
         self._next_epoch += 1
         vs.epoch = epoch

@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 import yaml
 
-from pipelogic.errors import DefinitionError, PipelogicError
+from pipelogic.errors import DefinitionError, PipelogicError, SnapshotCorrupt
 from pipelogic.transport import DEFAULT_BROKER
+
+EXIT_SNAPSHOT_CORRUPT = 3
 
 __all__ = ["main"]
 
@@ -55,7 +57,11 @@ def broker(ctx: click.Context, pipeline_file: str, listen: str) -> None:
 @main.command()
 @click.argument("component_dir", type=click.Path(exists=True, file_okay=False))
 def worker(component_dir: str) -> None:
-    """Run COMPONENT_DIR/src/main.py under the runtime (the container entry point)."""
+    """Run COMPONENT_DIR/src/main.py under the runtime (the container entry point).
+
+    Exit codes: 0 done or stopped by SIGTERM (state snapshotted), 1 an error,
+    3 every snapshot in the state directory is corrupt (it will not start from empty state),
+    143 SIGTERM before the worker was serving."""
     cdir = Path(component_dir).resolve()
     main_py = cdir / "src" / "main.py"
     if not main_py.exists():
@@ -68,6 +74,9 @@ def worker(component_dir: str) -> None:
     install_sigterm()
     try:
         runpy.run_path(str(main_py), run_name="__main__")
+    except SnapshotCorrupt as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_SNAPSHOT_CORRUPT)
     except PipelogicError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
