@@ -1,0 +1,168 @@
+"""Model-based test of the broker's retention, replay and dedup (RELIABILITY.md T11).
+
+Hypothesis drives the real Scheduler (no sockets) through random interleavings of: a
+stateful worker taking and answering ticks, snapshotting (Sync -> Applied -> durable ->
+Checkpoint), crashing at any moment, restarting from its newest or (as if the newest were
+corrupt) its previous snapshot, and a fenced incarnation sending stale results. After every
+step: the sink holds a prefix of the reference outputs (no loss, no duplicate, in order),
+outstanding ticks stay within credit, and the broker retains every tick a restart could
+need. At the end everything drains to exactly the reference.
+"""
+
+from __future__ import annotations
+
+import msgpack
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from backend_stub.scheduler import Scheduler, Settings
+from pipelogic import protocol as P
+from pipelogic.pipeline import parse_pipeline
+
+M = 40
+REFERENCE = [sum(range(i + 1)) for i in range(M)]
+
+
+def make_pipeline(tmp: str, comp: str):
+    return parse_pipeline({
+        "name": "model",
+        "components": {"src": {"source": "sequence", "count": M}, "c": {"path": comp}, "out": {"sink": "memory"}},
+        "connections": ["src -> c", "c -> out"],
+    }, __import__("pathlib").Path(tmp) / "pipeline.yml")
+
+
+class Worker:
+    def __init__(self, epoch: int, tick: int, state: int) -> None:
+        self.epoch = epoch
+        self.next_tick = tick
+        self.state = state
+        self.inbox: list[tuple[int, int]] = []
+        self.applied_upto = -1
+        self.closed = False
+
+
+class BrokerModel(RuleBasedStateMachine):
+    pipeline = None  # set by the test (parsing needs a component directory)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = Scheduler(self.pipeline, Settings(credit=4, batch=3, buffer_capacity=8))
+        self.w: Worker | None = None
+        self.store: list[tuple[int, int]] = []  # committed snapshots (tick, state), newest last
+        self.dead: list[Worker] = []
+        self.s.pump(0.0)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def deliver(self, actions) -> None:
+        for a in actions:
+            if a.kind != "send" or self.w is None or a.epoch != self.w.epoch:
+                continue
+            msg, payload = P.decode(a.frames)
+            if isinstance(msg, P.Ticks):
+                for tick, per_input, _ in P.split_values(msg.layout, payload, 1):
+                    self.w.inbox.append((tick, msgpack.unpackb(per_input[0][0][0])))
+            elif isinstance(msg, P.Applied):
+                self.w.applied_upto = msg.tick
+            elif isinstance(msg, P.Close):
+                self.w.closed = True
+
+    def send(self, msg, payload=()) -> None:
+        self.deliver(self.s.on_message(msg, list(payload), 0.0))
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @precondition(lambda self: self.w is None)
+    @rule(fallback=st.booleans())
+    def start(self, fallback: bool) -> None:
+        snaps = self.store[:-1] if fallback and len(self.store) > 1 else self.store
+        tick, state = snaps[-1] if snaps else (0, 0)
+        epoch, _ = self.s.hello(P.Hello("c", "i", 1, [], 1, 1), 0.0)
+        self.w = Worker(epoch, tick, state)
+        self.send(P.Ready(epoch, ["stateful"], None, tick))
+        assert self.s.failed is None, self.s.failed
+
+    @precondition(lambda self: self.w is not None and self.w.inbox)
+    @rule(n=st.integers(1, 5))
+    def process(self, n: int) -> None:
+        w = self.w
+        layout, frames = [], []
+        for tick, x in w.inbox[:n]:
+            assert tick == w.next_tick, f"tick {tick} delivered, the state is at {w.next_tick}"
+            w.state += x
+            w.next_tick += 1
+            layout.append([tick, [[0]], None])
+            frames.append(msgpack.packb(w.state))
+        del w.inbox[:n]
+        self.send(P.Results(w.epoch, layout), frames)
+
+    @precondition(lambda self: self.w is not None)
+    @rule()
+    def snapshot(self) -> None:
+        w = self.w
+        self.send(P.Sync(w.epoch, w.next_tick))
+        assert w.applied_upto >= w.next_tick, "the broker did not confirm applied results"
+        self.store = (self.store + [(w.next_tick, w.state)])[-2:]
+        self.send(P.Checkpoint(w.epoch, w.next_tick))
+
+    @precondition(lambda self: self.w is not None)
+    @rule()
+    def crash(self) -> None:
+        self.dead.append(self.w)
+        self.deliver(self.s.disconnect(self.w.epoch))
+        self.w = None
+
+    @precondition(lambda self: self.dead)
+    @rule()
+    def zombie_sends(self) -> None:
+        z = self.dead[-1]
+        before = list(self.s.vertices["out"].sink.values)
+        rejected = self.s.rejected
+        self.s.on_message(P.Results(z.epoch, [[z.next_tick, [[0]], None]]), [msgpack.packb(-1)], 0.0)
+        assert self.s.rejected == rejected + 1
+        assert self.s.vertices["out"].sink.values == before
+
+    @rule()
+    def pump(self) -> None:
+        self.deliver(self.s.pump(0.0))
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def sink_is_a_prefix_of_the_reference(self) -> None:
+        got = self.s.vertices["out"].sink.values
+        assert got == REFERENCE[: len(got)], got
+
+    @invariant()
+    def within_credit(self) -> None:
+        assert 0 <= self.s.vertices["c"].outstanding <= 4
+
+    @invariant()
+    def retains_what_a_restart_needs(self) -> None:
+        vs = self.s.vertices["c"]
+        oldest = self.store[0][0] if self.store else 0
+        assert vs.log_base <= oldest, f"log starts at {vs.log_base}, a restart may need {oldest}"
+
+    def teardown(self) -> None:
+        for _ in range(10 * M):
+            if self.s.done:
+                break
+            if self.w is None:
+                self.start(False)
+            elif self.w.inbox:
+                self.process(5)
+            elif self.w.closed:
+                self.send(P.Goodbye(self.w.epoch))  # after its final snapshot
+            self.pump()
+        assert self.s.done, self.s.status()
+        assert self.s.vertices["out"].sink.values == REFERENCE
+
+
+def test_retention_replay_and_dedup(tmp_path, component):
+    comp = component("c", "name: c\nworker: {input_type: Int64, output_type: Int64}\n", "")
+    BrokerModel.pipeline = make_pipeline(str(tmp_path), str(comp))
+    from hypothesis.stateful import run_state_machine_as_test
+
+    run_state_machine_as_test(BrokerModel, settings=settings(
+        max_examples=150, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]))
