@@ -27,8 +27,8 @@ import yaml
 
 from pipelogic.component import ComponentSpec, check_config_value, load_component
 from pipelogic.errors import DefinitionError, PipelogicError
-from pipelogic.types import Atomic, Type, Var, create_type, substitute, unify
 from pipelogic.state import SnapshotPolicy
+from pipelogic.types import Atomic, Type, Var, create_type, substitute, unify
 
 __all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline"]
 

@@ -28,7 +28,7 @@ def _pack(value: Any) -> bytes:
     return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True)
 
 
-def _default(o: Any) -> Any:  # noqa: PLR0911 - one case per supported type
+def _default(o: Any) -> Any:
     if isinstance(o, tuple):
         return msgpack.ExtType(_TUPLE, _pack(list(o)))
     if isinstance(o, Record):

@@ -534,6 +534,12 @@ class Session:
             if mode.source:  # live sources: no batching, every tick goes out at once
                 self.send(P.Results(self.epoch, layout), frames)
                 layout, frames = [], []
+            if mode.stateful and self.policy.due(self.next_tick - self.snapshot_tick,
+                                                 time.monotonic() - self.snapshot_time):
+                if layout:  # the broker must hold these results before the snapshot covers them
+                    self.send(P.Results(self.epoch, layout), frames)
+                    layout, frames = [], []
+                self.snapshot()
             if self.stop_requested:
                 break  # the rest of the batch is unanswered: the broker gives it to the next one
         if layout:

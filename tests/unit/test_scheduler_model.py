@@ -103,7 +103,7 @@ class BrokerModel(RuleBasedStateMachine):
         w = self.w
         self.send(P.Sync(w.epoch, w.next_tick))
         assert w.applied_upto >= w.next_tick, "the broker did not confirm applied results"
-        self.store = (self.store + [(w.next_tick, w.state)])[-2:]
+        self.store = ([*self.store, (w.next_tick, w.state)])[-2:]
         self.send(P.Checkpoint(w.epoch, w.next_tick))
 
     @precondition(lambda self: self.w is not None)
