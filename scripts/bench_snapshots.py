@@ -57,7 +57,7 @@ def main() -> None:
                  ("stateful, every 100 ticks", stateful, "100 ticks", n), ("stateful, every 10 ticks", stateful, "10 ticks", n // 5),
                  ("stateful, every tick", stateful, "tick", n // 25)]
         base_rate = None
-        print(f"| policy | messages | msg/s | relative to stateless |\n| --- | --- | --- | --- |")
+        print("| policy | messages | msg/s | relative to stateless |\n| --- | --- | --- | --- |")
         for label, comp, policy, count in cases:
             r = rate(base, comp, count, policy)
             base_rate = base_rate or r
