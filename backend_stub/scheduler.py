@@ -158,8 +158,9 @@ class VertexState:
     def trim(self, redelivery: bool) -> None:
         """Drop logged ticks no incarnation can need again."""
         if self.stateful and redelivery and not self.virtual_source:
-            keep = self.checkpoints[0] if len(self.checkpoints) == 2 else 0
-            keep = min(keep, self.applied)
+            if len(self.checkpoints) < 2:
+                return  # the worker's previous snapshot is not known yet: keep everything
+            keep = min(self.checkpoints[0], self.applied)
         else:
             keep = self.applied
         while self.log and self.log[0].tick < keep:
@@ -360,6 +361,9 @@ class Scheduler:
                     f"broker retains ticks from {vs.log_base} on (were its snapshots deleted?)"
                 )
                 return
+            # The worker's store now holds the snapshot it loaded (and maybe older ones):
+            # count checkpoints afresh, so retention never passes its previous generation.
+            vs.checkpoints = deque([start], maxlen=2)
         vs.replayed += vs.next_tick - start if vs.connects > 1 else 0
         vs.sent = vs.expect = start
 
