@@ -122,11 +122,10 @@ class SnapshotStore:
     def _generations(self) -> list[int]:
         gens = []
         for name in self.fs.listdir(self.dir):
-            m = _NAME.match(name)
-            if m:
+            if m := _NAME.match(name):
                 gens.append(int(m.group(1)))
-            elif _TEMP.match(name):
-                self.generation = max(self.generation, int(name[9:21]))
+            elif m := _TEMP.match(name):
+                self.generation = max(self.generation, int(m.group(1)))
                 self.fs.unlink(os.path.join(self.dir, name))  # a write that never committed
         return sorted(gens, reverse=True)
 

@@ -319,13 +319,10 @@ class Session:
         assert self.pull is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.lost is None:
-            if not self.pull.poll(_POLL_MS):
+            item = self._recv(_POLL_MS)
+            if item is None:
                 continue
-            try:
-                msg, payload = P.decode(transport.recv(self.pull))
-            except ProtocolError as exc:
-                log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
-                continue
+            msg, payload = item
             if isinstance(msg, P.Applied):
                 if msg.epoch == self.epoch and msg.tick >= tick:
                     return True
@@ -333,10 +330,9 @@ class Session:
             self._pending.append((msg, payload))
         return False
 
-    def _maybe_snapshot(self) -> None:
-        if self.step.mode.stateful and self.policy.due(self.next_tick - self.snapshot_tick,
-                                                       time.monotonic() - self.snapshot_time):
-            self.snapshot()
+    def _snapshot_due(self) -> bool:
+        return self.step.mode.stateful and self.policy.due(self.next_tick - self.snapshot_tick,
+                                                           time.monotonic() - self.snapshot_time)
 
     def request_stop(self) -> None:
         """SIGTERM: finish the current tick, snapshot, say goodbye, return from run()."""
@@ -369,17 +365,17 @@ class Session:
                 return
             item = self._next(_POLL_MS)
             if item is None:
-                self._maybe_snapshot()
+                if self._snapshot_due():  # idle: the time trigger still applies
+                    self.snapshot()
                 continue
             msg, payload = item
             if isinstance(msg, P.Ticks):
                 if msg.epoch != self.epoch:
                     continue
-                if self._ticks(msg, payload):
+                if self._ticks(msg, payload):  # snapshots by the policy after each tick
                     if self.stop_requested:
                         self._stop_gracefully()
                     return
-                self._maybe_snapshot()
             elif isinstance(msg, P.ConfigPush):
                 self._config(msg)
             elif isinstance(msg, P.Close):
@@ -393,6 +389,11 @@ class Session:
         """The next message from the broker (kept ones first), or None after the timeout."""
         if self._pending:
             return self._pending.popleft()
+        return self._recv(timeout_ms)
+
+    def _recv(self, timeout_ms: int) -> tuple[P.Message, list[Any]] | None:
+        """The next message on the tick socket (malformed ones are logged and dropped), or
+        None after the timeout."""
         assert self.pull is not None
         while self.pull.poll(timeout_ms):
             try:
@@ -417,14 +418,10 @@ class Session:
 
     def _poll_control(self) -> bool:
         """While waiting on the virtual queue: handle config and close. True on close."""
-        assert self.pull is not None
         if any(isinstance(m, P.Close) for m, _ in self._pending):
             return True
-        while self.pull.poll(0):
-            try:
-                msg, payload = P.decode(transport.recv(self.pull))
-            except ProtocolError:
-                continue
+        while (item := self._recv(0)) is not None:
+            msg, payload = item
             if isinstance(msg, P.Close):
                 return True
             if isinstance(msg, P.ConfigPush):
@@ -534,8 +531,7 @@ class Session:
             if mode.source:  # live sources: no batching, every tick goes out at once
                 self.send(P.Results(self.epoch, layout), frames)
                 layout, frames = [], []
-            if mode.stateful and self.policy.due(self.next_tick - self.snapshot_tick,
-                                                 time.monotonic() - self.snapshot_time):
+            if self._snapshot_due():
                 if layout:  # the broker must hold these results before the snapshot covers them
                     self.send(P.Results(self.epoch, layout), frames)
                     layout, frames = [], []

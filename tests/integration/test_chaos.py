@@ -10,53 +10,23 @@ redelivery off and must report loss, or the test proves nothing.
 
 from __future__ import annotations
 
-import copy
-import importlib.util
 import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from chaos_reference import COMPONENTS, fold_counter, fold_pipeline, up_process
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
 from pipelogic.state import SnapshotStore, unpack_state
 
-HERE = Path(__file__).parent / "chaos"
 N = 100_000
 MIN_KILLS = 20
-
-
-def _logic(name: str):
-    spec = importlib.util.spec_from_file_location(f"chaos_{name}_logic", HERE / name / "src" / "logic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def reference(n: int):
-    """The crash-free run, folded directly: (sink outputs, counter state, accumulator state)."""
-    counter, acc = _logic("counter"), _logic("accumulator")
-    cstate = copy.deepcopy(counter.INITIAL)
-    mid = []
-    for x in range(n):
-        out, cstate = counter.step(x, cstate)
-        mid.append(out)
-    astate = copy.deepcopy(acc.INITIAL)
-    outs, i = [], 0
-    while i + acc.window(astate) <= len(mid):
-        k = acc.window(astate)
-        produced, astate = acc.step(mid[i:i + k], astate)
-        outs.extend(produced)
-        i += k
-    return outs, cstate, astate
 
 
 def verdict(got: list[int], want: list[int]) -> str:
@@ -103,15 +73,6 @@ class Nemesis(threading.Thread):
             self.log.append((time.monotonic() - t0, v["name"], v["pid"]))
 
 
-def _endpoint(proc: subprocess.Popen[str], lines: list[str]) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if " broker at " in line:
-            return line.split(" broker at ")[1].split(",")[0].strip()
-    raise AssertionError("pipelogic up did not report its broker:\n" + "".join(lines))
-
-
 @pytest.mark.parametrize("redelivery", [1, 0], ids=["exactly-once", "control-without-redelivery"])
 def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
     seed = int(os.environ.get("PIPELOGIC_CHAOS_SEED", random.randrange(1 << 30)))
@@ -121,39 +82,23 @@ def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
         "settings": {"redelivery": redelivery, "heartbeat_ms": 500},
         "components": {
             "numbers": {"source": "sequence", "count": N, "rate": 7000},
-            "counter": {"path": str(HERE / "counter"), "snapshot": "300 ticks or 0.3 s"},
-            "acc": {"path": str(HERE / "accumulator"), "snapshot": "100 ticks or 0.3 s"},
+            "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "300 ticks or 0.3 s"},
+            "acc": {"path": str(COMPONENTS / "accumulator"), "snapshot": "100 ticks or 0.3 s"},
             "out": {"sink": "jsonl", "path": "out.jsonl"},
         },
         "connections": ["numbers -> counter", "counter -> acc", "acc -> out"],
     }))
     state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0",
-         "--state-dir", str(state), "--max-restarts", "1000", "--backoff-max", "0.25", "--timeout", "150",
-         "--no-progress"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    try:
-        nemesis = Nemesis(_endpoint(proc, lines), seed, MIN_KILLS + 5)
+    with up_process(pipeline, cli_env, "--state-dir", str(state), "--max-restarts", "1000",
+                    "--backoff-max", "0.25", "--timeout", "150") as up:
+        nemesis = Nemesis(up.endpoint, seed, MIN_KILLS + 5)
         nemesis.start()
-        assert proc.stdout is not None
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-        reader.start()
-        rc = proc.wait(180)
+        rc = up.proc.wait(180)
         nemesis.stop.set()
         nemesis.join(5)
-        reader.join(5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    output = "".join(lines)
+    output = up.output
     kills = nemesis.log
-    want, want_counter, want_acc = reference(N)
+    want, want_counter, want_acc = fold_pipeline(N)
     out = tmp_path / "out.jsonl"
     got = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     line = verdict(got, want)
@@ -186,22 +131,15 @@ def test_stopped_worker_is_declared_dead_and_replaced(tmp_path, cli_env):
         "settings": {"heartbeat_ms": 200, "liveness": 5},
         "components": {
             "numbers": {"source": "sequence", "count": n, "rate": 5000},
-            "counter": {"path": str(HERE / "counter"), "snapshot": "1000 ticks"},
+            "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "1000 ticks"},
             "out": {"sink": "jsonl", "path": "out.jsonl"},
         },
         "connections": ["numbers -> counter", "counter -> out"],
     }))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0",
-         "--state-dir", str(tmp_path / "state"), "--backoff-max", "0.25", "--timeout", "60", "--no-progress"],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
     stopped_at = declared = None
-    try:
-        client = BrokerClient(_endpoint(proc, lines), timeout_s=1.0)
-        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-        reader.start()
+    with up_process(pipeline, cli_env, "--state-dir", str(tmp_path / "state"), "--backoff-max", "0.25",
+                    "--timeout", "60") as up:
+        client = BrokerClient(up.endpoint, timeout_s=1.0)
         deadline = time.monotonic() + 20
         while stopped_at is None and time.monotonic() < deadline:
             v = next(v for v in client.status().vertices if v["name"] == "counter")
@@ -215,24 +153,11 @@ def test_stopped_worker_is_declared_dead_and_replaced(tmp_path, cli_env):
             if v["pid"] != pid or v["state"] != "running":
                 declared = time.monotonic() - stopped_at
             time.sleep(0.02)
-        rc = proc.wait(60)
-        reader.join(5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    output = "".join(lines)
+        rc = up.proc.wait(60)
+    output = up.output
     assert rc == 0, output[-3000:]
     # liveness 5 x 200 ms = 1 s: never earlier; later only by scheduling noise (P8)
     assert declared is not None and 0.9 <= declared <= 5.0, (declared, output[-2000:])
     assert "lost this worker" in output
-    want = _logic("counter")
-    state = copy.deepcopy(want.INITIAL)
-    outs = []
-    for x in range(n):
-        out, state = want.step(x, state)
-        outs.append(out)
     got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert got == outs
+    assert got == fold_counter(n)[0]

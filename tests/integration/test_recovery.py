@@ -8,8 +8,6 @@ sink must hold exactly the reference outputs and the final snapshot the referenc
 
 from __future__ import annotations
 
-import copy
-import importlib.util
 import os
 import shutil
 import signal
@@ -20,36 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from chaos_reference import COMPONENTS, fold_counter
 
 from pipelogic import _faults
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.state import SnapshotStore, unpack_state
 from pipelogic.testing import run_pipeline
 
-COUNTER = Path(__file__).parent / "chaos" / "counter"
+COUNTER = COMPONENTS / "counter"
 N = 2000
 
 
-def _logic():
-    spec = importlib.util.spec_from_file_location("recovery_counter_logic", COUNTER / "src" / "logic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-LOGIC = _logic()
-
-
-def fold(n: int):
-    state = copy.deepcopy(LOGIC.INITIAL)
-    outs = []
-    for x in range(n):
-        out, state = LOGIC.step(x, state)
-        outs.append(out)
-    return outs, state
-
-
-WANT_OUT, WANT_STATE = fold(N)
+WANT_OUT, WANT_STATE = fold_counter(N)
 
 
 def check_snapshot(state_dir: Path) -> int:
@@ -58,7 +38,7 @@ def check_snapshot(state_dir: Path) -> int:
     snap = SnapshotStore(state_dir / "counter", "counter").load()
     if snap is None:
         return 0
-    assert unpack_state(snap.state) == fold(snap.tick)[1], f"snapshot at tick {snap.tick} is not fold(inputs[:{snap.tick}])"
+    assert unpack_state(snap.state) == fold_counter(snap.tick)[1], f"snapshot at tick {snap.tick} is not fold_counter(inputs[:{snap.tick}])"
     return snap.tick
 
 

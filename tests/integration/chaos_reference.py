@@ -1,0 +1,93 @@
+"""Shared by the recovery tests: the chaos components' reference folds, and `pipelogic up`
+run as a process whose broker endpoint and output the test can read."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+COMPONENTS = Path(__file__).parent / "chaos"
+
+
+def load_logic(name: str) -> ModuleType:
+    """The pure logic module of a chaos component (the same file its worker runs)."""
+    spec = importlib.util.spec_from_file_location(f"chaos_{name}_logic", COMPONENTS / name / "src" / "logic.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def fold_counter(n: int) -> tuple[list[int], dict]:
+    """The counter's crash-free outputs and final state over inputs 0..n-1."""
+    counter = load_logic("counter")
+    state = copy.deepcopy(counter.INITIAL)
+    outs = []
+    for x in range(n):
+        out, state = counter.step(x, state)
+        outs.append(out)
+    return outs, state
+
+
+def fold_pipeline(n: int) -> tuple[list[int], dict, dict]:
+    """counter -> accumulator, crash-free: (sink outputs, counter state, accumulator state)."""
+    mid, cstate = fold_counter(n)
+    acc = load_logic("accumulator")
+    astate = copy.deepcopy(acc.INITIAL)
+    outs, i = [], 0
+    while i + acc.window(astate) <= len(mid):
+        k = acc.window(astate)
+        produced, astate = acc.step(mid[i:i + k], astate)
+        outs.extend(produced)
+        i += k
+    return outs, cstate, astate
+
+
+@dataclass
+class UpRun:
+    proc: subprocess.Popen[str]
+    endpoint: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def up_process(pipeline: Path, env: dict[str, str], *flags: str) -> Iterator[UpRun]:
+    """Start `pipelogic up` on a random port, wait for its broker endpoint, collect its
+    output on a thread; on exit, reap the process (killed if still running)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0", "--no-progress", *flags],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    run = UpRun(proc)
+    reader = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            run.lines.append(line)
+            if " broker at " in line:
+                run.endpoint = line.split(" broker at ")[1].split(",")[0].strip()
+                break
+        assert run.endpoint, "pipelogic up did not report its broker:\n" + run.output
+        reader = threading.Thread(target=lambda: run.lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        yield run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if reader is not None:
+            reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
