@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -16,9 +17,33 @@ from pipelogic.pipeline import load_pipeline
 from pipelogic.transport import DEFAULT_BROKER
 
 
-def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: int | None) -> int:
-    """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``)."""
+def run_as_owner_of(path: str) -> None:
+    """Started as root (a container's broker service): take the uid and gid of ``path``'s
+    owner, so files the broker writes there (sinks, dead letters) belong to that user."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(path)
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+    logging.getLogger("backend_stub").info("running as uid %d, gid %d (the owner of %s)", st.st_uid, st.st_gid, path)
+
+
+def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
+          **overrides: int | None) -> int:
+    """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
+
+    Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
+    graceful stop); 1 the pipeline failed; 2 the pipeline definition is invalid."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if owner_of:
+        try:
+            run_as_owner_of(owner_of)
+        except OSError as exc:
+            click.echo(f"error: --run-as-owner-of {owner_of}: {exc}", err=True)
+            return 2
     try:
         pipeline = load_pipeline(pipeline_file)
     except DefinitionError as exc:
@@ -29,7 +54,10 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: in
     click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", nl=True)
     sys.stdout.flush()
 
+    stopped: list[int] = []
+
     def _term(signum: int, frame: object) -> None:
+        stopped.append(signum)
         broker.stop()
 
     signal.signal(signal.SIGTERM, _term)
@@ -43,7 +71,9 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: in
     if sch.failed:
         click.echo(f"pipeline failed: {sch.failed}", err=True)
         return 1
-    if sch.done:
+    if sch.done or stopped:
+        if stopped and not sch.done:
+            logging.getLogger("backend_stub").info("stopped by %s before the pipeline finished", signal.Signals(stopped[0]).name)
         return 0
     return 0 if not exit_when_done else 3
 
@@ -55,10 +85,12 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, **overrides: in
 @click.option("--buffer-capacity", type=int, default=None, help="Messages per input buffer.")
 @click.option("--credit", type=int, default=None, help="Ticks in flight per worker.")
 @click.option("--heartbeat-ms", type=int, default=None)
+@click.option("--run-as-owner-of", "owner_of", type=click.Path(exists=True), default=None,
+              help="Started as root: switch to the uid/gid of this path's owner first (containers).")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
-         credit: int | None, heartbeat_ms: int | None) -> None:
+         credit: int | None, heartbeat_ms: int | None, owner_of: str | None) -> None:
     """Run the broker stub for PIPELINE_FILE."""
-    sys.exit(serve(pipeline_file, listen, not serve_forever, buffer_capacity=buffer_capacity,
+    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, buffer_capacity=buffer_capacity,
                    credit=credit, heartbeat_ms=heartbeat_ms))
 
 

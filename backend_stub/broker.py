@@ -17,8 +17,8 @@ from typing import Any
 import zmq
 
 from backend_stub.scheduler import Action, Scheduler, Settings
+from pipelogic import _health, transport
 from pipelogic import protocol as P
-from pipelogic import transport
 from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
 from pipelogic.pipeline import Pipeline
 
@@ -103,6 +103,7 @@ class Broker:
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
                 self._flush()
+                _health.beat()
                 if self.exit_when_done and self.finished:
                     break
         finally:

@@ -103,6 +103,7 @@ class VertexState:
     sink: Sink | None = None
     epoch: int | None = None
     pid: int = 0
+    host: str = ""
     ready: bool = False
     features: list[str] = field(default_factory=list)
     pull_request: InputsPullRequest | None = None
@@ -220,6 +221,14 @@ class Scheduler:
                 f"vertex {msg.vertex}: the worker declares {msg.inputs} input(s) and {msg.outputs} "
                 f"output(s), the pipeline expects {len(vs.v.inputs)} and {len(vs.v.outputs)}"
             )
+        if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
+                and now - vs.last_seen <= self.settings.heartbeat_ms * self.settings.liveness / 1000):
+            # A second live instance, not a restart: replicas are not supported (yet), and
+            # fencing the first one would only make the two take turns.
+            return P.Refuse(
+                f"vertex {msg.vertex} is already served by a live worker (pid {vs.pid} on host "
+                f"{vs.host}); a vertex runs as one instance: scale it to 1"
+            )
         if vs.epoch is not None:
             self._fence(vs)
         if vs.connects > 0:
@@ -228,6 +237,7 @@ class Scheduler:
         self._next_epoch += 1
         vs.epoch = epoch
         vs.pid = msg.pid
+        vs.host = msg.host
         vs.ready = False
         vs.connects += 1
         vs.last_seen = now
@@ -690,6 +700,7 @@ class Scheduler:
                 "restarts": vs.restarts,
                 "errors": vs.errors,
                 "pid": vs.pid,
+                "host": vs.host,
                 "epoch": vs.epoch or 0,
                 "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
                 "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),

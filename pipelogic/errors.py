@@ -19,6 +19,7 @@ This module is a leaf: it imports nothing of ours, so every layer may raise thes
     ├── OutputTypeError            an output value does not match the declared type
     ├── BrokerUnavailable          the broker did not answer in time
     ├── PipelineFailed             a pipeline run stopped with an error
+    ├── ContainerError             a container engine operation (image build, compose) failed
     ├── StateError                 durable state (snapshots) cannot be used
     │   ├── SnapshotValueError     a state value cannot be serialised (names type and path)
     │   ├── SnapshotCorrupt        snapshots exist but none is valid
@@ -31,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "BrokerUnavailable",
     "ConfigError",
+    "ContainerError",
     "DecodeError",
     "DefinitionError",
     "IncompatibleTypes",
@@ -154,6 +156,10 @@ class PipelineFailed(PipelogicError):
 
 class RuntimeBug(PipelogicError):
     """An internal invariant of pipelogic broke. Please report it."""
+
+
+class ContainerError(PipelogicError):
+    """A container operation failed: no engine, a missing base image, a failed build."""
 
 
 class StateError(PipelogicError):

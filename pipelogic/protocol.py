@@ -120,7 +120,9 @@ def _message(kind: str, payload: bool = False):  # type: ignore[no-untyped-def]
 @_message("hello")
 class Hello(Message):
     """A worker introduces itself. ``features`` lists its modes (stateful, streaming,
-    virtual_input, virtual_output); ``resume`` is reserved for snapshot offsets."""
+    virtual_input, virtual_output); ``resume`` is reserved for snapshot offsets; ``host``
+    is the worker's host name (a container's id), which tells a restart of the same
+    worker from a second instance of the vertex elsewhere."""
 
     vertex: str
     instance: str
@@ -129,6 +131,7 @@ class Hello(Message):
     inputs: int
     outputs: int
     resume: dict[str, Any] | None = None
+    host: str = ""
 
 
 @_message("welcome")

@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -31,13 +30,3 @@ def cli_env():
 
 
 PYTHON = sys.executable
-
-
-def run_up(tmp_path: Path, pipeline: str, env: dict, *extra: str) -> subprocess.CompletedProcess:
-    """Write pipeline.yml and run `pipelogic up` on it (random port, bounded time)."""
-    f = tmp_path / "pipeline.yml"
-    f.write_text(textwrap.dedent(pipeline))
-    return subprocess.run(
-        [sys.executable, "-m", "pipelogic", "up", str(f), "--listen", "tcp://127.0.0.1:0", "--timeout", "90", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
-    )

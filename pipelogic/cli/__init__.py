@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import runpy
 import sys
@@ -62,6 +63,7 @@ def worker(component_dir: str) -> None:
     Exit codes: 0 done or stopped by SIGTERM (state snapshotted), 1 an error,
     3 every snapshot in the state directory is corrupt (it will not start from empty state),
     143 SIGTERM before the worker was serving."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     cdir = Path(component_dir).resolve()
     main_py = cdir / "src" / "main.py"
     if not main_py.exists():
@@ -177,3 +179,94 @@ def init(name: str, directory: str) -> None:
     except FileExistsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {path}: edit src/main.py, then run: python -m pytest {path / 'tests'}")
+
+
+@main.command()
+@click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write (default: compose.yaml beside the pipeline); - for stdout.")
+@click.option("--image", "images", multiple=True, metavar="VERTEX=TAG",
+              help="Run VERTEX from an image made by `pipelogic image build` (repeatable).")
+@click.option("--build", is_flag=True, help="Build an image for each component that has src/requirements.txt.")
+@click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --build: install requirements from this folder of wheels.")
+@click.option("--port", type=int, default=5550, show_default=True, help="The broker's port on the compose network.")
+def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None, port: int) -> None:
+    """Write a compose file that runs PIPELINE_FILE in containers (docker-compose or Swarm)."""
+    from pipelogic.containers import (
+        RUNTIME_IMAGE,
+        ComposeOptions,
+        build_component_image,
+        render_compose,
+    )
+    from pipelogic.errors import ContainerError
+    from pipelogic.pipeline import load_pipeline
+
+    try:
+        pl = load_pipeline(pipeline_file)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+    chosen: dict[str, str] = {}
+    for item in images:
+        vertex, sep, tag = item.partition("=")
+        if not sep or not vertex or not tag:
+            raise click.BadParameter(f"expected VERTEX=TAG, got {item!r}", param_hint="--image")
+        chosen[vertex] = tag
+    out = Path(output) if output and output != "-" else pl.directory / "compose.yaml"
+    try:
+        if build:
+            for name, v in pl.vertices.items():
+                if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
+                    chosen[name] = build_component_image(v.component.directory, wheels=wheels,
+                                                         log=lambda line: click.echo(line, err=True))
+        text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line()))
+    except ContainerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}: run it with `docker-compose -f {out} up` "
+               f"(images: scripts/build-images)")
+
+
+def _command_line() -> str:
+    return " ".join(["pipelogic", *sys.argv[1:]])
+
+
+@main.group()
+def image() -> None:
+    """Container images of components."""
+
+
+@image.command("build")
+@click.argument("component_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-t", "--tag", default=None, help="Image tag (default: pipelogic/NAME:latest).")
+@click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Install src/requirements.txt from this folder of wheels (no index needed).")
+def image_build(component_dir: str, tag: str | None, wheels: str | None) -> None:
+    """Build an image that runs COMPONENT_DIR on top of the runtime image, with no mount."""
+    from pipelogic.containers import build_component_image
+    from pipelogic.errors import ContainerError
+
+    try:
+        built = build_component_image(component_dir, tag, wheels, log=lambda line: click.echo(line, err=True))
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+    except ContainerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(built)
+
+
+@main.command()
+def health() -> None:
+    """Exit 0 if this container's broker or worker beat recently (the image's HEALTHCHECK)."""
+    from pipelogic import _health
+
+    ok, reason = _health.check()
+    click.echo(("healthy: " if ok else "unhealthy: ") + reason)
+    sys.exit(0 if ok else 1)

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
@@ -102,14 +103,16 @@ class SnapshotStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            holder = os.pread(fd, 128, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StateLocked(
                 f"vertex {self.vertex}: the state directory {self.dir} is in use by another "
-                f"worker (pid {holder}); two instances of a vertex cannot share one directory"
+                f"worker (pid {holder}); two instances of a vertex cannot share one directory "
+                "(a vertex runs as one instance: scale it to 1)"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        # pid and host: a container's pid is 1, its host name tells which container holds it
+        os.pwrite(fd, f"{os.getpid()} on host {socket.gethostname()}".encode(), 0)
         self._lock_fd = fd
 
     def unlock(self) -> None:

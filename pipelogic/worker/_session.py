@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 import zmq
 
-from pipelogic import _faults, transport
+from pipelogic import _faults, _health, transport
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
@@ -159,13 +160,28 @@ class Session:
             features=[],
             inputs=len(self.spec.input_types),
             outputs=len(self.spec.output_types),
+            host=socket.gethostname(),
         )
-        frames = transport.request(self.ctx, s.broker, P.encode(hello), s.connect_timeout_s)
-        if frames is None:
-            raise BrokerUnavailable(
-                f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
-                f"{s.connect_timeout_s:g} s (set PIPELOGIC_BROKER?)"
-            )
+        # Short attempts rather than one long one: the health beacon keeps beating while
+        # the worker waits (a worker container may start long before its broker).
+        deadline = time.monotonic() + s.connect_timeout_s
+        said = False
+        while True:
+            left = deadline - time.monotonic()
+            frames = transport.request(self.ctx, s.broker, P.encode(hello), max(0.05, min(2.0, left)))
+            if frames is not None:
+                break
+            _health.beat()
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(
+                    f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
+                    f"{s.connect_timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S sets the wait)"
+                )
+            if not said:
+                said = True
+                log.warning("vertex %s: waiting for the broker at %s (up to %g s)", self.vertex, s.broker, s.connect_timeout_s)
+        if said:
+            log.info("vertex %s: connected to the broker at %s", self.vertex, s.broker)
         msg, _ = P.decode(frames)
         if isinstance(msg, P.Refuse):
             raise ProtocolError(f"vertex {self.vertex}: the broker refused this worker: {msg.reason}")
@@ -247,6 +263,8 @@ class Session:
                         continue
                     if isinstance(msg, P.Pong):
                         last_pong = time.monotonic()
+                        if msg.alive:
+                            _health.beat()
                         if not msg.alive and self.lost is None:
                             self.lost = (f"vertex {self.vertex}: this worker (epoch {self.epoch}) was "
                                          "replaced or declared dead by the broker")

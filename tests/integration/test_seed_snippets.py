@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import run_up
+from helpers import run_up
 
 DOUBLE = """
 from pipelogic.worker import run

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import run_up
+from helpers import run_up
 
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.testing import run_component, run_pipeline

@@ -124,3 +124,19 @@ def test_config_set_validates_against_schema(tmp_path, component):
     assert "not in config_schema" in P.decode(reply.frames)[0].error
     [reply] = s.config_set(P.ConfigSet("k", {"factor": "5"}), b"c", 0.0)
     assert P.decode(reply.frames)[0].ok and s.vertices["k"].v.config["factor"] == 5
+
+
+def test_a_second_live_instance_from_another_host_is_refused_a_restart_is_not(tmp_path, comp):
+    s = Scheduler(pipeline(tmp_path, comp))
+    first, _ = s.hello(P.Hello("c", "i1", 1, [], 2, 1, host="container-a"), 0.0)
+    other = s.hello(P.Hello("c", "i2", 1, [], 2, 1, host="container-b"), 1.0)
+    assert isinstance(other, P.Refuse)
+    assert "already served by a live worker (pid 1 on host container-a)" in other.reason
+    assert "scale it to 1" in other.reason
+    assert s.vertices["c"].epoch == first  # the live one is not fenced
+    restart = s.hello(P.Hello("c", "i3", 1, [], 2, 1, host="container-a"), 2.0)  # same container
+    assert not isinstance(restart, P.Refuse) and restart[0] != first
+    assert s.vertices["c"].epoch == restart[0]
+    # The first host, once silent past the liveness bound, is replaced from anywhere.
+    later = s.hello(P.Hello("c", "i4", 1, [], 2, 1, host="container-b"), 2.0 + 60)
+    assert not isinstance(later, P.Refuse)

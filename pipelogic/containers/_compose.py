@@ -1,0 +1,170 @@
+"""``pipelogic compose``: a compose file for a pipeline (plain code: pipeline in, text out).
+
+The file runs the pipeline as ``pipelogic up`` would, one container per process:
+
+- ``broker``: the runtime image running ``pipelogic broker``, with the built-in sources and
+  sinks. The folder that holds the pipeline, its components and its file sinks is
+  bind-mounted at ``/pipeline``, so every path in pipeline.yml means what it means on the
+  host and a file sink's output appears at its path beside the pipeline file. It starts as
+  root only to take the uid of that folder's owner (``--run-as-owner-of``): the output is
+  owned by the user who owns the pipeline, not by root.
+- one service per component vertex: the runtime image running ``pipelogic worker
+  /component`` with the component folder mounted read-only there (or an image made by
+  ``pipelogic image build``, which needs no mount), its state on a named volume at
+  ``/state``, and ``PIPELOGIC_BROKER=tcp://broker:PORT``.
+
+All services share one private network; no port is published (``docker-compose exec
+broker pipelogic status`` reaches the broker from inside). The file has a ``version:``
+line and a ``deploy:`` section, so ``docker-compose up`` and ``docker stack deploy`` both
+take it; the broker's ``endpoint_mode: dnsrr`` lets workers reach the data ports it picks
+at run time (a Swarm virtual IP forwards declared ports only).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelogic.errors import ContainerError
+from pipelogic.pipeline import Pipeline
+
+__all__ = ["ComposeOptions", "render_compose"]
+
+BROKER_SERVICE = "broker"
+PIPELINE_MOUNT = "/pipeline"
+COMPONENT_MOUNT = "/component"
+
+
+@dataclass
+class ComposeOptions:
+    """What a compose file is made with."""
+
+    runtime_image: str
+    images: dict[str, str] = field(default_factory=dict)  # vertex -> an image with its component
+    port: int = 5550
+    connect_timeout_s: int = 300  # how long a worker waits for the broker before it exits
+    command: str = ""  # the command line that made the file, for its header
+
+
+def _host_paths(p: Pipeline) -> list[Path]:
+    """Every host path the broker reads or writes: the pipeline, each component (the broker
+    loads its component.yml), file sources, file sinks and dead-letter files."""
+    paths = [p.file.resolve().parent]
+    for v in p.vertices.values():
+        if v.component is not None:
+            paths.append(v.component.directory.resolve())
+            if v.on_error == "skip":
+                dl = v.params.get("dead_letter")
+                target = p.path(dl) if isinstance(dl, str) else p.path(f".pipelogic/dead-letter/{v.name}.jsonl")
+                paths.append(target.resolve().parent)
+        elif isinstance(v.params.get("path"), str):
+            paths.append(p.path(v.params["path"]).resolve().parent)
+    return paths
+
+
+def _relative(target: Path, start: Path) -> str:
+    rel = os.path.relpath(target, start)
+    return "." if rel == "." else (rel if rel.startswith("..") else f"./{rel}")
+
+
+def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> str:
+    """The compose file for ``pipeline``, to be written at ``out_file`` (host paths in it
+    are relative to that file's folder). Raises ContainerError when a vertex cannot run
+    from the runtime image alone or the paths have no common folder but ``/``."""
+    out_dir = out_file.resolve().parent
+    root = Path(os.path.commonpath([str(x) for x in _host_paths(pipeline)]))
+    if root == Path(root.anchor):
+        raise ContainerError(
+            f"{pipeline.file}: the pipeline, its components and its files share no folder but "
+            f"{root}; keep them under one project folder to mount it into the broker"
+        )
+    inside = Path(PIPELINE_MOUNT)
+    pipe_in = inside / pipeline.file.resolve().relative_to(root)
+    workers = [v for v in pipeline.vertices.values() if v.component is not None]
+    if any(v.name == BROKER_SERVICE for v in workers):
+        raise ContainerError(f"{pipeline.file}: vertex {BROKER_SERVICE!r} has the broker service's name; rename the vertex")
+    unknown = sorted(set(opts.images) - {v.name for v in workers})
+    if unknown:
+        raise ContainerError(f"--image names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a component vertex of {pipeline.name}")
+
+    restart = {"condition": "on-failure", "delay": "1s"}
+    services: dict[str, Any] = {
+        BROKER_SERVICE: {
+            "image": opts.runtime_image,
+            "command": ["broker", str(pipe_in), "--listen", f"tcp://0.0.0.0:{opts.port}",
+                        "--run-as-owner-of", str(pipe_in.parent)],
+            "user": "0:0",
+            "volumes": [f"{_relative(root, out_dir)}:{PIPELINE_MOUNT}"],
+            "networks": ["pipeline"],
+            "restart": "on-failure",
+            "deploy": {"endpoint_mode": "dnsrr", "replicas": 1, "restart_policy": restart},
+        }
+    }
+    volumes: dict[str, Any] = {}
+    for v in workers:
+        assert v.component is not None
+        cdir = v.component.directory.resolve()
+        svc: dict[str, Any] = {}
+        if v.name in opts.images:
+            svc["image"] = opts.images[v.name]
+        elif (cdir / "src" / "requirements.txt").is_file():
+            raise ContainerError(
+                f"vertex {v.name}: component {v.component.name} has src/requirements.txt, which the "
+                f"runtime image does not have installed: build its image (pipelogic image build "
+                f"{_relative(cdir, Path.cwd())} -t TAG) and pass --image {v.name}=TAG, or use --build"
+            )
+        else:
+            svc["image"] = opts.runtime_image
+            svc["command"] = ["worker", COMPONENT_MOUNT]
+        svc["environment"] = {
+            "PIPELOGIC_BROKER": f"tcp://{BROKER_SERVICE}:{opts.port}",
+            "PIPELOGIC_COMPONENT": v.name,
+            "PIPELOGIC_CONNECT_TIMEOUT_S": str(opts.connect_timeout_s),
+        }
+        mounts = [] if v.name in opts.images else [f"{_relative(cdir, out_dir)}:{COMPONENT_MOUNT}:ro"]
+        volume = f"{v.name}-state"
+        volumes[volume] = {}
+        svc["volumes"] = [*mounts, f"{volume}:/state"]
+        svc["networks"] = ["pipeline"]
+        svc["depends_on"] = [BROKER_SERVICE]
+        svc["restart"] = "on-failure"
+        # One container per vertex: a second one is refused by the broker (no replicas yet).
+        svc["deploy"] = {"replicas": 1, "restart_policy": restart}
+        services[v.name] = svc
+
+    doc: dict[str, Any] = {"version": "3.8", "services": services, "networks": {"pipeline": {}}}
+    if volumes:
+        doc["volumes"] = volumes
+    header = [
+        f"# pipeline {pipeline.name}: generated by `{opts.command or 'pipelogic compose'}`.",
+        "# Edit pipeline.yml and generate again rather than editing this file.",
+        "#   docker-compose up                             run it to the end (output beside pipeline.yml)",
+        "#   docker-compose exec broker pipelogic status   watch it (no port is published)",
+        "#   docker stack deploy -c THIS_FILE NAME         the same on a Swarm",
+    ]
+    return "\n".join(header) + "\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Readable compose YAML: no anchors, short lists on one line, and strings holding a
+    colon quoted (``"0:0"`` and ports must never be read as YAML 1.1 base-60 numbers)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _seq(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = all(isinstance(x, str) for x in data) and sum(len(x) + 2 for x in data) < 90
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"' if ":" in data else None)
+
+
+_Dumper.add_representer(list, _seq)
+_Dumper.add_representer(str, _str)

@@ -1,0 +1,100 @@
+"""The runtime image and component images built by `pipelogic image build`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from dockerlib import compose_for, lines
+
+from pipelogic.containers._images import build_runtime_image
+
+
+def test_runtime_image_is_non_root_small_and_health_checked(engine, runtime_image):
+    cfg = engine.images.get(runtime_image).attrs["Config"]
+    assert cfg["User"] == "10001:10001"
+    assert "PIPELOGIC_STATE_DIR=/state" in cfg["Env"]
+    assert cfg["Entrypoint"] == ["pipelogic"]
+    assert cfg["Healthcheck"]["Test"] == ["CMD", "pipelogic", "health"]
+    assert engine.images.get(runtime_image).attrs["Size"] < 300 * 2**20
+    out = engine.containers.run(runtime_image, ["-c", "id -u; ls -ld /state; pipelogic health; echo rc=$?"],
+                                entrypoint="sh", remove=True).decode()
+    uid, mode, health, rc = out.split("\n")[:4]
+    assert uid == "10001" and mode.startswith("drwxrwxrwt")
+    assert "unhealthy" in health and rc == "rc=1"  # nothing ran: no beat
+
+
+def test_a_second_build_with_nothing_changed_is_a_no_op(engine, runtime_image):
+    before = engine.images.get(runtime_image).id
+    said: list[str] = []
+    assert build_runtime_image(offline=True, log=said.append) == runtime_image
+    assert engine.images.get(runtime_image).id == before
+    assert any("is up to date" in line for line in said), said
+
+
+def write_wheel(folder, name: str, version: str, files: dict[str, str]) -> None:
+    """A minimal pure-Python wheel, made by hand (no build backend, no index)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: pipelogic-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+
+
+@pytest.fixture
+def component_image(engine, runtime_image, tmp_path):
+    """A component whose requirements come from a wheel the user built, as an image."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    write_wheel(wheels, "plgreet", "1.0", {"plgreet/__init__.py": "def greet(x):\n    return f'hello {x}'\n"})
+    comp = tmp_path / "pipe" / "greeter"
+    (comp / "src").mkdir(parents=True)
+    (comp / "component.yml").write_text("name: greeter\nworker: {input_type: Int64, output_type: String}\n")
+    (comp / "src" / "requirements.txt").write_text("plgreet==1.0\n")
+    (comp / "src" / "main.py").write_text(textwrap.dedent("""\
+        import plgreet
+        from pipelogic.worker import run
+
+        run(plgreet.greet)
+        """))
+    tag = "pltest/greeter:latest"
+    done = subprocess.run([sys.executable, "-m", "pipelogic", "image", "build", str(comp), "-t", tag,
+                           "--wheels", str(wheels)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == tag
+    yield comp, tag
+    engine.images.remove(tag, force=True)
+
+
+def test_a_component_image_runs_its_component_with_no_mount(component_image, project):
+    comp, tag = component_image
+    pipeline = comp.parent / "pipeline.yml"
+    pipeline.write_text(textwrap.dedent("""\
+        name: greet
+        components:
+          numbers: {source: values, type: Int64, values: [1, 2, 3]}
+          greeter: {path: ./greeter}
+          out:     {sink: jsonl, path: ./out/greetings.jsonl}
+        connections: [numbers -> greeter, greeter -> out]
+        """))
+    refused = subprocess.run([sys.executable, "-m", "pipelogic", "compose", str(pipeline)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "has src/requirements.txt" in refused.stderr and "--image greeter=" in refused.stderr
+    p = project(compose_for(pipeline, "--image", f"greeter={tag}"))
+    p.compose("up", "--no-color")
+    assert p.wait_exit("broker", 10) == 0, p.logs("broker") + p.logs("greeter")
+    assert lines(comp.parent / "out" / "greetings.jsonl") == ['"hello 1"', '"hello 2"', '"hello 3"']
+    mounts = p.container("greeter").attrs["Mounts"]
+    assert [m["Destination"] for m in mounts] == ["/state"], mounts  # the component is in the image

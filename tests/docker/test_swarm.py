@@ -1,0 +1,70 @@
+"""The generated compose file deploys unchanged with `docker stack deploy` on a one-node
+Swarm made for the test (and left afterwards, with everything it created)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+from dockerlib import PREFIX, compose_for, copy_examples, hello_reference, lines, wait_for
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def swarm(engine):
+    state = engine.info()["Swarm"]["LocalNodeState"]
+    if state != "inactive":
+        pytest.skip(f"this engine is already in a swarm ({state}); the test makes and leaves its own")
+    networks_before = {n.name for n in engine.networks.list()}
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    stacks: list[str] = []
+    try:
+        yield stacks
+    finally:
+        for stack in stacks:
+            docker("stack", "rm", stack, check=False)
+            wait_for(lambda s=stack: not engine.services.list(filters={"label": f"com.docker.stack.namespace={s}"}),
+                     60, f"stack {stack} to go")
+            wait_for(lambda s=stack: not [c for c in engine.containers.list(all=True)
+                                          if c.labels.get("com.docker.stack.namespace") == s], 60,
+                     f"the containers of {stack} to go")
+        docker("swarm", "leave", "--force", check=False)
+        for stack in stacks:
+            for v in engine.volumes.list():
+                if v.name.startswith(f"{stack}_"):
+                    v.remove(force=True)
+        for n in engine.networks.list():
+            if n.name not in networks_before and n.name in ("docker_gwbridge", "ingress"):
+                n.remove()
+
+
+def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_image):
+    hello = copy_examples(tmp_path) / "hello"
+    file = compose_for(hello / "pipeline.yml")
+    stack = f"{PREFIX}{uuid.uuid4().hex[:6]}"
+    swarm.append(stack)
+    docker("stack", "deploy", "-c", str(file), stack)
+
+    def broker_state() -> str:
+        services = engine.services.list(filters={"name": f"{stack}_broker"})
+        tasks = services[0].tasks() if services else []
+        states = [t["Status"]["State"] for t in tasks]
+        if "failed" in states or "rejected" in states:
+            raise AssertionError(f"broker task {states}: {[t['Status'].get('Err') for t in tasks]}")
+        return "complete" if "complete" in states else ""
+
+    wait_for(broker_state, 180, "the broker task to complete",
+             lambda: docker("stack", "ps", stack, "--no-trunc", check=False).stdout)
+    reference = hello_reference(tmp_path / "local")
+    for name in ("counts.jsonl", "labels.jsonl"):
+        assert (hello / "out" / name).read_bytes() == (reference / name).read_bytes()
+        assert len(lines(hello / "out" / name)) == 1000
+    tasks = docker("stack", "ps", stack, "--format", "{{.Name}} {{.CurrentState}}").stdout
+    assert tasks.count("Complete") == 5, tasks  # the broker and four workers, each exited 0

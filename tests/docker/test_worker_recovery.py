@@ -1,0 +1,88 @@
+"""Workers in containers: killed, stopped and started before their broker, with state on
+named volumes; every output exactly once and in order."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from dockerlib import (
+    compose_for,
+    counter_fold,
+    final_status,
+    lines,
+    slow_counter_pipeline,
+    wait_for,
+)
+
+
+def restored_ticks(logs: str) -> list[int]:
+    return [int(t) for t in re.findall(r"restored state at tick (\d+)", logs)]
+
+
+def test_docker_kill_of_a_stateful_worker_continues_its_state_from_the_volume(tmp_path, project):
+    n = 20_000
+    pipeline = slow_counter_pipeline(tmp_path, n, 4000)
+    out = pipeline.parent / "out" / "sums.jsonl"
+    p = project(compose_for(pipeline))
+    p.compose("up", "-d")
+    wait_for(lambda: len(lines(out)) > n // 3, 60, "a third of the stream", lambda: p.logs("broker"))
+    counter = p.container("counter")
+    counter.kill()  # SIGKILL: no snapshot, no goodbye
+    counter.reload()
+    if counter.status != "running":  # the restart policy may take a moment; else start it
+        wait_for(lambda: _running_again(counter), 15, "the restart policy to restart the counter")
+    assert p.wait_exit("broker") == 0, p.logs("broker")
+    assert [int(x) for x in lines(out)] == counter_fold(n)
+    ticks = restored_ticks(p.logs("counter"))
+    assert ticks and ticks[-1] > 0, p.logs("counter")  # continued, not restarted from empty
+    assert final_status(p.logs("broker"))["counter"]["restarts"] == 1
+
+
+def _running_again(c) -> bool:
+    c.reload()
+    if c.status == "exited" and c.attrs["RestartCount"] == 0 and c.attrs["State"]["ExitCode"] == 137:
+        c.start()
+    return c.status == "running"
+
+
+def test_docker_stop_snapshots_and_exits_0_within_the_grace_period(tmp_path, project, engine, runtime_image):
+    n = 15_000
+    pipeline = slow_counter_pipeline(tmp_path, n, 3000, snapshot="off")  # only the stop snapshots
+    out = pipeline.parent / "out" / "sums.jsonl"
+    p = project(compose_for(pipeline))
+    p.compose("up", "-d")
+    wait_for(lambda: len(lines(out)) > 2000, 60, "the first outputs", lambda: p.logs("broker"))
+    counter = p.container("counter")
+    t0 = time.monotonic()
+    counter.stop(timeout=10)
+    stopped_in = time.monotonic() - t0
+    counter.reload()
+    # 0, not 137: it exited by itself, long before Docker's SIGKILL at 10 s.
+    assert counter.attrs["State"]["ExitCode"] == 0, (stopped_in, p.logs("counter"))
+    listing = engine.containers.run(runtime_image, ["-c", "ls /state/counter"], entrypoint="sh", remove=True,
+                                    volumes={p.volume("counter"): {"bind": "/state", "mode": "ro"}})
+    assert b"snapshot-" in listing, listing
+    counter.start()
+    assert p.wait_exit("broker") == 0, p.logs("broker")
+    assert [int(x) for x in lines(out)] == counter_fold(n)
+    ticks = restored_ticks(p.logs("counter"))
+    assert ticks and ticks[0] >= 2000, p.logs("counter")
+    # The stop snapshot covered every tick it answered: nothing was computed twice.
+    assert final_status(p.logs("broker"))["counter"]["duplicates"] == 0
+
+
+def test_a_worker_container_started_before_the_broker_joins(tmp_path, project):
+    n = 3000
+    pipeline = slow_counter_pipeline(tmp_path, n, 100_000)
+    out = pipeline.parent / "out" / "sums.jsonl"
+    p = project(compose_for(pipeline))
+    p.compose("up", "-d", "--no-deps", "counter")
+    wait_for(lambda: "waiting for the broker" in p.logs("counter"), 30, "the worker to say it waits",
+             lambda: p.logs("counter"))
+    assert not p.containers("broker")
+    p.compose("up", "-d", "broker")
+    assert p.wait_exit("broker") == 0, p.logs("broker")
+    assert p.wait_exit("counter", 30) == 0, p.logs("counter")
+    assert [int(x) for x in lines(out)] == counter_fold(n)
+    assert p.logs("counter").count("waiting for the broker") == 1

@@ -1,0 +1,81 @@
+"""`pipelogic compose` rendering (no engine needed) and the base image's apt sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelogic.containers import RUNTIME_IMAGE, ComposeOptions, render_compose
+from pipelogic.containers._images import apt_sources
+from pipelogic.errors import ContainerError
+from pipelogic.pipeline import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = ROOT / "examples" / "hello" / "pipeline.yml"
+
+
+def test_the_checked_in_compose_file_is_what_the_generator_writes():
+    opts = ComposeOptions(RUNTIME_IMAGE, command="pipelogic compose examples/hello/pipeline.yml -o compose.yaml")
+    expected = render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", opts)
+    assert (ROOT / "compose.yaml").read_text() == expected, "regenerate: pipelogic compose examples/hello/pipeline.yml -o compose.yaml"
+
+
+def test_services_volumes_and_paths():
+    doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", ComposeOptions("img:1")))
+    assert doc["version"] == "3.8"
+    services = doc["services"]
+    assert set(services) == {"broker", "double", "counter", "detector", "scale"}  # built-ins live in the broker
+    broker = services["broker"]
+    assert broker["command"] == ["broker", "/pipeline/hello/pipeline.yml", "--listen", "tcp://0.0.0.0:5550",
+                                 "--run-as-owner-of", "/pipeline/hello"]
+    assert broker["volumes"] == ["./examples:/pipeline"]  # the pipeline, its components and outputs
+    assert broker["deploy"]["endpoint_mode"] == "dnsrr"
+    assert not any("ports" in s for s in services.values())  # nothing published
+    counter = services["counter"]
+    assert counter["volumes"] == ["./examples/counter:/component:ro", "counter-state:/state"]
+    assert counter["environment"]["PIPELOGIC_BROKER"] == "tcp://broker:5550"
+    assert counter["environment"]["PIPELOGIC_COMPONENT"] == "counter"
+    assert counter["deploy"]["replicas"] == 1
+    assert set(doc["volumes"]) == {"double-state", "counter-state", "detector-state", "scale-state"}
+    # Written elsewhere, the host paths are relative to the file's folder.
+    elsewhere = yaml.safe_load(render_compose(load_pipeline(HELLO), HELLO.parent / "compose.yaml", ComposeOptions("img:1")))
+    assert elsewhere["services"]["broker"]["volumes"] == ["..:/pipeline"]
+    assert elsewhere["services"]["double"]["volumes"][0] == "../double:/component:ro"
+
+
+def test_a_component_image_replaces_the_mount():
+    doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", {"double": "me/double:2"})))
+    double = doc["services"]["double"]
+    assert double["image"] == "me/double:2" and "command" not in double
+    assert double["volumes"] == ["double-state:/state"]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "pipeline.yml").write_text(text)
+    return tmp_path / "pipeline.yml"
+
+
+def test_refusals(tmp_path, component):
+    comp = component("broker", "name: broker\nworker: {input_type: Int64, output_type: Int64}\n", "")
+    pl = load_pipeline(write(tmp_path, f"name: x\ncomponents:\n  n: {{source: sequence, count: 1}}\n  broker: {{path: {comp}}}\n"
+                                       "  o: {sink: null}\nconnections: [n -> broker, broker -> o]\n"))
+    with pytest.raises(ContainerError, match="vertex 'broker' has the broker service's name"):
+        render_compose(pl, tmp_path / "c.yaml", ComposeOptions("img:1"))
+    with pytest.raises(ContainerError, match="--image names nope, which is not a component vertex"):
+        render_compose(load_pipeline(HELLO), tmp_path / "c.yaml", ComposeOptions("img:1", {"nope": "x"}))
+    (comp / "src" / "requirements.txt").write_text("numpy\n")
+    pl2 = load_pipeline(write(tmp_path, pl.file.read_text().replace("  broker:", "  b:").replace("-> broker, broker ->", "-> b, b ->")))
+    with pytest.raises(ContainerError, match="has src/requirements.txt.*--image b=TAG"):
+        render_compose(pl2, tmp_path / "c.yaml", ComposeOptions("img:1"))
+
+
+def test_apt_sources_reads_enabled_files_of_both_forms(tmp_path):
+    apt = tmp_path / "etc" / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list").write_text("# only a comment\n")
+    (apt / "sources.list.d" / "debian.sources").write_text("Types: deb\nURIs: http://mirror.example/debian\n")
+    (apt / "sources.list.d" / "extra.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    (apt / "sources.list.d" / "old.list.disabled").write_text("deb http://x/ y main\n")
+    assert [p.name for p in apt_sources(tmp_path)] == ["debian.sources", "extra.list"]
