@@ -7,14 +7,19 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import click
+import zmq
 
 from backend_stub.broker import Broker
 from backend_stub.scheduler import Settings
-from pipelogic.errors import DefinitionError
+from pipelogic.errors import DefinitionError, StateError
 from pipelogic.pipeline import load_pipeline
 from pipelogic.transport import DEFAULT_BROKER
+
+EXIT_STORE = 4
+EXIT_LISTEN = 5
 
 
 def run_as_owner_of(path: str) -> None:
@@ -32,11 +37,13 @@ def run_as_owner_of(path: str) -> None:
 
 
 def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
-          **overrides: int | None) -> int:
+          state_dir: str | None = None, fresh: bool = False, **overrides: int | None) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
 
     Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
-    graceful stop); 1 the pipeline failed; 2 the pipeline definition is invalid."""
+    graceful stop); 1 the pipeline failed; 2 the pipeline definition is invalid; 4 the
+    recovery store is in use, unusable, or holds a changed pipeline's run; 5 the listen
+    address cannot be bound."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if owner_of:
         try:
@@ -50,7 +57,15 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
         for p in exc.problems:
             click.echo(f"error: {p}", err=True)
         return 2
-    broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done)
+    try:
+        broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done,
+                        Path(state_dir) if state_dir else None, fresh)
+    except StateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_STORE
+    except zmq.ZMQError as exc:
+        click.echo(f"error: cannot listen on {listen}: {exc}", err=True)
+        return EXIT_LISTEN
     click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", nl=True)
     sys.stdout.flush()
 
@@ -64,8 +79,9 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     signal.signal(signal.SIGINT, _term)
     broker.serve()
     sch = broker.scheduler
-    st = sch.status()
-    final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams, "error": st.error}
+    st = broker.status()
+    final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams,
+             "error": st.error, "broker": st.broker}
     click.echo("PIPELOGIC_FINAL=" + json.dumps(final))
     sys.stdout.flush()
     if sch.failed:
@@ -87,11 +103,15 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 @click.option("--heartbeat-ms", type=int, default=None)
 @click.option("--run-as-owner-of", "owner_of", type=click.Path(exists=True), default=None,
               help="Started as root: switch to the uid/gid of this path's owner first (containers).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the run in a recovery store here (STATE_DIR/.broker) and resume it after a restart.")
+@click.option("--fresh", is_flag=True, help="Discard an unfinished run in the store and start a new one.")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
-         credit: int | None, heartbeat_ms: int | None, owner_of: str | None) -> None:
+         credit: int | None, heartbeat_ms: int | None, owner_of: str | None, state_dir: str | None,
+         fresh: bool) -> None:
     """Run the broker stub for PIPELINE_FILE."""
-    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, buffer_capacity=buffer_capacity,
-                   credit=credit, heartbeat_ms=heartbeat_ms))
+    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh,
+                   buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
 
 
 if __name__ == "__main__":

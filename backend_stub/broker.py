@@ -8,16 +8,22 @@ a shared one could not address a given worker).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import sqlite3
 import threading
 import time
+import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from backend_stub.scheduler import Action, Scheduler, Settings
-from pipelogic import _health, transport
+from backend_stub.model import Action, Settings
+from backend_stub.store import UNSAFE, open_run
+from pipelogic import _faults, _health, transport
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
 from pipelogic.pipeline import Pipeline
@@ -33,14 +39,35 @@ class Broker:
     """Serve one pipeline. ``serve()`` blocks; ``start()`` runs it on a thread."""
 
     def __init__(self, pipeline: Pipeline, listen: str = transport.DEFAULT_BROKER,
-                 settings: Settings | None = None, exit_when_done: bool = True) -> None:
+                 settings: Settings | None = None, exit_when_done: bool = True,
+                 state_dir: Path | None = None, fresh: bool = False, commit_ms: int = 10) -> None:
+        """``state_dir``: keep the run in a recovery store there and resume an unfinished run
+        of the same pipeline (StateError if the store is locked or holds a changed
+        pipeline's run); None keeps everything in memory."""
         self.pipeline = pipeline
-        self.scheduler = Scheduler(pipeline, settings)
+        settings = settings or Settings.from_pipeline(pipeline)
+        self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
+        self.instance = uuid.uuid4().hex[:12]  # tells workers that a restarted broker is another one
+        self.scheduler.broker_instance = self.instance
         self.listen = listen
         self.exit_when_done = exit_when_done
+        self.commit_s = commit_ms / 1000
+        self.held: list[Action] = []  # durable actions waiting for the next commit
+        self._events = 0  # messages handled since the last commit
+        self._last_commit = 0.0
+        self._store_retry_at = 0.0
+        self._store_failures = 0
+        self.store_error: str | None = None
+        self.incarnation = self.scheduler._next_epoch // 1_000_000
         self.ctx = zmq.Context()
-        self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen)
-        self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results")
+        try:
+            self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen)
+            self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results")
+        except BaseException:
+            self.ctx.destroy(0)
+            if self.store is not None:
+                self.store.close()
+            raise
         self.workers: dict[int, tuple[zmq.Socket, str]] = {}
         self.outbox: dict[int, deque[list[Any]]] = {}
         self.malformed = 0
@@ -99,15 +126,26 @@ class Broker:
                     self._drain(self.control, self._control, now, copy=True)
                 if self.results in events:
                     self._drain(self.results, self._data, now, copy=False)
-                self._run(sch.pump(now))
+                if self._store_retry_at == 0.0:  # while the store cannot commit, nothing new moves
+                    self._run(sch.pump(now))
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
+                if self.store is not None:
+                    self._commit(now)
                 self._flush()
                 _health.beat()
                 if self.exit_when_done and self.finished:
                     break
         finally:
             self._shutdown()
+
+    def status(self) -> P.StatusReply:
+        st = self.scheduler.status()
+        store = self.store
+        broker = {"pid": os.getpid(), "instance": self.instance, "start": self.incarnation,
+                  "store": str(store.dir) if store is not None else None,
+                  "commits": store.commits if store is not None else 0, "store_error": self.store_error}
+        return dataclasses.replace(st, broker=broker)
 
     def _drain(self, sock: zmq.Socket, handle: Any, now: float, copy: bool) -> None:
         """Handle up to _MAX_DRAIN waiting messages of one socket."""
@@ -116,7 +154,45 @@ class Broker:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
             except zmq.Again:
                 return
+            self._events += 1
             self._run(handle(frames, now))
+
+    def _commit(self, now: float, final: bool = False) -> bool:
+        """Group commit: at most every ``commit_ms``, at once when durable actions wait
+        (Applied, the end of a vertex, config replies), which are carried out only after
+        it. A failing store (disk full, read-only) is retried with backoff, one log line per
+        streak, while the pipeline waits; nothing committed is lost."""
+        store = self.store
+        assert store is not None
+        journal = self.scheduler.journal
+        pending = bool(self.held or self._events or (journal is not None and (journal.values or journal.ticks)))
+        if not pending and not final:
+            return True
+        if not final and (now < self._store_retry_at or (not self.held and now - self._last_commit < self.commit_s)):
+            return False
+        try:
+            store.commit(self.scheduler)
+        except (OSError, sqlite3.Error) as exc:
+            self._store_failures += 1
+            delay = min(0.1 * 2 ** (self._store_failures - 1), 5.0)
+            self._store_retry_at = now + delay
+            self.store_error = f"{type(exc).__name__}: {exc}"
+            if self._store_failures == 1:
+                log.error("broker: cannot write its recovery store %s (%s); the pipeline waits and "
+                          "retries with backoff", store.dir, exc)
+            return False
+        if self._store_failures:
+            log.warning("broker: the recovery store %s is writable again after %d failed commit(s); "
+                        "going on", store.dir, self._store_failures)
+        self._store_failures = 0
+        self._store_retry_at = 0.0
+        self.store_error = None
+        self._events = 0
+        self._last_commit = now
+        held, self.held = self.held, []
+        self._run(held, committed=True)
+        _faults.point("broker-after-durable-sends")
+        return True
 
     def _control(self, frames: list[bytes], now: float) -> list[Action]:
         if len(frames) < 3 or frames[1] != b"":
@@ -136,9 +212,9 @@ class Broker:
                 return self._hello(client, msg, now)
             if isinstance(msg, P.Heartbeat):
                 alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)
-                return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive)))]
+                return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive, self.instance)))]
             if isinstance(msg, P.StatusRequest):
-                return [Action("reply", client=client, frames=P.encode(self.scheduler.status()))]
+                return [Action("reply", client=client, frames=P.encode(self.status()))]
             if isinstance(msg, P.ConfigSet):
                 return self.scheduler.config_set(msg, client, now)
         except PipelogicError as exc:
@@ -177,9 +253,11 @@ class Broker:
             log.exception("data: internal error while handling a message")
         return []
 
-    def _run(self, actions: list[Action]) -> None:
+    def _run(self, actions: list[Action], committed: bool = False) -> None:
         for a in actions:
-            if a.kind == "send":
+            if a.durable and self.store is not None and not committed and not UNSAFE:
+                self.held.append(a)
+            elif a.kind == "send":
                 box = self.outbox.get(a.epoch)
                 if box is not None:
                     box.append(a.frames)
@@ -217,6 +295,13 @@ class Broker:
 
     def _shutdown(self) -> None:
         sch = self.scheduler
+        if self.store is not None:
+            try:
+                if self._commit(time.monotonic(), final=True) and sch.done:
+                    self.store.finish()
+            except (OSError, sqlite3.Error) as exc:
+                log.error("broker: the last commit failed (%s); a restart resumes from the one before", exc)
+            self.store.close()
         reason = "failed" if sch.failed else ("finished" if sch.done else "broker stopped")
         self._run(sch.close_all(reason))
         deadline = time.monotonic() + 1.0

@@ -7,6 +7,7 @@ them); a sink receives decoded values. Files are relative to the pipeline file.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,16 @@ class Source:
         if self._start is None:
             self._start = now
         return max(0, int((now - self._start) * self.rate) + 1 - self.produced)
+
+    def skip(self, n: int) -> None:
+        """Pass over the first ``n`` values (a restarted broker resumes at its position)."""
+        for _ in range(n):
+            try:
+                next(self._it)
+            except StopIteration:
+                self.exhausted = True
+                break
+            self.produced += 1
 
     def take(self, n: int) -> list[Value]:
         out: list[Value] = []
@@ -105,36 +116,65 @@ def make_source(pipeline: Pipeline, v: Vertex) -> Source:
 
 class Sink:
     """Writes decoded values: ``jsonl`` and ``msgpack`` files (flushed as it goes, so a
-    reader sees complete lines only), ``stdout``, ``null``, or ``memory`` (for tests)."""
+    reader sees complete lines only), ``stdout``, ``null``, or ``memory`` (for tests).
+
+    File sinks are exactly-once across broker restarts: ``offset`` is the size of the
+    file after the last value written, the recovery store commits it (after
+    :meth:`sync`), and :meth:`resume` truncates whatever was written after that commit."""
 
     def __init__(self, kind: str, path: Path | None, wire_type: Type, name: str) -> None:
         self.kind = kind
         self.name = name
+        self.path = path
         self.codec = codec_for(wire_type)
         self.count = 0
+        self.offset = 0
         self.values: list[Any] = []
-        self._f: IO[Any] | None = None
+        self._f: IO[bytes] | None = None
+        self._dirty = False
         if kind in ("jsonl", "msgpack"):
             assert path is not None
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = path.open("w" if kind == "jsonl" else "wb", encoding="utf-8" if kind == "jsonl" else None)
+            # Not truncated here: a resumed run keeps what it committed (see resume()).
+            self._f = path.open("r+b" if path.exists() else "wb")
+
+    def resume(self, offset: int, count: int) -> None:
+        """Continue after ``count`` values ending at byte ``offset``: a torn or
+        uncommitted tail is cut off."""
+        self.count = count
+        if self._f is None:
+            return
+        self._f.truncate(offset)
+        self._f.seek(offset)
+        self.offset = offset
 
     def write(self, values: list[Any]) -> None:
         if self.kind == "jsonl":
             assert self._f is not None
-            self._f.write("".join(json.dumps(to_json(v), separators=(",", ":")) + "\n" for v in values))
+            data = "".join(json.dumps(to_json(v), separators=(",", ":")) + "\n" for v in values).encode()
+            self._f.write(data)
             self._f.flush()
+            self.offset += len(data)
+            self._dirty = True
         elif self.kind == "msgpack":
             assert self._f is not None
-            for v in values:
-                self._f.write(msgpack.packb(to_json(v), use_bin_type=True))
+            data = b"".join(msgpack.packb(to_json(v), use_bin_type=True) for v in values)
+            self._f.write(data)
             self._f.flush()
+            self.offset += len(data)
+            self._dirty = True
         elif self.kind == "stdout":
             sys.stdout.write("".join(f"{self.name}: {json.dumps(to_json(v))}\n" for v in values))
             sys.stdout.flush()
         elif self.kind == "memory":
             self.values.extend(values)
         self.count += len(values)
+
+    def sync(self) -> None:
+        """Make what was written durable (before the store commits ``offset``)."""
+        if self._f is not None and self._dirty:
+            os.fsync(self._f.fileno())
+            self._dirty = False
 
     def close(self) -> None:
         if self._f is not None:

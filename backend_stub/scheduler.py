@@ -22,170 +22,40 @@ outputs of one tick.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from backend_stub.builtins import Sink, Source, make_sink, make_source
+from backend_stub import deadletter
+from backend_stub.builtins import make_sink, make_source
+from backend_stub.model import Action, Inflight, InputBuffer, Journal, Settings, Value, VertexState
 from pipelogic import protocol as P
 from pipelogic.component import check_config_value
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
-from pipelogic.jsonform import to_json
-from pipelogic.pipeline import Pipeline, Vertex
+from pipelogic.pipeline import Pipeline
 from pipelogic.pulling import decide
-from pipelogic.types import InputsPullRequest, codec_for, encode, parse_literal
+from pipelogic.types import InputsPullRequest, encode, parse_literal
 
 __all__ = ["Action", "Scheduler", "Settings"]
-
-Value = tuple[Any, ...]
-
-
-@dataclass
-class Settings:
-    buffer_capacity: int = 1024
-    credit: int = 256
-    batch: int = 64
-    heartbeat_ms: int = 1000
-    liveness: int = 5
-    redelivery: int = 1  # 0: a control setting for tests; lost ticks are not replayed
-
-    @classmethod
-    def from_pipeline(cls, p: Pipeline, **overrides: Any) -> Settings:
-        s = cls()
-        for k, v in {**p.settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
-            if hasattr(s, k):
-                setattr(s, k, int(v))
-        s.batch = max(1, min(s.batch, s.credit))
-        return s
-
-
-@dataclass
-class Action:
-    """What the loop must do: ``send`` frames to a worker epoch, ``close`` it,
-    ``reply`` to a control client, ``done`` or ``fail`` the run."""
-
-    kind: str
-    epoch: int = 0
-    frames: list[Any] = field(default_factory=list)
-    text: str = ""
-    client: Any = None
-
-
-@dataclass
-class InputBuffer:
-    queue: deque[Value] = field(default_factory=deque)
-    closed: bool = False
-    received: int = 0
-    max_len: int = 0
-
-
-@dataclass
-class Inflight:
-    """One formed tick: its number, the values of each input, and the virtual shift."""
-
-    tick: int
-    composition: list[list[Value]]
-    extra: Any = None
-
-
-@dataclass
-class VertexState:
-    v: Vertex
-    inputs: list[InputBuffer]
-    consumers: list[list[tuple[str, int]]]
-    source: Source | None = None
-    sink: Sink | None = None
-    epoch: int | None = None
-    pid: int = 0
-    host: str = ""
-    ready: bool = False
-    features: list[str] = field(default_factory=list)
-    pull_request: InputsPullRequest | None = None
-    log: deque[Inflight] = field(default_factory=deque)  # ticks log_base .. next_tick-1
-    next_tick: int = 0  # the number of the next tick formed
-    applied: int = 0  # ticks below this have had their results applied
-    sent: int = 0  # the next tick to send to the current incarnation
-    expect: int = 0  # the next tick whose result the current incarnation owes
-    checkpoints: deque[int] = field(default_factory=lambda: deque(maxlen=2))
-    closed_epoch: int | None = None  # the incarnation told to stop because we finished
-    goodbye: bool = False  # the worker acknowledged the end (and wrote its final state)
-    duplicates: int = 0  # results dropped because their tick was already applied
-    replayed: int = 0  # ticks sent again to a new incarnation
-    finished: bool = False
-    ticks: int = 0
-    errors: int = 0
-    restarts: int = 0
-    connects: int = 0
-    last_seen: float = 0.0
-    worker_stats: dict[str, Any] = field(default_factory=dict)
-    out_counts: list[int] = field(default_factory=list)
-    config_version: int = 0
-    dropped_at_end: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.v.name
-
-    @property
-    def streaming(self) -> bool:
-        return "streaming" in self.features
-
-    @property
-    def virtual_source(self) -> bool:
-        return self.v.kind == "component" and not self.inputs
-
-    @property
-    def stateful(self) -> bool:
-        return "stateful" in self.features
-
-    @property
-    def log_base(self) -> int:
-        return self.log[0].tick if self.log else self.next_tick
-
-    @property
-    def outstanding(self) -> int:
-        """Ticks sent to the current incarnation and not answered yet."""
-        return self.sent - self.expect
-
-    def entry(self, tick: int) -> Inflight:
-        return self.log[tick - self.log_base]
-
-    def trim(self, redelivery: bool) -> None:
-        """Drop logged ticks no incarnation can need again."""
-        if self.stateful and redelivery and not self.virtual_source:
-            if len(self.checkpoints) < 2:
-                return  # the worker's previous snapshot is not known yet: keep everything
-            keep = min(self.checkpoints[0], self.applied)
-        else:
-            keep = self.applied
-        while self.log and self.log[0].tick < keep:
-            self.log.popleft()
-
-    def state(self) -> str:
-        if self.finished:
-            return "finished"
-        if self.v.kind != "component":
-            return "running"
-        if self.epoch is None:
-            return "waiting"
-        return "running" if self.ready else "connected"
 
 
 class Scheduler:
     """The broker's state machine over one pipeline."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, settings: Settings | None = None, fresh: bool = True) -> None:
+        """``fresh``: a new run (file sinks start empty); False when a recovery store is
+        about to rebuild the state of an earlier run (:mod:`backend_stub.store`)."""
         self.pipeline = pipeline
         self.settings = settings or Settings.from_pipeline(pipeline)
         self.vertices: dict[str, VertexState] = {}
         self.by_epoch: dict[int, VertexState] = {}
         self._next_epoch = 1
+        self.journal: Journal | None = None  # set by a broker with a recovery store
+        self.broker_instance = ""  # this broker process (workers tell a restart by it)
         self.failed: str | None = None
         self.done = False
         self.rejected = 0
@@ -204,7 +74,19 @@ class Scheduler:
                 vs.source = make_source(pipeline, v)
             elif v.kind == "sink":
                 vs.sink = make_sink(pipeline, v)
+                if fresh:
+                    vs.sink.resume(0, 0)
             self.vertices[name] = vs
+        # Where each vertex's dead-letter file ends: a restarted broker cuts it back here.
+        self.dead_letter_offsets = {
+            n: deadletter.size(deadletter.dead_letter_path(pipeline, vs))
+            for n, vs in self.vertices.items() if vs.v.kind == "component"
+        }
+
+    def epoch_base(self, incarnation: int) -> None:
+        """Number this broker start's worker epochs apart from every earlier start's, so a
+        worker of a previous broker is never taken for a current one."""
+        self._next_epoch = max(self._next_epoch, incarnation * 1_000_000 + 1)
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -258,6 +140,7 @@ class Scheduler:
                 "on_error": vs.v.on_error,
                 "credit": self.settings.credit,
                 "run": self.run,
+                "broker": self.broker_instance,
                 "liveness": self.settings.liveness,
                 "applied": vs.applied,
                 "snapshot": vs.v.snapshot or self.pipeline.settings.get("snapshot"),
@@ -316,7 +199,7 @@ class Scheduler:
             self._ready(vs, msg)
         elif isinstance(msg, P.Sync):
             # Results travel on the same socket ahead of the Sync, so they are applied.
-            return [Action("send", epoch, P.encode(P.Applied(epoch, vs.applied)))]
+            return [Action("send", epoch, P.encode(P.Applied(epoch, vs.applied)), durable=True)]
         elif isinstance(msg, P.Checkpoint):
             if msg.tick <= vs.applied and (not vs.checkpoints or msg.tick > vs.checkpoints[-1]):
                 vs.checkpoints.append(msg.tick)
@@ -417,33 +300,12 @@ class Scheduler:
         if msg.fatal:
             self._fail(f"vertex {vs.name} failed on tick {msg.tick}: {msg.error}\n{msg.traceback}".rstrip())
             return []
-        self._dead_letter(vs, msg)
+        path = deadletter.dead_letter_path(self.pipeline, vs)
+        self.dead_letter_offsets[vs.name] = deadletter.append(path, deadletter.dead_letter_record(vs, msg))
         return []
 
-    def _dead_letter(self, vs: VertexState, msg: P.Failed) -> None:
-        inputs: list[Any] = []
-        for inf in vs.log:
-            if inf.tick == msg.tick:
-                for j, values in enumerate(inf.composition):
-                    codec = codec_for(vs.v.wire_types[j])
-                    decoded = []
-                    for v in values:
-                        try:
-                            data = msgpack.unpackb(getattr(v[0], "bytes", v[0]), raw=False)
-                            decoded.append(to_json(codec.dec(data, [getattr(b, "bytes", b) for b in v[1:]])))
-                        except Exception:  # noqa: BLE001 - keep the raw form in a dead letter
-                            decoded.append({"undecodable": True})
-                    inputs.append(decoded if vs.streaming else (decoded[0] if decoded else None))
-        path = self.dead_letter_path(vs.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"vertex": vs.name, "tick": msg.tick, "error": msg.error, "traceback": msg.traceback, "inputs": inputs, "time": time.time()}
-        with path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
     def dead_letter_path(self, vertex: str) -> Path:
-        vs = self.vertices[vertex]
-        p = vs.v.params.get("dead_letter")
-        return self.pipeline.path(p) if isinstance(p, str) else self.pipeline.path(f".pipelogic/dead-letter/{vertex}.jsonl")
+        return deadletter.dead_letter_path(self.pipeline, self.vertices[vertex])
 
     def _fail(self, cause: str) -> None:
         if self.failed is None:
@@ -480,7 +342,8 @@ class Scheduler:
         return actions
 
     def _config_reply(self, client: Any, ok: bool, version: int, applied: bool, error: str | None = None) -> Action:
-        return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)))
+        # durable: a version the client was told about survives a broker restart
+        return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)), durable=True)
 
     def _config_applied(self, vs: VertexState, version: int) -> list[Action]:
         out, keep = [], []
@@ -532,7 +395,7 @@ class Scheduler:
         for _ in range(2):  # a second pass lets closes made late in the first one propagate
             for name in self.pipeline.order:
                 vs = self.vertices[name]
-                if vs.finished:
+                if vs.finished and not self._catching_up(vs):
                     continue
                 if vs.source is not None:
                     self._pump_source(vs, now)
@@ -545,8 +408,18 @@ class Scheduler:
             self.done = True
         return actions
 
+    @staticmethod
+    def _catching_up(vs: VertexState) -> bool:
+        """A finished vertex whose worker (re)connected after the end: it still gets the
+        replay its restored state needs, then Close (found by the model test)."""
+        return vs.v.kind == "component" and vs.epoch is not None and vs.ready and vs.closed_epoch != vs.epoch
+
     def _emit(self, vs: VertexState, k: int, values: list[Value]) -> None:
+        first = vs.out_counts[k]
         vs.out_counts[k] += len(values)
+        if self.journal is not None and vs.consumers[k]:
+            stream = f"{vs.name}.{k}"
+            self.journal.values.extend((stream, first + i, v) for i, v in enumerate(values))
         for cname, j in vs.consumers[k]:
             buf = self.vertices[cname].inputs[j]
             buf.queue.extend(values)
@@ -560,12 +433,13 @@ class Scheduler:
                 self.vertices[cname].inputs[j].closed = True
         for buf in vs.inputs:
             vs.dropped_at_end += len(buf.queue)
+            buf.consumed += len(buf.queue)
             buf.queue.clear()
         if not vs.stateful:
             vs.goodbye = True  # nothing to wait for: no final state to write
         if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
             vs.closed_epoch = vs.epoch
-            actions.append(Action("send", vs.epoch, P.encode(P.Close("finished"))))
+            actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
 
     def _pump_source(self, vs: VertexState, now: float) -> None:
         assert vs.source is not None
@@ -595,6 +469,7 @@ class Scheduler:
                 except Exception as exc:  # noqa: BLE001 - a bad value fails the run, not the broker
                     self._fail(f"sink {vs.name}: cannot decode a value: {exc}")
                     return
+            buf.consumed += len(buf.queue)
             buf.queue.clear()
             try:
                 vs.sink.write(decoded)
@@ -629,8 +504,10 @@ class Scheduler:
                 entry = self._form_tick(vs)
                 if entry is None:
                     break
-                inf = Inflight(vs.next_tick, entry[0], entry[1])
+                inf = Inflight(vs.next_tick, *entry)
                 vs.log.append(inf)
+                if self.journal is not None:
+                    self.journal.ticks.append((vs.name, inf))
                 vs.next_tick += 1
                 vs.sent += 1
             layout.append([inf.tick, [[len(v) - 1 for v in values] for values in inf.composition], inf.extra])
@@ -646,7 +523,7 @@ class Scheduler:
             # A worker that (re)connected after the end: once it has caught up, stop it.
             if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:
                 vs.closed_epoch = vs.epoch
-                actions.append(Action("send", vs.epoch, P.encode(P.Close("finished"))))
+                actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
             return
         if (vs.applied == vs.next_tick and not vs.virtual_source and all(b.closed for b in vs.inputs)
                 and not self._form_check(vs)):
@@ -658,12 +535,17 @@ class Scheduler:
             return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request) is not None
         return all(b.queue for b in vs.inputs)
 
-    def _form_tick(self, vs: VertexState) -> tuple[list[list[Value]], Any] | None:
+    def _form_tick(self, vs: VertexState) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
+        """Take the next tick's messages off the input queues: (composition, virtual
+        shift, starts) or None if no tick can form."""
         if vs.virtual_source:
-            return [], None
+            return [], None, []
         if not vs.streaming:
             if all(b.queue for b in vs.inputs):
-                return [[b.queue.popleft()] for b in vs.inputs], None
+                starts = [(b.consumed, 0, 1) for b in vs.inputs]
+                for b in vs.inputs:
+                    b.consumed += 1
+                return [[b.queue.popleft()] for b in vs.inputs], None, starts
             return None
         if vs.pull_request is None:
             return None
@@ -671,12 +553,15 @@ class Scheduler:
         if d is None:
             return None
         composition = []
+        starts = []
         for buf, (skip, count) in zip(vs.inputs, d.takes):
+            starts.append((buf.consumed, skip, count))
+            buf.consumed += skip + count
             for _ in range(skip):
                 buf.queue.popleft()
             composition.append([buf.queue.popleft() for _ in range(count)])
         extra = d.virtual.to_wire() if d.virtual is not None else None
-        return composition, extra
+        return composition, extra, starts
 
     # -- status ----------------------------------------------------------------------------
 

@@ -164,11 +164,16 @@ class StatusRequest(Message):
 
 @_message("status_reply")
 class StatusReply(Message):
+    """The run's state. ``broker`` describes the broker process: ``pid``, ``instance``,
+    ``start`` (how many times a broker started on this run's store), ``store`` (its path,
+    or None in memory), ``commits``, ``store_error`` (why commits fail, while they do)."""
+
     pipeline: str
     state: str
     vertices: list[Any]
     streams: list[Any]
     error: str | None = None
+    broker: dict[str, Any] | None = None
 
 
 @_message("config_set")
@@ -223,10 +228,13 @@ class Applied(Message):
 @_message("pong")
 class Pong(Message):
     """Answer to a Heartbeat sent on the control socket: ``alive`` is False when the
-    epoch was fenced (the worker was replaced or declared dead)."""
+    epoch was fenced (the worker was replaced or declared dead). ``broker`` names the
+    broker process: another one than in the worker's Welcome means the broker restarted,
+    and the worker rejoins it instead of stopping."""
 
     epoch: int
     alive: bool
+    broker: str = ""
 
 
 # --- data: worker -> broker -------------------------------------------------------------

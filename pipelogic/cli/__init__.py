@@ -36,12 +36,16 @@ def main() -> None:
 @click.option("--backoff-max", type=float, default=10.0, show_default=True, help="Longest wait before restarting a crashed worker (the wait doubles from 0.25 s).")
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Fail if the pipeline is not done within this many seconds.")
+@click.option("--fresh", is_flag=True, help="Discard an unfinished run of this pipeline and start anew.")
 def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
-       progress: bool | None, timeout_s: float | None) -> None:
-    """Run PIPELINE_FILE: the broker plus one process per component, until drained."""
+       progress: bool | None, timeout_s: float | None, fresh: bool) -> None:
+    """Run PIPELINE_FILE: the broker plus one process per component, until drained.
+
+    An unfinished run of the same pipeline (interrupted, or killed) is continued from its
+    state directory; a finished one starts anew."""
     from pipelogic.cli._up import Supervisor
 
-    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max)
+    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max, fresh)
     sys.exit(sup.run())
 
 

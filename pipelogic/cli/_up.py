@@ -3,7 +3,15 @@
 It prefixes every worker's log lines with its vertex name, shows live progress (a status
 line redrawn on a terminal, a plain line every few seconds otherwise), restarts a crashed
 worker with backoff, and exits with the broker's verdict: 0 when drained, non-zero with
-the cause otherwise. Ctrl-C stops everything gracefully (SIGTERM to each process).
+the cause otherwise.
+
+The broker keeps the run in a recovery store under the state directory, and is supervised
+like a worker: a broker that dies is restarted on the same store and address, and the
+workers rejoin it. Ctrl-C or SIGTERM stops the workers first (each snapshots once the
+broker confirmed its last results), then the broker, and reaps every child; running ``up``
+again continues the run. The children run in their own process group (a terminal's Ctrl-C
+reaches ``up`` alone, which stops them in order) and get SIGTERM if ``up`` dies, however it
+dies (a parent-death signal), so none keeps writing after it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,21 @@ from pipelogic.pipeline import load_pipeline
 __all__ = ["Supervisor"]
 
 _HEALTHY_S = 10.0  # a worker that ran this long before crashing restarts without backoff
+_PR_SET_PDEATHSIG = 1
+# Broker exit codes that a restart cannot fix (backend_stub/__main__.py).
+_BROKER_FINAL = {0: "done or stopped", 1: "the pipeline failed", 2: "invalid pipeline",
+                 4: "recovery store unusable", 5: "cannot listen"}
+
+
+def _child_setup() -> None:
+    """In each child: its own process group, and SIGTERM when `up` dies (Linux)."""
+    os.setpgrp()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the children notice the broker's silence instead
 
 
 @dataclass
@@ -44,8 +67,10 @@ class _Worker:
 
 class Supervisor:
     def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
-                 progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0) -> None:
+                 progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0,
+                 fresh: bool = False) -> None:
         self.file = file
+        self.fresh = fresh
         self.listen = listen
         self.state_dir = state_dir
         self.max_restarts = max_restarts
@@ -84,7 +109,8 @@ class Supervisor:
             if line.startswith("PIPELOGIC_FINAL="):
                 try:
                     d = json.loads(line.split("=", 1)[1])
-                    self.final_status = P.StatusReply(d["pipeline"], d["state"], d["vertices"], d["streams"], d["error"])
+                    self.final_status = P.StatusReply(d["pipeline"], d["state"], d["vertices"], d["streams"], d["error"],
+                                                     d.get("broker"))
                 except (ValueError, KeyError, TypeError):
                     pass
                 continue
@@ -93,7 +119,8 @@ class Supervisor:
 
     def _spawn(self, args: list[str], env: dict[str, str], prefix: str, capture_first: bool = False) -> subprocess.Popen[str]:
         # Workers run in the pipeline's directory: relative paths mean the same as in pipeline.yml.
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=self.file.resolve().parent)
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                cwd=self.file.resolve().parent, preexec_fn=_child_setup)
         assert proc.stdout is not None and proc.stderr is not None
         if capture_first:
             first = proc.stdout.readline().strip()
@@ -108,6 +135,11 @@ class Supervisor:
 
     # -- the run ---------------------------------------------------------------------------
 
+    def _start_broker(self, env: dict[str, str], listen: str, fresh: bool) -> subprocess.Popen[str]:
+        args = [sys.executable, "-m", "backend_stub", str(self.file.resolve()), "--listen", listen,
+                "--state-dir", env["PIPELOGIC_STATE_DIR"]]
+        return self._spawn([*args, "--fresh"] if fresh else args, env, "broker | ", capture_first=True)
+
     def run(self) -> int:
         try:
             pipeline = load_pipeline(self.file)
@@ -116,17 +148,20 @@ class Supervisor:
                 self.echo(f"error: {p}", err=True)
             return 2
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PIPELOGIC_STATE_DIR"] = str(Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state")
-        broker = self._spawn([sys.executable, "-m", "backend_stub", str(self.file.resolve()), "--listen", self.listen], env, "broker | ", capture_first=True)
+        state_dir = Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state"
+        env["PIPELOGIC_STATE_DIR"] = str(state_dir)
+        broker = self._start_broker(env, self.listen, self.fresh)
         if not self.endpoint:
             broker.wait()
-            self.echo(f"error: the broker did not start (exit code {broker.returncode})", err=True)
+            for t in self.pumps:
+                t.join(2)  # the broker's own words come first
+            self.echo(f"error: the broker did not start ({_BROKER_FINAL.get(broker.returncode, f'exit code {broker.returncode}')})", err=True)
             return broker.returncode or 1
         env["PIPELOGIC_BROKER"] = self.endpoint
-        self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {sum(1 for v in pipeline.vertices.values() if v.kind == 'component')} worker(s)")
+        self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {sum(1 for v in pipeline.vertices.values() if v.kind == 'component')} worker(s), state in {state_dir}")
         workers = [_Worker(n, v.component.directory) for n, v in pipeline.vertices.items() if v.component is not None]
         width = max([len(w.name) for w in workers] + [6])
-        old = signal.signal(signal.SIGINT, self._sigint)
+        old = {sig: signal.signal(sig, self._sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
         client = BrokerClient(self.endpoint, timeout_s=1.0)
         started = time.monotonic()
         last: dict[str, tuple[float, int]] = {}
@@ -134,11 +169,32 @@ class Supervisor:
         next_status = 0.0
         next_plain = 0.0
         failure = ""
+        broker_restarts = 0
+        rc = 0
         try:
-            while broker.poll() is None:
+            while True:
                 now = time.monotonic()
+                if broker.poll() is not None:
+                    rc = broker.returncode
+                    if rc in _BROKER_FINAL or self.interrupted:
+                        break
+                    if broker_restarts >= self.max_restarts:
+                        failure = f"the broker exited with code {rc} {broker_restarts + 1} times; giving up"
+                        break
+                    broker_restarts += 1
+                    delay = min(0.25 * 2 ** (broker_restarts - 1), self.backoff_max)
+                    self.echo(f"broker | exited with code {rc}; restarting it on its store in {delay:.2f} s "
+                              f"({broker_restarts}/{self.max_restarts}); the workers rejoin it", err=True)
+                    time.sleep(delay)
+                    self.endpoint = ""
+                    # Where the first one listened: the workers know that address.
+                    broker = self._start_broker(env, env["PIPELOGIC_BROKER"], False)
+                    if not self.endpoint:
+                        broker.wait()
+                        continue
+                    continue
                 if self.interrupted:
-                    self.echo("interrupted: stopping workers (state is snapshotted) and the broker")
+                    self.echo("interrupted: stopping the workers (each snapshots), then the broker")
                     break
                 if self.timeout_s is not None and now - started > self.timeout_s:
                     failure = f"the pipeline did not finish within {self.timeout_s:g} s"
@@ -168,12 +224,13 @@ class Supervisor:
                         self.last_status = st
                 time.sleep(0.05)
         finally:
-            signal.signal(signal.SIGINT, old)
             final = None
             try:
                 final = client.status() if broker.poll() is None else None
             except PipelogicError:
                 pass
+            # Workers first: each snapshots only after the broker confirmed its results.
+            self._stop_workers(workers)
             if broker.poll() is None:
                 broker.send_signal(signal.SIGTERM)
             try:
@@ -181,7 +238,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 broker.kill()
                 rc = broker.wait()
-            self._stop_workers(workers)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
         for t in self.pumps:
             t.join(2)
         st = self.final_status or final or getattr(self, "last_status", None)
@@ -191,12 +249,15 @@ class Supervisor:
             self.echo(f"pipeline failed: {failure}", err=True)
             return 1
         if self.interrupted:
+            self.echo(f"stopped; the run is kept in {state_dir}: `pipelogic up {self.file}` continues it "
+                      "(--fresh starts anew)")
             return 130
-        if rc == 0:
+        if rc == 0 and st is not None and st.state == "done":
             self.echo(f"pipeline {pipeline.name}: done in {time.monotonic() - started:.1f} s")
-        else:
-            self.echo(f"pipeline {pipeline.name}: failed (broker exit code {rc}); the cause is above", err=True)
-        return rc
+            return 0
+        self.echo(f"pipeline {pipeline.name}: failed (broker exit code {rc}: "
+                  f"{_BROKER_FINAL.get(rc, 'killed or crashed')}); the cause is above", err=True)
+        return rc or 1
 
     def _sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
-import threading
 import time
 import traceback
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from pipelogic import _faults, _health, transport
+from pipelogic import _faults, transport
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
@@ -39,6 +36,7 @@ from pipelogic.errors import (
     ProtocolError,
     PullRequestError,
     ReturnShapeError,
+    SnapshotValueError,
     StateError,
     WorkerError,
 )
@@ -46,6 +44,7 @@ from pipelogic.pulling import take_shift
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore, pack_state, unpack_state
 from pipelogic.types import InputsPullRequest, codec_for, create_type
 from pipelogic.worker._config import Config
+from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream
 
@@ -56,6 +55,10 @@ log = logging.getLogger("pipelogic.worker")
 _TICK_ERRORS = (WorkerError, ReturnShapeError, OutputTypeError, DecodeError, PullRequestError)
 _POLL_MS = 100  # how often the loop looks at stop requests, liveness and due snapshots
 _active: Session | None = None
+
+
+class StopRequested(Exception):
+    """SIGTERM while waiting for the broker (internal)."""
 
 
 def active_session() -> Session | None:
@@ -83,6 +86,7 @@ class WorkerSettings:
     vertex: str | None = None
     state_dir: Path = Path(".pipelogic/state")
     connect_timeout_s: float = 60.0
+    rejoin_timeout_s: float = 600.0  # how long a worker whose broker went away waits for it
     snapshot: str | None = None  # PIPELOGIC_SNAPSHOT: the policy when pipeline.yml sets none
 
     @classmethod
@@ -101,12 +105,15 @@ class WorkerSettings:
             vertex=env.get("PIPELOGIC_COMPONENT") or None,
             state_dir=Path(env.get("PIPELOGIC_STATE_DIR", ".pipelogic/state")),
             connect_timeout_s=float(env.get("PIPELOGIC_CONNECT_TIMEOUT_S", "60")),
+            rejoin_timeout_s=float(env.get("PIPELOGIC_REJOIN_TIMEOUT_S", "600")),
             snapshot=env.get("PIPELOGIC_SNAPSHOT") or None,
         )
 
 
 class Session:
-    """One incarnation of a worker: from Hello to Goodbye."""
+    """One worker process's session with its broker: from the first Hello to Goodbye,
+    across rejoins after a broker restart (each rejoin is a new incarnation: new epoch,
+    new :class:`BrokerLink`, state restored from the newest snapshot)."""
 
     def __init__(self, settings: WorkerSettings, spec: ComponentSpec | None = None) -> None:
         self.settings = settings
@@ -119,70 +126,46 @@ class Session:
         self.store = SnapshotStore(Path(settings.state_dir) / self.vertex, self.vertex)
         self.store.lock()
         self.ctx = zmq.Context()
+        self.link: BrokerLink | None = None
+        self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
         try:
-            self.welcome = self._handshake()
+            self._accept(self._handshake(settings.connect_timeout_s, rejoin=False))
         except BaseException:
             self.ctx.term()
             self.store.unlock()
             raise
-        self.epoch = self.welcome.epoch
-        ws = self.welcome.settings
-        self.run_id = str(ws.get("run", ""))
-        self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
-        self.liveness = int(ws.get("liveness", 5))
-        try:
-            self.policy = SnapshotPolicy.parse(ws.get("snapshot") or settings.snapshot or DEFAULT_POLICY,
-                                               "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
-        except ValueError as exc:
-            self.close()
-            raise StateError(f"vertex {self.vertex}: {exc}") from None
-        self.pull: zmq.Socket | None = None
-        self.push: zmq.Socket | None = None
-        self._hb_stop = threading.Event()
-        self._hb_thread: threading.Thread | None = None
         self.virtual_in: VirtualInputStream | None = None
         self._pending: deque[tuple[P.Message, list[Any]]] = deque()
-        self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
-        self.lost: str | None = None  # set by the heartbeat thread: fenced, or broker silent
         self.next_tick = 0  # the state reflects every tick below this
         self.snapshot_tick = 0
         self.snapshot_time = time.monotonic()
         self.snapshots = 0
+        self.rejoins = 0
 
     # -- handshake -------------------------------------------------------------------------
 
-    def _handshake(self) -> P.Welcome:
+    def _handshake(self, timeout_s: float, rejoin: bool) -> P.Welcome:
+        """Hello until welcomed. Refusals and mismatches raise; no answer within
+        ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
+        within a second (StopRequested)."""
         s = self.settings
-        hello = P.Hello(
-            vertex=self.vertex,
-            instance=uuid.uuid4().hex,
-            pid=os.getpid(),
-            features=[],
-            inputs=len(self.spec.input_types),
-            outputs=len(self.spec.output_types),
-            host=socket.gethostname(),
-        )
-        # Short attempts rather than one long one: the health beacon keeps beating while
-        # the worker waits (a worker container may start long before its broker).
-        deadline = time.monotonic() + s.connect_timeout_s
-        said = False
-        while True:
-            left = deadline - time.monotonic()
-            frames = transport.request(self.ctx, s.broker, P.encode(hello), max(0.05, min(2.0, left)))
-            if frames is not None:
-                break
-            _health.beat()
-            if time.monotonic() >= deadline:
+        hello = hello_for(self.vertex, len(self.spec.input_types), len(self.spec.output_types))
+        attempt_s = 0.5 if rejoin else 2.0
+        msg = handshake(self.ctx, s.broker, hello, min(attempt_s, timeout_s),
+                        lambda: self.stop_requested, attempt_s) if not rejoin else None
+        if msg is None:
+            if not rejoin:
+                log.warning("vertex %s: waiting for the broker at %s (up to %g s)", self.vertex, s.broker, timeout_s)
+            msg = handshake(self.ctx, s.broker, hello, timeout_s, lambda: self.stop_requested, attempt_s)
+            if msg is None and self.stop_requested:
+                raise StopRequested()
+            if msg is None:
                 raise BrokerUnavailable(
                     f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
-                    f"{s.connect_timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S sets the wait)"
+                    f"{timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S and "
+                    "PIPELOGIC_REJOIN_TIMEOUT_S set the waits)"
                 )
-            if not said:
-                said = True
-                log.warning("vertex %s: waiting for the broker at %s (up to %g s)", self.vertex, s.broker, s.connect_timeout_s)
-        if said:
             log.info("vertex %s: connected to the broker at %s", self.vertex, s.broker)
-        msg, _ = P.decode(frames)
         if isinstance(msg, P.Refuse):
             raise ProtocolError(f"vertex {self.vertex}: the broker refused this worker: {msg.reason}")
         if not isinstance(msg, P.Welcome):
@@ -195,36 +178,41 @@ class Session:
             )
         return msg
 
+    def _accept(self, welcome: P.Welcome) -> None:
+        self.welcome = welcome
+        self.epoch = welcome.epoch
+        ws = welcome.settings
+        self.run_id = str(ws.get("run", ""))
+        self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
+        try:
+            self.policy = SnapshotPolicy.parse(ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
+                                               "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
+        except ValueError as exc:
+            raise StateError(f"vertex {self.vertex}: {exc}") from None
+
     def bind_config(self, config: Config) -> None:
         config._bind(self.spec.config_schema, self.welcome.config, self.welcome.config_version)
 
     # -- data ------------------------------------------------------------------------------
 
     def open_data(self) -> None:
-        b = self.settings.broker
-        self.pull = transport.connect(self.ctx, zmq.PULL, transport.peer_endpoint(b, self.welcome.tick_endpoint))
-        self.push = transport.connect(self.ctx, zmq.PUSH, transport.peer_endpoint(b, self.welcome.result_endpoint))
-        self.push.setsockopt(zmq.SNDTIMEO, max(10_000, self.welcome.heartbeat_ms * (self.liveness + 1)))
-        self._hb_thread = threading.Thread(target=self._heartbeat, name="pipelogic-heartbeat", daemon=True)
-        self._hb_thread.start()
+        self.link = BrokerLink(self.ctx, self.settings.broker, self.welcome, self.vertex, self.stats)
+
+    @property
+    def lost(self) -> str | None:
+        return self.link.lost if self.link is not None else None
 
     def send(self, msg: P.Message, payload: list[Any] | None = None) -> None:
-        """Send to the broker; BrokerUnavailable if it takes no message for the send
-        timeout (a dead broker must not hang the worker: P8)."""
-        assert self.push is not None
-        try:
-            transport.send(self.push, P.encode(msg, payload or ()))
-        except zmq.Again:
-            raise BrokerUnavailable(
-                f"vertex {self.vertex}: the broker at {self.settings.broker} took no message for "
-                f"{self.push.getsockopt(zmq.SNDTIMEO) / 1000:g} s"
-            ) from None
+        """Send to the broker: BrokerLost if the broker went away meanwhile (the loop
+        rejoins), BrokerUnavailable if it takes nothing for the send timeout (P8)."""
+        assert self.link is not None
+        self.link.send(msg, payload)
 
     def say_goodbye(self) -> None:
         """Final counters and Goodbye; quick and silent if the broker is already gone."""
-        if self.push is None:
+        if self.link is None:
             return
-        self.push.setsockopt(zmq.SNDTIMEO, 500)
+        self.link.send_timeout_s = 0.5
         try:
             self.send_stats()
             self.send(P.Goodbye(self.epoch))
@@ -243,37 +231,6 @@ class Session:
         """A heartbeat from the main thread, so final counters reach the broker."""
         self.send(P.Heartbeat(self.epoch, self.stats()))
 
-    def _heartbeat(self) -> None:
-        """Beat on the control socket and read the broker's answers: a Pong saying the epoch
-        is fenced, or no Pong for ``liveness`` intervals, marks this incarnation lost."""
-        sock = transport.connect(self.ctx, zmq.DEALER, self.settings.broker)
-        interval = self.welcome.heartbeat_ms / 1000.0
-        last_pong = time.monotonic()
-        try:
-            while not self._hb_stop.wait(interval):
-                try:
-                    sock.send_multipart([b"", *P.encode(P.Heartbeat(self.epoch, self.stats()))], flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    pass  # broker not reachable right now; silence is judged below
-                while sock.poll(0):
-                    frames = sock.recv_multipart()
-                    try:
-                        msg, _ = P.decode(frames[1:])
-                    except ProtocolError:
-                        continue
-                    if isinstance(msg, P.Pong):
-                        last_pong = time.monotonic()
-                        if msg.alive:
-                            _health.beat()
-                        if not msg.alive and self.lost is None:
-                            self.lost = (f"vertex {self.vertex}: this worker (epoch {self.epoch}) was "
-                                         "replaced or declared dead by the broker")
-                if time.monotonic() - last_pong > interval * self.liveness + interval and self.lost is None:
-                    self.lost = (f"vertex {self.vertex}: no answer from the broker at {self.settings.broker} "
-                                 f"for {time.monotonic() - last_pong:.1f} s")
-        finally:
-            sock.close(0)
-
     def close(self) -> None:
         global _active
         if self._closed:
@@ -281,12 +238,8 @@ class Session:
         self._closed = True
         if _active is self:
             _active = None
-        self._hb_stop.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(5)
-        for s in (self.pull, self.push):
-            if s is not None:
-                s.close(0)
+        if self.link is not None:
+            self.link.close()
         self.ctx.term()
         self.store.unlock()
 
@@ -294,7 +247,12 @@ class Session:
 
     def restore(self) -> int:
         """Load the newest valid snapshot of this run into the step; return the tick it
-        reaches (0 for a fresh start). Snapshots of another run are removed."""
+        reaches (0 for a fresh start: the initial state). Snapshots of another run are
+        removed."""
+        if self._initial_state is not None:
+            self.step.state = unpack_state(self._initial_state)
+        self.pull_request = self._initial_pull
+        self.snapshot_tick = 0
         snap = self.store.load()
         if snap is None:
             return 0
@@ -334,7 +292,6 @@ class Session:
     def _wait_applied(self, tick: int, timeout_s: float) -> bool:
         """Wait for the broker's Applied reaching ``tick``; other messages are kept, in
         order, for the loop."""
-        assert self.pull is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.lost is None:
             item = self._recv(_POLL_MS)
@@ -360,24 +317,68 @@ class Session:
 
     def serve(self, step: Step, pull_request: InputsPullRequest | None,
               virtual_in: VirtualInputStream, virtual_out: VirtualOutputStream) -> None:
-        """Run ticks until the broker closes this worker or SIGTERM asks it to stop."""
+        """Run ticks until the broker closes this worker or SIGTERM asks it to stop. A
+        broker that goes silent or restarts is rejoined (state restored from the newest
+        snapshot, the broker replays the rest); a fenced worker raises BrokerUnavailable."""
         global _active
-        mode = step.mode
         self.virtual_in = virtual_in
         self.step = step
         self.vout = virtual_out
-        self.pull_request = pull_request
-        self.input_codecs = [codec_for(create_type(t)) for t in self.welcome.input_types]
         self.on_error = str(self.welcome.settings.get("on_error", "fail"))
+        self._initial_pull = pull_request
+        self._initial_state = None
+        if step.mode.stateful:
+            try:  # what a rejoin after a new run resets the state to
+                self._initial_state = pack_state(step.state, self.vertex)
+            except SnapshotValueError:
+                pass  # reported at the first snapshot, as before
+        _active = self
+        while True:
+            try:
+                self._start_incarnation()
+                self._loop()
+                return
+            except BrokerLost as exc:
+                if not self._rejoin(str(exc)):
+                    return
+
+    def _start_incarnation(self) -> None:
+        mode = self.step.mode
+        self.input_codecs = [codec_for(create_type(t)) for t in self.welcome.input_types]
+        self.pull_request = self._initial_pull
         resume = self.restore() if mode.stateful else None
         self.next_tick = resume or 0
         self.open_data()
-        _active = self
         pr = self.pull_request.to_wire() if self.pull_request else None
         self.send(P.Ready(self.epoch, mode.features(), pr, resume))
+
+    def _rejoin(self, reason: str) -> bool:
+        """Wait for the broker (capped exponential backoff with jitter) and say Hello again;
+        False if SIGTERM came first (the last snapshot is kept)."""
+        self.rejoins += 1
+        timeout_s = self.settings.rejoin_timeout_s
+        log.warning("%s; keeping the state and rejoining (waiting up to %g s, PIPELOGIC_REJOIN_TIMEOUT_S)",
+                    reason, timeout_s)
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+        self._pending.clear()
+        try:
+            welcome = self._handshake(timeout_s, rejoin=True)
+        except StopRequested:
+            log.warning("vertex %s: stopped while the broker was gone; its last snapshot (tick %d) is kept",
+                        self.vertex, self.snapshot_tick)
+            return False
+        self._accept(welcome)
+        log.warning("vertex %s: rejoined the broker at %s (epoch %d)", self.vertex, self.settings.broker, self.epoch)
+        return True
+
+    def _loop(self) -> None:
+        mode = self.step.mode
         while True:
             if self.lost is not None:
-                raise BrokerUnavailable(self.lost)
+                assert self.link is not None
+                raise (BrokerUnavailable if self.link.fenced else BrokerLost)(self.lost)
             if self.stop_requested:
                 self._stop_gracefully()
                 return
@@ -410,21 +411,15 @@ class Session:
         return self._recv(timeout_ms)
 
     def _recv(self, timeout_ms: int) -> tuple[P.Message, list[Any]] | None:
-        """The next message on the tick socket (malformed ones are logged and dropped), or
-        None after the timeout."""
-        assert self.pull is not None
-        while self.pull.poll(timeout_ms):
-            try:
-                return P.decode(transport.recv(self.pull))
-            except ProtocolError as exc:
-                log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
-        return None
+        assert self.link is not None
+        return self.link.recv(timeout_ms)
 
     def _stop_gracefully(self) -> None:
-        if self.step.mode.stateful:
+        if self.step.mode.stateful and self.link is not None:
+            self.link.send_timeout_s = 1.0  # a broker that is gone must not hold up the stop
             try:
-                self.snapshot(timeout_s=3.0)
-            except StateError as exc:
+                self.snapshot(timeout_s=2.0)
+            except (StateError, BrokerUnavailable) as exc:
                 log.error("%s", exc)
 
     def _config(self, msg: P.ConfigPush) -> None:

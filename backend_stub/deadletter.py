@@ -1,0 +1,76 @@
+"""Dead letters: the inputs of ticks a worker skipped (``on_error: skip``), one JSON line
+each, in a file per vertex (``dead_letter:`` in pipeline.yml, else
+``.pipelogic/dead-letter/VERTEX.jsonl`` beside the pipeline).
+
+Like a file sink, the file is exactly-once across broker restarts: each append is made
+durable at once (dead letters are rare) and its end offset is committed with the broker's
+state; a restarted broker cuts the file back to the committed offset, and the replayed
+tick writes its line again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from backend_stub.model import VertexState
+from pipelogic import protocol as P
+from pipelogic.jsonform import to_json
+from pipelogic.pipeline import Pipeline
+from pipelogic.types import codec_for
+
+__all__ = ["dead_letter_path", "dead_letter_record", "append", "cut_back", "size"]
+
+
+def dead_letter_path(pipeline: Pipeline, vs: VertexState) -> Path:
+    p = vs.v.params.get("dead_letter")
+    return pipeline.path(p) if isinstance(p, str) else pipeline.path(f".pipelogic/dead-letter/{vs.name}.jsonl")
+
+
+def dead_letter_record(vs: VertexState, msg: P.Failed) -> dict[str, Any]:
+    """The dead letter of a failed tick: its decoded inputs (from the broker's log), the
+    error and the traceback."""
+    inputs: list[Any] = []
+    for inf in vs.log:
+        if inf.tick == msg.tick:
+            for j, values in enumerate(inf.composition):
+                codec = codec_for(vs.v.wire_types[j])
+                decoded = []
+                for v in values:
+                    try:
+                        data = msgpack.unpackb(getattr(v[0], "bytes", v[0]), raw=False)
+                        decoded.append(to_json(codec.dec(data, [getattr(b, "bytes", b) for b in v[1:]])))
+                    except Exception:  # noqa: BLE001 - keep the raw form in a dead letter
+                        decoded.append({"undecodable": True})
+                inputs.append(decoded if vs.streaming else (decoded[0] if decoded else None))
+    return {"vertex": vs.name, "tick": msg.tick, "error": msg.error, "traceback": msg.traceback,
+            "inputs": inputs, "time": time.time()}
+
+
+def size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def append(path: Path, record: dict[str, Any]) -> int:
+    """Append one line durably; returns the file's new size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as f:
+        f.write((json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+        return f.tell()
+
+
+def cut_back(path: Path, offset: int) -> None:
+    """Drop what was appended after ``offset`` (lines a broker restart will write again)."""
+    if size(path) > offset:
+        with path.open("r+b") as f:
+            f.truncate(offset)

@@ -1,0 +1,175 @@
+"""The broker's data model: settings, actions, input buffers, logged ticks and the state of
+each vertex. Plain data with the few rules that belong to it (what a vertex retains, what
+state it is in); the logic that moves it is in :mod:`backend_stub.scheduler`, what survives
+a broker restart in :mod:`backend_stub.recovery`."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend_stub.builtins import Sink, Source
+from pipelogic.pipeline import Pipeline, Vertex
+from pipelogic.types import InputsPullRequest
+
+__all__ = ["Action", "Inflight", "InputBuffer", "Journal", "Settings", "Value", "VertexState"]
+
+Value = tuple[Any, ...]
+
+
+@dataclass
+class Settings:
+    buffer_capacity: int = 1024
+    credit: int = 256
+    batch: int = 64
+    heartbeat_ms: int = 1000
+    liveness: int = 5
+    redelivery: int = 1  # 0: a control setting for tests; lost ticks are not replayed
+
+    @classmethod
+    def from_pipeline(cls, p: Pipeline, **overrides: Any) -> Settings:
+        s = cls()
+        for k, v in {**p.settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
+            if hasattr(s, k):
+                setattr(s, k, int(v))
+        s.batch = max(1, min(s.batch, s.credit))
+        return s
+
+
+@dataclass
+class Action:
+    """What the loop must do: ``send`` frames to a worker epoch, ``close`` it, or
+    ``reply`` to a control client.
+
+    ``durable``: the action acknowledges state (Applied, the end of a vertex, a stored
+    config); a broker with a recovery store carries it out only once that state is
+    committed, so no peer ever acts on something a broker restart would forget."""
+
+    kind: str
+    epoch: int = 0
+    frames: list[Any] = field(default_factory=list)
+    text: str = ""
+    client: Any = None
+    durable: bool = False
+
+
+@dataclass
+class InputBuffer:
+    """The queue of one input. Messages of the producer's stream are numbered from 0;
+    ``consumed`` counts those taken off the front (formed into ticks, skipped or dropped at
+    the end), so the queue holds exactly ``consumed .. received-1``."""
+
+    queue: deque[Value] = field(default_factory=deque)
+    closed: bool = False
+    received: int = 0
+    max_len: int = 0
+    consumed: int = 0
+
+
+@dataclass
+class Inflight:
+    """One formed tick: its number, the values of each input, and the virtual shift.
+    ``starts[j] = (first, skip, count)``: input j's part is messages ``first+skip ..
+    first+skip+count-1`` of its stream (what a restarted broker rebuilds it from)."""
+
+    tick: int
+    composition: list[list[Value]]
+    extra: Any = None
+    starts: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Journal:
+    """What changed since the recovery store's last commit: messages emitted on streams
+    that have consumers (stream ``vertex.k``, number, frames) and ticks formed."""
+
+    values: list[tuple[str, int, Value]] = field(default_factory=list)
+    ticks: list[tuple[str, Inflight]] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.ticks.clear()
+
+
+@dataclass
+class VertexState:
+    v: Vertex
+    inputs: list[InputBuffer]
+    consumers: list[list[tuple[str, int]]]
+    source: Source | None = None
+    sink: Sink | None = None
+    epoch: int | None = None
+    pid: int = 0
+    host: str = ""
+    ready: bool = False
+    features: list[str] = field(default_factory=list)
+    pull_request: InputsPullRequest | None = None
+    log: deque[Inflight] = field(default_factory=deque)  # ticks log_base .. next_tick-1
+    next_tick: int = 0  # the number of the next tick formed
+    applied: int = 0  # ticks below this have had their results applied
+    sent: int = 0  # the next tick to send to the current incarnation
+    expect: int = 0  # the next tick whose result the current incarnation owes
+    checkpoints: deque[int] = field(default_factory=lambda: deque(maxlen=2))
+    closed_epoch: int | None = None  # the incarnation told to stop because we finished
+    goodbye: bool = False  # the worker acknowledged the end (and wrote its final state)
+    duplicates: int = 0  # results dropped because their tick was already applied
+    replayed: int = 0  # ticks sent again to a new incarnation
+    finished: bool = False
+    ticks: int = 0
+    errors: int = 0
+    restarts: int = 0
+    connects: int = 0
+    last_seen: float = 0.0
+    worker_stats: dict[str, Any] = field(default_factory=dict)
+    out_counts: list[int] = field(default_factory=list)
+    config_version: int = 0
+    dropped_at_end: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.v.name
+
+    @property
+    def streaming(self) -> bool:
+        return "streaming" in self.features
+
+    @property
+    def virtual_source(self) -> bool:
+        return self.v.kind == "component" and not self.inputs
+
+    @property
+    def stateful(self) -> bool:
+        return "stateful" in self.features
+
+    @property
+    def log_base(self) -> int:
+        return self.log[0].tick if self.log else self.next_tick
+
+    @property
+    def outstanding(self) -> int:
+        """Ticks sent to the current incarnation and not answered yet."""
+        return self.sent - self.expect
+
+    def entry(self, tick: int) -> Inflight:
+        return self.log[tick - self.log_base]
+
+    def trim(self, redelivery: bool) -> None:
+        """Drop logged ticks no incarnation can need again."""
+        if self.stateful and redelivery and not self.virtual_source:
+            if len(self.checkpoints) < 2:
+                return  # the worker's previous snapshot is not known yet: keep everything
+            keep = min(self.checkpoints[0], self.applied)
+        else:
+            keep = self.applied
+        while self.log and self.log[0].tick < keep:
+            self.log.popleft()
+
+    def state(self) -> str:
+        if self.finished:
+            return "finished"
+        if self.v.kind != "component":
+            return "running"
+        if self.epoch is None:
+            return "waiting"
+        return "running" if self.ready else "connected"
