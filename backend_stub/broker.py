@@ -174,7 +174,7 @@ class Broker:
             store.commit(self.scheduler)
         except (OSError, sqlite3.Error) as exc:
             self._store_failures += 1
-            delay = min(0.1 * 2 ** (self._store_failures - 1), 5.0)
+            delay = min(0.1 * 2 ** (self._store_failures - 1), 2.0)
             self._store_retry_at = now + delay
             self.store_error = f"{type(exc).__name__}: {exc}"
             if self._store_failures == 1:

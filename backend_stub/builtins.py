@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import msgpack
 
-from pipelogic.errors import DefinitionError, PipelogicError
+from pipelogic.errors import DefinitionError, PipelogicError, StateError
 from pipelogic.jsonform import from_json, to_json
 from pipelogic.pipeline import Pipeline, Vertex
 from pipelogic.types import Type, codec_for
@@ -144,6 +144,12 @@ class Sink:
         self.count = count
         if self._f is None:
             return
+        size = os.fstat(self._f.fileno()).st_size
+        if size < offset:
+            raise StateError(
+                f"sink {self.name}: {self.path} has {size} bytes, but the run had written {offset}: "
+                "it was truncated or replaced; start a fresh run (--fresh)"
+            )
         self._f.truncate(offset)
         self._f.seek(offset)
         self.offset = offset

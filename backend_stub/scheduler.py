@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -418,8 +419,7 @@ class Scheduler:
         first = vs.out_counts[k]
         vs.out_counts[k] += len(values)
         if self.journal is not None and vs.consumers[k]:
-            stream = f"{vs.name}.{k}"
-            self.journal.values.extend((stream, first + i, v) for i, v in enumerate(values))
+            self.journal.values.extend(zip(repeat(f"{vs.name}.{k}"), range(first, first + len(values)), values))
         for cname, j in vs.consumers[k]:
             buf = self.vertices[cname].inputs[j]
             buf.queue.extend(values)
@@ -605,5 +605,8 @@ class Scheduler:
         return sum(len(b.queue) for vs in self.vertices.values() for b in vs.inputs)
 
     def close_all(self, reason: str) -> list[Action]:
-        return [Action("send", e, P.encode(P.Close(reason))) for e in list(self.by_epoch)]
+        # Not to a worker already told to stop: it may be gone, and a send to it would
+        # only wait for nobody.
+        return [Action("send", e, P.encode(P.Close(reason))) for e, vs in list(self.by_epoch.items())
+                if vs.closed_epoch != e]
 

@@ -44,18 +44,20 @@ def _broker_module() -> Any:
 
 def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: float = 60.0,
                  workers: dict[str, Callable[[str], Any]] | None = None,
-                 state_dir: str | Path | None = None, **settings: Any) -> Any:
+                 state_dir: str | Path | None = None, durable_broker: bool = False, **settings: Any) -> Any:
     """Serve a loaded Pipeline on an in-process broker, start a worker process per
     component vertex (or call ``workers[name](endpoint)`` to start it yourself), wait for
     the end and return the broker. Raises PipelineFailed with the cause on failure.
+    ``durable_broker``: the broker keeps its run in a recovery store under ``state_dir``.
 
     Worker processes keep their snapshots in ``state_dir`` (a fresh temporary directory,
     removed afterwards, when not given)."""
     if state_dir is None:
         with tempfile.TemporaryDirectory(prefix="pipelogic-state-") as tmp:
-            return run_pipeline(pipeline, listen, timeout_s, workers, tmp, **settings)
+            return run_pipeline(pipeline, listen, timeout_s, workers, tmp, durable_broker, **settings)
     bs = _broker_module()
-    broker = bs.Broker(pipeline, listen, bs.Settings.from_pipeline(pipeline, **settings)).start()
+    broker = bs.Broker(pipeline, listen, bs.Settings.from_pipeline(pipeline, **settings),
+                       state_dir=Path(state_dir) if durable_broker else None).start()
     procs: list[subprocess.Popen[bytes]] = []
     threads: list[threading.Thread] = []
     errors: list[BaseException] = []

@@ -87,6 +87,7 @@ class WorkerSettings:
     state_dir: Path = Path(".pipelogic/state")
     connect_timeout_s: float = 60.0
     rejoin_timeout_s: float = 600.0  # how long a worker whose broker went away waits for it
+    storage_retry_s: float = 600.0  # how long a worker retries a snapshot its disk refuses
     snapshot: str | None = None  # PIPELOGIC_SNAPSHOT: the policy when pipeline.yml sets none
 
     @classmethod
@@ -106,6 +107,7 @@ class WorkerSettings:
             state_dir=Path(env.get("PIPELOGIC_STATE_DIR", ".pipelogic/state")),
             connect_timeout_s=float(env.get("PIPELOGIC_CONNECT_TIMEOUT_S", "60")),
             rejoin_timeout_s=float(env.get("PIPELOGIC_REJOIN_TIMEOUT_S", "600")),
+            storage_retry_s=float(env.get("PIPELOGIC_STORAGE_RETRY_S", "600")),
             snapshot=env.get("PIPELOGIC_SNAPSHOT") or None,
         )
 
@@ -140,6 +142,8 @@ class Session:
         self.snapshot_tick = 0
         self.snapshot_time = time.monotonic()
         self.snapshots = 0
+        self._snapshot_fails = 0
+        self._snapshot_retry_at = 0.0  # after an unconfirmed snapshot: not before this
         self.rejoins = 0
 
     # -- handshake -------------------------------------------------------------------------
@@ -277,16 +281,55 @@ class Session:
         data = pack_state(self.step.state, self.vertex)
         self.send(P.Sync(self.epoch, tick))
         if not self._wait_applied(tick, timeout_s):
-            log.warning("vertex %s: the broker did not confirm tick %d; no snapshot written", self.vertex, tick)
+            # The broker is busy or cannot commit (its disk is full): try again later, not
+            # on every tick.
+            self._snapshot_fails += 1
+            self._snapshot_retry_at = time.monotonic() + min(2.0 ** self._snapshot_fails, 30.0)
+            log.warning("vertex %s: the broker did not confirm tick %d; no snapshot written (next try in %.0f s)",
+                        self.vertex, tick, self._snapshot_retry_at - time.monotonic())
             return False
+        self._snapshot_fails = 0
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
-        self.store.save(tick, data, self.run_id, meta)
+        failing_since, attempt = 0.0, 0
+        while True:
+            try:
+                self.store.save(tick, data, self.run_id, meta)
+                break
+            except SnapshotValueError:
+                raise
+            except StateError as exc:
+                # A full or read-only disk: hold (no new ticks), retry with backoff, and give
+                # up (exit non-zero, P17) only after PIPELOGIC_STORAGE_RETRY_S.
+                attempt += 1
+                failing_since = failing_since or time.monotonic()
+                if not self._storage_wait(exc, failing_since, attempt):
+                    return False
+        if attempt:
+            log.warning("vertex %s: the state directory is writable again; snapshot at tick %d written",
+                        self.vertex, tick)
         _faults.point("after-dir-fsync-before-report")
         self.send(P.Checkpoint(self.epoch, tick))
         _faults.point("after-report")
         self.snapshot_tick = tick
         self.snapshot_time = time.monotonic()
         self.snapshots += 1
+        return True
+
+    def _storage_wait(self, exc: StateError, since: float, attempt: int) -> bool:
+        """After the ``attempt``-th failed snapshot write: wait before the next try (0.5 s
+        doubling to 10 s). False if SIGTERM or a lost broker came first; StateError once
+        the failures have lasted PIPELOGIC_STORAGE_RETRY_S."""
+        waited = time.monotonic() - since
+        limit = self.settings.storage_retry_s
+        if waited >= limit:
+            raise StateError(f"{exc} (still failing after {waited:.0f} s; PIPELOGIC_STORAGE_RETRY_S={limit:g})") from exc
+        if attempt == 1:  # one line per streak, not one per try
+            log.error("%s; the worker holds (no new ticks) and retries with backoff for up to %g s", exc, limit)
+        deadline = time.monotonic() + min(0.5 * 2 ** (attempt - 1), 10.0, limit - waited)
+        while time.monotonic() < deadline:
+            if self.stop_requested or self.lost is not None:
+                return False
+            time.sleep(0.05)
         return True
 
     def _wait_applied(self, tick: int, timeout_s: float) -> bool:
@@ -306,8 +349,9 @@ class Session:
         return False
 
     def _snapshot_due(self) -> bool:
-        return self.step.mode.stateful and self.policy.due(self.next_tick - self.snapshot_tick,
-                                                           time.monotonic() - self.snapshot_time)
+        now = time.monotonic()
+        return (self.step.mode.stateful and now >= self._snapshot_retry_at
+                and self.policy.due(self.next_tick - self.snapshot_tick, now - self.snapshot_time))
 
     def request_stop(self) -> None:
         """SIGTERM: finish the current tick, snapshot, say goodbye, return from run()."""

@@ -20,19 +20,26 @@ def restored_ticks(logs: str) -> list[int]:
     return [int(t) for t in re.findall(r"restored state at tick (\d+)", logs)]
 
 
-def test_docker_kill_of_a_stateful_worker_continues_its_state_from_the_volume(tmp_path, project):
-    n = 20_000
+def kill_mid_stream(tmp_path, project, n: int, service: str):
+    """Run the slow counter pipeline, SIGKILL ``service``'s container (no snapshot, no
+    goodbye) a third into the stream, let it come back, and wait for the end."""
     pipeline = slow_counter_pipeline(tmp_path, n, 4000)
     out = pipeline.parent / "out" / "sums.jsonl"
     p = project(compose_for(pipeline))
     p.compose("up", "-d")
     wait_for(lambda: len(lines(out)) > n // 3, 60, "a third of the stream", lambda: p.logs("broker"))
-    counter = p.container("counter")
-    counter.kill()  # SIGKILL: no snapshot, no goodbye
-    counter.reload()
-    if counter.status != "running":  # the restart policy may take a moment; else start it
-        wait_for(lambda: _running_again(counter), 15, "the restart policy to restart the counter")
+    victim = p.container(service)
+    victim.kill()
+    victim.reload()
+    if victim.status != "running":  # the restart policy may take a moment; else start it
+        wait_for(lambda: _running_again(victim), 15, f"the restart policy to restart the {service}")
     assert p.wait_exit("broker") == 0, p.logs("broker")
+    return p, out
+
+
+def test_docker_kill_of_a_stateful_worker_continues_its_state_from_the_volume(tmp_path, project):
+    n = 20_000
+    p, out = kill_mid_stream(tmp_path, project, n, "counter")
     assert [int(x) for x in lines(out)] == counter_fold(n)
     ticks = restored_ticks(p.logs("counter"))
     assert ticks and ticks[-1] > 0, p.logs("counter")  # continued, not restarted from empty
@@ -86,3 +93,14 @@ def test_a_worker_container_started_before_the_broker_joins(tmp_path, project):
     assert p.wait_exit("counter", 30) == 0, p.logs("counter")
     assert [int(x) for x in lines(out)] == counter_fold(n)
     assert p.logs("counter").count("waiting for the broker") == 1
+
+
+def test_docker_kill_of_the_broker_resumes_the_run_from_its_volume(tmp_path, project):
+    """T14 in containers: the broker container is SIGKILLed mid-stream; its restart policy
+    brings it back on the broker-state volume, the workers rejoin, every output once."""
+    n = 20_000
+    p, out = kill_mid_stream(tmp_path, project, n, "broker")
+    assert p.wait_exit("counter", 30) == 0, p.logs("counter")
+    assert [int(x) for x in lines(out)] == counter_fold(n)
+    assert "resuming run" in p.logs("broker")
+    assert "rejoined the broker" in p.logs("counter")

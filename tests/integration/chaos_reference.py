@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 COMPONENTS = Path(__file__).parent / "chaos"
 
@@ -91,3 +92,29 @@ def up_process(pipeline: Path, env: dict[str, str], *flags: str) -> Iterator[UpR
             reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def chaos_pipeline(name: str, n: int, settings: dict, rate: int) -> dict:
+    """The T1 pipeline: sequence -> stateful counter -> stateful streaming accumulator -> jsonl."""
+    return {
+        "name": name,
+        "settings": settings,
+        "components": {
+            "numbers": {"source": "sequence", "count": n, "rate": rate},
+            "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "300 ticks or 0.3 s"},
+            "acc": {"path": str(COMPONENTS / "accumulator"), "snapshot": "100 ticks or 0.3 s"},
+            "out": {"sink": "jsonl", "path": "out.jsonl"},
+        },
+        "connections": ["numbers -> counter", "counter -> acc", "acc -> out"],
+    }
+
+
+def final_states(state: Path) -> dict[str, Any]:
+    """The counter's and the accumulator's newest snapshots (None where there is none)."""
+    from pipelogic.state import SnapshotStore, unpack_state
+
+    states = {}
+    for name in ("counter", "acc"):
+        snap = SnapshotStore(state / name, name).load()
+        states[name] = unpack_state(snap.state) if snap is not None else None
+    return states

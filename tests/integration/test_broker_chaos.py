@@ -19,12 +19,11 @@ import threading
 import time
 
 import pytest
-from chaos_reference import COMPONENTS, fold_pipeline, up_process
+from chaos_reference import chaos_pipeline, final_states, fold_pipeline, up_process
 from test_chaos import verdict
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
-from pipelogic.state import SnapshotStore, unpack_state
 
 N = 100_000
 MIN_KILLS = 10
@@ -73,17 +72,7 @@ class BrokerNemesis(threading.Thread):
 def test_broker_kill9_chaos_exactly_once(tmp_path, cli_env, store):
     seed = int(os.environ.get("PIPELOGIC_CHAOS_SEED", random.randrange(1 << 30)))
     pipeline = tmp_path / "pipeline.yml"
-    pipeline.write_text(json.dumps({
-        "name": "broker-chaos",
-        "settings": {"heartbeat_ms": 300},
-        "components": {
-            "numbers": {"source": "sequence", "count": N, "rate": 6000},
-            "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "300 ticks or 0.3 s"},
-            "acc": {"path": str(COMPONENTS / "accumulator"), "snapshot": "100 ticks or 0.3 s"},
-            "out": {"sink": "jsonl", "path": "out.jsonl"},
-        },
-        "connections": ["numbers -> counter", "counter -> acc", "acc -> out"],
-    }))
+    pipeline.write_text(json.dumps(chaos_pipeline("broker-chaos", N, {"heartbeat_ms": 300}, 6000)))
     state = tmp_path / "state"
     env = dict(cli_env, PIPELOGIC_BROKER_STORE=store, PIPELOGIC_REJOIN_TIMEOUT_S="60")
     with up_process(pipeline, env, "--state-dir", str(state), "--max-restarts", "1000",
@@ -97,20 +86,20 @@ def test_broker_kill9_chaos_exactly_once(tmp_path, cli_env, store):
     out = tmp_path / "out.jsonl"
     got = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     line = verdict(got, want)
-    states = {}
-    for name in ("counter", "acc"):
-        snap = SnapshotStore(state / name, name).load()
-        states[name] = unpack_state(snap.state) if snap is not None else None
+    states = final_states(state)
     exact = line == "ALL-RECORDS-DELIVERED" and states["counter"] == want_counter and states["acc"] == want_acc
     report = (f"seed={seed} kills={len(nemesis.log)} ({', '.join(k for _, k in nemesis.log)}) verdict: {line}; "
               f"states exact: {exact}\n{up.output[-4000:]}")
     print(report)
-    assert len(nemesis.log) >= MIN_KILLS, f"the pipeline ended before {MIN_KILLS} broker kills: {report}"
     if store == "on":
+        assert len(nemesis.log) >= MIN_KILLS, f"the pipeline ended before {MIN_KILLS} broker kills: {report}"
         assert rc == 0, report
         assert line == "ALL-RECORDS-DELIVERED", report
         assert states["counter"] == want_counter, report
         assert states["acc"] == want_acc, report
         assert "rejoined the broker" in up.output
     else:
-        assert not exact, f"the control run with a forgetful broker reported no damage: {report}"
+        # Without the discipline the damage shows as wrong output, or as a worker whose
+        # snapshot is ahead of the broker's store, which fails the run.
+        assert nemesis.log, report
+        assert rc != 0 or not exact, f"the control run without commit discipline showed no damage: {report}"

@@ -19,11 +19,17 @@ import time
 from collections import Counter
 
 import pytest
-from chaos_reference import COMPONENTS, fold_counter, fold_pipeline, up_process
+from chaos_reference import (
+    COMPONENTS,
+    chaos_pipeline,
+    final_states,
+    fold_counter,
+    fold_pipeline,
+    up_process,
+)
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
-from pipelogic.state import SnapshotStore, unpack_state
 
 N = 100_000
 MIN_KILLS = 20
@@ -77,17 +83,7 @@ class Nemesis(threading.Thread):
 def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
     seed = int(os.environ.get("PIPELOGIC_CHAOS_SEED", random.randrange(1 << 30)))
     pipeline = tmp_path / "pipeline.yml"
-    pipeline.write_text(json.dumps({
-        "name": "chaos",
-        "settings": {"redelivery": redelivery, "heartbeat_ms": 500},
-        "components": {
-            "numbers": {"source": "sequence", "count": N, "rate": 7000},
-            "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "300 ticks or 0.3 s"},
-            "acc": {"path": str(COMPONENTS / "accumulator"), "snapshot": "100 ticks or 0.3 s"},
-            "out": {"sink": "jsonl", "path": "out.jsonl"},
-        },
-        "connections": ["numbers -> counter", "counter -> acc", "acc -> out"],
-    }))
+    pipeline.write_text(json.dumps(chaos_pipeline("chaos", N, {"redelivery": redelivery, "heartbeat_ms": 500}, 7000)))
     state = tmp_path / "state"
     with up_process(pipeline, cli_env, "--state-dir", str(state), "--max-restarts", "1000",
                     "--backoff-max", "0.25", "--timeout", "150") as up:
@@ -102,10 +98,7 @@ def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
     out = tmp_path / "out.jsonl"
     got = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     line = verdict(got, want)
-    states = {}
-    for name in ("counter", "acc"):
-        snap = SnapshotStore(state / name, name).load()
-        states[name] = unpack_state(snap.state) if snap is not None else None
+    states = final_states(state)
     exact = line == "ALL-RECORDS-DELIVERED" and states["counter"] == want_counter and states["acc"] == want_acc
     report = f"seed={seed} kills={len(kills)} verdict: {line}; states exact: {exact}\n{output[-3000:]}"
     print(report)

@@ -116,13 +116,27 @@ def test_crash_point_sweep(tmp_path, label, k):
     assert sup.codes[-1] == 0 and seen, sup.codes
 
 
-@pytest.mark.parametrize("fault", ["fsync:2", "write:3", "fsync:4"])
-def test_io_error_reports_no_checkpoint_and_keeps_the_old_snapshot(tmp_path, fault):
+@pytest.mark.parametrize("fault", ["fsync:2x3", "write:3x4", "fsync:4x2"])
+def test_a_passing_io_error_holds_the_worker_then_it_goes_on(tmp_path, fault):
+    """A disk that is full for a while: one line, no checkpoint for the failed writes, the
+    worker holds and retries, and goes on when space returns; the result is exact."""
+    state = tmp_path / "state"
+    sup = Supervisor(state, {"PIPELOGIC_FAIL_AT": fault})
+    run(tmp_path, sup)
+    assert sup.codes == [0], sup.codes  # never restarted
+    assert sup.stderr.count("cannot write a snapshot") == 1, sup.stderr
+    assert "retries with backoff" in sup.stderr and "writable again" in sup.stderr
+    assert "Traceback" not in sup.stderr
+
+
+@pytest.mark.parametrize("fault", ["fsync:2x1000", "write:3x1000"])
+def test_a_lasting_io_error_reports_no_checkpoint_and_keeps_the_old_snapshot(tmp_path, fault):
     state = tmp_path / "state"
     ticks: list[int] = []
-    sup = Supervisor(state, {"PIPELOGIC_FAIL_AT": fault}, between=lambda: ticks.append(check_snapshot(state)))
+    sup = Supervisor(state, {"PIPELOGIC_FAIL_AT": fault, "PIPELOGIC_STORAGE_RETRY_S": "1"},
+                     between=lambda: ticks.append(check_snapshot(state)))
     run(tmp_path, sup)
-    assert sup.codes[0] == 1, sup.codes  # the worker stops on a storage error (P17)
+    assert sup.codes[0] == 1, sup.codes  # after the retry limit, the worker stops (P17)
     assert len(ticks) == 1, ticks  # checked: whatever snapshot is on disk is intact and consistent
 
 

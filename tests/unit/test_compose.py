@@ -29,8 +29,9 @@ def test_services_volumes_and_paths():
     assert set(services) == {"broker", "double", "counter", "detector", "scale"}  # built-ins live in the broker
     broker = services["broker"]
     assert broker["command"] == ["broker", "/pipeline/hello/pipeline.yml", "--listen", "tcp://0.0.0.0:5550",
-                                 "--run-as-owner-of", "/pipeline/hello"]
-    assert broker["volumes"] == ["./examples:/pipeline"]  # the pipeline, its components and outputs
+                                 "--state-dir", "/state", "--run-as-owner-of", "/pipeline/hello"]
+    # the pipeline, its components and outputs; the recovery store on a volume
+    assert broker["volumes"] == ["./examples:/pipeline", "broker-state:/state"]
     assert broker["deploy"]["endpoint_mode"] == "dnsrr"
     assert not any("ports" in s for s in services.values())  # nothing published
     counter = services["counter"]
@@ -38,10 +39,10 @@ def test_services_volumes_and_paths():
     assert counter["environment"]["PIPELOGIC_BROKER"] == "tcp://broker:5550"
     assert counter["environment"]["PIPELOGIC_COMPONENT"] == "counter"
     assert counter["deploy"]["replicas"] == 1
-    assert set(doc["volumes"]) == {"double-state", "counter-state", "detector-state", "scale-state"}
+    assert set(doc["volumes"]) == {"broker-state", "double-state", "counter-state", "detector-state", "scale-state"}
     # Written elsewhere, the host paths are relative to the file's folder.
     elsewhere = yaml.safe_load(render_compose(load_pipeline(HELLO), HELLO.parent / "compose.yaml", ComposeOptions("img:1")))
-    assert elsewhere["services"]["broker"]["volumes"] == ["..:/pipeline"]
+    assert elsewhere["services"]["broker"]["volumes"] == ["..:/pipeline", "broker-state:/state"]
     assert elsewhere["services"]["double"]["volumes"][0] == "../double:/component:ro"
 
 
