@@ -33,13 +33,13 @@ import msgpack
 
 from backend_stub import deadletter
 from backend_stub.builtins import make_sink, make_source
+from backend_stub.config import ConfigDesk
 from backend_stub.model import Action, Inflight, InputBuffer, Journal, Settings, Value, VertexState
 from pipelogic import protocol as P
-from pipelogic.component import check_config_value
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
 from pipelogic.pipeline import Pipeline
 from pipelogic.pulling import decide
-from pipelogic.types import InputsPullRequest, encode, parse_literal
+from pipelogic.types import InputsPullRequest, encode
 
 __all__ = ["Action", "Scheduler", "Settings"]
 
@@ -60,7 +60,7 @@ class Scheduler:
         self.failed: str | None = None
         self.done = False
         self.rejected = 0
-        self.pending_config: list[tuple[Any, str, int, float]] = []  # client, vertex, version, deadline
+        self.config = ConfigDesk()
         self.started = time.monotonic()
         self.run = uuid.uuid4().hex  # snapshots made under another run are not resumed
         for name in pipeline.order:
@@ -210,7 +210,7 @@ class Scheduler:
             vs.worker_stats = dict(msg.stats)
             return []
         elif isinstance(msg, P.ConfigApplied):
-            return self._config_applied(vs, msg.version)
+            return self.config.applied(vs, msg.version)
         elif isinstance(msg, P.Failed):
             return self._failed(vs, msg)
         elif isinstance(msg, P.Finished):
@@ -316,55 +316,11 @@ class Scheduler:
 
     def config_set(self, msg: P.ConfigSet, client: Any, now: float) -> list[Action]:
         """Validate and push a live config update; the reply waits for the worker to apply it."""
-        vs = self.vertices.get(msg.vertex)
-        if vs is None or vs.v.component is None:
-            return [self._config_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}")]
-        schema = vs.v.component.config_schema
-        new: dict[str, Any] = {}
-        for k, text in msg.values.items():
-            if k not in schema:
-                return [self._config_reply(client, False, vs.config_version, False,
-                                           f"vertex {vs.name}: {k!r} is not in config_schema (declared: {', '.join(schema) or 'none'})")]
-            try:
-                new[k] = parse_literal(text, schema[k].type) if isinstance(text, str) else check_config_value(schema[k], text)
-            except PipelogicError as exc:
-                return [self._config_reply(client, False, vs.config_version, False,
-                                           f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {text!r}: {exc}")]
-        vs.v.config.update(new)
-        vs.config_version += 1
-        wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}
-        actions = []
-        if vs.epoch is not None and not vs.finished:
-            actions.append(Action("send", vs.epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
-            if msg.wait_ms > 0:
-                self.pending_config.append((client, vs.name, vs.config_version, now + msg.wait_ms / 1000))
-                return actions
-        actions.append(self._config_reply(client, True, vs.config_version, False))
-        return actions
-
-    def _config_reply(self, client: Any, ok: bool, version: int, applied: bool, error: str | None = None) -> Action:
-        # durable: a version the client was told about survives a broker restart
-        return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)), durable=True)
-
-    def _config_applied(self, vs: VertexState, version: int) -> list[Action]:
-        out, keep = [], []
-        for client, name, want, deadline in self.pending_config:
-            if name == vs.name and version >= want:
-                out.append(self._config_reply(client, True, version, True))
-            else:
-                keep.append((client, name, want, deadline))
-        self.pending_config = keep
-        return out
+        return self.config.set(self.vertices.get(msg.vertex), msg, client, now)
 
     def expire(self, now: float) -> list[Action]:
         """Answer config requests whose wait ran out; declare silent workers dead."""
-        out, keep = [], []
-        for client, name, want, deadline in self.pending_config:
-            if now >= deadline:
-                out.append(self._config_reply(client, True, want, False, "not applied yet (the worker is busy or gone)"))
-            else:
-                keep.append((client, name, want, deadline))
-        self.pending_config = keep
+        out = self.config.expire(now)
         limit = self.settings.heartbeat_ms * self.settings.liveness / 1000
         for vs in list(self.by_epoch.values()):
             if vs.epoch is not None and now - vs.last_seen > limit and not vs.goodbye:

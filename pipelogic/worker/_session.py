@@ -45,6 +45,7 @@ from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore, pack_
 from pipelogic.types import InputsPullRequest, codec_for, create_type
 from pipelogic.worker._config import Config
 from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
+from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream
 
@@ -127,6 +128,7 @@ class Session:
         # instance cannot fence the first one before it finds out.
         self.store = SnapshotStore(Path(settings.state_dir) / self.vertex, self.vertex)
         self.store.lock()
+        self.snaps = Snapshots(self.store, self.vertex, settings.storage_retry_s)
         self.ctx = zmq.Context()
         self.link: BrokerLink | None = None
         self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
@@ -139,11 +141,6 @@ class Session:
         self.virtual_in: VirtualInputStream | None = None
         self._pending: deque[tuple[P.Message, list[Any]]] = deque()
         self.next_tick = 0  # the state reflects every tick below this
-        self.snapshot_tick = 0
-        self.snapshot_time = time.monotonic()
-        self.snapshots = 0
-        self._snapshot_fails = 0
-        self._snapshot_retry_at = 0.0  # after an unconfirmed snapshot: not before this
         self.rejoins = 0
 
     # -- handshake -------------------------------------------------------------------------
@@ -189,7 +186,7 @@ class Session:
         self.run_id = str(ws.get("run", ""))
         self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
         try:
-            self.policy = SnapshotPolicy.parse(ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
+            self.snaps.policy = SnapshotPolicy.parse(ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
                                                "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
         except ValueError as exc:
             raise StateError(f"vertex {self.vertex}: {exc}") from None
@@ -251,86 +248,36 @@ class Session:
 
     def restore(self) -> int:
         """Load the newest valid snapshot of this run into the step; return the tick it
-        reaches (0 for a fresh start: the initial state). Snapshots of another run are
-        removed."""
+        reaches (0 for a fresh start: the initial state)."""
         if self._initial_state is not None:
             self.step.state = unpack_state(self._initial_state)
         self.pull_request = self._initial_pull
-        self.snapshot_tick = 0
-        snap = self.store.load()
+        snap = self.snaps.load(self.run_id)
         if snap is None:
-            return 0
-        if snap.run != self.run_id:
-            log.info("vertex %s: removing snapshots of an earlier pipeline run", self.vertex)
-            self.store.reset()
             return 0
         self.step.state = unpack_state(snap.state)
         pr = snap.meta.get("pull_request")
         if pr is not None:
             self.pull_request = InputsPullRequest.from_wire(pr)
         log.info("vertex %s: restored state at tick %d (snapshot generation %d)", self.vertex, snap.tick, snap.generation)
-        self.snapshot_tick = snap.tick
         return snap.tick
 
     def snapshot(self, timeout_s: float = 30.0) -> bool:
         """Write a snapshot of the current state if it moved; True if one was committed.
         Raises StateError (or SnapshotValueError) when the state cannot be written."""
         tick = self.next_tick
-        if tick <= self.snapshot_tick:
+        if tick <= self.snaps.tick:
             return False
-        data = pack_state(self.step.state, self.vertex)
-        self.send(P.Sync(self.epoch, tick))
-        if not self._wait_applied(tick, timeout_s):
-            # The broker is busy or cannot commit (its disk is full): try again later, not
-            # on every tick.
-            self._snapshot_fails += 1
-            self._snapshot_retry_at = time.monotonic() + min(2.0 ** self._snapshot_fails, 30.0)
-            log.warning("vertex %s: the broker did not confirm tick %d; no snapshot written (next try in %.0f s)",
-                        self.vertex, tick, self._snapshot_retry_at - time.monotonic())
-            return False
-        self._snapshot_fails = 0
+        data = pack_state(self.step.state, self.vertex)  # an unserialisable state fails here, first
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
-        failing_since, attempt = 0.0, 0
-        while True:
-            try:
-                self.store.save(tick, data, self.run_id, meta)
-                break
-            except SnapshotValueError:
-                raise
-            except StateError as exc:
-                # A full or read-only disk: hold (no new ticks), retry with backoff, and give
-                # up (exit non-zero, P17) only after PIPELOGIC_STORAGE_RETRY_S.
-                attempt += 1
-                failing_since = failing_since or time.monotonic()
-                if not self._storage_wait(exc, failing_since, attempt):
-                    return False
-        if attempt:
-            log.warning("vertex %s: the state directory is writable again; snapshot at tick %d written",
-                        self.vertex, tick)
-        _faults.point("after-dir-fsync-before-report")
-        self.send(P.Checkpoint(self.epoch, tick))
-        _faults.point("after-report")
-        self.snapshot_tick = tick
-        self.snapshot_time = time.monotonic()
-        self.snapshots += 1
-        return True
+        return self.snaps.take(tick, data, self.run_id, meta,
+                               confirm=lambda t: self._confirm(t, timeout_s),
+                               report=lambda t: self.send(P.Checkpoint(self.epoch, t)),
+                               interrupted=lambda: self.stop_requested or self.lost is not None)
 
-    def _storage_wait(self, exc: StateError, since: float, attempt: int) -> bool:
-        """After the ``attempt``-th failed snapshot write: wait before the next try (0.5 s
-        doubling to 10 s). False if SIGTERM or a lost broker came first; StateError once
-        the failures have lasted PIPELOGIC_STORAGE_RETRY_S."""
-        waited = time.monotonic() - since
-        limit = self.settings.storage_retry_s
-        if waited >= limit:
-            raise StateError(f"{exc} (still failing after {waited:.0f} s; PIPELOGIC_STORAGE_RETRY_S={limit:g})") from exc
-        if attempt == 1:  # one line per streak, not one per try
-            log.error("%s; the worker holds (no new ticks) and retries with backoff for up to %g s", exc, limit)
-        deadline = time.monotonic() + min(0.5 * 2 ** (attempt - 1), 10.0, limit - waited)
-        while time.monotonic() < deadline:
-            if self.stop_requested or self.lost is not None:
-                return False
-            time.sleep(0.05)
-        return True
+    def _confirm(self, tick: int, timeout_s: float) -> bool:
+        self.send(P.Sync(self.epoch, tick))
+        return self._wait_applied(tick, timeout_s)
 
     def _wait_applied(self, tick: int, timeout_s: float) -> bool:
         """Wait for the broker's Applied reaching ``tick``; other messages are kept, in
@@ -349,9 +296,7 @@ class Session:
         return False
 
     def _snapshot_due(self) -> bool:
-        now = time.monotonic()
-        return (self.step.mode.stateful and now >= self._snapshot_retry_at
-                and self.policy.due(self.next_tick - self.snapshot_tick, now - self.snapshot_time))
+        return self.step.mode.stateful and self.snaps.due(self.next_tick)
 
     def request_stop(self) -> None:
         """SIGTERM: finish the current tick, snapshot, say goodbye, return from run()."""
@@ -411,7 +356,7 @@ class Session:
             welcome = self._handshake(timeout_s, rejoin=True)
         except StopRequested:
             log.warning("vertex %s: stopped while the broker was gone; its last snapshot (tick %d) is kept",
-                        self.vertex, self.snapshot_tick)
+                        self.vertex, self.snaps.tick)
             return False
         self._accept(welcome)
         log.warning("vertex %s: rejoined the broker at %s (epoch %d)", self.vertex, self.settings.broker, self.epoch)

@@ -1,0 +1,80 @@
+"""Live config: ``pipelogic config set`` validated against the vertex's config_schema,
+pushed to its worker, and answered once the worker applied it (or its wait ran out).
+
+Plain code like the scheduler: each method takes a message (and the time) and returns the
+actions to carry out. Replies are ``durable``: a broker with a recovery store sends them
+only once the new version is committed, so a version a client was told about survives a
+broker restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend_stub.model import Action, VertexState
+from pipelogic import protocol as P
+from pipelogic.component import check_config_value
+from pipelogic.errors import PipelogicError
+from pipelogic.types import encode, parse_literal
+
+__all__ = ["ConfigDesk"]
+
+
+def _reply(client: Any, ok: bool, version: int, applied: bool, error: str | None = None) -> Action:
+    return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)), durable=True)
+
+
+class ConfigDesk:
+    """Config requests waiting for their worker: (client, vertex, version, deadline)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Any, str, int, float]] = []
+
+    def set(self, vs: VertexState | None, msg: P.ConfigSet, client: Any, now: float) -> list[Action]:
+        """Validate and push an update of ``vs`` (None: no such component vertex)."""
+        if vs is None or vs.v.component is None:
+            return [_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}")]
+        schema = vs.v.component.config_schema
+        new: dict[str, Any] = {}
+        for k, text in msg.values.items():
+            if k not in schema:
+                return [_reply(client, False, vs.config_version, False,
+                               f"vertex {vs.name}: {k!r} is not in config_schema (declared: {', '.join(schema) or 'none'})")]
+            try:
+                new[k] = parse_literal(text, schema[k].type) if isinstance(text, str) else check_config_value(schema[k], text)
+            except PipelogicError as exc:
+                return [_reply(client, False, vs.config_version, False,
+                               f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {text!r}: {exc}")]
+        vs.v.config.update(new)
+        vs.config_version += 1
+        wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}
+        actions = []
+        if vs.epoch is not None and not vs.finished:
+            actions.append(Action("send", vs.epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
+            if msg.wait_ms > 0:
+                self.pending.append((client, vs.name, vs.config_version, now + msg.wait_ms / 1000))
+                return actions
+        actions.append(_reply(client, True, vs.config_version, False))
+        return actions
+
+    def applied(self, vs: VertexState, version: int) -> list[Action]:
+        """The worker of ``vs`` applied ``version``: answer who waited for it."""
+        out, keep = [], []
+        for client, name, want, deadline in self.pending:
+            if name == vs.name and version >= want:
+                out.append(_reply(client, True, version, True))
+            else:
+                keep.append((client, name, want, deadline))
+        self.pending = keep
+        return out
+
+    def expire(self, now: float) -> list[Action]:
+        """Answer the requests whose wait ran out."""
+        out, keep = [], []
+        for client, name, want, deadline in self.pending:
+            if now >= deadline:
+                out.append(_reply(client, True, want, False, "not applied yet (the worker is busy or gone)"))
+            else:
+                keep.append((client, name, want, deadline))
+        self.pending = keep
+        return out
