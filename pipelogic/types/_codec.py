@@ -281,6 +281,11 @@ class _Str(Codec):
                 raise self.mismatch(v)
         if self.char and len(v) != 1:
             raise self.mismatch(v, " of length != 1")
+        if not v.isascii():
+            try:  # a lone surrogate is a str but has no UTF-8 form: refuse it here, with a path
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise self.mismatch(v, " (a lone surrogate has no UTF-8 encoding)") from None
         return v
 
     def enc(self, v: Any, bufs: list[Any]) -> str:

@@ -187,3 +187,19 @@ def test_unify_binds_variables_and_says_where():
         T.unify(T.create_type("a"), T.create_type("[a]").__class__(T.Var("b"))) if False else T.unify(
             T.create_type("(a, [a])"), T.create_type("(b, b)")
         )
+
+
+def test_a_lone_surrogate_is_a_type_mismatch_not_an_encoder_crash():
+    """Found by the round-trip property in CI: '\\ud800' passed validation, then msgpack
+    raised UnicodeEncodeError."""
+    import pytest
+
+    import pipelogic.types as T
+    from pipelogic.errors import TypeMismatch
+
+    for t in ("Char", "String", "[String]"):
+        v = ["\ud800"] if t.startswith("[") else "\ud800"
+        with pytest.raises(TypeMismatch, match="surrogate"):
+            T.encode_frame(v, T.create_type(t))
+    frame, bufs = T.encode_frame("é€", T.create_type("String"))
+    assert T.decode_frame(frame, T.create_type("String"), bufs) == "é€"
