@@ -58,7 +58,6 @@ class Broker:
         self._store_retry_at = 0.0
         self._store_failures = 0
         self.store_error: str | None = None
-        self.incarnation = self.scheduler._next_epoch // 1_000_000
         self.ctx = zmq.Context()
         try:
             self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen)
@@ -142,7 +141,7 @@ class Broker:
     def status(self) -> P.StatusReply:
         st = self.scheduler.status()
         store = self.store
-        broker = {"pid": os.getpid(), "instance": self.instance, "start": self.incarnation,
+        broker = {"pid": os.getpid(), "instance": self.instance, "start": self.scheduler.incarnation,
                   "store": str(store.dir) if store is not None else None,
                   "commits": store.commits if store is not None else 0, "store_error": self.store_error}
         return dataclasses.replace(st, broker=broker)

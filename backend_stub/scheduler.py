@@ -55,6 +55,7 @@ class Scheduler:
         self.vertices: dict[str, VertexState] = {}
         self.by_epoch: dict[int, VertexState] = {}
         self._next_epoch = 1
+        self.incarnation = 0  # how many times a broker started on this run's store (0: no store)
         self.journal: Journal | None = None  # set by a broker with a recovery store
         self.broker_instance = ""  # this broker process (workers tell a restart by it)
         self.failed: str | None = None
@@ -87,6 +88,7 @@ class Scheduler:
     def epoch_base(self, incarnation: int) -> None:
         """Number this broker start's worker epochs apart from every earlier start's, so a
         worker of a previous broker is never taken for a current one."""
+        self.incarnation = incarnation
         self._next_epoch = max(self._next_epoch, incarnation * 1_000_000 + 1)
 
     # -- handshake -------------------------------------------------------------------------

@@ -186,12 +186,9 @@ class Supervisor:
                     self.echo(f"broker | exited with code {rc}; restarting it on its store in {delay:.2f} s "
                               f"({broker_restarts}/{self.max_restarts}); the workers rejoin it", err=True)
                     time.sleep(delay)
-                    self.endpoint = ""
-                    # Where the first one listened: the workers know that address.
+                    # Where the first one listened: the workers know that address. If it
+                    # cannot start, the next turn sees it exited.
                     broker = self._start_broker(env, env["PIPELOGIC_BROKER"], False)
-                    if not self.endpoint:
-                        broker.wait()
-                        continue
                     continue
                 if self.interrupted:
                     self.echo("interrupted: stopping the workers (each snapshots), then the broker")
