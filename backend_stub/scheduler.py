@@ -498,9 +498,10 @@ class Scheduler:
         shift, starts) or None if no tick can form."""
         if vs.virtual_source:
             return [], None, []
+        record = self.journal is not None  # where a tick starts matters only to the store
         if not vs.streaming:
             if all(b.queue for b in vs.inputs):
-                starts = [(b.consumed, 0, 1) for b in vs.inputs]
+                starts = [(b.consumed, 0, 1) for b in vs.inputs] if record else []
                 for b in vs.inputs:
                     b.consumed += 1
                 return [[b.queue.popleft()] for b in vs.inputs], None, starts
@@ -513,7 +514,8 @@ class Scheduler:
         composition = []
         starts = []
         for buf, (skip, count) in zip(vs.inputs, d.takes):
-            starts.append((buf.consumed, skip, count))
+            if record:
+                starts.append((buf.consumed, skip, count))
             buf.consumed += skip + count
             for _ in range(skip):
                 buf.queue.popleft()

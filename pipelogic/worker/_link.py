@@ -45,12 +45,15 @@ class BrokerLost(BrokerUnavailable):
 
 
 def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
-              stop: Callable[[], bool] = lambda: False, attempt_s: float = 2.0) -> P.Message | None:
+              stop: Callable[[], bool] = lambda: False, attempt_s: float = 2.0,
+              waiting: Callable[[], None] | None = None) -> P.Message | None:
     """Say Hello until the broker answers (its Welcome or Refuse), ``timeout_s`` passes or
     ``stop()`` is true (then None). Short attempts, with growing pauses between them when
-    they fail fast, so the health beacon beats and a stop request is seen while waiting."""
+    they fail fast, so the health beacon beats and a stop request is seen while waiting;
+    ``waiting()`` is called once, after the first unanswered attempt."""
     deadline = time.monotonic() + timeout_s
     pause = 0.05
+    first = True
     while True:
         left = deadline - time.monotonic()
         started = time.monotonic()
@@ -61,6 +64,9 @@ def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
         _health.beat()
         if stop() or time.monotonic() >= deadline:
             return None
+        if first and waiting is not None:
+            waiting()
+        first = False
         if time.monotonic() - started < attempt_s / 2:  # refused at once: back off, with jitter
             time.sleep(min(pause * (0.5 + random.random()), max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 2.0)

@@ -151,21 +151,24 @@ class Session:
         within a second (StopRequested)."""
         s = self.settings
         hello = hello_for(self.vertex, len(self.spec.input_types), len(self.spec.output_types))
-        attempt_s = 0.5 if rejoin else 2.0
-        msg = handshake(self.ctx, s.broker, hello, min(attempt_s, timeout_s),
-                        lambda: self.stop_requested, attempt_s) if not rejoin else None
-        if msg is None:
-            if not rejoin:
+        waited: list[bool] = []
+
+        def waiting() -> None:
+            waited.append(True)
+            if not rejoin:  # a rejoin said so already
                 log.warning("vertex %s: waiting for the broker at %s (up to %g s)", self.vertex, s.broker, timeout_s)
-            msg = handshake(self.ctx, s.broker, hello, timeout_s, lambda: self.stop_requested, attempt_s)
-            if msg is None and self.stop_requested:
-                raise StopRequested()
-            if msg is None:
-                raise BrokerUnavailable(
-                    f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
-                    f"{timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S and "
-                    "PIPELOGIC_REJOIN_TIMEOUT_S set the waits)"
-                )
+
+        msg = handshake(self.ctx, s.broker, hello, timeout_s, lambda: self.stop_requested,
+                        0.5 if rejoin else 2.0, waiting)
+        if msg is None and self.stop_requested:
+            raise StopRequested()
+        if msg is None:
+            raise BrokerUnavailable(
+                f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
+                f"{timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S and "
+                "PIPELOGIC_REJOIN_TIMEOUT_S set the waits)"
+            )
+        if waited:
             log.info("vertex %s: connected to the broker at %s", self.vertex, s.broker)
         if isinstance(msg, P.Refuse):
             raise ProtocolError(f"vertex {self.vertex}: the broker refused this worker: {msg.reason}")

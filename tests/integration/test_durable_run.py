@@ -84,6 +84,18 @@ def reap(*procs: subprocess.Popen[str]) -> None:
                 stream.close()
 
 
+def describe_process(pid: int) -> str:
+    """State, kernel wait channel and command line of a process (for a failure message)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("State:"))
+        wchan = (proc / "wchan").read_text()
+        cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, StopIteration) as exc:
+        return f"{pid}: {exc}"
+    return f"{pid}: {state} wchan={wchan} cmd={cmd}"
+
+
 def up(pipeline: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0",
                            "--no-progress", "--timeout", "90", *flags], env=env, capture_output=True, text=True,
@@ -161,7 +173,14 @@ def test_kill9_of_up_takes_its_children_along_and_up_again_finishes_exactly(tmp_
         first.proc.kill()
         first.proc.wait()
         # P25: no broker or worker of that run keeps writing (parent-death signal).
-        wait_until(lambda: not any(alive(p) for p in pids), 10, f"the children {pids} to die with up")
+        try:
+            # Without the parent-death signal they would live on forever. Each normally stops in
+            # about a second (graceful SIGTERM); the bound allows a loaded machine, and a hang
+            # still fails, with the state of what is left.
+            wait_until(lambda: not any(alive(p) for p in pids), 30, f"the children {pids} to die with up")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still there: {[describe_process(p) for p in pids if alive(p)]}\n"
+                                 f"{first.output[-3000:]}") from None
     before = len(sink(tmp_path))
     again = up(pipeline, cli_env, "--state-dir", str(state))
     assert again.returncode == 0, again.stdout + again.stderr
