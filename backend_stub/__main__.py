@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -13,7 +14,9 @@ import click
 import zmq
 
 from backend_stub.broker import Broker
+from backend_stub.metrics import MetricsServer
 from backend_stub.scheduler import Settings
+from pipelogic import _logging
 from pipelogic.errors import DefinitionError, StateError
 from pipelogic.pipeline import load_pipeline
 from pipelogic.transport import DEFAULT_BROKER
@@ -36,15 +39,29 @@ def run_as_owner_of(path: str) -> None:
     logging.getLogger("backend_stub").info("running as uid %d, gid %d (the owner of %s)", st.st_uid, st.st_gid, path)
 
 
+def _cannot_start(code: int, message: str) -> int:
+    """Say why the broker cannot start. Under ``pipelogic up`` (PIPELOGIC_SUPERVISED=1) on
+    stdout, the stream `up` reads first, so the cause always reaches the user whatever
+    the order in which the two streams are read; otherwise as an ``error:`` line."""
+    if os.environ.get("PIPELOGIC_SUPERVISED") == "1":
+        click.echo("PIPELOGIC_BROKER_ERROR=" + json.dumps({"code": code, "message": message}))
+        sys.stdout.flush()
+    else:
+        click.echo(f"error: {message}", err=True)
+    return code
+
+
 def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
-          state_dir: str | None = None, fresh: bool = False, **overrides: int | None) -> int:
+          state_dir: str | None = None, fresh: bool = False, metrics: str | None = None,
+          log_level: str | None = None, **overrides: int | None) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
 
     Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
     graceful stop); 1 the pipeline failed; 2 the pipeline definition is invalid; 4 the
     recovery store is in use, unusable, or holds a changed pipeline's run; 5 the listen
     address cannot be bound."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _logging.setup(log_level)
+    supervised = os.environ.get("PIPELOGIC_SUPERVISED") == "1"
     if owner_of:
         try:
             run_as_owner_of(owner_of)
@@ -57,16 +74,31 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
         for p in exc.problems:
             click.echo(f"error: {p}", err=True)
         return 2
+    server = None
+    if metrics:
+        try:
+            server = MetricsServer(metrics)
+        except (OSError, ValueError) as exc:
+            return _cannot_start(EXIT_LISTEN, f"cannot serve metrics on {metrics}: {exc}")
     try:
         broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done,
                         Path(state_dir) if state_dir else None, fresh)
-    except StateError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return EXIT_STORE
-    except zmq.ZMQError as exc:
-        click.echo(f"error: cannot listen on {listen}: {exc}", err=True)
-        return EXIT_LISTEN
-    click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", nl=True)
+    except (StateError, zmq.ZMQError) as exc:
+        if server is not None:
+            server.close()
+        if isinstance(exc, StateError):
+            return _cannot_start(EXIT_STORE, str(exc))
+        if exc.errno == errno.EADDRINUSE:
+            return _cannot_start(EXIT_LISTEN, f"{listen} is in use (another pipeline, or a process left "
+                                 "over from one, is listening there); stop it, or listen elsewhere: "
+                                 "--listen tcp://127.0.0.1:0 picks a free port")
+        return _cannot_start(EXIT_LISTEN, f"cannot listen on {listen}: {exc}")
+    if server is not None:
+        broker.metrics = server
+        logging.getLogger("backend_stub").info("metrics at %s", server.url)
+    # Where workers connect (the port, if 0 was asked for). On stdout for `pipelogic up`,
+    # which reads it first; standalone, stdout is left to a stdout sink's data alone.
+    click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", err=not supervised)
     sys.stdout.flush()
 
     stopped: list[int] = []
@@ -77,15 +109,21 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
-    broker.serve()
+    try:
+        broker.serve()
+    finally:
+        if broker.metrics is not None:
+            broker.metrics.close()
     sch = broker.scheduler
     st = broker.status()
     final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams,
              "error": st.error, "broker": st.broker}
-    click.echo("PIPELOGIC_FINAL=" + json.dumps(final))
-    sys.stdout.flush()
+    if supervised:
+        click.echo("PIPELOGIC_FINAL=" + json.dumps(final))  # `up` prints its table from it
+        sys.stdout.flush()
     if sch.failed:
-        click.echo(f"pipeline failed: {sch.failed}", err=True)
+        if not supervised:  # `up` reports it, once
+            click.echo(f"pipeline failed: {sch.failed}", err=True)
         return 1
     if sch.done or stopped:
         if stopped and not sch.done:
@@ -106,11 +144,15 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Keep the run in a recovery store here (STATE_DIR/.broker) and resume it after a restart.")
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run in the store and start a new one.")
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
+@click.option("--log-level", type=click.Choice(_logging.LEVELS), default=None,
+              help="Log level (also PIPELOGIC_LOG_LEVEL); logs go to stderr.")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
          credit: int | None, heartbeat_ms: int | None, owner_of: str | None, state_dir: str | None,
-         fresh: bool) -> None:
+         fresh: bool, metrics: str | None, log_level: str | None) -> None:
     """Run the broker stub for PIPELINE_FILE."""
-    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh,
+    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh, metrics, log_level,
                    buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
 
 

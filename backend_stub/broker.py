@@ -21,7 +21,9 @@ from typing import Any
 
 import zmq
 
+from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
+from backend_stub.observe import Observer
 from backend_stub.store import UNSAFE, open_run
 from pipelogic import _faults, _health, transport
 from pipelogic import protocol as P
@@ -47,6 +49,7 @@ class Broker:
         self.pipeline = pipeline
         settings = settings or Settings.from_pipeline(pipeline)
         self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
+        self.observer = Observer()
         self.instance = uuid.uuid4().hex[:12]  # tells workers that a restarted broker is another one
         self.scheduler.broker_instance = self.instance
         self.listen = listen
@@ -74,6 +77,7 @@ class Broker:
         self._thread: threading.Thread | None = None
         self.max_buffered = 0
         self.error: BaseException | None = None
+        self.metrics: MetricsServer | None = None  # set by the caller that serves them
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -129,6 +133,11 @@ class Broker:
                     self._run(sch.pump(now))
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
+                self.observer.sample(sch, now)
+                if sch.taps.rings:
+                    sch.taps.expire(now)
+                if self.metrics is not None:
+                    self.metrics.publish(self.status, now)
                 if self.store is not None:
                     self._commit(now)
                 self._flush()
@@ -139,7 +148,7 @@ class Broker:
             self._shutdown()
 
     def status(self) -> P.StatusReply:
-        st = self.scheduler.status()
+        st = self.observer.decorate(self.scheduler, self.scheduler.status(), time.monotonic())
         store = self.store
         broker = {"pid": os.getpid(), "instance": self.instance, "start": self.scheduler.incarnation,
                   "store": str(store.dir) if store is not None else None,
@@ -214,6 +223,9 @@ class Broker:
                 return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive, self.instance)))]
             if isinstance(msg, P.StatusRequest):
                 return [Action("reply", client=client, frames=P.encode(self.status()))]
+            if isinstance(msg, P.Tap):
+                reply, payload = self.scheduler.taps.poll(self.scheduler, msg, now)
+                return [Action("reply", client=client, frames=P.encode(reply, payload))]
             if isinstance(msg, P.ConfigSet):
                 return self.scheduler.config_set(msg, client, now)
         except PipelogicError as exc:
@@ -294,6 +306,8 @@ class Broker:
 
     def _shutdown(self) -> None:
         sch = self.scheduler
+        if self.metrics is not None:
+            self.metrics.publish(self.status, time.monotonic(), force=True)
         if self.store is not None:
             try:
                 if self._commit(time.monotonic(), final=True) and sch.done:

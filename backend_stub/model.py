@@ -116,6 +116,7 @@ class VertexState:
     duplicates: int = 0  # results dropped because their tick was already applied
     replayed: int = 0  # ticks sent again to a new incarnation
     finished: bool = False
+    failed: bool = False  # the run failed because of this vertex
     ticks: int = 0
     errors: int = 0
     restarts: int = 0
@@ -125,6 +126,7 @@ class VertexState:
     out_counts: list[int] = field(default_factory=list)
     config_version: int = 0
     dropped_at_end: int = 0
+    dead_lettered: int = 0  # ticks skipped (on_error: skip), their inputs in the dead-letter file
 
     @property
     def name(self) -> str:
@@ -166,6 +168,8 @@ class VertexState:
             self.log.popleft()
 
     def state(self) -> str:
+        if self.failed:
+            return "failed"
         if self.finished:
             return "finished"
         if self.v.kind != "component":

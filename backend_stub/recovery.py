@@ -97,6 +97,7 @@ def vertex_record(vs: VertexState, dead_letter_offset: int | None) -> dict[str, 
         "duplicates": vs.duplicates,
         "replayed": vs.replayed,
         "dropped_at_end": vs.dropped_at_end,
+        "dead_lettered": vs.dead_lettered,
         "config_version": vs.config_version,
     }
     comp = vs.v.component
@@ -127,6 +128,7 @@ def apply_record(vs: VertexState, rec: dict[str, Any]) -> None:
         buf.max_len = max_len
     for key in ("ticks", "errors", "restarts", "connects", "duplicates", "replayed", "dropped_at_end", "config_version"):
         setattr(vs, key, rec[key])
+    vs.dead_lettered = rec.get("dead_lettered", 0)
     comp = vs.v.component
     if comp is not None and "config" in rec:
         vs.v.config.update({k: codec_for(comp.config_schema[k].type).dec(data, []) for k, data in rec["config"].items()})

@@ -32,9 +32,11 @@ from typing import Any
 import msgpack
 
 from backend_stub import deadletter
+from backend_stub.admission import declared_types_differ
 from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
 from backend_stub.model import Action, Inflight, InputBuffer, Journal, Settings, Value, VertexState
+from backend_stub.tap import Taps
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
 from pipelogic.pipeline import Pipeline
@@ -59,6 +61,7 @@ class Scheduler:
         self.journal: Journal | None = None  # set by a broker with a recovery store
         self.broker_instance = ""  # this broker process (workers tell a restart by it)
         self.failed: str | None = None
+        self.taps = Taps()  # operators watching output streams (pipelogic tap)
         self.done = False
         self.rejected = 0
         self.config = ConfigDesk()
@@ -106,6 +109,9 @@ class Scheduler:
                 f"vertex {msg.vertex}: the worker declares {msg.inputs} input(s) and {msg.outputs} "
                 f"output(s), the pipeline expects {len(vs.v.inputs)} and {len(vs.v.outputs)}"
             )
+        mismatch = declared_types_differ(vs, msg.types)
+        if mismatch:
+            return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
         if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
                 and now - vs.last_seen <= self.settings.heartbeat_ms * self.settings.liveness / 1000):
             # A second live instance, not a restart: replicas are not supported (yet), and
@@ -301,10 +307,13 @@ class Scheduler:
             return []  # a replayed tick that was skipped (and dead-lettered) before
         vs.errors += 1
         if msg.fatal:
-            self._fail(f"vertex {vs.name} failed on tick {msg.tick}: {msg.error}\n{msg.traceback}".rstrip())
+            vs.failed = self.failed is None
+            error = msg.error.removeprefix(f"vertex {vs.name}: ")
+            self._fail(f"vertex {vs.name} failed on tick {msg.tick}: {error}\n{msg.traceback}".rstrip())
             return []
         path = deadletter.dead_letter_path(self.pipeline, vs)
         self.dead_letter_offsets[vs.name] = deadletter.append(path, deadletter.dead_letter_record(vs, msg))
+        vs.dead_lettered += 1
         return []
 
     def dead_letter_path(self, vertex: str) -> Path:
@@ -376,6 +385,8 @@ class Scheduler:
     def _emit(self, vs: VertexState, k: int, values: list[Value]) -> None:
         first = vs.out_counts[k]
         vs.out_counts[k] += len(values)
+        if self.taps.rings:
+            self.taps.offer(vs.name, k, first, values)
         if self.journal is not None and vs.consumers[k]:
             self.journal.values.extend(zip(repeat(f"{vs.name}.{k}"), range(first, first + len(values)), values))
         for cname, j in vs.consumers[k]:
@@ -551,6 +562,7 @@ class Scheduler:
                 "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
                 "config_version": vs.config_version,
                 "dropped_at_end": vs.dropped_at_end,
+                "dead_lettered": vs.dead_lettered,
             })
         streams = []
         for name in self.pipeline.order:

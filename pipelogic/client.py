@@ -22,14 +22,24 @@ class BrokerClient:
         self.timeout_s = timeout_s
 
     def request(self, msg: P.Message, timeout_s: float | None = None) -> P.Message:
+        return self.exchange(msg, timeout_s)[0]
+
+    def exchange(self, msg: P.Message, timeout_s: float | None = None) -> tuple[P.Message, list[Any]]:
+        """Send ``msg``; the reply and its payload frames. A Refuse raises ProtocolError."""
         t = self.timeout_s if timeout_s is None else timeout_s
         frames = transport.request(zmq.Context.instance(), self.address, P.encode(msg), t)
         if frames is None:
             raise BrokerUnavailable(f"no answer from the broker at {self.address} within {t:g} s")
-        reply, _ = P.decode(frames)
+        reply, payload = P.decode(frames)
         if isinstance(reply, P.Refuse):
             raise ProtocolError(f"the broker refused the request: {reply.reason}")
-        return reply
+        return reply, payload
+
+    def tap(self, vertex: str, stream: int, cursor: int, limit: int = 1000) -> tuple[P.TapReply, list[Any]]:
+        """One poll of a tap (see :class:`pipelogic.protocol.Tap`)."""
+        reply, payload = self.exchange(P.Tap(vertex, stream, cursor, limit))
+        assert isinstance(reply, P.TapReply)
+        return reply, payload
 
     def status(self) -> P.StatusReply:
         reply = self.request(P.StatusRequest())

@@ -1,6 +1,7 @@
 """component.yml: loading and checking a component directory.
 
-Keys read (others are kept in ``raw`` and ignored)::
+Keys read (under ``worker`` every key is checked; other top-level keys, the platform's
+``categories``, ``tags`` and the like, are kept in ``raw``)::
 
     name: doubler
     language: py
@@ -19,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.errors import DefinitionError, PipelogicError, TypeMismatch, TypeParseError
 from pipelogic.types import Type, codec_for, create_type, parse_literal
 
-__all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "load_component", "parse_component"]
+__all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_sources", "load_component", "parse_component",
+           "parse_type", "type_typos"]
 
 _MISSING: Any = object()
 
@@ -74,79 +75,119 @@ def check_config_value(param: ConfigParam, value: Any) -> Any:
     return codec_for(param.type).check(value)
 
 
-def _types(worker: dict[str, Any], single: str, plural: str, where: str, problems: list[str]) -> list[Type]:
+# The component.yml keys the runtime reads. Under ``worker`` every key is checked (a typo
+# there silently changes what the component is); at the top level only a likely typo of
+# these is refused, since the platform's files carry many more (categories, tags, ...).
+TOP_KEYS = ("name", "language", "worker")
+WORKER_KEYS = ("input_type", "input_types", "output_type", "output_types", "config_schema",
+               "file_schema", "generated_file_schema")
+PARAM_KEYS = ("type", "default", "description", "mutable")
+
+
+def type_typos(t: Type) -> list[str]:
+    """Hints for type variables that look like misspelt type names (``int64`` for
+    ``Int64``): a lowercase name is a variable, which matches anything, so such a typo
+    would pass every check and fail at run time."""
+    from pipelogic.types import free_vars, known_names
+    from pipelogic.types._ast import ATOMIC_NAMES
+
+    names = sorted(ATOMIC_NAMES) + [n for n in known_names() if n not in ATOMIC_NAMES]
+    out = []
+    for var in sorted(free_vars(t)):
+        lowered = {n.lower(): n for n in names}
+        if var.lower() in lowered:
+            out.append(f"{var!r} is a type variable (lowercase names are); did you mean {lowered[var.lower()]!r}?")
+        elif len(var) > 3:
+            hint = near(var, names)
+            if hint:
+                out.append(f"{var!r} is a type variable (lowercase names are){hint}")
+    return out
+
+
+def parse_type(text: Any, path: list[Any], problems: Problems) -> Type | None:
+    """A type expression from a definition file, with typos of type names refused."""
+    if not isinstance(text, str):
+        problems.add(path, f"expected a type expression, got {text!r}", value=True)
+        return None
+    try:
+        t = create_type(text)
+    except PipelogicError as exc:
+        problems.add(path, str(exc), value=True)
+        return None
+    typos = type_typos(t)
+    for typo in typos:
+        problems.add(path, f"{typo} (in {text!r})", value=True)
+    return None if typos else t
+
+
+def _types(worker: dict[str, Any], single: str, plural: str, problems: Problems) -> list[Type]:
     if single in worker and plural in worker:
-        problems.append(f"{where}: worker has both {single} and {plural}; use one")
+        problems.add(["worker", plural], f"worker has both {single} and {plural}; use one")
         return []
     if single in worker:
-        texts: Any = [worker[single]]
-        key = f"worker.{single}"
-    elif plural in worker:
-        texts = worker[plural]
-        key = f"worker.{plural}"
-        if not isinstance(texts, list):
-            problems.append(f"{where}: {key}: expected a list of types, got {type(texts).__name__}")
-            return []
-    else:
+        t = parse_type(worker[single], ["worker", single], problems)
+        return [t] if t is not None else []
+    if plural not in worker:
+        return []
+    texts = worker[plural]
+    if not isinstance(texts, list):
+        problems.add(["worker", plural], f"expected a list of types, got {type(texts).__name__}", value=True)
         return []
     out = []
     for i, text in enumerate(texts):
-        k = key if single in worker else f"{key}[{i}]"
-        if not isinstance(text, str):
-            problems.append(f"{where}: {k}: expected a type expression, got {text!r}")
-            continue
-        try:
-            out.append(create_type(text))
-        except PipelogicError as exc:
-            problems.append(f"{where}: {k}: {exc}")
+        t = parse_type(text, ["worker", plural, i], problems)
+        if t is not None:
+            out.append(t)
     return out
 
 
 def parse_component(data: Any, file: Path) -> ComponentSpec:
     """Check a loaded component.yml mapping; raise DefinitionError listing every problem."""
-    where = str(file)
-    problems: list[str] = []
+    problems = Problems(file, data)
     if not isinstance(data, dict):
-        raise DefinitionError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+        raise DefinitionError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
+    for key in data:
+        hint = near(key, TOP_KEYS) if key not in TOP_KEYS else ""
+        if hint:
+            problems.add([key], f"unknown key {key!r}{hint}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
-        problems.append(f"{where}: name: expected a non-empty string, got {name!r}")
+        problems.add(["name"], f"expected a non-empty string, got {name!r}", value=True)
         name = file.parent.name
     language = data.get("language", "py")
     if language not in ("py", "python"):
-        problems.append(f"{where}: language: expected 'py', got {language!r}")
+        problems.add(["language"], f"expected 'py', got {language!r}", value=True)
     worker = data.get("worker")
     if not isinstance(worker, dict):
-        problems.append(f"{where}: worker: expected a mapping, got {type(worker).__name__}")
+        problems.add(["worker"], f"expected a mapping, got {type(worker).__name__}", value=True)
         worker = {}
-    inputs = _types(worker, "input_type", "input_types", where, problems)
-    outputs = _types(worker, "output_type", "output_types", where, problems)
+    problems.unknown_keys(worker, WORKER_KEYS, ["worker"], "worker")
+    inputs = _types(worker, "input_type", "input_types", problems)
+    outputs = _types(worker, "output_type", "output_types", problems)
     schema: dict[str, ConfigParam] = {}
     raw_schema = worker.get("config_schema") or {}
     if not isinstance(raw_schema, dict):
-        problems.append(f"{where}: worker.config_schema: expected a mapping, got {type(raw_schema).__name__}")
+        problems.add(["worker", "config_schema"], f"expected a mapping, got {type(raw_schema).__name__}", value=True)
         raw_schema = {}
     for key, entry in raw_schema.items():
-        k = f"worker.config_schema.{key}"
+        k = ["worker", "config_schema", key]
         if not isinstance(entry, dict) or "type" not in entry:
-            problems.append(f"{where}: {k}: expected a mapping with a type, got {entry!r}")
+            problems.add(k, f"expected a mapping with a type, got {entry!r}", value=True)
             continue
-        try:
-            t = create_type(str(entry["type"]))
-        except PipelogicError as exc:
-            problems.append(f"{where}: {k}.type: {exc}")
+        problems.unknown_keys(entry, PARAM_KEYS, k, "a config parameter")
+        t = parse_type(str(entry["type"]), [*k, "type"], problems)
+        if t is None:
             continue
         param = ConfigParam(str(key), str(entry["type"]), t, description=str(entry.get("description", "")))
         if "default" in entry:
             try:
                 default = check_config_value(param, entry["default"])
             except PipelogicError as exc:
-                problems.append(f"{where}: {k}.default: {exc}")
+                problems.add([*k, "default"], str(exc), value=True)
                 continue
             param = ConfigParam(param.name, param.type_text, t, default, param.description)
         schema[str(key)] = param
-    if problems:
-        raise DefinitionError(problems)
+    problems.raise_if_any()
     return ComponentSpec(
         name=name,
         directory=file.parent,
@@ -159,14 +200,27 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
     )
 
 
+def check_sources(spec: ComponentSpec) -> list[str]:
+    """Problems with the component's code that show without running it: ``src/main.py``
+    missing, unreadable or not valid Python (``file:line:col: ...``)."""
+    main = spec.main
+    if not main.is_file():
+        return [f"{main}: no such file (a component runs src/main.py, which calls pipelogic.worker.run)"]
+    try:
+        source = main.read_bytes()
+        compile(source, str(main), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        col = f":{exc.offset}" if exc.offset else ""
+        return [f"{main}:{exc.lineno or 0}{col}: {type(exc).__name__}: {exc.msg}"]
+    except (OSError, ValueError) as exc:
+        return [f"{main}: cannot read or compile: {exc}"]
+    return []
+
+
 def load_component(path: str | Path) -> ComponentSpec:
     """Load a component directory (or its component.yml file)."""
     p = Path(path)
     file = p if p.is_file() else p / "component.yml"
     if not file.exists():
         raise DefinitionError(f"{file}: no component.yml here")
-    try:
-        data = yaml.safe_load(file.read_text("utf-8"))
-    except yaml.YAMLError as exc:
-        raise DefinitionError(f"{file}: not valid YAML: {exc}") from None
-    return parse_component(data, file.resolve())
+    return parse_component(load_yaml(file), file.resolve())

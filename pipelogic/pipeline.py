@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipelogic.component import ComponentSpec, check_config_value, load_component
+from pipelogic._yamlfile import Problems, load_yaml, near
+from pipelogic.component import ComponentSpec, check_config_value, load_component, parse_type
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.state import SnapshotPolicy
-from pipelogic.types import Atomic, Type, Var, create_type, substitute, unify
+from pipelogic.types import Atomic, Type, Var, substitute, unify
 
 __all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline"]
 
@@ -87,66 +86,83 @@ class Pipeline:
         return q if q.is_absolute() else (self.directory / q)
 
 
-def _source_type(v: Vertex, where: str, problems: list[str]) -> Type | None:
+# The keys each kind of vertex takes; anything else is an error with a hint.
+TOP_KEYS = ("name", "components", "connections", "settings")
+SETTINGS_KEYS = ("buffer_capacity", "credit", "batch", "heartbeat_ms", "liveness", "redelivery", "snapshot")
+_SOURCE_KEYS = {
+    "sequence": ("source", "count", "start", "step", "rate"),
+    "values": ("source", "type", "values", "rate"),
+    "jsonl": ("source", "type", "path", "rate"),
+    "msgpack": ("source", "type", "path", "rate"),
+}
+_SINK_KEYS = {"jsonl": ("sink", "path"), "msgpack": ("sink", "path"), "stdout": ("sink",),
+              "null": ("sink",), "memory": ("sink",)}
+COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter")
+
+
+def _source_type(v: Vertex, problems: Problems) -> Type | None:
     kind = v.builtin
     p = v.params
+    key = ["components", v.name]
     if kind == "sequence":
-        for key in ("count", "start", "step"):
-            if key in p and (type(p[key]) is not int):
-                problems.append(f"{where}: components.{v.name}.{key}: expected an integer, got {p[key]!r}")
+        for k in ("count", "start", "step"):
+            if k in p and (type(p[k]) is not int):
+                problems.add([*key, k], f"expected an integer, got {p[k]!r}", value=True)
         if "count" in p and isinstance(p["count"], int) and p["count"] < 0:
-            problems.append(f"{where}: components.{v.name}.count: must be >= 0, got {p['count']}")
+            problems.add([*key, "count"], f"must be >= 0, got {p['count']}", value=True)
         if "rate" in p and (not isinstance(p["rate"], (int, float)) or isinstance(p["rate"], bool) or p["rate"] <= 0):
-            problems.append(f"{where}: components.{v.name}.rate: expected a positive number, got {p['rate']!r}")
+            problems.add([*key, "rate"], f"expected a positive number, got {p['rate']!r}", value=True)
         return Atomic("Int64")
+    if "rate" in p and (not isinstance(p["rate"], (int, float)) or isinstance(p["rate"], bool) or p["rate"] <= 0):
+        problems.add([*key, "rate"], f"expected a positive number, got {p['rate']!r}", value=True)
     if "type" not in p:
-        problems.append(f"{where}: components.{v.name}.type: a {kind} source needs the type of its values")
+        problems.add([*key], f"type: a {kind} source needs the type of its values")
         return None
-    try:
-        t = create_type(str(p["type"]))
-    except PipelogicError as exc:
-        problems.append(f"{where}: components.{v.name}.type: {exc}")
+    t = parse_type(str(p["type"]), [*key, "type"], problems)
+    if t is None:
         return None
     if kind == "values":
         if not isinstance(p.get("values"), list):
-            problems.append(f"{where}: components.{v.name}.values: expected a list")
+            problems.add([*key, "values"], "expected a list", value=True)
     elif not isinstance(p.get("path"), str):
-        problems.append(f"{where}: components.{v.name}.path: a {kind} source needs a file path")
+        problems.add([*key, "path"], f"a {kind} source needs a file path", value="path" in p)
     return t
 
 
-def _vertex(name: str, spec: Any, file: Path, where: str, problems: list[str]) -> Vertex | None:
-    key = f"components.{name}"
+def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | None:
+    key: list[Any] = ["components", name]
     if not _NAME.match(str(name)):
-        problems.append(f"{where}: {key}: vertex names are letters, digits, '_' and '-', got {name!r}")
+        problems.add(key, f"vertex names are letters, digits, '_' and '-', got {name!r}")
         return None
     if not isinstance(spec, dict):
-        problems.append(f"{where}: {key}: expected a mapping, got {spec!r}")
+        problems.add(key, f"expected a mapping, got {spec!r}", value=True)
         return None
     kinds = [k for k in ("path", "source", "sink") if k in spec]
     if "sink" in spec or "source" in spec:
         kinds = [k for k in ("source", "sink") if k in spec]
     if len(kinds) != 1:
-        problems.append(f"{where}: {key}: expected exactly one of path, source or sink")
+        hint = ""
+        for k in spec:
+            hint = hint or near(k, ("path", "source", "sink"))
+        problems.add(key, f"expected exactly one of path, source or sink{hint}", value=True)
         return None
     on_error = spec.get("on_error", "fail")
     if on_error not in ("fail", "skip"):
-        problems.append(f"{where}: {key}.on_error: expected fail or skip, got {on_error!r}")
+        problems.add([*key, "on_error"], f"expected fail or skip, got {on_error!r}", value=True)
     snapshot = None
-    if "snapshot" in spec:
-        if kinds[0] != "path":
-            problems.append(f"{where}: {key}.snapshot: only a component vertex has state to snapshot")
-        else:
-            try:
-                snapshot = SnapshotPolicy.parse(spec["snapshot"], f"{key}.snapshot").to_text()
-            except ValueError as exc:
-                problems.append(f"{where}: {exc}")
+    if "snapshot" in spec and kinds[0] == "path":
+        try:
+            snapshot = SnapshotPolicy.parse(spec["snapshot"], "snapshot").to_text()
+        except ValueError as exc:
+            problems.add([*key, "snapshot"], str(exc).removeprefix("snapshot: "), value=True)
     if kinds[0] == "source":
         if spec["source"] not in SOURCES:
-            problems.append(f"{where}: {key}.source: unknown source {spec['source']!r}; expected one of {', '.join(sorted(SOURCES))}")
+            problems.add([*key, "source"], f"unknown source {spec['source']!r}{near(spec['source'], SOURCES)} "
+                         f"(the sources are {', '.join(sorted(SOURCES))})", value=True)
             return None
+        problems.unknown_keys(spec, _SOURCE_KEYS[spec["source"]], key, f"a {spec['source']} source")
         v = Vertex(name, "source", dict(spec))
-        t = _source_type(v, where, problems)
+        t = _source_type(v, problems)
         v.output_types = [t if t is not None else Var("a")]
         v.outputs = [[]]
         return v
@@ -154,21 +170,31 @@ def _vertex(name: str, spec: Any, file: Path, where: str, problems: list[str]) -
         if spec["sink"] is None:  # YAML reads a bare `null` as None: that is the null sink
             spec = {**spec, "sink": "null"}
         if spec["sink"] not in SINKS:
-            problems.append(f"{where}: {key}.sink: unknown sink {spec['sink']!r}; expected one of {', '.join(sorted(SINKS - {'memory'}))}")
+            shown = sorted(SINKS - {"memory"})
+            problems.add([*key, "sink"], f"unknown sink {spec['sink']!r}{near(spec['sink'], shown)} "
+                         f"(the sinks are {', '.join(shown)})", value=True)
             return None
+        problems.unknown_keys(spec, _SINK_KEYS[spec["sink"]], key, f"a {spec['sink']} sink")
         if spec["sink"] in ("jsonl", "msgpack") and not isinstance(spec.get("path"), str):
-            problems.append(f"{where}: {key}.path: a {spec['sink']} sink needs a file path")
+            problems.add([*key, "path"], f"a {spec['sink']} sink needs a file path", value="path" in spec)
         v = Vertex(name, "sink", dict(spec), input_types=[Var("a")], inputs=[None])
         return v
+    problems.unknown_keys(spec, COMPONENT_KEYS, key, "a component vertex")
+    if "dead_letter" in spec and not isinstance(spec["dead_letter"], str):
+        problems.add([*key, "dead_letter"], f"expected a file path, got {spec['dead_letter']!r}", value=True)
     path = spec["path"]
     if not isinstance(path, str):
-        problems.append(f"{where}: {key}.path: expected a directory path, got {path!r}")
+        problems.add([*key, "path"], f"expected a directory path, got {path!r}", value=True)
         return None
     cdir = Path(path) if Path(path).is_absolute() else file.parent / path
+    if not cdir.is_dir():
+        problems.add([*key, "path"], f"{cdir}: no such component directory", value=True)
+        return None
     try:
         comp = load_component(cdir)
     except DefinitionError as exc:
-        problems.extend(f"{where}: {key}.path: {p}" for p in exc.problems)
+        # The component file's own positions say where to look; say which vertex uses it.
+        problems.extend(exc.problems)
         return None
     v = Vertex(name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot)
     v.input_types = list(comp.input_types)
@@ -177,104 +203,135 @@ def _vertex(name: str, spec: Any, file: Path, where: str, problems: list[str]) -
     v.outputs = [[] for _ in comp.output_types]
     cfg = spec.get("config") or {}
     if not isinstance(cfg, dict):
-        problems.append(f"{where}: {key}.config: expected a mapping, got {cfg!r}")
+        problems.add([*key, "config"], f"expected a mapping, got {cfg!r}", value=True)
         cfg = {}
     for k in cfg:
         if k not in comp.config_schema:
             known = ", ".join(comp.config_schema) or "none"
-            problems.append(f"{where}: {key}.config.{k}: not in the config_schema of {comp.name} (known: {known})")
+            problems.add([*key, "config", k], f"not in the config_schema of {comp.name}{near(k, comp.config_schema)} "
+                         f"(known: {known})")
     for k, param in comp.config_schema.items():
         if k in cfg:
             try:
                 v.config[k] = check_config_value(param, cfg[k])
             except PipelogicError as exc:
-                problems.append(
-                    f"{where}: {key}.config.{k}: declared type {param.type_text}, value {cfg[k]!r}: {exc}"
-                )
+                problems.add([*key, "config", k], f"declared type {param.type_text}, value {cfg[k]!r}: {exc}",
+                             value=True)
         elif param.has_default:
             v.config[k] = param.default
         else:
-            problems.append(
-                f"{where}: {key}.config.{k}: no value and no default (declared type {param.type_text})"
-            )
+            problems.add([*key, "config", k], f"no value and no default (declared type {param.type_text})")
     return v
+
+
+def _settings(data: Any, problems: Problems) -> dict[str, Any]:
+    settings = data.get("settings") or {}
+    if not isinstance(settings, dict):
+        problems.add(["settings"], f"expected a mapping, got {settings!r}", value=True)
+        return {}
+    problems.unknown_keys(settings, SETTINGS_KEYS, ["settings"], "settings")
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        if k == "snapshot":
+            try:
+                out[k] = SnapshotPolicy.parse(v, "snapshot").to_text()
+            except ValueError as exc:
+                problems.add(["settings", k], str(exc).removeprefix("snapshot: "), value=True)
+        elif k in SETTINGS_KEYS:
+            low = 0 if k == "redelivery" else 1
+            if type(v) is not int or v < low:
+                problems.add(["settings", k], f"expected an integer >= {low}, got {v!r}", value=True)
+            else:
+                out[k] = v
+    return out
 
 
 def parse_pipeline(data: Any, file: Path) -> Pipeline:
     """Check a loaded pipeline.yml mapping; raise DefinitionError listing every problem."""
-    where = str(file)
-    problems: list[str] = []
+    problems = Problems(file, data)
     if not isinstance(data, dict):
-        raise DefinitionError(f"{where}: expected a mapping at the top level")
+        raise DefinitionError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
+    problems.unknown_keys(data, TOP_KEYS, [], "pipeline.yml")
     name = data.get("name", file.parent.name)
     comps = data.get("components")
     if not isinstance(comps, dict) or not comps:
-        raise DefinitionError(f"{where}: components: expected a non-empty mapping of vertices")
+        problems.add(["components"], "expected a non-empty mapping of vertices", value="components" in data)
+        problems.raise_if_any()
     vertices: dict[str, Vertex] = {}
     for vname, spec in comps.items():
-        v = _vertex(str(vname), spec, file, where, problems)
+        v = _vertex(str(vname), spec, file, problems)
         if v is not None:
             vertices[v.name] = v
+    # A vertex that did not load has no known ports: edges touching it are skipped, and
+    # its consumers' inputs are not reported as unconnected on top of its own problem
+    # (nor are inputs named by an edge that has an error of its own).
+    broken = {str(n) for n in comps} - set(vertices)
+    fed_by_broken: set[Port] = set()
     conns = data.get("connections") or []
     if not isinstance(conns, list):
-        problems.append(f"{where}: connections: expected a list of 'a -> b' strings")
+        problems.add(["connections"], "expected a list of 'a -> b' strings", value=True)
         conns = []
-    edges: list[tuple[Port, Port, str]] = []
+    edges: list[tuple[Port, Port, int, str]] = []
     for i, c in enumerate(conns):
-        key = f"connections[{i}]"
+        key = ["connections", i]
         parts = c.split("->") if isinstance(c, str) else []
         if len(parts) != 2:
-            problems.append(f"{where}: {key}: expected 'producer[.i] -> consumer[.j]', got {c!r}")
+            problems.add(key, f"expected 'producer[.i] -> consumer[.j]', got {c!r}", value=True)
             continue
         ends = []
         for part in parts:
             m = _ENDPOINT.match(part)
             if m is None:
-                problems.append(f"{where}: {key}: bad endpoint {part.strip()!r} in {c!r}")
+                problems.add(key, f"bad endpoint {part.strip()!r} in {c!r}", value=True)
                 break
             ends.append(Port(m.group(1), int(m.group(2) or 0)))
         if len(ends) != 2:
             continue
         src, dst = ends
+        # Named as a consumer: if this edge is wrong, its own error says so, and the input
+        # is not reported as unconnected on top of it.
+        fed_by_broken.add(dst)
         ok = True
         for port, role in ((src, "producer"), (dst, "consumer")):
             if port.vertex not in comps:
-                problems.append(f"{where}: {key}: unknown {role} vertex {port.vertex!r} in {c!r}")
+                problems.add(key, f"unknown {role} vertex {port.vertex!r} in {c!r}{near(port.vertex, map(str, comps))}",
+                             value=True)
                 ok = False
-        if not ok or src.vertex not in vertices or dst.vertex not in vertices:
+        if not ok:
+            continue
+        if src.vertex in broken or dst.vertex in broken:
             continue
         pv, cv = vertices[src.vertex], vertices[dst.vertex]
         if src.index >= len(pv.outputs):
-            problems.append(f"{where}: {key}: {pv.name} has {len(pv.outputs)} output(s), no output {src.index} in {c!r}")
+            problems.add(key, f"{pv.name} has {len(pv.outputs)} output(s), no output {src.index} in {c!r}", value=True)
             continue
         if dst.index >= len(cv.inputs):
-            problems.append(f"{where}: {key}: {cv.name} has {len(cv.inputs)} input(s), no input {dst.index} in {c!r}")
+            problems.add(key, f"{cv.name} has {len(cv.inputs)} input(s), no input {dst.index} in {c!r}", value=True)
             continue
         if cv.inputs[dst.index] is not None:
-            problems.append(f"{where}: {key}: input {dst} already has a producer ({cv.inputs[dst.index]}); an input has one producer")
+            problems.add(key, f"input {dst} already has a producer ({cv.inputs[dst.index]}); an input has one producer",
+                         value=True)
             continue
         cv.inputs[dst.index] = src
         pv.outputs[src.index].append(dst)
-        edges.append((src, dst, f"{key} ({c.strip()})"))
+        edges.append((src, dst, i, c.strip()))
+    # With `connections` misspelt, every input is unconnected: the typo is the one problem.
+    misspelt = "connections" not in data and any(near(k, ["connections"]) for k in data if k not in TOP_KEYS)
     for v in vertices.values():
         for j, p in enumerate(v.inputs):
-            if p is None:
-                problems.append(f"{where}: components.{v.name}: input {j} is not connected")
-    order = _topological(vertices, where, problems)
-    if not problems:
-        _check_types(vertices, order, edges, where, problems)
+            if p is None and Port(v.name, j) not in fed_by_broken and not misspelt:
+                problems.add(["components", v.name], f"input {j} ({v.input_types[j]}) is not connected")
+    settings = _settings(data, problems)
     if problems:
-        raise DefinitionError(problems)
-    settings = data.get("settings") or {}
-    if isinstance(settings, dict) and "snapshot" in settings:
-        try:
-            settings = {**settings, "snapshot": SnapshotPolicy.parse(settings["snapshot"], "settings.snapshot").to_text()}
-        except ValueError as exc:
-            raise DefinitionError([f"{where}: {exc}"]) from None
-    return Pipeline(str(name), file, vertices, order, settings if isinstance(settings, dict) else {})
+        problems.raise_if_any()
+    order = _topological(vertices, problems)
+    if not problems:
+        _check_types(vertices, order, edges, problems)
+    problems.raise_if_any()
+    return Pipeline(str(name), file, vertices, order, settings)
 
 
-def _topological(vertices: dict[str, Vertex], where: str, problems: list[str]) -> list[str]:
+def _topological(vertices: dict[str, Vertex], problems: Problems) -> list[str]:
     indeg = {n: sum(1 for p in v.inputs if p is not None) for n, v in vertices.items()}
     ready = [n for n, d in indeg.items() if d == 0]
     order: list[str] = []
@@ -288,28 +345,28 @@ def _topological(vertices: dict[str, Vertex], where: str, problems: list[str]) -
                     ready.append(port.vertex)
     if len(order) != len(vertices):
         cyc = sorted(set(vertices) - set(order))
-        problems.append(f"{where}: connections: the pipeline has a cycle through {', '.join(cyc)}")
+        problems.add(["connections"], f"the pipeline has a cycle through {', '.join(cyc)}")
     return order
 
 
-def _check_types(vertices: dict[str, Vertex], order: list[str], edges: list[tuple[Port, Port, str]], where: str, problems: list[str]) -> None:
-    by_dst = {dst: (src, label) for src, dst, label in edges}
+def _check_types(vertices: dict[str, Vertex], order: list[str], edges: list[tuple[Port, Port, int, str]],
+                 problems: Problems) -> None:
+    by_dst = {dst: (src, i, text) for src, dst, i, text in edges}
     for name in order:
         v = vertices[name]
         env: dict[str, Type] = {}
         v.wire_types = []
         for j, port in enumerate(v.inputs):
             assert port is not None
-            src, label = by_dst[Port(name, j)]
+            src, index, text = by_dst[Port(name, j)]
             produced = vertices[src.vertex].output_types[src.index]
             wanted = substitute(v.input_types[j], env)
             try:
                 _, bindings = unify(produced, wanted)
             except PipelogicError as exc:
-                problems.append(
-                    f"{where}: {label}: {src} produces {produced} but {name}.{j} expects "
-                    f"{v.input_types[j]}: {exc}"
-                )
+                problems.add(["connections", index],
+                             f"{text}: {src} produces {produced} but {name}.{j} expects "
+                             f"{v.input_types[j]}: {exc}", value=True)
                 v.wire_types.append(produced)
                 continue
             env.update(bindings)
@@ -325,8 +382,4 @@ def load_pipeline(path: str | Path) -> Pipeline:
         file = file / "pipeline.yml"
     if not file.exists():
         raise DefinitionError(f"{file}: no such pipeline file")
-    try:
-        data = yaml.safe_load(file.read_text("utf-8"))
-    except yaml.YAMLError as exc:
-        raise DefinitionError(f"{file}: not valid YAML: {exc}") from None
-    return parse_pipeline(data, file.resolve())
+    return parse_pipeline(load_yaml(file), file.resolve())

@@ -14,7 +14,7 @@ by layout and forwards the frames untouched: it never decodes a user value on th
 Directions (sockets in ``docs/protocol.md``):
 
 - control, client DEALER -> broker ROUTER: Hello / Welcome / Refuse, StatusRequest /
-  StatusReply, ConfigSet / ConfigReply;
+  StatusReply, ConfigSet / ConfigReply, Tap / TapReply;
 - control, worker DEALER -> broker ROUTER (the heartbeat thread): Heartbeat / Pong;
 - data, broker PUSH -> worker PULL (one socket per worker incarnation): Ticks, ConfigPush,
   Applied, Close;
@@ -59,6 +59,8 @@ __all__ = [
     "StatusReply",
     "StatusRequest",
     "Sync",
+    "Tap",
+    "TapReply",
     "Ticks",
     "Welcome",
     "decode",
@@ -122,7 +124,8 @@ class Hello(Message):
     """A worker introduces itself. ``features`` lists its modes (stateful, streaming,
     virtual_input, virtual_output); ``resume`` is reserved for snapshot offsets; ``host``
     is the worker's host name (a container's id), which tells a restart of the same
-    worker from a second instance of the vertex elsewhere."""
+    worker from a second instance of the vertex elsewhere; ``types`` are the stream types
+    its component.yml declares, which the broker checks against the vertex's."""
 
     vertex: str
     instance: str
@@ -132,6 +135,7 @@ class Hello(Message):
     outputs: int
     resume: dict[str, Any] | None = None
     host: str = ""
+    types: list[Any] | None = None  # [[input type, ...], [output type, ...]] as component.yml declares them
 
 
 @_message("welcome")
@@ -174,6 +178,34 @@ class StatusReply(Message):
     streams: list[Any]
     error: str | None = None
     broker: dict[str, Any] | None = None
+
+
+@_message("tap")
+class Tap(Message):
+    """Operator -> broker: the values of output ``stream`` of ``vertex`` from ``cursor`` on
+    (-1: from now), at most ``limit``. Polled: the broker keeps a bounded ring for a tapped
+    stream while polls keep coming, and never holds up the pipeline for a tap."""
+
+    vertex: str
+    stream: int
+    cursor: int
+    limit: int
+
+
+@_message("tap_reply", payload=True)
+class TapReply(Message):
+    """The tapped values as payload (each a value frame and its buffer frames; ``layout``
+    gives the buffer-frame count of each); ``first`` is the first one's number in the
+    stream, ``dropped`` how many before it the tap missed (it polled too slowly),
+    ``next`` the cursor of the next poll, ``ended`` whether the stream is over and all
+    of it was delivered; ``type`` is the stream's type."""
+
+    type: str
+    first: int
+    layout: list[Any]
+    dropped: int
+    next: int
+    ended: bool
 
 
 @_message("config_set")

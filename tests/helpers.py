@@ -15,3 +15,37 @@ def run_up(tmp_path: Path, pipeline: str, env: dict, *extra: str) -> subprocess.
         [sys.executable, "-m", "pipelogic", "up", str(f), "--listen", "tcp://127.0.0.1:0", "--timeout", "90", *extra],
         env=env, capture_output=True, text=True, timeout=120,
     )
+
+
+class BrokerProc:
+    """A standalone broker process (``python -m backend_stub``) on a random port. Its
+    stderr (where a standalone broker says ``PIPELOGIC_BROKER=...`` and logs) is read on
+    a thread into ``lines``, so it never blocks on a full pipe."""
+
+    def __init__(self, pipeline: Path, env: dict, *args: str) -> None:
+        import threading
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "backend_stub", str(pipeline), "--listen",
+                                      "tcp://127.0.0.1:0", *args],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.endpoint = ""
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if line.startswith("PIPELOGIC_BROKER="):
+                self.endpoint = line.strip().split("=", 1)[1]
+                break
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+        assert self.endpoint, "".join(self.lines)
+
+    def stop(self, kill: bool = False) -> int:
+        if self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+        code = self.proc.wait(15)
+        self._reader.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return code

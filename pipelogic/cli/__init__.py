@@ -2,30 +2,61 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import runpy
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
-import yaml
 
-from pipelogic.errors import DefinitionError, PipelogicError, SnapshotCorrupt
+from pipelogic.errors import ConfigError, DefinitionError, PipelogicError
 from pipelogic.transport import DEFAULT_BROKER
-
-EXIT_SNAPSHOT_CORRUPT = 3
 
 __all__ = ["main"]
 
 _BROKER_HELP = "Broker control endpoint (default: $PIPELOGIC_BROKER, else tcp://127.0.0.1:5550)."
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_DEFINITION = 2
+
+
+class _Cli(click.Group):
+    """The one error path of every command: a bad definition file prints each problem as
+    ``error: file:line:col: ...`` (exit 2), any other expected error one ``error:`` line
+    (exit 1); no traceback unless ``--debug`` (or PIPELOGIC_DEBUG=1) asks for one."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DefinitionError as exc:
+            if _debug():
+                raise
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(EXIT_DEFINITION)
+        except PipelogicError as exc:
+            if _debug():
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _debug() -> bool:
+    return os.environ.get("PIPELOGIC_DEBUG", "") not in ("", "0")
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pipelogic")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors (also PIPELOGIC_DEBUG=1).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Log level of this command and the processes it starts (also PIPELOGIC_LOG_LEVEL).")
+def main(debug: bool, log_level: str | None) -> None:
     """Run, test and inspect Pipelogic components and pipelines locally."""
+    # Through the environment, so the broker and workers a command starts inherit them.
+    if debug:
+        os.environ["PIPELOGIC_DEBUG"] = "1"
+    if log_level:
+        os.environ["PIPELOGIC_LOG_LEVEL"] = log_level
 
 
 @main.command()
@@ -37,15 +68,18 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Fail if the pipeline is not done within this many seconds.")
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run of this pipeline and start anew.")
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="The broker serves Prometheus metrics at http://HOST:PORT/metrics.")
 def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
-       progress: bool | None, timeout_s: float | None, fresh: bool) -> None:
+       progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None) -> None:
     """Run PIPELINE_FILE: the broker plus one process per component, until drained.
 
     An unfinished run of the same pipeline (interrupted, or killed) is continued from its
     state directory; a finished one starts anew."""
     from pipelogic.cli._up import Supervisor
 
-    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max, fresh)
+    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max, fresh,
+                     metrics)
     sys.exit(sup.run())
 
 
@@ -64,79 +98,86 @@ def broker(ctx: click.Context, pipeline_file: str, listen: str) -> None:
 def worker(component_dir: str) -> None:
     """Run COMPONENT_DIR/src/main.py under the runtime (the container entry point).
 
-    Exit codes: 0 done or stopped by SIGTERM (state snapshotted), 1 an error,
-    3 every snapshot in the state directory is corrupt (it will not start from empty state),
-    143 SIGTERM before the worker was serving."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    cdir = Path(component_dir).resolve()
-    main_py = cdir / "src" / "main.py"
-    if not main_py.exists():
-        raise click.ClickException(f"{main_py}: no such file (a component runs src/main.py)")
-    os.environ["PIPELOGIC_COMPONENT_DIR"] = str(cdir)
-    sys.path.insert(0, str(main_py.parent))
-    sys.argv = [str(main_py)]
-    from pipelogic.cli._signals import install_sigterm
+    Exit codes: 0 done or stopped by SIGTERM (state snapshotted), 1 an error while serving,
+    2 the component failed to start (its code or definition is wrong: an import or syntax
+    error, a bad signature, main.py not calling run; restarting would fail the same way),
+    3 every snapshot in the state directory is corrupt (it will not start from empty
+    state), 143 SIGTERM before the worker was serving. An error is printed once, with the
+    user's frames only (--debug: the whole traceback)."""
+    from pipelogic.cli._worker import run_component
 
-    install_sigterm()
-    try:
-        runpy.run_path(str(main_py), run_name="__main__")
-    except SnapshotCorrupt as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_SNAPSHOT_CORRUPT)
-    except PipelogicError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    sys.exit(run_component(Path(component_dir)))
 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
 def validate(path: str) -> None:
-    """Check a component.yml or a pipeline.yml and report every problem."""
-    from pipelogic.component import load_component
-    from pipelogic.pipeline import load_pipeline
+    """Check a component (component.yml and src/main.py) or a pipeline.yml and every
+    component it uses; report every problem as file:line:column. Exit code 2 if any."""
+    from pipelogic._yamlfile import load_yaml
+    from pipelogic.component import check_sources, parse_component
+    from pipelogic.pipeline import parse_pipeline
 
     p = Path(path)
-    try:
-        if p.is_dir():
-            if (p / "component.yml").exists():
-                spec = load_component(p)
-                click.echo(f"ok: component {spec.name} ({p / 'component.yml'})")
-                return
-            p = p / "pipeline.yml"
-        data = yaml.safe_load(p.read_text("utf-8")) if p.is_file() else None
-        if isinstance(data, dict) and "components" in data:
-            pl = load_pipeline(p)
-            click.echo(f"ok: pipeline {pl.name}: {len(pl.vertices)} vertices ({p})")
-            for name in pl.order:
-                v = pl.vertices[name]
-                for k, outs in enumerate(v.outputs):
-                    if not outs and v.kind != "sink":
-                        click.echo(f"warning: {p}: output {name}.{k} ({v.output_types[k]}) is not connected; its messages are dropped")
-        else:
-            spec = load_component(p)
-            click.echo(f"ok: component {spec.name} ({p})")
-    except DefinitionError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(1)
+    if p.is_dir():
+        found = [p / n for n in ("component.yml", "pipeline.yml") if (p / n).is_file()]
+        if not found:
+            raise DefinitionError(f"{p}: neither component.yml nor pipeline.yml is here; "
+                                  "give a component directory, a pipeline directory or a file")
+        p = found[0]
+    data = load_yaml(p)
+    is_pipeline = (isinstance(data, dict) and ("components" in data or "connections" in data)) or (
+        p.name != "component.yml" and not (isinstance(data, dict) and "worker" in data))
+    if not is_pipeline:
+        spec = parse_component(data, p.resolve())
+        problems = check_sources(spec)
+        if problems:
+            raise DefinitionError(problems)
+        click.echo(f"ok: component {spec.name} ({p})")
+        return
+    pl = parse_pipeline(data, p.resolve())
+    problems = []
+    for d in sorted({v.component.directory for v in pl.vertices.values() if v.component is not None}):
+        problems += check_sources(next(v.component for v in pl.vertices.values()
+                                       if v.component is not None and v.component.directory == d))
+    if problems:
+        raise DefinitionError(problems)
+    click.echo(f"ok: pipeline {pl.name}: {len(pl.vertices)} vertices ({p})")
+    for name in pl.order:
+        v = pl.vertices[name]
+        for k, outs in enumerate(v.outputs):
+            if not outs and v.kind != "sink":
+                click.echo(f"warning: {p}: output {name}.{k} ({v.output_types[k]}) is not connected; its messages are dropped")
 
 
 @main.command()
 @click.option("--broker", "address", default=None, help=_BROKER_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(address: str | None, as_json: bool) -> None:
-    """Show the vertices of the running pipeline: state, ticks, queues, restarts, errors."""
-    from pipelogic.cli._display import status_table
-    from pipelogic.client import BrokerClient
+@click.option("--watch", "-w", "watch", type=float, default=None, is_flag=False, flag_value=1.0,
+              metavar="[SECONDS]", help="Redraw every SECONDS (default 1) until Ctrl-C.")
+@click.option("--timeout", "timeout_s", type=float, default=1.0, show_default=True,
+              help="Seconds to wait for the broker's answer.")
+def status(address: str | None, as_json: bool, watch: float | None, timeout_s: float) -> None:
+    """Show the vertices of the running pipeline: state, ticks, rate, queues, restarts,
+    errors, losses, and any vertex that is stuck."""
+    from pipelogic.cli._status import show_status
 
-    try:
-        st = BrokerClient(address).status()
-    except PipelogicError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps({"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams, "error": st.error}, indent=2))
-        return
-    click.echo(status_table(st))
+    sys.exit(show_status(address, as_json, watch, timeout_s))
+
+
+@main.command("tap")
+@click.argument("stream", metavar="VERTEX[.i]")
+@click.option("--broker", "address", default=None, help=_BROKER_HELP)
+@click.option("--count", "-n", type=click.IntRange(min=1), default=None, help="Stop after N messages.")
+@click.option("--raw", is_flag=True, help="Print each message's frames (base64) instead of its JSON form.")
+def tap_command(stream: str, address: str | None, count: int | None, raw: bool) -> None:
+    """Print the messages flowing on output stream VERTEX[.i] as JSON lines, live.
+
+    The pipeline is neither slowed nor changed: a tap that cannot keep up loses messages
+    (it says how many on stderr)."""
+    from pipelogic.cli._tap import tap
+
+    sys.exit(tap(address, stream, count, raw))
 
 
 @main.group()
@@ -159,12 +200,9 @@ def config_set(vertex: str, assignments: tuple[str, ...], address: str | None, w
             raise click.BadParameter(f"expected key=value, got {a!r}", param_hint="ASSIGNMENTS")
         k, v = a.split("=", 1)
         values[k.strip()] = v
-    try:
-        reply = BrokerClient(address).config_set(vertex, values, wait_s)
-    except PipelogicError as exc:
-        raise click.ClickException(str(exc)) from None
+    reply = BrokerClient(address, timeout_s=2.0).config_set(vertex, values, wait_s)
     if not reply.ok:
-        raise click.ClickException(reply.error or "refused")
+        raise ConfigError(f"{vertex}: {reply.error or 'refused'}")
     if reply.applied:
         click.echo(f"{vertex}: config version {reply.version} applied by the worker")
     else:
@@ -181,7 +219,7 @@ def init(name: str, directory: str) -> None:
     try:
         path = scaffold(name, Path(directory))
     except FileExistsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise PipelogicError(str(exc)) from None
     click.echo(f"created {path}: edit src/main.py, then run: python -m pytest {path / 'tests'}")
 
 
@@ -203,15 +241,9 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
         build_component_image,
         render_compose,
     )
-    from pipelogic.errors import ContainerError
     from pipelogic.pipeline import load_pipeline
 
-    try:
-        pl = load_pipeline(pipeline_file)
-    except DefinitionError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(1)
+    pl = load_pipeline(pipeline_file)
     chosen: dict[str, str] = {}
     for item in images:
         vertex, sep, tag = item.partition("=")
@@ -219,15 +251,12 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
             raise click.BadParameter(f"expected VERTEX=TAG, got {item!r}", param_hint="--image")
         chosen[vertex] = tag
     out = Path(output) if output and output != "-" else pl.directory / "compose.yaml"
-    try:
-        if build:
-            for name, v in pl.vertices.items():
-                if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
-                    chosen[name] = build_component_image(v.component.directory, wheels=wheels,
-                                                         log=lambda line: click.echo(line, err=True))
-        text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line()))
-    except ContainerError as exc:
-        raise click.ClickException(str(exc)) from None
+    if build:
+        for name, v in pl.vertices.items():
+            if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
+                chosen[name] = build_component_image(v.component.directory, wheels=wheels,
+                                                     log=lambda line: click.echo(line, err=True))
+    text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line()))
     if output == "-":
         click.echo(text, nl=False)
         return
@@ -253,16 +282,8 @@ def image() -> None:
 def image_build(component_dir: str, tag: str | None, wheels: str | None) -> None:
     """Build an image that runs COMPONENT_DIR on top of the runtime image, with no mount."""
     from pipelogic.containers import build_component_image
-    from pipelogic.errors import ContainerError
 
-    try:
-        built = build_component_image(component_dir, tag, wheels, log=lambda line: click.echo(line, err=True))
-    except DefinitionError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(1)
-    except ContainerError as exc:
-        raise click.ClickException(str(exc)) from None
+    built = build_component_image(component_dir, tag, wheels, log=lambda line: click.echo(line, err=True))
     click.echo(built)
 
 

@@ -6,25 +6,57 @@ from typing import Any
 
 from pipelogic import protocol as P
 
+__all__ = ["LOSS_KINDS", "loss_notes", "progress_line", "status_table"]
 
-def status_table(st: P.StatusReply, rates: dict[str, float] | None = None) -> str:
-    head = ["vertex", "kind", "state", "ticks", "rate/s", "queues", "max", "restarts", "errors", "v.dropped"]
+LOSS_KINDS = {
+    "virtual_dropped": "virtual input(s) dropped by a full virtual queue",
+    "dropped_at_end": "message(s) left at the end of a stream, fewer than the pull request's min_pull",
+    "dead_lettered": "tick(s) skipped on error (on_error: skip), inputs in the dead-letter file",
+}
+
+
+def _state(v: dict[str, Any]) -> str:
+    stuck = v.get("stuck_s") or 0
+    return f"STUCK {stuck:.0f}s" if stuck else str(v["state"])
+
+
+def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_error: bool = True) -> str:
+    """The vertex table, then one line per loss and per stuck vertex, then the error.
+    ``rates`` (from `up`'s own sampling) stand in for a broker that sends none."""
+    head = ["vertex", "kind", "state", "ticks", "rate/s", "queues", "max", "restarts", "errors", "lost"]
     rows = [head]
     for v in st.vertices:
-        rate = (rates or {}).get(v["name"])
+        rate = v.get("rate")
+        if rate is None:
+            rate = (rates or {}).get(v["name"])
         rows.append([
-            v["name"], v["kind"], v["state"], str(v["ticks"]),
+            v["name"], v["kind"], _state(v), str(v["ticks"]),
             f"{rate:.0f}" if rate is not None else "-",
             ",".join(map(str, v["queues"])) or "-",
             ",".join(map(str, v["max_queues"])) or "-",
-            str(v["restarts"]), str(v["errors"]), str(v["virtual_dropped"]),
+            str(v["restarts"]), str(v["errors"]), str(sum((v.get("lost") or {}).values())),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"pipeline {st.pipeline}: {st.state}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    if st.error:
+    lines += [f"lost: {note}" for note in loss_notes(st.vertices)]
+    for v in st.vertices:
+        if v.get("stuck_s"):
+            lines.append(f"stuck: {v['name']} has input waiting but completed no tick for {v['stuck_s']:.0f} s "
+                         f"(pid {v.get('pid')}; is its function blocked?)")
+    if st.error and with_error:
         lines.append(f"error: {st.error}")
     return "\n".join(lines)
+
+
+def loss_notes(vertices: list[dict[str, Any]]) -> list[str]:
+    """One line per vertex and kind of loss."""
+    out = []
+    for v in vertices:
+        for kind, n in (v.get("lost") or {}).items():
+            if n:
+                out.append(f"{v['name']}: {n} {LOSS_KINDS.get(kind, kind)}")
+    return out
 
 
 def progress_line(st: P.StatusReply, rates: dict[str, float]) -> str:
@@ -34,4 +66,7 @@ def progress_line(st: P.StatusReply, rates: dict[str, float]) -> str:
         label = s["from"] if name[1] != "0" else name[0]
         r = rates.get(s["from"])
         parts.append(f"{label} {s['count']}" + (f" ({r:.0f}/s)" if r else ""))
-    return f"[{st.state}] " + "  ".join(parts)
+    lost = sum(sum((v.get("lost") or {}).values()) for v in st.vertices)
+    stuck = [v["name"] for v in st.vertices if v.get("stuck_s")]
+    tail = (f"  lost {lost}" if lost else "") + (f"  STUCK {','.join(stuck)}" if stuck else "")
+    return f"[{st.state}] " + "  ".join(parts) + tail

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelogic import protocol as P
-from pipelogic.cli._display import progress_line, status_table
+from pipelogic.cli._display import loss_notes, progress_line, status_table
+from pipelogic.cli._worker import EXIT_START
 from pipelogic.client import BrokerClient
+from pipelogic.component import check_sources
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.pipeline import load_pipeline
 
@@ -68,8 +70,9 @@ class _Worker:
 class Supervisor:
     def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
                  progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0,
-                 fresh: bool = False) -> None:
+                 fresh: bool = False, metrics: str | None = None) -> None:
         self.file = file
+        self.metrics = metrics
         self.fresh = fresh
         self.listen = listen
         self.state_dir = state_dir
@@ -81,6 +84,7 @@ class Supervisor:
         self.status_shown = False
         self.interrupted = False
         self.endpoint = ""
+        self.broker_error = ""
         self.final_status: P.StatusReply | None = None
         self.pumps: list[threading.Thread] = []
 
@@ -126,6 +130,13 @@ class Supervisor:
             first = proc.stdout.readline().strip()
             if first.startswith("PIPELOGIC_BROKER="):
                 self.endpoint = first.split("=", 1)[1]
+            elif first.startswith("PIPELOGIC_BROKER_ERROR="):
+                try:
+                    self.broker_error = str(json.loads(first.split("=", 1)[1])["message"])
+                except (ValueError, KeyError, TypeError):
+                    self.broker_error = first.split("=", 1)[1]
+            elif first:
+                self.echo(first)
         for stream, pre, err in ((proc.stdout, prefix if not capture_first else "", False), (proc.stderr, prefix, True)):
             t = threading.Thread(target=self._pump, args=(stream, pre, err), daemon=True)
             t.start()
@@ -138,16 +149,28 @@ class Supervisor:
     def _start_broker(self, env: dict[str, str], listen: str, fresh: bool) -> subprocess.Popen[str]:
         args = [sys.executable, "-m", "backend_stub", str(self.file.resolve()), "--listen", listen,
                 "--state-dir", env["PIPELOGIC_STATE_DIR"]]
+        if self.metrics:
+            args += ["--metrics", self.metrics]
         return self._spawn([*args, "--fresh"] if fresh else args, env, "broker | ", capture_first=True)
 
     def run(self) -> int:
         try:
             pipeline = load_pipeline(self.file)
+            problems = [p for d in sorted({v.component.directory for v in pipeline.vertices.values()
+                                            if v.component is not None})
+                        for p in check_sources(next(v.component for v in pipeline.vertices.values()
+                                                    if v.component is not None and v.component.directory == d))]
+            if problems:
+                raise DefinitionError(problems)
         except DefinitionError as exc:
             for p in exc.problems:
                 self.echo(f"error: {p}", err=True)
             return 2
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # SUPERVISED: the broker and the workers leave the final report to `up`, so each
+        # failure is printed once.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PIPELOGIC_SUPERVISED="1")
+        # The children's stderr is a pipe to us: they stamp their lines when we are not on a terminal.
+        env.setdefault("PIPELOGIC_LOG_TIMESTAMPS", "0" if sys.stdout.isatty() else "1")
         state_dir = Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state"
         env["PIPELOGIC_STATE_DIR"] = str(state_dir)
         broker = self._start_broker(env, self.listen, self.fresh)
@@ -155,7 +178,8 @@ class Supervisor:
             broker.wait()
             for t in self.pumps:
                 t.join(2)  # the broker's own words come first
-            self.echo(f"error: the broker did not start ({_BROKER_FINAL.get(broker.returncode, f'exit code {broker.returncode}')})", err=True)
+            cause = self.broker_error or _BROKER_FINAL.get(broker.returncode, f"exit code {broker.returncode}")
+            self.echo(f"error: the broker did not start: {cause}", err=True)
             return broker.returncode or 1
         env["PIPELOGIC_BROKER"] = self.endpoint
         self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {sum(1 for v in pipeline.vertices.values() if v.kind == 'component')} worker(s), state in {state_dir}")
@@ -241,17 +265,22 @@ class Supervisor:
             t.join(2)
         st = self.final_status or final or getattr(self, "last_status", None)
         if st is not None:
-            self.echo(status_table(st))
+            self.echo(status_table(st, with_error=False))  # the cause is said once, below
         if failure:
-            self.echo(f"pipeline failed: {failure}", err=True)
+            self.echo(f"pipeline {pipeline.name} failed: {failure}", err=True)
             return 1
         if self.interrupted:
             self.echo(f"stopped; the run is kept in {state_dir}: `pipelogic up {self.file}` continues it "
                       "(--fresh starts anew)")
             return 130
         if rc == 0 and st is not None and st.state == "done":
-            self.echo(f"pipeline {pipeline.name}: done in {time.monotonic() - started:.1f} s")
+            lost = loss_notes(st.vertices)
+            self.echo(f"pipeline {pipeline.name}: done in {time.monotonic() - started:.1f} s"
+                      + (f", with losses ({'; '.join(lost)})" if lost else ""))
             return 0
+        if st is not None and st.error:
+            self.echo(f"pipeline {pipeline.name} failed: {st.error}", err=True)
+            return rc or 1
         self.echo(f"pipeline {pipeline.name}: failed (broker exit code {rc}: "
                   f"{_BROKER_FINAL.get(rc, 'killed or crashed')}); the cause is above", err=True)
         return rc or 1
@@ -267,15 +296,33 @@ class Supervisor:
                 w.started = now
             return ""
         rc = w.proc.poll()
-        if rc is None or rc == 0:
+        if rc is None:
             return ""
         w.exit_codes.append(rc)
         w.proc = None
-        try:
-            if client.status().state == "failed":
-                return ""  # the broker reports the cause and exits
-        except PipelogicError:
-            return ""
+        # A worker's last messages (Finished, a failure) travel on its data socket and may
+        # reach the broker just after this exit is seen: look again for a moment before
+        # calling an exit unasked for.
+        deadline = time.monotonic() + (2.0 if rc in (0, EXIT_START) else 0.0)
+        while True:
+            try:
+                st = client.status()
+            except PipelogicError:
+                return ""  # the broker is gone: its own exit decides
+            if st.state != "running":
+                return ""  # done, or failed: the broker reports the cause and exits
+            vertex = next((v for v in st.vertices if v["name"] == w.name), None)
+            if rc == 0 and vertex is not None and vertex["state"] == "finished":
+                return ""  # closed by the broker: its stream ended
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if rc == EXIT_START:
+            return (f"worker {w.name} failed to start (its error is above); not restarted: a failure "
+                    "before the first tick repeats on every restart")
+        if rc == 0:
+            self.echo(f"{w.name.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
+                      "stop it: did main.py return from run(), or call sys.exit or os._exit?)", err=True)
         if w.restarts >= self.max_restarts:
             return f"worker {w.name} exited with code {rc} {w.restarts + 1} times; giving up"
         w.restarts += 1

@@ -54,6 +54,17 @@ virtual_out = VirtualOutputStream()
 
 _NOT_GIVEN: Any = object()
 _session: Session | None = None
+
+
+class _Progress:
+    """How far this process got, for ``pipelogic worker`` to tell a failure at start (the
+    same every time: not worth a restart) from one while serving."""
+
+    run_called = False
+    ticks = 0  # ticks completed by this process, over all its sessions
+
+
+progress = _Progress()
 _lock = threading.Lock()
 
 
@@ -92,6 +103,7 @@ def run(
     vertex, tick and path; the user's own exception is chained as the cause.
     """
     global _session
+    progress.run_called = True
     if initial_pull_request is not None and not isinstance(initial_pull_request, InputsPullRequest):
         raise TypeError(
             f"initial_pull_request must be an InputsPullRequest, got {type(initial_pull_request).__name__}"
@@ -127,6 +139,7 @@ def run(
             raise virtual_out.error
         session.say_goodbye()
     finally:
+        progress.ticks += session.ticks_done
         session.close()
         with _lock:
             _session = None

@@ -72,9 +72,9 @@ def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
             pause = min(pause * 2, 2.0)
 
 
-def hello_for(vertex: str, inputs: int, outputs: int) -> P.Hello:
-    return P.Hello(vertex=vertex, instance=uuid.uuid4().hex, pid=os.getpid(), features=[], inputs=inputs,
-                   outputs=outputs, host=socket.gethostname())
+def hello_for(vertex: str, input_types: list[str], output_types: list[str]) -> P.Hello:
+    return P.Hello(vertex=vertex, instance=uuid.uuid4().hex, pid=os.getpid(), features=[], inputs=len(input_types),
+                   outputs=len(output_types), host=socket.gethostname(), types=[input_types, output_types])
 
 
 class BrokerLink:

@@ -18,7 +18,6 @@ import logging
 import os
 import sys
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import zmq
 
 from pipelogic import _faults, transport
 from pipelogic import protocol as P
+from pipelogic._tracebacks import user_traceback
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
     BrokerUnavailable,
@@ -150,7 +150,7 @@ class Session:
         ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
         within a second (StopRequested)."""
         s = self.settings
-        hello = hello_for(self.vertex, len(self.spec.input_types), len(self.spec.output_types))
+        hello = hello_for(self.vertex, [str(t) for t in self.spec.input_types], [str(t) for t in self.spec.output_types])
         waited: list[bool] = []
 
         def waiting() -> None:
@@ -510,12 +510,13 @@ class Session:
                     ) from self.vout.error
             except _TICK_ERRORS as exc:
                 fatal = self.on_error != "skip" or isinstance(exc, (DecodeError, PullRequestError))
-                tb = "".join(traceback.format_exception(exc.__cause__ or exc))
+                tb = user_traceback(exc.__cause__) if exc.__cause__ is not None else ""
                 if layout:
                     self.send(P.Results(self.epoch, layout), frames)
                     layout, frames = [], []
                 self.send(P.Failed(self.epoch, tick, str(exc), tb, fatal))
                 if fatal:
+                    exc.reported_to_broker = True  # type: ignore[union-attr]
                     raise
                 log.warning("%s (tick %d skipped, inputs sent to the dead-letter file)", exc, tick)
                 pr = self.pull_request.to_wire() if self.pull_request is not None else None

@@ -125,6 +125,10 @@ class Step:
         self.vertex = vertex
         self.state = initial_state
         self.keys = set(mode.result_keys())
+        code = getattr(fn, "__code__", None)
+        # Errors in what the function returned name it: the traceback has no user frame.
+        self.fn_where = (f"{getattr(fn, '__qualname__', 'the worker function')} at {code.co_filename}:"
+                         f"{code.co_firstlineno}" if code is not None else "the worker function")
 
     def call(self, inputs: list[Any], virtual: list[Any] | None, tick: int) -> TickOutput:
         m = self.mode
@@ -142,7 +146,7 @@ class Step:
         return self.check(result, tick)
 
     def _shape(self, msg: str) -> ReturnShapeError:
-        return ReturnShapeError(f"vertex {self.vertex}: {msg}")
+        return ReturnShapeError(f"vertex {self.vertex}: {msg} (returned by {self.fn_where})")
 
     def check(self, result: Any, tick: int) -> TickOutput:
         m = self.mode
@@ -220,7 +224,7 @@ class Step:
                     data = codec.enc(v, bufs)
                 except TypeMismatch as err:
                     where = f"output {k}" + (f"[{i}]" if m.streaming else "")
-                    raise OutputTypeError(f"vertex {self.vertex}: {where}: {err}") from None
+                    raise OutputTypeError(f"vertex {self.vertex}: {where}: {err} (returned by {self.fn_where})") from None
                 out.append((msgpack.packb(data, use_bin_type=True), *bufs))
             encoded.append(out)
         return encoded

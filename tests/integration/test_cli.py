@@ -7,6 +7,7 @@ import time
 from click.testing import CliRunner
 
 from pipelogic.cli import main
+from tests.helpers import BrokerProc
 
 
 def test_validate_reports_ok_and_problems(tmp_path, component):
@@ -15,9 +16,9 @@ def test_validate_reports_ok_and_problems(tmp_path, component):
     assert r.exit_code == 0 and "ok: component c" in r.output
     (tmp_path / "p.yml").write_text("name: p\ncomponents:\n  c: {path: ./c}\n  o: {sink: nope}\n")
     r = CliRunner().invoke(main, ["validate", str(tmp_path / "p.yml")])
-    assert r.exit_code == 1
-    assert "components.o.sink: unknown sink 'nope'" in r.output
-    assert "components.c: input 0 is not connected" in r.output
+    assert r.exit_code == 2
+    assert "p.yml:4:13: components.o.sink: unknown sink 'nope'" in r.output
+    assert "p.yml:3:3: components.c: input 0 (Int64) is not connected" in r.output
 
 
 def test_init_scaffolds_a_component_whose_test_passes(tmp_path):
@@ -39,11 +40,10 @@ def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, 
     (tmp_path / "p.yml").write_text(
         "name: live\ncomponents:\n  n: {source: sequence, count: 100000, rate: 200}\n  cfg: {path: ./cfg}\n"
         "  o: {sink: jsonl, path: ./out.jsonl}\nconnections: [n -> cfg, cfg -> o]\n")
-    broker = subprocess.Popen([sys.executable, "-m", "backend_stub", str(tmp_path / "p.yml"), "--listen", "tcp://127.0.0.1:0"],
-                              stdout=subprocess.PIPE, text=True, env=cli_env)
+    broker = BrokerProc(tmp_path / "p.yml", cli_env)
     worker = None
     try:
-        endpoint = broker.stdout.readline().strip().split("=", 1)[1]
+        endpoint = broker.endpoint
         env = dict(cli_env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="cfg")
         worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(tmp_path / "cfg")], env=env)
         run = CliRunner(env={"PIPELOGIC_BROKER": endpoint})
@@ -65,11 +65,10 @@ def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, 
             time.sleep(0.1)
         assert any(v >= 1000 for v in vals) and vals[0] < 1000  # applied between ticks, live
     finally:
-        for p in (worker, broker):
-            if p is not None:
-                p.terminate()
-                p.wait(10)
-        broker.stdout.close()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(10)
+        broker.stop()
 
 
 def test_status_without_a_broker_fails_clearly():

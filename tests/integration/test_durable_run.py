@@ -118,7 +118,8 @@ class BrokerSupervisor:
 
     def broker(self, listen: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
         p = subprocess.Popen([sys.executable, "-m", "backend_stub", str(self.pipeline), "--listen", listen,
-                              "--state-dir", str(self.state)], env=env, stdout=subprocess.PIPE,
+                              "--state-dir", str(self.state)], env={**env, "PIPELOGIC_SUPERVISED": "1"},  # as under up
+                             stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         assert p.stdout is not None
         first = p.stdout.readline().strip()

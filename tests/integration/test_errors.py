@@ -20,7 +20,7 @@ def test_bad_pipeline_names_the_edge_and_both_types(tmp_path, component):
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     msg = str(err.value)
-    assert "pipeline.yml: connections[0] (n -> s): n.0 produces Int64 but s.0 expects String" in msg
+    assert "pipeline.yml:6:15: connections[0]: n -> s: n.0 produces Int64 but s.0 expects String" in msg
 
 
 def test_bad_component_names_file_and_key(tmp_path, component):
@@ -30,7 +30,7 @@ def test_bad_component_names_file_and_key(tmp_path, component):
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     problems = err.value.problems
-    assert any("c/component.yml: worker.input_type: expected ']' at column 7 in \"[Int32\"" in p for p in problems)
+    assert any("c/component.yml:3:15: worker.input_type: expected ']' at column 7 in \"[Int32\"" in p for p in problems)
     assert any("worker.config_schema.k.default: expected Int64" in p for p in problems)
 
 
@@ -49,7 +49,7 @@ def test_wrong_return_shape(tmp_path):
     def f(message, state):
         return {"output": 1}
 
-    with pytest.raises(PipelineFailed, match=r"vertex component: expected a dict with keys \['output', 'state'\], got keys \['output'\] \(missing \['state'\]\)"):
+    with pytest.raises(PipelineFailed, match=r"vertex component failed on tick 0: expected a dict with keys \['output', 'state'\], got keys \['output'\] \(missing \['state'\]\)"):
         run_component(f, [[1]], input_types=["Int64"], output_types=["Int64"], initial_state=0)
 
     with pytest.raises(PipelineFailed, match="expected a tuple of 2 outputs in declared order, got list"):
@@ -61,7 +61,7 @@ def test_wrong_output_type_names_vertex_output_and_path(tmp_path):
         return {"boxes": [{"class": {"id": 1, "name": "a"}, "confidence": 0.5,
                            "rectangle": {"x": "abc", "y": 0.0, "width": 1.0, "height": 1.0}}]}
 
-    with pytest.raises(PipelineFailed, match=r"vertex component: output 0: boxes\[0\]\.rectangle\.x: expected Double, got str \('abc'\)"):
+    with pytest.raises(PipelineFailed, match=r"vertex component failed on tick 0: output 0: boxes\[0\]\.rectangle\.x: expected Double, got str \('abc'\) \(returned by .*\.f at .*test_errors\.py:\d+\)"):
         run_component(f, [[1]], input_types=["Int64"], output_types=["{boxes: [BoundingBox]}"])
 
 

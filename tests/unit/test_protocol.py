@@ -33,6 +33,8 @@ SAMPLES = [
     P.Applied(1, 5),
     P.Checkpoint(1, 5),
     P.Pong(1, False),
+    P.Tap("v", 0, -1, 1000),
+    P.TapReply("Int64", 3, [0], 1, 4, False),
 ]
 
 

@@ -1,0 +1,80 @@
+"""What the broker tells operators beyond the scheduler's counters: rates, stuck vertices
+and losses, computed from periodic samples (plain code: no sockets, no clock of its own).
+
+The broker loop calls :meth:`Observer.sample` every turn (it keeps one sample per half
+second) and :meth:`Observer.decorate` on every status request, so a one-shot
+``pipelogic status`` shows a real rate without having to ask twice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from pipelogic import protocol as P
+
+if TYPE_CHECKING:
+    from backend_stub.scheduler import Scheduler
+
+__all__ = ["LOSS_KINDS", "Observer"]
+
+SAMPLE_S = 0.5
+WINDOW_S = 5.0
+LOSS_KINDS = ("virtual_dropped", "dropped_at_end", "dead_lettered")  # status fields that count losses
+
+
+@dataclass
+class Observer:
+    samples: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
+    last_progress: dict[str, float] = field(default_factory=dict)
+    _last_counts: dict[str, int] = field(default_factory=dict)
+    checkpoint_at: dict[str, tuple[int, float]] = field(default_factory=dict)  # tick, when first seen
+    _next: float = 0.0
+
+    def sample(self, sch: Scheduler, now: float) -> None:
+        if now < self._next:
+            return
+        self._next = now + SAMPLE_S
+        counts = {name: vs.ticks for name, vs in sch.vertices.items()}
+        for name, c in counts.items():
+            if self._last_counts.get(name) != c:
+                self.last_progress[name] = now
+        self._last_counts = counts
+        for name, vs in sch.vertices.items():
+            if vs.checkpoints and self.checkpoint_at.get(name, (None,))[0] != vs.checkpoints[-1]:
+                self.checkpoint_at[name] = (vs.checkpoints[-1], now)
+        self.samples.append((now, counts))
+        while len(self.samples) > 2 and now - self.samples[0][0] > WINDOW_S:
+            self.samples.popleft()
+
+    def rates(self) -> dict[str, float]:
+        """Ticks (messages, for built-in sources and sinks) per second over the window."""
+        if len(self.samples) < 2:
+            return {}
+        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+        if t1 <= t0:
+            return {}
+        return {name: max(0, c1[name] - c0.get(name, 0)) / (t1 - t0) for name in c1}
+
+    def decorate(self, sch: Scheduler, st: P.StatusReply, now: float) -> P.StatusReply:
+        """The scheduler's status with ``rate``, ``stuck_s`` and ``lost`` per vertex.
+
+        A vertex is stuck when it has work (input queued or ticks in flight) and has not
+        completed a tick for longer than the liveness bound (heartbeat x liveness)."""
+        rates = self.rates()
+        bound = sch.settings.heartbeat_ms * sch.settings.liveness / 1000
+        vertices = []
+        for v in st.vertices:
+            name = v["name"]
+            busy = sum(v["queues"]) > 0 or v["inflight"] > 0
+            idle = now - self.last_progress.get(name, now)
+            stuck = idle if (busy and v["kind"] == "component" and v["state"] in ("running", "connected")
+                             and idle > bound and st.state == "running") else 0.0
+            lost = {k: int(v.get(k, 0)) for k in LOSS_KINDS if v.get(k)}
+            cp = self.checkpoint_at.get(name)
+            vertices.append({**v, "rate": round(rates.get(name, 0.0), 3) if rates else None,
+                             "stuck_s": round(stuck, 1), "lost": lost,
+                             "snapshot_age_s": round(now - cp[1], 1) if cp is not None else None})
+        return replace(st, vertices=vertices)
+

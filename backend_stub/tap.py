@@ -1,0 +1,97 @@
+"""Taps: operators watching an output stream (``pipelogic tap``) without touching it.
+
+A tapped stream gets a ring of its newest values (references to the frames the consumers
+get anyway: nothing is copied or decoded). The ring is bounded in messages and bytes and
+trimmed as polls take values, so a slow tap loses the oldest values (counted, and told
+to it) and never slows the pipeline; a tap that stops polling is forgotten. With no tap,
+the cost on the hot path is one empty-dict check per emitted batch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipelogic import protocol as P
+
+if TYPE_CHECKING:
+    from backend_stub.model import Value
+    from backend_stub.scheduler import Scheduler
+
+__all__ = ["Taps"]
+
+MAX_VALUES = 4096
+MAX_BYTES = 64 * 1024 * 1024
+REPLY_BYTES = 16 * 1024 * 1024  # per poll; the rest waits for the next one
+IDLE_S = 10.0
+
+
+def _size(value: Value) -> int:
+    return sum(len(f) for f in value)
+
+
+@dataclass
+class _Ring:
+    values: deque[tuple[int, Value]] = field(default_factory=deque)
+    nbytes: int = 0
+    last_poll: float = 0.0
+    dropped: int = 0  # values evicted before any poll took them
+
+
+class Taps:
+    def __init__(self) -> None:
+        self.rings: dict[tuple[str, int], _Ring] = {}
+
+    def offer(self, vertex: str, stream: int, first: int, values: list[Value]) -> None:
+        ring = self.rings.get((vertex, stream))
+        if ring is None:
+            return
+        for i, v in enumerate(values):
+            ring.values.append((first + i, v))
+            ring.nbytes += _size(v)
+        while ring.values and (len(ring.values) > MAX_VALUES or ring.nbytes > MAX_BYTES):
+            _, old = ring.values.popleft()
+            ring.nbytes -= _size(old)
+
+    def expire(self, now: float) -> None:
+        for key in [k for k, r in self.rings.items() if now - r.last_poll > IDLE_S]:
+            del self.rings[key]
+
+    def poll(self, sch: Scheduler, msg: P.Tap, now: float) -> tuple[P.Message, list[Any]]:
+        vs = sch.vertices.get(msg.vertex)
+        if vs is None or (not vs.consumers and not vs.v.outputs):
+            with_outputs = ", ".join(n for n, x in sch.vertices.items() if x.v.outputs)
+            what = "unknown vertex" if vs is None else "no output streams on vertex"
+            return P.Refuse(f"{what} {msg.vertex!r}; vertices with outputs: {with_outputs}"), []
+        if not 0 <= msg.stream < len(vs.v.outputs):
+            return P.Refuse(f"vertex {msg.vertex} has {len(vs.v.outputs)} output stream(s), "
+                            f"no stream {msg.stream}"), []
+        key = (msg.vertex, msg.stream)
+        produced = vs.out_counts[msg.stream]
+        type_text = str(vs.v.output_types[msg.stream])
+        ring = self.rings.get(key)
+        if ring is None or msg.cursor < 0:
+            self.rings[key] = _Ring(last_poll=now)
+            return P.TapReply(type_text, produced, [], 0, produced, vs.finished), []
+        ring.last_poll = now
+        cursor = msg.cursor
+        while ring.values and ring.values[0][0] < cursor:  # delivered by the last poll
+            _, old = ring.values.popleft()
+            ring.nbytes -= _size(old)
+        start = ring.values[0][0] if ring.values else produced
+        dropped = max(0, start - cursor)
+        cursor = max(cursor, start)
+        layout: list[Any] = []
+        payload: list[Any] = []
+        size = 0
+        for seq, v in ring.values:
+            if len(layout) >= max(1, msg.limit) or (layout and size + _size(v) > REPLY_BYTES):
+                break
+            if seq < cursor:
+                continue
+            layout.append(len(v) - 1)
+            payload.extend(v)
+            size += _size(v)
+        nxt = cursor + len(layout)
+        return P.TapReply(type_text, cursor, layout, dropped, nxt, vs.finished and nxt >= produced), payload

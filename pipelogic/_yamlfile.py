@@ -1,0 +1,173 @@
+"""Definition files (component.yml, pipeline.yml): YAML with positions, and one way to
+report what is wrong in them.
+
+Every problem reads ``file:line:column: key.path: what is wrong`` (the position of the
+key, or of the value when the value is what is wrong), so an editor or a terminal jumps
+straight to it. Mappings and lists loaded here are plain ``dict`` and ``list`` subclasses
+that remember where each entry was; data built in code has no positions and its problems
+read ``file: key.path: ...``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelogic.errors import DefinitionError
+
+__all__ = ["Problems", "load_yaml", "near", "position"]
+
+Mark = tuple[int, int]  # 1-based line and column
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A mapping that remembers where it and each of its keys and values are."""
+
+    here: Mark | None = None
+    keys_at: dict[Any, Mark]
+    values_at: dict[Any, Mark]
+
+
+class _Seq(list):  # type: ignore[type-arg]
+    here: Mark | None = None
+    items_at: list[Mark]
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps positions and refuses a key given twice (YAML would keep the
+    last one silently, so a second ``config:`` would wipe out the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        out = _Map()
+        out.here = _mark(node)
+        out.keys_at, out.values_at = {}, {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"a key must be a plain value, got {type(key).__name__}", key_node.start_mark) from None
+            if key in out:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first at line {out.keys_at[key][0]}); "
+                    "YAML would silently keep only the last one", key_node.start_mark)
+            out[key] = self.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+            out.keys_at[key] = _mark(key_node)
+            out.values_at[key] = _mark(value_node)
+        return out
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> list[Any]:
+        out = _Seq(self.construct_object(child, deep=True) for child in node.value)  # type: ignore[no-untyped-call]
+        out.here = _mark(node)
+        out.items_at = [_mark(child) for child in node.value]
+        return out
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)
+
+
+def load_yaml(file: Path) -> Any:
+    """Parse ``file``; a syntax error is a DefinitionError ``file:line:col: problem``."""
+    try:
+        text = file.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DefinitionError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+        what = exc.problem or exc.context or "not valid YAML"
+        context = f" ({exc.context} at line {exc.context_mark.line + 1})" if (
+            exc.context and exc.problem and exc.context_mark is not None
+            and mark is not exc.context_mark) else ""
+        raise DefinitionError(f"{where}: not valid YAML: {what}{context}") from None
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"{file}: not valid YAML: {exc}") from None
+
+
+def position(root: Any, path: Iterable[Any], value: bool = False) -> Mark | None:
+    """Where the entry at ``path`` (keys and list indexes) is: its key, or with ``value``
+    its value. The deepest known position along the path if the entry itself is missing."""
+    node, best = root, getattr(root, "here", None)
+    parts = list(path)
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, _Map) and part in node:
+            best = (node.values_at if (value or not last) else node.keys_at).get(part, best)
+            node = node[part]
+        elif isinstance(node, _Seq) and isinstance(part, int) and 0 <= part < len(node):
+            best = node.items_at[part]
+            node = node[part]
+        else:
+            break
+    return best
+
+
+def near(word: Any, choices: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for a likely typo of one of ``choices``, else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    options = list(choices)
+    lowered = {c.lower(): c for c in options}
+    found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean {lowered[found[0]]!r}?" if found else ""
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class Problems:
+    """Collects every problem of one file, each placed at its key."""
+
+    def __init__(self, file: Path, root: Any) -> None:
+        self.file = file
+        self.root = root
+        self.items: list[str] = []
+
+    def add(self, path: Iterable[Any], message: str, value: bool = False) -> None:
+        parts = list(path)
+        mark = position(self.root, parts, value)
+        where = f"{self.file}:{mark[0]}:{mark[1]}" if mark is not None else str(self.file)
+        key = _dotted(parts)
+        self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    def extend(self, problems: Iterable[str]) -> None:
+        for p in problems:
+            if p not in self.items:
+                self.items.append(p)
+
+    def unknown_keys(self, mapping: Mapping[Any, Any], allowed: Iterable[str], path: Iterable[Any],
+                     what: str) -> None:
+        """An error for each key of ``mapping`` not in ``allowed``, with a hint."""
+        known = list(allowed)
+        for key in mapping:
+            if key not in known:
+                hint = near(key, known) or f" (the keys of {what} are: {', '.join(known)})"
+                self.add([*path, key], f"unknown key {key!r}{hint}")
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise DefinitionError(list(self.items))

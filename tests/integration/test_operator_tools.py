@@ -1,0 +1,226 @@
+"""`pipelogic tap`, the Prometheus endpoint and logging, against real brokers and workers."""
+
+import itertools
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import BrokerProc, run_up
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parents[2]
+DOUBLE = ROOT / "examples" / "double"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    f = tmp_path / "pipeline.yml"
+    f.write_text(textwrap.dedent(text))
+    return f
+
+
+def start_worker(component: Path, vertex: str, endpoint: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([PY, "-m", "pipelogic", "worker", str(component)], stderr=subprocess.DEVNULL,
+                            env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tap_prints_live_values_as_json_lines_without_changing_the_run(tmp_path, cli_env):
+    f = write(tmp_path, f"""
+        name: tapped
+        components:
+          n: {{source: sequence, count: 100000, rate: 300}}
+          d: {{path: {DOUBLE}}}
+          out: {{sink: jsonl, path: ./out.jsonl}}
+        connections: [n -> d, d -> out]
+    """)
+    broker = BrokerProc(f, cli_env)
+    worker = start_worker(DOUBLE, "d", broker.endpoint, cli_env)
+    try:
+        r = subprocess.run([PY, "-m", "pipelogic", "tap", "d", "--count", "50", "--broker", broker.endpoint],
+                           capture_output=True, text=True, env=cli_env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        got = [json.loads(x) for x in r.stdout.split()]
+        assert len(got) == 50 and all(b - a == 2 for a, b in itertools.pairwise(got)), got  # consecutive doubles
+        assert "tap: d.0 (Int64) from message" in r.stderr
+        raw = subprocess.run([PY, "-m", "pipelogic", "tap", "n.0", "-n", "3", "--raw", "--broker", broker.endpoint],
+                             capture_output=True, text=True, env=cli_env, timeout=60)
+        frames = [json.loads(x) for x in raw.stdout.split()]
+        assert raw.returncode == 0 and len(frames) == 3 and all(len(x) == 1 for x in frames)
+        bad = subprocess.run([PY, "-m", "pipelogic", "tap", "out", "--broker", broker.endpoint],
+                             capture_output=True, text=True, env=cli_env, timeout=60)
+        assert bad.returncode == 1 and "no output streams on vertex 'out'; vertices with outputs: n, d" in bad.stderr
+        bad = subprocess.run([PY, "-m", "pipelogic", "tap", "d.3", "--broker", broker.endpoint],
+                             capture_output=True, text=True, env=cli_env, timeout=60)
+        assert bad.returncode == 1 and "vertex d has 1 output stream(s), no stream 3" in bad.stderr
+    finally:
+        worker.kill()
+        worker.wait(10)
+        broker.stop(kill=True)
+    # The sink saw every value exactly once, in order: the taps took nothing from it.
+    vals = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().split()]
+    assert vals == [2 * i for i in range(len(vals))]
+
+
+def test_a_tap_that_falls_behind_loses_and_counts_but_never_slows_the_pipeline(tmp_path, cli_env):
+    f = write(tmp_path, """
+        name: fast
+        components:
+          n: {source: sequence, count: 100000, rate: 20000}
+          out: {sink: null}
+        connections: [n -> out]
+    """)
+    from pipelogic.client import BrokerClient
+
+    broker = BrokerProc(f, cli_env, "--serve-forever")
+    try:
+        client = BrokerClient(broker.endpoint)
+        reply, _ = client.tap("n", 0, -1)
+        cursor = start = reply.next
+        time.sleep(0.5)  # do not poll: the ring fills and the oldest values are evicted
+        seen = dropped = 0
+        while True:
+            reply, payload = client.tap("n", 0, cursor, 1000)
+            assert reply.first >= cursor and len(reply.layout) * 1 == len(payload)
+            dropped += reply.dropped
+            seen += len(reply.layout)
+            cursor = reply.next
+            if reply.ended:
+                break
+        st = client.status()
+        n = next(v for v in st.vertices if v["name"] == "n")
+        assert st.state == "done" and n["ticks"] == 100000
+        assert dropped > 0 and seen > 0
+        assert cursor == 100000 and seen + dropped == 100000 - start  # each value shown or counted
+    finally:
+        broker.stop()
+
+
+def scrape(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
+    (tmp_path / "w" / "src").mkdir(parents=True)
+    (tmp_path / "w" / "component.yml").write_text("name: w\nworker: {input_type: Int64, output_type: Int64}\n")
+    (tmp_path / "w" / "src" / "main.py").write_text(textwrap.dedent("""
+        from pipelogic.worker import run
+
+        def f(x):
+            if x % 100 == 7:
+                raise ValueError("skip me")
+            return x
+
+        run(f)
+    """))
+    f = write(tmp_path, """
+        name: counted
+        components:
+          n: {source: sequence, count: 1000}
+          w: {path: ./w, on_error: skip}
+          out: {sink: jsonl, path: ./out.jsonl}
+        connections: [n -> w, w -> out]
+    """)
+    port = free_port()
+    broker = BrokerProc(f, cli_env, "--serve-forever", "--metrics", f"127.0.0.1:{port}")
+    worker = start_worker(tmp_path / "w", "w", broker.endpoint, cli_env)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = scrape(url)
+            if m.get(("pipelogic_pipeline_state", (("pipeline", "counted"), ("state", "done")))) == 1.0:
+                break
+            time.sleep(0.2)
+        time.sleep(0.6)  # one more publication after the end
+        m = scrape(url)
+
+        def v(name: str, vertex: str, **extra: str) -> float:
+            labels = {"pipeline": "counted", "vertex": vertex,
+                      "kind": {"n": "source:sequence", "w": "component", "out": "sink:jsonl"}[vertex], **extra}
+            return m[(name, tuple(sorted(labels.items())))]
+
+        assert m[("pipelogic_pipeline_state", (("pipeline", "counted"), ("state", "done")))] == 1.0
+        assert v("pipelogic_vertex_ticks_total", "n") == 1000
+        assert v("pipelogic_vertex_ticks_total", "w") == 1000
+        assert v("pipelogic_vertex_ticks_total", "out") == 990
+        assert v("pipelogic_vertex_errors_total", "w") == 10
+        assert v("pipelogic_vertex_lost_total", "w", reason="dead_lettered") == 10
+        assert v("pipelogic_input_queue_depth", "w", input="0") == 0
+        assert m[("pipelogic_stream_messages_total", (("pipeline", "counted"), ("stream", "w.0")))] == 990
+        assert m[("pipelogic_stream_messages_total", (("pipeline", "counted"), ("stream", "n.0")))] == 1000
+        assert v("pipelogic_vertex_restarts_total", "w") == 0
+        assert len((tmp_path / "out.jsonl").read_text().split()) == 990
+    finally:
+        worker.kill()
+        worker.wait(10)
+        broker.stop()
+    assert any("metrics at http://127.0.0.1:" in line for line in broker.lines)
+
+
+def test_metrics_port_in_use_is_a_clear_start_failure(tmp_path, cli_env):
+    f = write(tmp_path, "name: m\ncomponents:\n  n: {source: sequence, count: 1}\n  o: {sink: null}\nconnections: [n -> o]\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([PY, "-m", "backend_stub", str(f), "--listen", "tcp://127.0.0.1:0", "--metrics",
+                            f"127.0.0.1:{port}"], capture_output=True, text=True, env=cli_env, timeout=60)
+    assert r.returncode == 5 and f"cannot serve metrics on 127.0.0.1:{port}" in r.stderr
+
+
+def test_the_standalone_broker_leaves_stdout_to_a_stdout_sink_and_stops_cleanly(tmp_path, cli_env):
+    f = write(tmp_path, """
+        name: s
+        components:
+          n: {source: values, type: String, values: [a, b, c]}
+          o: {sink: stdout}
+        connections: [n -> o]
+    """)
+    r = subprocess.run([PY, "-m", "pipelogic", "broker", str(f), "--listen", "tcp://127.0.0.1:0",
+                        "--log-level", "debug"], capture_output=True, text=True, env=cli_env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'o: "a"\no: "b"\no: "c"\n', r.stdout  # the sink's lines and nothing else
+    assert "PIPELOGIC_BROKER=tcp://127.0.0.1:" in r.stderr
+    # Not on a terminal: log lines are stamped.
+    stamped = [x for x in r.stderr.splitlines() if not x.startswith("PIPELOGIC_")]
+    assert stamped and all(x[:4].isdigit() and x[4] == "-" for x in stamped), stamped
+    # A SIGTERM stops it gracefully with exit 0.
+    f2 = write(tmp_path, "name: t\ncomponents:\n  n: {source: sequence, count: 1000000, rate: 10}\n  o: {sink: null}\n"
+                         "connections: [n -> o]\n")
+    b = BrokerProc(f2, cli_env)
+    assert b.stop() == 0
+    assert any("stopped by SIGTERM before the pipeline finished" in x for x in b.lines)
+
+
+def test_log_level_quiets_up_and_its_children(tmp_path, cli_env):
+    r = run_up(tmp_path, f"""
+        name: quiet
+        components:
+          n: {{source: sequence, count: 10}}
+          d: {{path: {DOUBLE}}}
+          o: {{sink: null}}
+        connections: [n -> d, d -> o]
+    """, cli_env)
+    assert r.returncode == 0 and "connected (pid" in r.stdout + r.stderr
+    r = subprocess.run([PY, "-m", "pipelogic", "--log-level", "warning", "up", str(tmp_path / "pipeline.yml"),
+                        "--listen", "tcp://127.0.0.1:0", "--fresh"], capture_output=True, text=True, env=cli_env,
+                       timeout=120)
+    assert r.returncode == 0 and "connected (pid" not in r.stdout + r.stderr, r.stdout + r.stderr
