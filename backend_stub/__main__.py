@@ -100,6 +100,10 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     # which reads it first; standalone, stdout is left to a stdout sink's data alone.
     click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", err=not supervised)
     sys.stdout.flush()
+    log = logging.getLogger("backend_stub")
+    workers = sum(1 for v in pipeline.vertices.values() if v.component is not None)
+    log.debug("pipeline %s from %s: %d vertices, %d to be served by workers", pipeline.name, pipeline.file,
+              len(pipeline.vertices), workers)
 
     stopped: list[int] = []
 
@@ -118,16 +122,18 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     st = broker.status()
     final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams,
              "error": st.error, "broker": st.broker}
-    if supervised:
-        click.echo("PIPELOGIC_FINAL=" + json.dumps(final))  # `up` prints its table from it
-        sys.stdout.flush()
+    # `up` prints its table from it; standalone (a container's log) it is the last word, on stderr.
+    click.echo("PIPELOGIC_FINAL=" + json.dumps(final), err=not supervised)
+    sys.stdout.flush()
     if sch.failed:
         if not supervised:  # `up` reports it, once
             click.echo(f"pipeline failed: {sch.failed}", err=True)
         return 1
     if sch.done or stopped:
         if stopped and not sch.done:
-            logging.getLogger("backend_stub").info("stopped by %s before the pipeline finished", signal.Signals(stopped[0]).name)
+            log.info("stopped by %s before the pipeline finished", signal.Signals(stopped[0]).name)
+        else:
+            log.debug("pipeline %s done", pipeline.name)
         return 0
     return 0 if not exit_when_done else 3
 

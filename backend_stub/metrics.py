@@ -113,7 +113,7 @@ class MetricsServer:
         host, port = parse_address(address)
         self.collector = _Collector()
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(self.collector)  # type: ignore[arg-type]
+        registry.register(self.collector)
         self.server, self.thread = start_http_server(port, host, registry=registry)
         self.url = f"http://{host}:{self.server.server_port}/metrics"
         self._next = 0.0

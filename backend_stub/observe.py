@@ -29,6 +29,7 @@ class Observer:
     samples: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     last_progress: dict[str, float] = field(default_factory=dict)
     _last_counts: dict[str, int] = field(default_factory=dict)
+    first_progress: dict[str, tuple[float, int]] = field(default_factory=dict)  # when it first moved, from
     checkpoint_at: dict[str, tuple[int, float]] = field(default_factory=dict)  # tick, when first seen
     _next: float = 0.0
 
@@ -40,6 +41,8 @@ class Observer:
         for name, c in counts.items():
             if self._last_counts.get(name) != c:
                 self.last_progress[name] = now
+                if name in self._last_counts:
+                    self.first_progress.setdefault(name, (self.samples[-1][0], self._last_counts[name]))
         self._last_counts = counts
         for name, vs in sch.vertices.items():
             if vs.checkpoints and self.checkpoint_at.get(name, (None,))[0] != vs.checkpoints[-1]:
@@ -57,6 +60,14 @@ class Observer:
             return {}
         return {name: max(0, c1[name] - c0.get(name, 0)) / (t1 - t0) for name in c1}
 
+    def _lifetime_rate(self, name: str, ticks: int) -> float | None:
+        """A finished vertex's mean rate while it was moving (None if that was under 1 s:
+        the samples are too coarse to say)."""
+        first, last = self.first_progress.get(name), self.last_progress.get(name)
+        if first is None or last is None or last - first[0] < 1.0:
+            return None
+        return (ticks - first[1]) / (last - first[0])
+
     def decorate(self, sch: Scheduler, st: P.StatusReply, now: float) -> P.StatusReply:
         """The scheduler's status with ``rate``, ``stuck_s`` and ``lost`` per vertex.
 
@@ -73,7 +84,10 @@ class Observer:
                              and idle > bound and st.state == "running") else 0.0
             lost = {k: int(v.get(k, 0)) for k in LOSS_KINDS if v.get(k)}
             cp = self.checkpoint_at.get(name)
-            vertices.append({**v, "rate": round(rates.get(name, 0.0), 3) if rates else None,
+            rate = rates.get(name, 0.0) if rates else None
+            if v["state"] == "finished":
+                rate = self._lifetime_rate(name, v["ticks"])
+            vertices.append({**v, "rate": round(rate, 3) if rate is not None else None,
                              "stuck_s": round(stuck, 1), "lost": lost,
                              "snapshot_age_s": round(now - cp[1], 1) if cp is not None else None})
         return replace(st, vertices=vertices)

@@ -60,7 +60,7 @@ class Taps:
 
     def poll(self, sch: Scheduler, msg: P.Tap, now: float) -> tuple[P.Message, list[Any]]:
         vs = sch.vertices.get(msg.vertex)
-        if vs is None or (not vs.consumers and not vs.v.outputs):
+        if vs is None or not vs.v.outputs:
             with_outputs = ", ".join(n for n, x in sch.vertices.items() if x.v.outputs)
             what = "unknown vertex" if vs is None else "no output streams on vertex"
             return P.Refuse(f"{what} {msg.vertex!r}; vertices with outputs: {with_outputs}"), []

@@ -1,3 +1,4 @@
 from pipelogic.cli import main
 
-main()
+# The same program name as the console script, for messages and shell completion.
+main(prog_name="pipelogic")

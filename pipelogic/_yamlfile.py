@@ -24,7 +24,7 @@ __all__ = ["Problems", "load_yaml", "near", "position"]
 Mark = tuple[int, int]  # 1-based line and column
 
 
-class _Map(dict):  # type: ignore[type-arg]
+class _Map(dict):
     """A mapping that remembers where it and each of its keys and values are."""
 
     here: Mark | None = None
@@ -32,7 +32,7 @@ class _Map(dict):  # type: ignore[type-arg]
     values_at: dict[Any, Mark]
 
 
-class _Seq(list):  # type: ignore[type-arg]
+class _Seq(list):
     here: Mark | None = None
     items_at: list[Mark]
 
@@ -51,7 +51,7 @@ class _Loader(yaml.SafeLoader):
         out.here = _mark(node)
         out.keys_at, out.values_at = {}, {}
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
             except TypeError:
@@ -63,13 +63,13 @@ class _Loader(yaml.SafeLoader):
                     "while reading a mapping", node.start_mark,
                     f"duplicate key {key!r} (first at line {out.keys_at[key][0]}); "
                     "YAML would silently keep only the last one", key_node.start_mark)
-            out[key] = self.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+            out[key] = self.construct_object(value_node, deep=True)
             out.keys_at[key] = _mark(key_node)
             out.values_at[key] = _mark(value_node)
         return out
 
     def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> list[Any]:
-        out = _Seq(self.construct_object(child, deep=True) for child in node.value)  # type: ignore[no-untyped-call]
+        out = _Seq(self.construct_object(child, deep=True) for child in node.value)
         out.here = _mark(node)
         out.items_at = [_mark(child) for child in node.value]
         return out

@@ -256,7 +256,7 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
     comps = data.get("components")
     if not isinstance(comps, dict) or not comps:
         problems.add(["components"], "expected a non-empty mapping of vertices", value="components" in data)
-        problems.raise_if_any()
+        raise DefinitionError(problems.items)
     vertices: dict[str, Vertex] = {}
     for vname, spec in comps.items():
         v = _vertex(str(vname), spec, file, problems)

@@ -28,8 +28,8 @@ Decoding is strict and total: any input either yields a message or raises
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 import msgpack
 
@@ -97,13 +97,20 @@ class Message:
 _REGISTRY: dict[str, type[Message]] = {}
 
 
-def _message(kind: str, payload: bool = False):  # type: ignore[no-untyped-def]
-    def wrap(cls: type) -> type:
-        cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+_M = TypeVar("_M", bound="type[Message]")
+
+
+@dataclass_transform(frozen_default=True)
+def _message(kind: str, payload: bool = False) -> Callable[[_M], _M]:
+    """Make a class a frozen, slotted message dataclass registered under ``kind``, with a
+    field schema for the strict decoder (read from the annotations)."""
+
+    def wrap(cls: _M) -> _M:
+        cls = dataclasses.dataclass(frozen=True, slots=True)(cls)  # type: ignore[assignment]
         cls.KIND = kind
         cls.HAS_PAYLOAD = payload
         schema = {}
-        for f in dataclasses.fields(cls):
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             ann = str(f.type)
             nullable = "None" in ann
             base = ann.split("|")[0].strip().split("[")[0]
@@ -383,7 +390,7 @@ def decode_header(frame: Any) -> Message:
         raise ProtocolError(f"unknown message kind {_short(kind)}")
     if type(body) is not dict:
         raise ProtocolError(f"{kind}: body must be a map, got {type(body).__name__}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, (types, nullable, required) in cls._SCHEMA.items():
         if name not in body:
             if required:

@@ -90,7 +90,7 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                 if broker.scheduler.failed:
                     break
                 if dead:
-                    raise PipelineFailed(f"a worker process exited with code {dead[0].returncode}: {dead[0].args}")
+                    raise PipelineFailed(f"a worker process exited with code {dead[0].returncode}: {dead[0].args!r}")
                 if errors:
                     raise PipelineFailed(f"a worker raised: {errors[0]}") from errors[0]
                 raise PipelineFailed(f"pipeline {pipeline.name} did not finish within {timeout_s:g} s")
@@ -161,7 +161,7 @@ def run_component(
             comps[f"out{k}"] = {"sink": "memory"}
             conns.append(f"component.{k} -> out{k}")
         pipeline = parse_pipeline({"name": f"test-{spec.name}", "components": comps, "connections": conns}, base / "pipeline.yml")
-        workers = None
+        workers: dict[str, Callable[[str], Any]] | None = None
         if callable(component):
             fn = component
 

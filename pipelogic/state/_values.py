@@ -63,7 +63,9 @@ def _default(o: Any) -> Any:
 
 
 def _hook(code: int, data: bytes) -> Any:
-    v = _unpack(data) if code != _BIGINT else None
+    if code == _BIGINT:
+        return int(data.decode())
+    v = _unpack(data)
     if code == _TUPLE:
         return tuple(v)
     if code == _SET:
@@ -80,8 +82,6 @@ def _hook(code: int, data: bytes) -> Any:
         return rec
     if code == _VARIANT:
         return Variant(v[0], v[1])
-    if code == _BIGINT:
-        return int(data.decode())
     if code == _NDARRAY:
         import numpy as np
 

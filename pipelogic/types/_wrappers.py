@@ -140,7 +140,7 @@ def _type_arg(t: str | Type) -> Type:
     return as_type(t)
 
 
-class List(list):  # type: ignore[type-arg]
+class List(list):
     """``List(values, "[Int32]")``: a list pinned to a list type, validated on construction."""
 
     __pipelang_type__: Type | None = None
@@ -153,7 +153,7 @@ class List(list):  # type: ignore[type-arg]
         self.__pipelang_type__ = t
 
 
-class Tuple(tuple):  # type: ignore[type-arg]
+class Tuple(tuple):
     """``Tuple(values, "(Double, Double)")``: a tuple pinned to a tuple type."""
 
     __pipelang_type__: Type | None = None

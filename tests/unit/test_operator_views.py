@@ -1,0 +1,151 @@
+"""The pure parts behind `status`, `tap` and error reports: no sockets."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from backend_stub.observe import Observer
+from backend_stub.tap import MAX_VALUES, Taps
+from pipelogic import protocol as P
+from pipelogic._tracebacks import user_traceback
+from pipelogic._yamlfile import Problems, load_yaml, near, position
+from pipelogic.errors import DefinitionError, WorkerError
+
+
+def _vertex(ticks=0, checkpoints=(), finished=False, outputs=1):
+    return SimpleNamespace(ticks=ticks, checkpoints=list(checkpoints), finished=finished,
+                           out_counts=[0] * outputs, v=SimpleNamespace(outputs=[[]] * outputs, output_types=["Int64"] * outputs))
+
+
+def _sched(**vertices):
+    return SimpleNamespace(vertices=vertices, settings=SimpleNamespace(heartbeat_ms=1000, liveness=5))
+
+
+def _status(*rows, state="running"):
+    return P.StatusReply("p", state, [dict(r) for r in rows], [], None)
+
+
+def _row(name, state="running", queues=(0,), inflight=0, ticks=0, kind="component", **extra):
+    return {"name": name, "kind": kind, "state": state, "queues": list(queues), "inflight": inflight,
+            "ticks": ticks, **extra}
+
+
+def test_rates_come_from_samples_half_a_second_apart_over_five_seconds():
+    a = _vertex()
+    sch, ob = _sched(a=a), Observer()
+    for i in range(30):  # 100 ticks/s for 15 s, sampled every 0.1 s: one sample per 0.5 s kept
+        a.ticks = i * 10
+        ob.sample(sch, i * 0.1)
+    assert len(ob.samples) <= 12 and ob.rates()["a"] == pytest.approx(100)
+
+
+def test_a_busy_vertex_that_completes_nothing_past_the_liveness_bound_is_stuck():
+    a = _vertex(ticks=5)
+    sch, ob = _sched(a=a), Observer()
+    ob.sample(sch, 0.0)
+    ob.sample(sch, 0.5)
+    busy = _status(_row("a", queues=(3,), ticks=5))
+    assert ob.decorate(sch, busy, 4.0).vertices[0]["stuck_s"] == 0  # within 5 s
+    assert ob.decorate(sch, busy, 7.0).vertices[0]["stuck_s"] == 7.0
+    idle = _status(_row("a", queues=(0,), ticks=5))
+    assert ob.decorate(sch, idle, 70.0).vertices[0]["stuck_s"] == 0  # nothing to do: not stuck
+    done = _status(_row("a", queues=(3,), ticks=5), state="failed")
+    assert ob.decorate(sch, done, 70.0).vertices[0]["stuck_s"] == 0
+
+
+def test_losses_are_gathered_and_a_finished_vertex_shows_its_mean_rate():
+    a = _vertex()
+    sch, ob = _sched(a=a), Observer()
+    for i in range(8):
+        a.ticks = i * 50
+        ob.sample(sch, i * 0.5)
+    st = _status(_row("a", state="finished", ticks=350, dropped_at_end=2, dead_lettered=3, virtual_dropped=0))
+    v = ob.decorate(sch, st, 10.0).vertices[0]
+    assert v["lost"] == {"dropped_at_end": 2, "dead_lettered": 3}
+    assert v["rate"] == pytest.approx(100)
+
+
+def test_snapshot_age_counts_from_when_a_new_checkpoint_was_seen():
+    a = _vertex(checkpoints=[10])
+    sch, ob = _sched(a=a), Observer()
+    ob.sample(sch, 1.0)
+    a.checkpoints.append(20)
+    ob.sample(sch, 2.0)
+    ob.sample(sch, 3.0)
+    assert ob.decorate(sch, _status(_row("a")), 5.5).vertices[0]["snapshot_age_s"] == 3.5
+
+
+def _frames(i):
+    return (i.to_bytes(4, "big"),)
+
+
+def test_a_tap_sees_values_from_its_start_and_a_slow_one_is_told_what_it_missed():
+    vs = _vertex()
+    sch, taps = _sched(n=vs), Taps()
+
+    def emit(k):
+        first = vs.out_counts[0]
+        values = [_frames(first + i) for i in range(k)]
+        vs.out_counts[0] += k
+        taps.offer("n", 0, first, values)
+
+    emit(5)  # before any tap: not kept
+    reply, payload = taps.poll(sch, P.Tap("n", 0, -1, 100), 0.0)
+    assert reply.next == 5 and payload == [] and not reply.ended
+    emit(3)
+    reply, payload = taps.poll(sch, P.Tap("n", 0, reply.next, 2), 0.1)
+    assert (reply.first, reply.next, reply.dropped, payload) == (5, 7, 0, [_frames(5)[0], _frames(6)[0]])
+    emit(MAX_VALUES + 10)  # the tap falls behind: the ring keeps the newest MAX_VALUES
+    reply, payload = taps.poll(sch, P.Tap("n", 0, reply.next, 10**6), 0.2)
+    assert reply.dropped == 11 and reply.first == 18 and reply.next == vs.out_counts[0]
+    assert len(payload) == MAX_VALUES and len(taps.rings[("n", 0)].values) == MAX_VALUES  # trimmed next poll
+    vs.finished = True
+    reply, _ = taps.poll(sch, P.Tap("n", 0, reply.next, 10), 0.3)
+    assert reply.ended and not taps.rings[("n", 0)].values
+    taps.expire(100.0)
+    assert not taps.rings
+
+
+def test_a_tap_on_a_vertex_without_that_stream_is_refused():
+    sch, taps = _sched(n=_vertex(), o=_vertex(outputs=0)), Taps()
+    assert "unknown vertex 'x'; vertices with outputs: n" in taps.poll(sch, P.Tap("x", 0, -1, 1), 0)[0].reason
+    assert "no output streams on vertex 'o'" in taps.poll(sch, P.Tap("o", 0, -1, 1), 0)[0].reason
+    assert "has 1 output stream(s), no stream 2" in taps.poll(sch, P.Tap("n", 2, -1, 1), 0)[0].reason
+
+
+def test_yaml_positions_and_hints(tmp_path):
+    f = tmp_path / "x.yml"
+    f.write_text("a:\n  bb: [1, {d: 1, c: 2}]\n")
+    data = load_yaml(f)
+    assert position(data, ["a", "bb"]) == (2, 3) and position(data, ["a", "bb"], value=True) == (2, 7)
+    assert position(data, ["a", "bb", 1, "c"]) == (2, 18) and position(data, ["a", "zz"]) == (2, 3)
+    p = Problems(f, data)
+    p.unknown_keys(data["a"], ["b", "cc"], ["a"], "a thing")
+    p.add(["a", "bb", 1, "c"], "bad", value=True)
+    assert p.items == [f"{f}:2:3: a.bb: unknown key 'bb'; did you mean 'b'?", f"{f}:2:21: a.bb[1].c: bad"]
+    assert near("Conections", ["connections"]) == "; did you mean 'connections'?" and near("zzz", ["a"]) == ""
+    f.write_text("a: 1\nb: [\n")
+    with pytest.raises(DefinitionError, match=r"x\.yml:3:1: not valid YAML: expected the node content, but found '<stream end>'"):
+        load_yaml(f)
+
+
+def test_user_tracebacks_keep_the_users_frames_only(tmp_path):
+    user = tmp_path / "main.py"
+    user.write_text("def f(x):\n    return 1 / x\n")
+    ns: dict = {}
+    exec(compile(user.read_text(), str(user), "exec"), ns)
+    try:
+        try:
+            ns["f"](0)
+        except ZeroDivisionError as exc:
+            raise WorkerError("vertex v: the worker function raised ZeroDivisionError") from exc
+    except WorkerError as exc:
+        text = user_traceback(exc)
+    assert f'File "{user}", line 2, in f' in text and "ZeroDivisionError: division by zero" in text
+    assert "The above exception was the direct cause of the following exception:" in text
+    assert text.rstrip().endswith("WorkerError: vertex v: the worker function raised ZeroDivisionError")
+    here = Path(__file__).name
+    assert here in text  # this test is "user code" too; pipelogic's own frames are not
+    assert "/pipelogic/" not in text.replace(str(Path(sys.prefix)), "")
