@@ -15,7 +15,7 @@ from backend_stub.model import Action, VertexState
 from pipelogic import protocol as P
 from pipelogic.component import check_config_value
 from pipelogic.errors import PipelogicError
-from pipelogic.types import encode, parse_literal
+from pipelogic.types import encode
 
 __all__ = ["ConfigDesk"]
 
@@ -40,8 +40,12 @@ class ConfigDesk:
             if k not in schema:
                 return [_reply(client, False, vs.config_version, False,
                                f"vertex {vs.name}: {k!r} is not in config_schema (declared: {', '.join(schema) or 'none'})")]
+            if not schema[k].mutable:
+                return [_reply(client, False, vs.config_version, False,
+                               f"vertex {vs.name}: {k} is not mutable (mutable: false in config_schema); "
+                               "it is fixed for the run: change it in pipeline.yml and start a new run")]
             try:
-                new[k] = parse_literal(text, schema[k].type) if isinstance(text, str) else check_config_value(schema[k], text)
+                new[k] = check_config_value(schema[k], text)
             except PipelogicError as exc:
                 return [_reply(client, False, vs.config_version, False,
                                f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {text!r}: {exc}")]

@@ -132,7 +132,7 @@ def near(word: Any, choices: Iterable[str]) -> str:
 def _dotted(path: Iterable[Any]) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else (f".{part}" if out else str(part))
     return out
 
 

@@ -16,6 +16,7 @@ Every problem is reported with the file and the key; all of them at once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from pipelogic.errors import DefinitionError, PipelogicError, TypeMismatch, Type
 from pipelogic.types import Type, codec_for, create_type, parse_literal
 
 __all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_sources", "load_component", "parse_component",
-           "parse_type", "type_typos"]
+           "not_a_name", "parse_type", "type_typos"]
 
 _MISSING: Any = object()
 
@@ -39,6 +40,7 @@ class ConfigParam:
     type: Type
     default: Any = _MISSING
     description: str = ""
+    mutable: bool = True  # False: fixed for the run; `config set` refuses it
 
     @property
     def has_default(self) -> bool:
@@ -65,7 +67,17 @@ class ComponentSpec:
 
 def check_config_value(param: ConfigParam, value: Any) -> Any:
     """Validate a config value against its declared type; a string for a non-String type
-    is read as a pipelang literal. Returns the normalised value; raises PipelogicError."""
+    is read as a pipelang literal. For a String or Char, a string in double quotes is read
+    as a quoted literal (``"abc"`` is abc) and any other string as it is (``123`` is
+    "123"), the same from pipeline.yml and from ``config set``. Returns the normalised
+    value; raises PipelogicError."""
+    if isinstance(value, str) and str(param.type) in ("String", "Char"):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise TypeMismatch(param.type_text, f"a malformed quoted string ({value!r})") from None
+        return codec_for(param.type).check(value)
     if isinstance(value, str) and str(param.type) not in ("String", "Char"):
         try:
             return parse_literal(value, param.type)
@@ -102,6 +114,13 @@ def type_typos(t: Type) -> list[str]:
             if hint:
                 out.append(f"{var!r} is a type variable (lowercase names are){hint}")
     return out
+
+
+def not_a_name(key: Any) -> str:
+    """YAML 1.1 reads yes/no/on/off/true/false (and numbers) as non-strings."""
+    hint = " (YAML reads yes, no, on, off, true and false as booleans: quote the name, 'on')" \
+        if isinstance(key, bool) else " (quote it)"
+    return f"a name must be a string, got {type(key).__name__} {key!r}{hint}"
 
 
 def parse_type(text: Any, path: list[Any], problems: Problems) -> Type | None:
@@ -171,6 +190,9 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         raw_schema = {}
     for key, entry in raw_schema.items():
         k = ["worker", "config_schema", key]
+        if not isinstance(key, str):
+            problems.add(k, not_a_name(key))
+            continue
         if not isinstance(entry, dict) or "type" not in entry:
             problems.add(k, f"expected a mapping with a type, got {entry!r}", value=True)
             continue
@@ -178,14 +200,19 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         t = parse_type(str(entry["type"]), [*k, "type"], problems)
         if t is None:
             continue
-        param = ConfigParam(str(key), str(entry["type"]), t, description=str(entry.get("description", "")))
+        mutable = entry.get("mutable", True)
+        if type(mutable) is not bool:
+            problems.add([*k, "mutable"], f"expected true or false, got {mutable!r}", value=True)
+            mutable = True
+        param = ConfigParam(str(key), str(entry["type"]), t, description=str(entry.get("description", "")),
+                            mutable=mutable)
         if "default" in entry:
             try:
                 default = check_config_value(param, entry["default"])
             except PipelogicError as exc:
                 problems.add([*k, "default"], str(exc), value=True)
                 continue
-            param = ConfigParam(param.name, param.type_text, t, default, param.description)
+            param = ConfigParam(param.name, param.type_text, t, default, param.description, param.mutable)
         schema[str(key)] = param
     problems.raise_if_any()
     return ComponentSpec(

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from pipelogic._yamlfile import Problems, load_yaml, near
-from pipelogic.component import ComponentSpec, check_config_value, load_component, parse_type
+from pipelogic.component import (
+    ComponentSpec,
+    check_config_value,
+    load_component,
+    not_a_name,
+    parse_type,
+)
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Type, Var, substitute, unify
@@ -205,7 +211,10 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
     if not isinstance(cfg, dict):
         problems.add([*key, "config"], f"expected a mapping, got {cfg!r}", value=True)
         cfg = {}
-    for k in cfg:
+    for k in list(cfg):
+        if not isinstance(k, str):
+            problems.add([*key, "config", k], not_a_name(k))
+            continue
         if k not in comp.config_schema:
             known = ", ".join(comp.config_schema) or "none"
             problems.add([*key, "config", k], f"not in the config_schema of {comp.name}{near(k, comp.config_schema)} "
@@ -259,7 +268,10 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
         raise DefinitionError(problems.items)
     vertices: dict[str, Vertex] = {}
     for vname, spec in comps.items():
-        v = _vertex(str(vname), spec, file, problems)
+        if not isinstance(vname, str):
+            problems.add(["components", vname], f"vertex {not_a_name(vname)}")
+            continue
+        v = _vertex(vname, spec, file, problems)
         if v is not None:
             vertices[v.name] = v
     # A vertex that did not load has no known ports: edges touching it are skipped, and

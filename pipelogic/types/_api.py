@@ -37,7 +37,17 @@ __all__ = [
 
 
 def create_type(expr: str) -> Type:
-    """Parse a pipelang type expression and check that every name it uses is known."""
+    """Parse a pipelang type expression and check that every name it uses is known.
+
+    A definition ``Name<params> := expr`` registers the named type (as ``register_named``
+    does, idempotently) and returns it: ``create_type("Point := {x: Double, y: Double}")``."""
+    if isinstance(expr, str) and ":=" in expr:
+        from pipelogic.types._ast import Var
+        from pipelogic.types._registry import define
+
+        name = define(expr)
+        params, _ = lookup(name)
+        return Named(name, tuple(Var(p) for p in params))
     t = parse_type(expr)
     check_references(t, repr(expr))
     return t

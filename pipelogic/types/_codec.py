@@ -559,9 +559,13 @@ class _Union(Codec):
             return self.names["Nothing"], v
         if type(v) is str and v in self.names and self.options[self.names[v]].is_unit():
             return self.names[v], v
-        for i, o in enumerate(self.options):
-            if o.is_unit():
-                continue  # unit options take only their name, handled above
+        # An option whose own Python type is the value's comes first: 1 through
+        # `Float | Int32` is an Int32 (it would otherwise become 1.0 by the first option).
+        order = sorted(range(len(self.options)), key=lambda i: not _exactly(self.options[i].type, v))
+        for i in order:
+            o = self.options[i]
+            if _name_only(o):
+                continue  # named unit options (RGB, Nothing) take only their name, handled above
             try:
                 o.check(v)
             except TypeMismatch:
@@ -583,7 +587,13 @@ class _Union(Codec):
         tag = o[0]
         if not 0 <= tag < len(self.options):
             raise self.mismatch(o, f" (tag {tag} of {len(self.options)} options)")
-        return self.options[tag].dec(o[1], bufs)
+        value = self.options[tag].dec(o[1], bufs)
+        if value is None and not _name_only(self.options[tag]):
+            # None would read back as Nothing: keep the option (Just(Nothing) in a
+            # Maybe<Maybe<t>> stays a Just).
+            name = getattr(self.options[tag].type, "name", None)
+            return Variant(name if isinstance(name, str) and self.names.get(name) == tag else tag, None)
+        return value
 
 
 class _Named(Codec):
@@ -594,14 +604,15 @@ class _Named(Codec):
         self.inner: Codec | None = None  # set after construction (recursion)
 
     def check(self, v: Any) -> Any:
-        self.pin_ok(v)
         assert self.inner is not None
+        if not isinstance(self.inner, _Union):  # a union sees whether a pinned value is one of its options
+            self.pin_ok(v)
         return self.inner.check(v)
 
     def enc(self, v: Any, bufs: list[Any]) -> Any:
-        if getattr(v, "__pipelang_type__", None) is not None:
-            self.pin_ok(v)
         assert self.inner is not None
+        if getattr(v, "__pipelang_type__", None) is not None and not isinstance(self.inner, _Union):
+            self.pin_ok(v)
         return self.inner.enc(v, bufs)
 
     def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
@@ -613,6 +624,18 @@ class _Named(Codec):
 
 
 _NATIVE = (type(None), bool, int, float, str, bytes)
+_EXACT = {int: ("Int32", "Int64", "UInt32", "UInt64"), float: ("Float", "Double"), bool: ("Bool",),
+          str: ("String", "Char"), bytes: ("Bytes",)}
+
+
+def _exactly(t: Type, v: Any) -> bool:
+    """The value's own Python type is this atomic type's (an int for Int32, not Float)."""
+    return isinstance(t, Atomic) and t.name in _EXACT.get(type(v), ())
+
+
+def _name_only(c: Codec) -> bool:
+    """A named unit type (``RGB := ()``, ``Nothing``): its value is its name."""
+    return isinstance(c, _Unit) or (isinstance(c, _Named) and isinstance(c.inner, _Unit))
 
 
 class _Dynamic(Codec):
@@ -697,8 +720,8 @@ def _compile(t: Type) -> Codec:
         c = _Union(t)
     else:
         body = resolve(t)
-        if isinstance(body, TupleOf) and not body.items:
-            c = _Unit(t)
+        if isinstance(body, TupleOf) and not body.items and not t.args:
+            c = _Unit(t)  # `RGB := ()`: its value is its name (`Just<()>` holds a `()`)
         else:
             named = _Named(t)
             _CACHE[t] = named  # before the body: a recursive reference finds it

@@ -11,7 +11,8 @@ Grammar (``|`` binds loosest; everything else is an atom)::
                 | AtomicName | UName ('<' type (',' type)* '>')? | var
 
 ``AtomicName`` is one of Bool Char Int32 Int64 UInt32 UInt64 Float Double String Bytes;
-an upper-case identifier names a named type, a lower-case one is a type variable.
+an upper-case identifier names a named type, a lower-case one is a type variable;
+``Enum.Variant`` (the platform's form, as in ``Image.RGB``) names the unit type ``Variant``.
 
 Literals (for config values): ``"text"`` (JSON escapes), integers, decimals and exponents,
 ``true``/``false``, ``(a, b)`` tuples, ``[a, b]`` lists, ``{name: value}`` records, and a bare
@@ -48,7 +49,7 @@ _TOKEN = re.compile(
     | (?P<punct>[\[\](){}<>,:|])
     | (?P<string>"(?:[^"\\]|\\.)*")
     | (?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
-    | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)
     )""",
     re.VERBOSE,
 )
@@ -162,7 +163,16 @@ def _atom(ts: _Tokens) -> Type:
                 break
         return RecordOf(tuple(fields))
     if ts.peek_kind() == "ident":
+        col = ts.column()
         name = ts.take()
+        if "." in name:
+            # The platform's variant form: `Image.RGB` is the unit type RGB (an option of
+            # an enumeration such as ImageFormat), so `Image.RGB | Image.BGR` = `RGB | BGR`.
+            enum, variant = name.split(".", 1)
+            if not enum[:1].isupper() or not variant[:1].isupper():
+                raise TypeParseError(f"expected Enum.Variant (both upper-case) at column {col} in "
+                                     f"{_q(ts.text)}, found {name!r}")
+            return Named(variant)
         if name in ATOMIC_NAMES:
             return Atomic(name)
         if name[0].islower() or name[0] == "_":

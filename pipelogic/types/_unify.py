@@ -1,7 +1,9 @@
 """Connection compatibility: can values of a producer's type feed a consumer's type?
 
 Unification with type variables on both sides (renamed apart), named types matched by
-name and arguments, unions matched option by option in order (the tag is the position).
+name and arguments. Unions: a value of ``A`` feeds a consumer of ``A | B`` (or of a named
+union that has ``A`` as an option), and a producer's union feeds a consumer's union that
+accepts each of its options, in any order (``Int64 | String`` feeds ``String | Int64``).
 The one implicit rule: a producer of ``t`` may feed a consumer of ``Maybe<t>`` (every ``t``
 value is a ``Just``); the opposite is refused since ``Nothing`` is no ``t``. Because a
 consumer decodes with the producer's type, this needs no conversion on the wire.
@@ -62,6 +64,31 @@ def _fail(p: Type, c: Type, path: str, env: dict[str, Type], why: str = "") -> I
     )
 
 
+def _one_of(p: Type, c: Type, options: tuple[Type, ...], env: dict[str, Type], path: str) -> None:
+    """Unify ``p`` with the first option of the consumer's union it fits (bindings of a
+    failed try are discarded)."""
+    for option in options:
+        trial = dict(env)
+        try:
+            _unify(p, option, trial, path)
+        except IncompatibleTypes:
+            continue
+        env.update(trial)
+        return
+    raise _fail(p, c, path, env, "no option of the union accepts it")
+
+
+def _union_body(t: Named) -> UnionOf | None:
+    from pipelogic.errors import TypeDefinitionError
+    from pipelogic.types._registry import resolve
+
+    try:
+        body = resolve(t)
+    except TypeDefinitionError:
+        return None
+    return body if isinstance(body, UnionOf) else None
+
+
 def _unify(p: Type, c: Type, env: dict[str, Type], path: str) -> None:
     p = _walk(p, env)
     c = _walk(c, env)
@@ -108,11 +135,29 @@ def _unify(p: Type, c: Type, env: dict[str, Type], path: str) -> None:
             _unify(pf[k], cf[k], env, f"{path}.{k}")
         return
     if isinstance(p, UnionOf) and isinstance(c, UnionOf):
-        if len(p.options) != len(c.options):
-            raise _fail(p, c, path, env, f"{len(p.options)} vs {len(c.options)} options")
-        for i, (a, b) in enumerate(zip(p.options, c.options)):
-            _unify(a, b, env, f"{path}<option {i}>")
+        if len(p.options) == len(c.options):
+            trial = dict(env)
+            try:
+                for i, (a, b) in enumerate(zip(p.options, c.options)):
+                    _unify(a, b, trial, f"{path}<option {i}>")
+            except IncompatibleTypes:
+                pass
+            else:
+                env.update(trial)
+                return
+        # Options in any order, and a producer of fewer options than the consumer takes:
+        # each option produced must be one the consumer accepts.
+        for i, a in enumerate(p.options):
+            _one_of(a, c, c.options, env, f"{path}<option {i}>")
         return
+    if isinstance(c, UnionOf):
+        _one_of(p, c, c.options, env, path)  # an A feeds an A | B
+        return
+    if isinstance(c, Named) and not (isinstance(p, Named) and p.name == c.name):
+        body = _union_body(c)
+        if body is not None:
+            _one_of(p, c, body.options, env, path)  # RGB feeds ImageFormat (RGB | BGR | ...)
+            return
     if isinstance(p, Named) and isinstance(c, Named):
         if p.name != c.name or len(p.args) != len(c.args):
             raise _fail(p, c, path, env, "named types match by name")

@@ -43,6 +43,9 @@ class _IntWrapper(int):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({int(self)})"
 
+    def __str__(self) -> str:  # print, str() and f-strings show the number, as for an int
+        return int.__repr__(self)
+
 
 class Int32(_IntWrapper):
     __slots__ = ()
@@ -78,6 +81,9 @@ class _FloatWrapper(float):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({float(self)!r})"
+
+    def __str__(self) -> str:
+        return float.__repr__(self)
 
 
 class Float(_FloatWrapper):

@@ -46,7 +46,10 @@ class Config:
 
     def _decode(self, key: str, wire: Any) -> Any:
         assert self._schema is not None
-        return wrap(decode(wire, self._schema[key].type), self._schema[key].type)
+        value = decode(wire, self._schema[key].type)
+        if type(value) is bool:
+            return value  # a real bool: `is True` holds and json.dumps gives true
+        return wrap(value, self._schema[key].type)
 
     def _apply(self, values: dict[str, Any], version: int) -> list[str]:
         """Apply a pushed update (between ticks); older versions are ignored."""

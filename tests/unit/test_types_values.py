@@ -170,7 +170,7 @@ def test_image_numpy_zero_copy():
         ("Maybe<Int32>", "Maybe<a>", True),
         ("Point", "{x: Double, y: Double}", False),
         ("{a: Int32, b: String}", "{b: String, a: Int32}", True),
-        ("Int32 | String", "String | Int32", False),
+        ("Int32 | String", "String | Int32", True),
         ("BoundingBox", "BoundingBox", True),
     ],
 )

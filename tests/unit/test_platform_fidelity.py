@@ -1,0 +1,148 @@
+"""Porting from the platform (issue 12): unions, the variant form, definitions through
+create_type, config values that behave like Python values, and type gaps."""
+
+import json
+
+import pytest
+
+import pipelogic.types as T
+from backend_stub.scheduler import Scheduler
+from pipelogic import protocol as P
+from pipelogic.component import ConfigParam, check_config_value
+from pipelogic.errors import DefinitionError, TypeMismatch
+from pipelogic.pipeline import parse_pipeline
+from pipelogic.worker._config import Config
+
+
+def roundtrip(value, t):
+    frame, bufs = T.encode_frame(value, t)
+    return T.decode_frame(frame, t, bufs)
+
+
+@pytest.mark.parametrize("producer, consumer, ok", [
+    ("Int64", "Int64 | String", True),              # an A feeds an A | B
+    ("String", "Int64 | String", True),
+    ("Int64 | String", "String | Int64", True),      # order does not decide
+    ("Int64 | String", "Double | String | Int64", True),
+    ("RGB", "ImageFormat", True),                     # an option of a named union
+    ("[Int64]", "[Int64 | String]", True),
+    ("{a: Int64}", "{a: Int64 | Bool}", True),
+    ("Int64 | String", "Int64", False),               # a String is no Int64
+    ("Int64", "String | Double", False),
+    ("Bool | Int64", "Int64 | String", False),
+])
+def test_union_assignability_is_by_option_not_by_position(producer, consumer, ok):
+    assert T.is_assignable(T.create_type(producer), T.create_type(consumer)) is ok
+
+
+def test_a_pipeline_wires_a_producer_into_a_wider_union(tmp_path, component):
+    cdir = component("u", "name: u\nworker: {input_type: 'String | Int64', output_type: Int64}\n", "")
+    data = {"name": "t", "components": {"n": {"source": "sequence", "count": 1}, "u": {"path": str(cdir)},
+                                        "o": {"sink": "null"}}, "connections": ["n -> u", "u -> o"]}
+    p = parse_pipeline(data, tmp_path / "p.yml")
+    assert str(p.vertices["u"].wire_types[0]) == "Int64"  # the consumer decodes with the producer's type
+    data["components"]["n"] = {"source": "values", "type": "Bool", "values": [True]}
+    with pytest.raises(DefinitionError, match="no option of the union accepts it"):
+        parse_pipeline(data, tmp_path / "p.yml")
+
+
+def test_decoding_a_union_keeps_the_alternative_the_value_came_from():
+    got = roundtrip(1, "Float | Int32")
+    assert got == 1 and type(got) is int
+    assert roundtrip(1.5, "Float | Int32") == 1.5
+    assert type(roundtrip(2.0, "Int64 | Double")) is float
+    assert roundtrip(True, "Int64 | Bool") is True
+
+
+def test_the_platforms_variant_form_is_our_unit_types():
+    assert T.create_type("Image.RGB | Image.BGR | Image.GRAY") == T.create_type("RGB | BGR | GRAY")
+    assert roundtrip("BGR", "Image.RGB | Image.BGR") == "BGR"
+    with pytest.raises(T.TypeParseError, match="expected Enum.Variant"):
+        T.create_type("Image.rgb")
+
+
+def test_create_type_with_a_definition_registers_it():
+    t = T.create_type("FidelityPoint := {x: Double, y: Double}")
+    assert str(t) == "FidelityPoint" and T.create_type("FidelityPoint") == t
+    assert T.create_type("FidelityPoint := {x: Double, y: Double}") == t  # idempotent
+    assert str(T.create_type("FidelityPair<a> := (a, a)")) == "FidelityPair<a>"
+    assert T.validate((1, 2), "FidelityPair<Int64>") == (1, 2)
+    with pytest.raises(T.TypeDefinitionError, match="already defined"):
+        T.create_type("FidelityPoint := {x: Int64}")
+
+
+def test_maybe_of_unit_and_just_nothing_survive_round_trips():
+    assert roundtrip((), "Maybe<()>") == () and roundtrip(None, "Maybe<()>") is None
+    assert T.validate((), "Maybe<()>") == ()
+    nested = "Maybe<Maybe<Int64>>"
+    just_nothing = T.Variant("Just", None)
+    got = roundtrip(just_nothing, nested)
+    assert isinstance(got, T.Variant) and got.tag == "Just" and got.value is None
+    assert roundtrip(got, nested) == got  # and again
+    assert T.encode_frame(got, nested)[0] != T.encode_frame(None, nested)[0]
+    assert roundtrip(None, nested) is None and roundtrip(5, nested) == 5
+
+
+def test_config_values_print_and_dump_like_the_values_they_wrap():
+    assert str(T.Int64(3)) == "3" and f"{T.Int64(3)}" == "3" and f"{T.Int32(7):>3}" == "  7"
+    assert str(T.Double(0.5)) == "0.5" and f"{T.Double(0.25):.1f}" == "0.2"
+    assert repr(T.Int64(3)) == "Int64(3)"  # repr still says what it is
+    schema = {"flag": ConfigParam("flag", "Bool", T.create_type("Bool")),
+              "n": ConfigParam("n", "Int64", T.create_type("Int64"))}
+    cfg = Config()
+    cfg._bind(schema, {"flag": True, "n": 3}, 1)
+    assert cfg.flag is True and json.dumps(cfg.flag) == "true" and json.dumps(cfg.n) == "3"
+    assert f"n={cfg.n}" == "n=3"
+    # A config value given back as an output of its own type (or a union or Maybe of it).
+    for t in ("Int64", "Int64 | String", "Maybe<Int64>"):
+        assert roundtrip(cfg.n, t) == 3
+
+
+def test_strings_in_config_read_the_same_everywhere():
+    s = ConfigParam("s", "String", T.create_type("String"))
+    assert check_config_value(s, "123") == "123"
+    assert check_config_value(s, '"quoted"') == "quoted"
+    assert check_config_value(s, '"a \\"b\\""') == 'a "b"'
+    assert check_config_value(s, "plain text") == "plain text"
+    with pytest.raises(TypeMismatch):
+        check_config_value(s, 123)
+
+
+def test_an_immutable_parameter_is_refused_by_config_set(tmp_path, component):
+    cdir = component("k", """
+        name: k
+        worker:
+          input_type: Int64
+          output_type: Int64
+          config_schema:
+            model: {type: String, default: a, mutable: false}
+            name: {type: String, default: x}
+    """, "")
+    p = parse_pipeline({"name": "t", "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": str(cdir)},
+                                                    "o": {"sink": "null"}}, "connections": ["a -> k", "k -> o"]},
+                       tmp_path / "p.yml")
+    s = Scheduler(p)
+    [reply] = s.config_set(P.ConfigSet("k", {"model": "b"}), b"c", 0.0)
+    msg, _ = P.decode(reply.frames)
+    assert not msg.ok and "model is not mutable (mutable: false in config_schema)" in msg.error
+    [reply] = s.config_set(P.ConfigSet("k", {"name": "123"}), b"c", 0.0)
+    assert P.decode(reply.frames)[0].ok and s.vertices["k"].v.config["name"] == "123"
+
+
+def test_yaml_booleans_as_names_are_refused_with_the_reason(tmp_path, component):
+    cdir = component("k", "name: k\nworker: {input_type: Int64, output_type: Int64, "
+                          "config_schema: {on: {type: Int64, default: 1}}}\n", "")
+    with pytest.raises(DefinitionError, match=r"config_schema\.True: a name must be a string, got bool True "
+                                              r"\(YAML reads yes, no, on, off"):
+        from pipelogic.component import load_component
+
+        load_component(cdir)
+
+
+def test_bytes_like_values_are_accepted_everywhere():
+    for v in (b"ab", bytearray(b"ab"), memoryview(b"ab")):
+        assert roundtrip(v, "Bytes") == b"ab"
+        assert roundtrip({"d": v}, "{d: Bytes}")["d"] == b"ab"
+    frame, bufs = T.encode_frame(b"xy", "Bytes")
+    assert T.decode_frame(bytearray(frame), "Bytes", [bytearray(b) for b in bufs]) == b"xy"
+    assert T.decode_frame(memoryview(frame), "Bytes", bufs) == b"xy"
