@@ -106,7 +106,7 @@ def make_source(pipeline: Pipeline, v: Vertex) -> Source:
     if kind == "sequence":
         it: Iterator[Any] = _sequence(p)
     elif kind == "values":
-        it = iter(list(p["values"]))
+        it = iter([from_json(x, t) for x in p["values"]])  # as in a jsonl file: Bytes as base64
     elif kind == "jsonl":
         it = _jsonl(pipeline.path(p["path"]), t, v.name)
     else:

@@ -130,6 +130,14 @@ def _source_type(v: Vertex, problems: Problems) -> Type | None:
     if kind == "values":
         if not isinstance(p.get("values"), list):
             problems.add([*key, "values"], "expected a list", value=True)
+        else:
+            from pipelogic.jsonform import from_json
+
+            for i, x in enumerate(p["values"]):  # read as a jsonl line is: Bytes as base64
+                try:
+                    from_json(x, t)
+                except PipelogicError as exc:
+                    problems.add([*key, "values", i], str(exc), value=True)
     elif not isinstance(p.get("path"), str):
         problems.add([*key, "path"], f"a {kind} source needs a file path", value="path" in p)
     return t

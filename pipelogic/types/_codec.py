@@ -32,6 +32,8 @@ import msgpack
 
 from pipelogic.errors import DecodeError, TypeDefinitionError, TypeMismatch
 from pipelogic.types._ast import Atomic, ListOf, Named, RecordOf, TupleOf, Type, UnionOf, Var
+from pipelogic.types._invariants import INVARIANTS
+from pipelogic.types._records import Record, Variant
 from pipelogic.types._registry import resolve
 
 __all__ = [
@@ -69,66 +71,6 @@ def describe(v: Any) -> str:
     if len(r) > 40:
         r = r[:37] + "..."
     return f"{kind} ({r})"
-
-
-class Record(dict):
-    """A record value: a dict of its fields that also allows attribute access.
-
-    ``Record({"x": 1.0}, "{x: Double}")`` validates and pins the type; ``Record({...})``
-    without a type is an anonymous record (as decoded). A field named like a Python keyword
-    is reachable with a trailing underscore (``box.class_``).
-    """
-
-    __pipelang_type__: Type | None = None
-
-    def __init__(self, fields: Mapping[str, Any] | None = None, type: str | Type | None = None, /, **kw: Any) -> None:  # noqa: A002
-        data = dict(fields or {}, **kw)
-        if type is not None:
-            from pipelogic.types._api import as_type  # local: _api imports this module
-
-            t = as_type(type)
-            data = dict(codec_for(t).check(data))
-            self.__pipelang_type__ = t
-        super().__init__(data)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            if name.endswith("_") and name[:-1] in self:
-                return self[name[:-1]]
-            raise AttributeError(
-                f"record has no field {name!r} (fields: {', '.join(self)})"
-            ) from None
-
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        return f"{name}({dict.__repr__(self)})"
-
-    @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> Record:
-        obj = cls.__new__(cls)
-        dict.update(obj, data)
-        return obj
-
-
-class Variant:
-    """Pins the option of a union value: ``Variant("Just", 3)`` or ``Variant(1, 3)``."""
-
-    __slots__ = ("tag", "value")
-
-    def __init__(self, tag: str | int, value: Any = ()) -> None:
-        self.tag = tag
-        self.value = value
-
-    def __repr__(self) -> str:
-        return f"Variant({self.tag!r}, {self.value!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Variant) and (self.tag, self.value) == (other.tag, other.value)
-
-    def __hash__(self) -> int:
-        return hash((self.tag, repr(self.value)))
 
 
 # Python classes that decoded values of a named record type become (pipelogic.cv).
@@ -602,22 +544,32 @@ class _Named(Codec):
     def __init__(self, t: Named) -> None:
         super().__init__(t)
         self.inner: Codec | None = None  # set after construction (recursion)
+        self.invariant = INVARIANTS.get(t.name)  # a rule beyond the shape (Image: data length)
+
+    def _hold(self, v: Any) -> Any:
+        if self.invariant is not None:
+            why = self.invariant(v)
+            if why:
+                raise TypeMismatch(str(self.type), why)
+        return v
 
     def check(self, v: Any) -> Any:
         assert self.inner is not None
         if not isinstance(self.inner, _Union):  # a union sees whether a pinned value is one of its options
             self.pin_ok(v)
-        return self.inner.check(v)
+        return self._hold(self.inner.check(v))
 
     def enc(self, v: Any, bufs: list[Any]) -> Any:
         assert self.inner is not None
         if getattr(v, "__pipelang_type__", None) is not None and not isinstance(self.inner, _Union):
             self.pin_ok(v)
+        if self.invariant is not None:
+            self._hold(v)
         return self.inner.enc(v, bufs)
 
     def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
         assert self.inner is not None
-        return self.inner.dec(o, bufs)
+        return self._hold(self.inner.dec(o, bufs))
 
     def is_unit(self) -> bool:
         return self.inner is not None and self.inner.is_unit()

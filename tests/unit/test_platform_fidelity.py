@@ -3,6 +3,7 @@ create_type, config values that behave like Python values, and type gaps."""
 
 import json
 
+import msgpack
 import pytest
 
 import pipelogic.types as T
@@ -146,3 +147,33 @@ def test_bytes_like_values_are_accepted_everywhere():
     frame, bufs = T.encode_frame(b"xy", "Bytes")
     assert T.decode_frame(bytearray(frame), "Bytes", [bytearray(b) for b in bufs]) == b"xy"
     assert T.decode_frame(memoryview(frame), "Bytes", bufs) == b"xy"
+
+
+def test_an_image_whose_data_does_not_match_its_size_is_refused_everywhere():
+    import pipelogic.cv  # noqa: F401 - catalog classes
+
+    good = {"width": 2, "height": 2, "format": "RGB", "data": b"x" * 12}
+    assert T.validate(good, "Image").width == 2
+    bad = dict(good, data=b"x" * 11)
+    with pytest.raises(TypeMismatch, match=r"expected Image, got data of 11 bytes for 2 x 2 pixels of 3 byte"):
+        T.validate(bad, "Image")
+    with pytest.raises(TypeMismatch, match=r"^img: expected Image"):
+        T.encode({"img": bad}, "{img: Image}")
+    frame = msgpack.packb({"width": 1, "height": 1, "format": [], "data": b"ab"}, use_bin_type=True)
+    with pytest.raises(T.DecodeError):
+        T.decode_frame(frame, "Image")
+    assert T.validate({"width": 3, "height": 1, "scale": 0.001, "data": b"x" * 6}, "DepthImage")
+
+
+def test_the_values_source_reads_bytes_as_base64_like_a_jsonl_file(tmp_path):
+    data = {"name": "t", "components": {"n": {"source": "values", "type": "[Bytes]", "values": [["aGk="], []]},
+                                        "o": {"sink": "memory"}}, "connections": ["n -> o"]}
+    p = parse_pipeline(data, tmp_path / "p.yml")
+    from backend_stub.builtins import make_source
+
+    src = make_source(p, p.vertices["n"])
+    frames = src.take(5)
+    assert [T.decode_frame(f[0], "[Bytes]") for f in frames] == [[b"hi"], []]
+    data["components"]["n"]["values"] = [["not base64!"]]
+    with pytest.raises(DefinitionError, match=r"components\.n\.values\[0\]: expected Bytes \(base64 text\)"):
+        parse_pipeline(data, tmp_path / "p.yml")
