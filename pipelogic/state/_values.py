@@ -106,7 +106,8 @@ def pack_state(state: Any, vertex: str = "") -> bytes:
         raise SnapshotValueError(
             f"{where}{path}: cannot snapshot {what}; a state holds None, bool, int, float, str, "
             "bytes, list, tuple, dict, set, pipelang records and variants, and numeric numpy "
-            "arrays (never pickle): convert it to one of those"
+            "arrays (never pickle): convert it to one of those, or give run() a "
+            "state_codec=(to_plain, from_plain) pair that does"
         ) from None
 
 

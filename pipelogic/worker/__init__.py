@@ -92,6 +92,7 @@ def run(
     use_virtual_output: bool = False,
     initial_state: Any = _NOT_GIVEN,
     initial_pull_request: InputsPullRequest | None = None,
+    state_codec: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None,
     _settings: WorkerSettings | None = None,
 ) -> None:
     """Register ``worker_function`` with the runtime and block until the broker closes.
@@ -101,9 +102,17 @@ def run(
     stateful mode, ``initial_pull_request`` into streaming mode, ``use_virtual_output`` into
     virtual output. Errors in the function's result (shape, output types) raise with the
     vertex, tick and path; the user's own exception is chained as the cause.
+
+    ``state_codec=(to_plain, from_plain)`` snapshots a state that is not plain data (a
+    ``deque``, your own class): ``to_plain(state)`` returns what is stored (None, bool, int,
+    float, str, bytes, lists, tuples, dicts, sets, records, numeric numpy arrays) and
+    ``from_plain(data)`` rebuilds the state from it. Nothing is ever pickled.
     """
     global _session
     progress.run_called = True
+    if state_codec is not None and (initial_state is _NOT_GIVEN or not isinstance(state_codec, tuple)
+                                    or len(state_codec) != 2 or not all(callable(f) for f in state_codec)):
+        raise TypeError("state_codec must be a pair of functions (to_plain, from_plain), given with initial_state")
     if initial_pull_request is not None and not isinstance(initial_pull_request, InputsPullRequest):
         raise TypeError(
             f"initial_pull_request must be an InputsPullRequest, got {type(initial_pull_request).__name__}"
@@ -132,6 +141,7 @@ def run(
             [create_type(t) for t in session.welcome.output_types],
             session.vertex,
             None if initial_state is _NOT_GIVEN else initial_state,
+            state_codec,
         )
         session.serve(step, initial_pull_request, virtual_in, virtual_out)
         virtual_out.drain()

@@ -41,7 +41,7 @@ from pipelogic.errors import (
     WorkerError,
 )
 from pipelogic.pulling import take_shift
-from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore, pack_state, unpack_state
+from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
 from pipelogic.types import InputsPullRequest, codec_for, create_type
 from pipelogic.worker._config import Config
 from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
@@ -253,12 +253,12 @@ class Session:
         """Load the newest valid snapshot of this run into the step; return the tick it
         reaches (0 for a fresh start: the initial state)."""
         if self._initial_state is not None:
-            self.step.state = unpack_state(self._initial_state)
+            self.step.load_state(self._initial_state, self.vertex)
         self.pull_request = self._initial_pull
         snap = self.snaps.load(self.run_id)
         if snap is None:
             return 0
-        self.step.state = unpack_state(snap.state)
+        self.step.load_state(snap.state, self.vertex)
         pr = snap.meta.get("pull_request")
         if pr is not None:
             self.pull_request = InputsPullRequest.from_wire(pr)
@@ -271,7 +271,7 @@ class Session:
         tick = self.next_tick
         if tick <= self.snaps.tick:
             return False
-        data = pack_state(self.step.state, self.vertex)  # an unserialisable state fails here, first
+        data = self.step.pack_state(self.vertex)  # an unserialisable state fails here, first
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
         return self.snaps.take(tick, data, self.run_id, meta,
                                confirm=lambda t: self._confirm(t, timeout_s),
@@ -321,7 +321,7 @@ class Session:
         self._initial_state = None
         if step.mode.stateful:
             try:  # what a rejoin after a new run resets the state to
-                self._initial_state = pack_state(step.state, self.vertex)
+                self._initial_state = step.pack_state(self.vertex)
             except SnapshotValueError:
                 pass  # reported at the first snapshot, as before
         _active = self

@@ -12,7 +12,15 @@ from typing import Any
 
 import msgpack
 
-from pipelogic.errors import OutputTypeError, ReturnShapeError, TypeMismatch, WorkerError
+from pipelogic.errors import (
+    OutputTypeError,
+    ReturnShapeError,
+    SnapshotValueError,
+    StateError,
+    TypeMismatch,
+    WorkerError,
+)
+from pipelogic.state import pack_state, unpack_state
 from pipelogic.types import InputsPullRequest, Type, codec_for
 
 __all__ = ["Mode", "Step", "TickOutput", "inspect_function"]
@@ -118,8 +126,10 @@ class Step:
         output_types: list[Type],
         vertex: str,
         initial_state: Any = None,
+        state_codec: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None,
     ) -> None:
         self.fn = fn
+        self.state_codec = state_codec
         self.mode = mode
         self.output_codecs = [codec_for(t) for t in output_types]
         self.vertex = vertex
@@ -129,6 +139,28 @@ class Step:
         # Errors in what the function returned name it: the traceback has no user frame.
         self.fn_where = (f"{getattr(fn, '__qualname__', 'the worker function')} at {code.co_filename}:"
                          f"{code.co_firstlineno}" if code is not None else "the worker function")
+
+    def pack_state(self, vertex: str) -> bytes:
+        """The state as snapshot bytes (through ``state_codec``'s first function, if any)."""
+        state = self.state
+        if self.state_codec is not None:
+            try:
+                state = self.state_codec[0](state)
+            except Exception as exc:
+                raise SnapshotValueError(f"vertex {vertex}: state_codec's first function (to plain data) raised "
+                                         f"{type(exc).__name__}: {exc}") from exc
+        return pack_state(state, vertex)
+
+    def load_state(self, data: bytes, vertex: str) -> None:
+        """Set the state from snapshot bytes (through ``state_codec``'s second function)."""
+        state = unpack_state(data)
+        if self.state_codec is not None:
+            try:
+                state = self.state_codec[1](state)
+            except Exception as exc:
+                raise StateError(f"vertex {vertex}: state_codec's second function (from plain data) raised "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        self.state = state
 
     def call(self, inputs: list[Any], virtual: list[Any] | None, tick: int) -> TickOutput:
         m = self.mode
