@@ -501,7 +501,8 @@ class Scheduler:
     def _form_check(self, vs: VertexState) -> bool:
         """Whether a tick could form now (ignoring credit)."""
         if vs.streaming:
-            return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request) is not None
+            return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request,
+                                                          [b.closed for b in vs.inputs]) is not None
         return all(b.queue for b in vs.inputs)
 
     def _form_tick(self, vs: VertexState) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
@@ -519,7 +520,7 @@ class Scheduler:
             return None
         if vs.pull_request is None:
             return None
-        d = decide([len(b.queue) for b in vs.inputs], vs.pull_request)
+        d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs])
         if d is None:
             return None
         composition = []

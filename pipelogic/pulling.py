@@ -5,7 +5,8 @@ An option is satisfiable when every stream holds at least ``skip + min_pull`` me
 Options are tried in priority order; the first satisfiable one that would consume at least
 one message fires at once, taking on each stream ``skip`` messages to drop and then
 ``k = min(max_pull, available - skip)`` to deliver. A vertex is finished when every input is
-closed and no option fires.
+closed and no option fires. With ``flush_at_end``, once every input is closed the first
+option also fires on what is left (fewer than ``min_pull``), until nothing is.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def take_shift(available: int, shift: StreamPullShift) -> tuple[int, int] | None
     return shift.skip, min(shift.max_pull, available - shift.skip)
 
 
-def decide(lengths: Sequence[int], request: InputsPullRequest) -> Decision | None:
-    """The option that fires now for these buffer lengths, or None."""
+def decide(lengths: Sequence[int], request: InputsPullRequest,
+           closed: Sequence[bool] | None = None) -> Decision | None:
+    """The option that fires now for these buffer lengths, or None. ``closed``: which
+    inputs have ended (for ``flush_at_end``)."""
     for idx, opt in enumerate(request.options):
         takes = []
         for n, shift in zip(lengths, opt.shifts):
@@ -50,9 +53,13 @@ def decide(lengths: Sequence[int], request: InputsPullRequest) -> Decision | Non
             d = Decision(idx, tuple(takes), opt.virtual_shift)
             if d.consumed > 0 or (not lengths and opt.virtual_shift is not None):
                 return d
+    if request.flush_at_end and lengths and closed is not None and all(closed) and any(lengths):
+        first = request.options[0]
+        tail = tuple((min(s.skip, n), min(s.max_pull, n - min(s.skip, n))) for n, s in zip(lengths, first.shifts))
+        return Decision(0, tail, first.virtual_shift)
     return None
 
 
 def finished(lengths: Sequence[int], closed: Sequence[bool], request: InputsPullRequest) -> bool:
     """True when nothing will ever fire again: every input closed and no option fires."""
-    return all(closed) and decide(lengths, request) is None
+    return all(closed) and decide(lengths, request, closed) is None

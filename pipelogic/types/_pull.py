@@ -4,7 +4,8 @@
 ``skip`` messages, then deliver between ``min_pull`` and ``max_pull`` of them.
 ``InputsPullOption([shift per input], virtual_shift=None)``: one acceptable combination.
 ``InputsPullRequest(option | [options])``: options in priority order; the first one that is
-satisfiable fires. Wire form: ``[[[skip, min, max], ...], [skip, min, max] | None]`` per option.
+satisfiable fires. Wire form: ``[[[skip, min, max], ...], [skip, min, max] | None]`` per option,
+then the string ``"flush_at_end"`` if the request asks for the tail of its streams.
 """
 
 from __future__ import annotations
@@ -108,11 +109,19 @@ class InputsPullOption:
 
 
 class InputsPullRequest:
-    """One option, or a list of options in priority order."""
+    """One option, or a list of options in priority order.
 
-    __slots__ = ("options",)
+    ``flush_at_end=True``: once every input has ended and no option can fire, the first
+    option fires once more with what is left (on each stream, skip what it can, then take
+    up to ``max_pull``), until nothing is left, so the tail shorter than ``min_pull`` is
+    delivered instead of dropped. Live data is windowed exactly as without it."""
 
-    def __init__(self, options: InputsPullOption | Sequence[InputsPullOption]) -> None:
+    __slots__ = ("flush_at_end", "options")
+
+    def __init__(self, options: InputsPullOption | Sequence[InputsPullOption], flush_at_end: bool = False) -> None:
+        if type(flush_at_end) is not bool:
+            raise PullRequestError(f"flush_at_end must be True or False, got {flush_at_end!r}")
+        self.flush_at_end = flush_at_end
         opts = [options] if isinstance(options, InputsPullOption) else options
         if not isinstance(opts, (list, tuple)) or not opts:
             raise PullRequestError(
@@ -141,17 +150,21 @@ class InputsPullRequest:
             )
 
     def to_wire(self) -> list[Any]:
-        return [o.to_wire() for o in self.options]
+        out: list[Any] = [o.to_wire() for o in self.options]
+        return [*out, "flush_at_end"] if self.flush_at_end else out
 
     @classmethod
     def from_wire(cls, data: Any) -> InputsPullRequest:
         """Rebuild a request from its wire form; malformed data is a PullRequestError."""
         try:
+            flush = type(data) is list and bool(data) and data[-1] == "flush_at_end"
+            if flush:
+                data = data[:-1]
             opts = []
             for shifts, virtual in data:
                 vs = StreamPullShift(*virtual) if virtual is not None else None
                 opts.append(InputsPullOption([StreamPullShift(*s) for s in shifts], vs))
-            return cls(opts)
+            return cls(opts, flush)
         except PullRequestError:
             raise
         except (TypeError, ValueError) as exc:
@@ -164,4 +177,5 @@ class InputsPullRequest:
         return hash(repr(self.to_wire()))
 
     def __repr__(self) -> str:
-        return f"InputsPullRequest({list(self.options)!r})"
+        flush = ", flush_at_end=True" if self.flush_at_end else ""
+        return f"InputsPullRequest({list(self.options)!r}{flush})"

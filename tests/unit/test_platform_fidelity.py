@@ -177,3 +177,20 @@ def test_the_values_source_reads_bytes_as_base64_like_a_jsonl_file(tmp_path):
     data["components"]["n"]["values"] = [["not base64!"]]
     with pytest.raises(DefinitionError, match=r"components\.n\.values\[0\]: expected Bytes \(base64 text\)"):
         parse_pipeline(data, tmp_path / "p.yml")
+
+
+def test_flush_at_end_delivers_the_tail_only_once_the_inputs_ended():
+    from pipelogic.pulling import decide, finished
+    from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
+
+    pairs = InputsPullOption([StreamPullShift.from_fixed(0, 2, 2)])
+    plain, flush = InputsPullRequest(pairs), InputsPullRequest(pairs, flush_at_end=True)
+    assert decide([1], flush, [False]) is None  # live data: windowing as without it
+    assert decide([1], plain, [True]) is None and finished([1], [True], plain)
+    d = decide([1], flush, [True])
+    assert d is not None and d.takes == ((0, 1),) and not finished([1], [True], flush)
+    assert finished([0], [True], flush)
+    skipping = InputsPullRequest(InputsPullOption([StreamPullShift.from_fixed(2, 3, 3)]), flush_at_end=True)
+    assert decide([4], skipping, [True]).takes == ((2, 2),)
+    assert InputsPullRequest.from_wire(flush.to_wire()) == flush and flush.to_wire()[-1] == "flush_at_end"
+    assert InputsPullRequest.from_wire(plain.to_wire()) == plain and not InputsPullRequest.from_wire(plain.to_wire()).flush_at_end
