@@ -404,8 +404,8 @@ class Scheduler:
             vs.dropped_at_end += len(buf.queue)
             buf.consumed += len(buf.queue)
             buf.queue.clear()
-        if not vs.stateful:
-            vs.goodbye = True  # nothing to wait for: no final state to write
+        if not vs.stateful and "virtual_output" not in vs.features:
+            vs.goodbye = True  # nothing to wait for: no final state to write, no virtual output to deliver
         if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
             vs.closed_epoch = vs.epoch
             actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
@@ -560,6 +560,7 @@ class Scheduler:
                 "host": vs.host,
                 "epoch": vs.epoch or 0,
                 "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
+                "virtual_out_lost": int(vs.worker_stats.get("virtual_out_lost", 0)),
                 "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
                 "config_version": vs.config_version,
                 "dropped_at_end": vs.dropped_at_end,

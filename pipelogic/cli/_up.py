@@ -312,8 +312,10 @@ class Supervisor:
             if st.state != "running":
                 return ""  # done, or failed: the broker reports the cause and exits
             vertex = next((v for v in st.vertices if v["name"] == w.name), None)
-            if rc == 0 and vertex is not None and vertex["state"] == "finished":
-                return ""  # closed by the broker: its stream ended
+            if vertex is not None and vertex["state"] == "finished":
+                if rc == 0:
+                    return ""  # closed by the broker: its stream ended
+                return f"worker {w.name} failed after its stream ended (exit code {rc}; its error is above)"
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)

@@ -86,6 +86,43 @@ def _load_config() -> None:
 config._loader = _load_config
 
 
+def _drain_virtual_out(session: Session) -> None:
+    """Every virtual output delivered (and acknowledged) before run() returns, within
+    PIPELOGIC_VIRTUAL_OUT_DRAIN_S (default 60 s); what is left then fails the worker, or
+    with PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT=lose is a counted loss the broker is told of."""
+    import os
+
+    from pipelogic.errors import WorkerError
+
+    wait_s = float(os.environ.get("PIPELOGIC_VIRTUAL_OUT_DRAIN_S", "60"))
+    lose = os.environ.get("PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT", "fail") == "lose"
+    left = virtual_out.drain(wait_s)
+    if virtual_out.error is not None:
+        raise virtual_out.error
+    if not left:
+        return
+    what = (f"vertex {session.vertex}: {left} virtual output item(s) were not delivered"
+            + (" and acknowledged" if virtual_out._with_tag else "")
+            + f" within {wait_s:g} s of the end")
+    if not lose:
+        exc = WorkerError(what + " (the virtual_out callback stopped taking or acknowledging them; "
+                          "PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT=lose counts them as lost instead)")
+        from pipelogic import protocol as P
+        from pipelogic.errors import BrokerUnavailable
+
+        try:  # the broker fails the run with it: the vertex is not done until its outputs are
+            session.send(P.Failed(session.epoch, session.next_tick, str(exc), "", True))
+            exc.reported_to_broker = True  # type: ignore[attr-defined]
+        except BrokerUnavailable:
+            pass
+        raise exc
+    virtual_out.lost = left
+    import logging
+
+    logging.getLogger("pipelogic.worker").error("%s: counted as lost", what)
+    session.send_stats()
+
+
 def run(
     worker_function: Callable[..., Any],
     *,
@@ -144,9 +181,7 @@ def run(
             state_codec,
         )
         session.serve(step, initial_pull_request, virtual_in, virtual_out)
-        virtual_out.drain()
-        if virtual_out.error is not None:
-            raise virtual_out.error
+        _drain_virtual_out(session)
         session.say_goodbye()
     finally:
         progress.ticks += session.ticks_done

@@ -228,6 +228,7 @@ class Session:
         return {
             "ticks": self.ticks_done,
             "virtual_dropped": vin.dropped if vin is not None else 0,
+            "virtual_out_lost": self.vout.lost if getattr(self, "vout", None) is not None else 0,
             "virtual_queued": len(vin) if vin is not None else 0,
         }
 
@@ -502,6 +503,9 @@ class Session:
                 out = self.step.call(inputs, virtual, tick)
                 _faults.point("after-state-update-before-checkpoint")
                 if out.virtual_output and tick >= self.replay_until:  # replays were delivered
+                    if layout and self.vout.would_block(len(out.virtual_output)):
+                        self.send(P.Results(self.epoch, layout), frames)  # done ticks go out before we wait
+                        layout, frames = [], []
                     self.vout.emit(out.virtual_output)
                 if self.vout.error is not None:
                     raise WorkerError(

@@ -6,6 +6,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -96,11 +97,18 @@ class VirtualOutputStream:
     runtime-managed thread.
 
     A callback taking one argument gets the item. A callback taking two gets
-    ``(item, tag)`` and opts into acknowledgements: the runtime then keeps at most
-    ``max_unacked`` (``$PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED``, default 16) items handed out
-    and not yet ``ack(tag)``-ed, and the worker's ticks wait (backpressure) until the sink
-    catches up. An exception raised by the callback fails the worker with that exception
-    as the cause; it is never swallowed.
+    ``(item, tag)`` and opts into acknowledgements: ``tag`` is the item's number in this
+    worker process (0, 1, 2, ... in emission order), to give back with ``ack(tag)``. At most
+    ``max_unacked`` (``$PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED``, default 16) items are then
+    queued or handed out and not yet acknowledged; the worker's next tick waits until the
+    sink catches up, so it stops taking ticks and the broker stops sending them
+    (backpressure). An exception raised by the callback fails the worker with that
+    exception as the cause; it is never swallowed.
+
+    At the end of ``run()`` every item must be delivered (and acknowledged, with tags):
+    the worker waits up to ``$PIPELOGIC_VIRTUAL_OUT_DRAIN_S`` seconds (default 60) and then
+    fails, naming how many were not; with ``PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT=lose`` what is
+    left is instead a counted loss (``lost``), shown by ``status`` and ``up``.
     """
 
     def __init__(self, max_unacked: int | None = None, queue_size: int = 1024) -> None:
@@ -116,6 +124,7 @@ class VirtualOutputStream:
         self._stopped = False
         self.error: BaseException | None = None
         self.delivered = 0
+        self.lost = 0  # items given up at the end (only with a drain timeout the user set)
 
     def set_on_push(self, callback: Callable[..., Any]) -> None:
         """Register the callable invoked for each virtual-output item."""
@@ -160,11 +169,23 @@ class VirtualOutputStream:
         self._start()
         with self._cond:
             for item in items:
-                self._cond.wait_for(lambda: len(self._q) < self.queue_size or self.error is not None)
+                self._cond.wait_for(lambda: self._outstanding() < self._bound() or self.error is not None)
                 if self.error is not None:
                     return
                 self._q.append(item)
                 self._cond.notify_all()
+
+    def would_block(self, n: int) -> bool:
+        """Whether emitting ``n`` items now would wait for the callback (or its acks)."""
+        with self._cond:
+            return self._outstanding() + n > self._bound()
+
+    def _bound(self) -> int:
+        return self.max_unacked if self._with_tag else self.queue_size
+
+    def _outstanding(self) -> int:
+        """Items queued, plus (with acknowledgements) handed out and not acknowledged."""
+        return len(self._q) + (len(self._unacked) if self._with_tag else 0)
 
     def _start(self) -> None:
         if self._thread is None:
@@ -199,11 +220,21 @@ class VirtualOutputStream:
                     self._cond.notify_all()
                 return
 
-    def drain(self, timeout_s: float = 30.0) -> None:
-        """Wait until every queued item was handed to the callback (at the end of run)."""
+    def drain(self, timeout_s: float = 60.0) -> int:
+        """At the end of run: wait until every item was handed to the callback and (with
+        acknowledgements) acknowledged, or ``timeout_s`` passed; return how many were not."""
         if self._thread is None:
-            return
+            return 0
+        deadline = time.monotonic() + timeout_s
         with self._cond:
             self._q.append(_STOP)
             self._cond.notify_all()
         self._thread.join(timeout_s)
+        with self._cond:
+            if self._with_tag and not self._thread.is_alive():
+                self._cond.wait_for(lambda: not self._unacked or self.error is not None,
+                                    max(0.0, deadline - time.monotonic()))
+            left = sum(1 for x in self._q if x is not _STOP) + (len(self._unacked) if self._with_tag else 0)
+            if self._thread.is_alive():
+                left += 1  # the item the callback is still holding
+        return left

@@ -92,3 +92,78 @@ def test_flush_at_end_delivers_a_short_tail_and_without_it_the_loss_is_reported(
             assert got == [[0, 1], [2, 3]]
             assert "lost: win: 1 message(s) left at the end of a stream" in r.stdout
             assert "with losses (win: 1 message(s) left at the end" in r.stdout
+
+
+VOUT = """
+    import os
+    import threading
+    from pipelogic.worker import run, virtual_out
+
+    ACK_UP_TO = int(os.environ["ACK_UP_TO"])  # acknowledge items with tag < this, never the rest
+    seen = []
+
+    def sink(item, tag):
+        seen.append(item)
+        if tag < ACK_UP_TO:
+            threading.Timer(0.001, virtual_out.ack, args=(tag,)).start()
+
+    virtual_out.set_on_push(sink)
+
+    def f(x):
+        return {"output": x, "virtual_output": [x]}
+
+    run(f, use_virtual_output=True)
+"""
+
+
+def _vout(tmp_path: Path) -> None:
+    d = tmp_path / "win"
+    (d / "src").mkdir(parents=True)
+    (d / "component.yml").write_text("name: win\nworker: {input_type: Int64, output_type: Int64}\n")
+    (d / "src" / "main.py").write_text(textwrap.dedent(VOUT))
+
+
+def test_a_virtual_out_sink_that_stops_acknowledging_stops_the_ticks(tmp_path, cli_env):
+    from tests.helpers import BrokerProc
+
+    _vout(tmp_path)
+    f = tmp_path / "pipeline.yml"
+    f.write_text(textwrap.dedent(PIPE.replace("count: 60", "count: 40").replace(", snapshot: tick", "")))
+    broker = BrokerProc(f, cli_env, "--serve-forever")
+    env = dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="win", ACK_UP_TO="10",
+               PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED="4")
+    import subprocess
+    import sys
+    import time
+
+    from pipelogic.client import BrokerClient
+
+    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(tmp_path / "win")], env=env,
+                              stderr=subprocess.DEVNULL)
+    try:
+        client = BrokerClient(broker.endpoint)
+        ticks = []
+        for _ in range(30):
+            time.sleep(0.1)
+            ticks.append(next(v for v in client.status().vertices if v["name"] == "win")["ticks"])
+        # 10 acknowledged, then at most 4 outstanding (plus the tick that blocks on the 5th
+        # and the ticks already in flight in the worker's batch): far from 40, and flat.
+        assert 14 <= ticks[-1] <= 20 and ticks[-1] == ticks[-10], ticks
+    finally:
+        worker.kill()
+        worker.wait(10)
+        broker.stop(kill=True)
+
+
+def test_undelivered_virtual_outputs_at_the_end_fail_the_run_or_are_a_reported_loss(tmp_path, cli_env):
+    _vout(tmp_path)
+    pipe = PIPE.replace("count: 60", "count: 12").replace(", snapshot: tick", "")
+    env = dict(cli_env, ACK_UP_TO="10", PIPELOGIC_VIRTUAL_OUT_DRAIN_S="1")
+    r = run_up(tmp_path, pipe, env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert ("pipeline win failed: vertex win failed on tick 12: 2 virtual output item(s) were not delivered "
+            "and acknowledged within 1 s of the end") in r.stderr
+    assert r.stderr.count("virtual output item(s) were not delivered") == 1  # said once
+    r = run_up(tmp_path, pipe, dict(env, PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT="lose"), "--fresh")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lost: win: 2 virtual output item(s) not delivered or acknowledged by the end" in r.stdout
