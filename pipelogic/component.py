@@ -23,6 +23,7 @@ from typing import Any
 
 from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.errors import DefinitionError, PipelogicError, TypeMismatch, TypeParseError
+from pipelogic.files import FileSlot, parse_slots
 from pipelogic.types import Type, codec_for, create_type, parse_literal
 
 __all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_sources", "load_component", "parse_component",
@@ -41,6 +42,7 @@ class ConfigParam:
     default: Any = _MISSING
     description: str = ""
     mutable: bool = True  # False: fixed for the run; `config set` refuses it
+    slot: FileSlot | None = None  # the file slot whose path this parameter holds (set by the runtime)
 
     @property
     def has_default(self) -> bool:
@@ -59,6 +61,7 @@ class ComponentSpec:
     config_schema: dict[str, ConfigParam]
     language: str = "py"
     raw: dict[str, Any] = field(default_factory=dict)
+    file_slots: dict[str, FileSlot] = field(default_factory=dict)  # read and generated files
 
     @property
     def main(self) -> Path:
@@ -214,6 +217,12 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
                 continue
             param = ConfigParam(param.name, param.type_text, t, default, param.description, param.mutable)
         schema[str(key)] = param
+    slots = parse_slots(worker, schema, problems)
+    for slot in slots.values():  # the runtime fills these parameters with the files' paths
+        text = "Maybe<String>" if slot.optional else "String"
+        schema[slot.config_key] = ConfigParam(slot.config_key, text, create_type(text),
+                                              description=f"path of file {slot.name!r} ({slot.type_text})",
+                                              mutable=False, slot=slot)
     problems.raise_if_any()
     return ComponentSpec(
         name=name,
@@ -224,6 +233,7 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         config_schema=schema,
         language="py",
         raw=data,
+        file_slots=slots,
     )
 
 

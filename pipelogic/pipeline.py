@@ -32,6 +32,7 @@ from pipelogic.component import (
     parse_type,
 )
 from pipelogic.errors import DefinitionError, PipelogicError
+from pipelogic.files import bind_files
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Type, Var, substitute, unify
 
@@ -103,7 +104,7 @@ _SOURCE_KEYS = {
 }
 _SINK_KEYS = {"jsonl": ("sink", "path"), "msgpack": ("sink", "path"), "stdout": ("sink",),
               "null": ("sink",), "memory": ("sink",)}
-COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter")
+COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter", "files")
 
 
 def _source_type(v: Vertex, problems: Problems) -> Type | None:
@@ -227,7 +228,10 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
             known = ", ".join(comp.config_schema) or "none"
             problems.add([*key, "config", k], f"not in the config_schema of {comp.name}{near(k, comp.config_schema)} "
                          f"(known: {known})")
+    v.config.update(bind_files(comp.file_slots, spec.get("files"), cfg, key, comp.name, file.parent, name, problems))
     for k, param in comp.config_schema.items():
+        if param.slot is not None:
+            continue  # a file's path: bound above
         if k in cfg:
             try:
                 v.config[k] = check_config_value(param, cfg[k])

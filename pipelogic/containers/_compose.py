@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from pipelogic.errors import ContainerError
-from pipelogic.pipeline import Pipeline
+from pipelogic.files import FILES_DIR, GENERATED_DIR
+from pipelogic.pipeline import Pipeline, Vertex
 
 __all__ = ["ComposeOptions", "render_compose"]
 
@@ -65,6 +66,24 @@ def _host_paths(p: Pipeline) -> list[Path]:
         elif isinstance(v.params.get("path"), str):
             paths.append(p.path(v.params["path"]).resolve().parent)
     return paths
+
+
+def _file_mounts(p: Pipeline, v: Vertex, out_dir: Path, env: dict[str, str]) -> list[str]:
+    """Bound files read-only at /files/<slot>, and the vertex's output folder at
+    /generated if it generates files; the worker maps its config paths to them."""
+    assert v.component is not None
+    mounts = []
+    slots = v.component.file_slots.values()
+    for slot in slots:
+        value = v.config.get(slot.config_key)
+        if not slot.generated and isinstance(value, str):
+            mounts.append(f"{_relative(Path(value), out_dir)}:{FILES_DIR}/{slot.name}:ro")
+    if mounts:
+        env["PIPELOGIC_FILES_DIR"] = FILES_DIR
+    if any(slot.generated for slot in slots):
+        mounts.append(f"{_relative(p.directory.resolve() / 'out' / v.name, out_dir)}:{GENERATED_DIR}")
+        env["PIPELOGIC_GENERATED_DIR"] = GENERATED_DIR
+    return mounts
 
 
 def _relative(target: Path, start: Path) -> str:
@@ -127,6 +146,7 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
             "PIPELOGIC_CONNECT_TIMEOUT_S": str(opts.connect_timeout_s),
         }
         mounts = [] if v.name in opts.images else [f"{_relative(cdir, out_dir)}:{COMPONENT_MOUNT}:ro"]
+        mounts += _file_mounts(pipeline, v, out_dir, svc["environment"])
         volume = f"{v.name}-state"
         volumes[volume] = {}
         svc["volumes"] = [*mounts, f"{volume}:/state"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pipelogic.component import ConfigParam
 from pipelogic.errors import ConfigError
+from pipelogic.files import in_container
 from pipelogic.types import decode, wrap
 
 __all__ = ["Config"]
@@ -46,7 +48,13 @@ class Config:
 
     def _decode(self, key: str, wire: Any) -> Any:
         assert self._schema is not None
-        value = decode(wire, self._schema[key].type)
+        param = self._schema[key]
+        value = decode(wire, param.type)
+        if param.slot is not None:
+            value = in_container(param.slot, value)
+            if param.slot.generated and value is not None:
+                Path(value).parent.mkdir(parents=True, exist_ok=True)  # the component writes there
+            return value
         if type(value) is bool:
             return value  # a real bool: `is True` holds and json.dumps gives true
         return wrap(value, self._schema[key].type)

@@ -90,20 +90,25 @@ def test_virtual_out_in_order_with_acks_and_backpressure():
         gate.set()
 
     out.set_on_push(cb)
-    out.emit([1, 2, 3, 4])
+    emitted = threading.Event()
+    t = threading.Thread(target=lambda: (out.emit([1, 2, 3, 4]), emitted.set()))
+    t.start()
     assert gate.wait(5)
     threading.Event().wait(0.1)
-    assert got == [1, 2]  # two unacknowledged: the third waits
+    assert got == [1, 2] and tags == [0, 1]  # two unacknowledged: the third waits...
+    assert not emitted.is_set() and out.would_block(1)  # ...and so does the tick emitting it
     out.ack(tags[0])
     out.ack(tags[1])
     for _ in range(50):
         if len(got) == 4:
             break
         threading.Event().wait(0.02)
-    assert got == [1, 2, 3, 4]
+    assert got == [1, 2, 3, 4] and emitted.wait(5)
+    t.join()
+    assert out.drain(0.2) == 2  # 2 and 3 still unacknowledged at the end
     out.ack(2)
     out.ack(3)
-    out.drain(5)
+    assert out.drain(1) == 0
 
 
 def test_virtual_out_callback_errors_are_kept():
