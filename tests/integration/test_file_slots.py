@@ -130,9 +130,9 @@ def test_a_config_key_may_not_also_be_a_declared_parameter(tmp_path):
 
 
 def test_compose_mounts_bound_files_and_the_generated_folder(tmp_path):
-    from pipelogic.containers import ComposeOptions, render_compose
-
     import yaml
+
+    from pipelogic.containers import ComposeOptions, render_compose
 
     make(tmp_path)
     pl = load_pipeline(pipeline(tmp_path))
