@@ -21,7 +21,7 @@ __all__ = ["LOSS_KINDS", "Observer"]
 
 SAMPLE_S = 0.5
 WINDOW_S = 5.0
-LOSS_KINDS = ("virtual_dropped", "dropped_at_end", "dead_lettered", "virtual_out_lost")  # status fields that count losses
+LOSS_KINDS = ("virtual_dropped", "dropped_at_end", "dead_lettered", "virtual_out_lost", "nothing_dropped")  # status fields that count losses
 
 
 @dataclass

@@ -203,6 +203,8 @@ class Scheduler:
         if vs is None:
             return []
         if isinstance(msg, P.Results):
+            if msg.stats is not None:
+                vs.worker_stats = dict(msg.stats)
             self._results(vs, msg, payload)
         elif isinstance(msg, P.Ready):
             self._ready(vs, msg)
@@ -561,6 +563,7 @@ class Scheduler:
                 "epoch": vs.epoch or 0,
                 "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
                 "virtual_out_lost": int(vs.worker_stats.get("virtual_out_lost", 0)),
+                "nothing_dropped": int(vs.worker_stats.get("nothing_dropped", 0)),
                 "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
                 "config_version": vs.config_version,
                 "dropped_at_end": vs.dropped_at_end,

@@ -34,7 +34,7 @@ from pipelogic.component import (
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.files import bind_files
 from pipelogic.state import SnapshotPolicy
-from pipelogic.types import Atomic, Type, Var, substitute, unify
+from pipelogic.types import Atomic, Named, Type, Var, substitute, unify
 
 __all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline"]
 
@@ -386,7 +386,13 @@ def _check_types(vertices: dict[str, Vertex], order: list[str], edges: list[tupl
             produced = vertices[src.vertex].output_types[src.index]
             wanted = substitute(v.input_types[j], env)
             try:
-                _, bindings = unify(produced, wanted)
+                try:
+                    _, bindings = unify(produced, wanted)
+                except PipelogicError:
+                    if not (isinstance(produced, Named) and produced.name == "Maybe" and len(produced.args) == 1):
+                        raise
+                    # The platform's unpack adapter: Nothing is dropped before the consumer.
+                    _, bindings = unify(produced.args[0], wanted)
             except PipelogicError as exc:
                 problems.add(["connections", index],
                              f"{text}: {src} produces {produced} but {name}.{j} expects "

@@ -295,10 +295,12 @@ class Ready(Message):
 @_message("results", payload=True)
 class Results(Message):
     """Results of ticks, in tick order. ``layout[i] = [tick, [[nbufs per value] per output],
-    pull_request or None]``."""
+    pull_request or None]``. ``stats``: the worker's counters when they changed (so the
+    broker has them at the end without waiting for a heartbeat)."""
 
     epoch: int
     layout: list[Any]
+    stats: dict[str, Any] | None = None
 
 
 @_message("heartbeat")

@@ -13,6 +13,7 @@ LOSS_KINDS = {
     "dropped_at_end": "message(s) left at the end of a stream, fewer than the pull request's min_pull",
     "dead_lettered": "tick(s) skipped on error (on_error: skip), inputs in the dead-letter file",
     "virtual_out_lost": "virtual output item(s) not delivered or acknowledged by the end (drain timeout)",
+    "nothing_dropped": "Nothing value(s) dropped by a Maybe unpack adapter (a Maybe<t> producer, a t input)",
 }
 
 

@@ -42,8 +42,9 @@ from pipelogic.errors import (
 )
 from pipelogic.pulling import take_shift
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
-from pipelogic.types import InputsPullRequest, codec_for, create_type
+from pipelogic.types import InputsPullRequest
 from pipelogic.worker._config import Config
+from pipelogic.worker._inputs import InputDecoder
 from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
@@ -123,6 +124,7 @@ class Session:
         self.spec = spec if spec is not None else load_component(settings.component_dir)
         self.vertex = settings.vertex or self.spec.name
         self.ticks_done = 0
+        self._sent_stats: dict[str, Any] = {}
         self._closed = False
         # One instance per state directory (P18): lock before the handshake, so a second
         # instance cannot fence the first one before it finds out.
@@ -228,6 +230,7 @@ class Session:
         return {
             "ticks": self.ticks_done,
             "virtual_dropped": vin.dropped if vin is not None else 0,
+            "nothing_dropped": self.inputs.dropped if getattr(self, "inputs", None) is not None else 0,
             "virtual_out_lost": self.vout.lost if getattr(self, "vout", None) is not None else 0,
             "virtual_queued": len(vin) if vin is not None else 0,
         }
@@ -337,7 +340,7 @@ class Session:
 
     def _start_incarnation(self) -> None:
         mode = self.step.mode
-        self.input_codecs = [codec_for(create_type(t)) for t in self.welcome.input_types]
+        self.inputs = InputDecoder(self.vertex, list(self.welcome.input_types), self.spec.input_types)
         self.pull_request = self._initial_pull
         resume = self.restore() if mode.stateful else None
         self.next_tick = resume or 0
@@ -481,7 +484,7 @@ class Session:
                     break
                 if got is False:
                     if layout:
-                        self.send(P.Results(self.epoch, layout), frames)
+                        self.send(self._results_msg(layout), frames)
                         layout, frames = [], []
                     self.send_stats()
                     self.send(P.Finished(self.epoch))
@@ -499,12 +502,17 @@ class Session:
                     assert self.virtual_in is not None
                     virtual = self.virtual_in.take(0, len(self.virtual_in))
             try:
-                inputs = self._decode_inputs(per_input, mode)
+                inputs = self.inputs.decode(per_input, mode.streaming)
+                if inputs is None:  # a Nothing dropped by the Maybe unpack adapter: no call, no output
+                    layout.append([tick, [[] for _ in range(mode.n_outputs)], None])
+                    self.ticks_done += 1
+                    self.next_tick = tick + 1
+                    continue
                 out = self.step.call(inputs, virtual, tick)
                 _faults.point("after-state-update-before-checkpoint")
                 if out.virtual_output and tick >= self.replay_until:  # replays were delivered
                     if layout and self.vout.would_block(len(out.virtual_output)):
-                        self.send(P.Results(self.epoch, layout), frames)  # done ticks go out before we wait
+                        self.send(self._results_msg(layout), frames)  # done ticks go out before we wait
                         layout, frames = [], []
                     self.vout.emit(out.virtual_output)
                 if self.vout.error is not None:
@@ -516,7 +524,7 @@ class Session:
                 fatal = self.on_error != "skip" or isinstance(exc, (DecodeError, PullRequestError))
                 tb = user_traceback(exc.__cause__) if exc.__cause__ is not None else ""
                 if layout:
-                    self.send(P.Results(self.epoch, layout), frames)
+                    self.send(self._results_msg(layout), frames)
                     layout, frames = [], []
                 self.send(P.Failed(self.epoch, tick, str(exc), tb, fatal))
                 if fatal:
@@ -539,38 +547,27 @@ class Session:
             self.ticks_done += 1
             self.next_tick = tick + 1
             if mode.source:  # live sources: no batching, every tick goes out at once
-                self.send(P.Results(self.epoch, layout), frames)
+                self.send(self._results_msg(layout), frames)
                 layout, frames = [], []
             if self._snapshot_due():
                 if layout:  # the broker must hold these results before the snapshot covers them
-                    self.send(P.Results(self.epoch, layout), frames)
+                    self.send(self._results_msg(layout), frames)
                     layout, frames = [], []
                 self.snapshot()
             if self.stop_requested:
                 break  # the rest of the batch is unanswered: the broker gives it to the next one
         if layout:
-            self.send(P.Results(self.epoch, layout), frames)
+            self.send(self._results_msg(layout), frames)
             _faults.point("after-output-send")
         return stop
 
-    def _decode_inputs(self, per_input: list[list[tuple[Any, ...]]], mode: Mode) -> list[Any]:
-        inputs = []
-        for j, values in enumerate(per_input):
-            codec = self.input_codecs[j]
-            decoded = []
-            for v in values:
-                try:
-                    data = _unpack(v[0])
-                    decoded.append(codec.dec(data, [_buf(b) for b in v[1:]]))
-                except Exception as exc:  # noqa: BLE001 - any bad frame is a DecodeError here
-                    raise DecodeError(f"vertex {self.vertex}: input {j}: cannot decode a message: {exc}") from None
-            if mode.streaming:
-                inputs.append(decoded)
-            else:
-                if len(decoded) != 1:
-                    raise DecodeError(f"vertex {self.vertex}: input {j}: expected 1 message per tick, got {len(decoded)}")
-                inputs.append(decoded[0])
-        return inputs
+    def _results_msg(self, layout: list[Any]) -> P.Results:
+        """Results, with the worker's counters when they moved since they were last sent."""
+        stats = self.stats()
+        counters = {k: v for k, v in stats.items() if k != "ticks"}  # the tick count moves every time
+        changed = counters != self._sent_stats
+        self._sent_stats = counters
+        return P.Results(self.epoch, layout, stats if changed else None)
 
     def _wait_close(self) -> bool:
         while True:
@@ -579,16 +576,6 @@ class Session:
                 return True
             if item is None and (self.stop_requested or self.lost is not None):
                 return True
-
-
-def _buf(frame: Any) -> Any:
-    return getattr(frame, "buffer", frame)
-
-
-def _unpack(frame: Any) -> Any:
-    import msgpack
-
-    return msgpack.unpackb(_buf(frame), raw=False, strict_map_key=True)
 
 
 def main_file() -> str | None:
