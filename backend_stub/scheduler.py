@@ -218,7 +218,7 @@ class Scheduler:
             return []
         elif isinstance(msg, P.Heartbeat):
             vs.worker_stats = dict(msg.stats)
-            return []
+            return self.pump(now) if "virtual_input" in vs.features else []  # the virtual queue grew
         elif isinstance(msg, P.ConfigApplied):
             return self.config.applied(vs, msg.version)
         elif isinstance(msg, P.Failed):
@@ -501,11 +501,22 @@ class Scheduler:
             self._finish(vs, actions)
 
     def _form_check(self, vs: VertexState) -> bool:
-        """Whether a tick could form now (ignoring credit)."""
+        """Whether a tick could form now or later from what is queued (ignoring credit): an
+        option waiting only for the virtual queue, which is still open, may fire later."""
         if vs.streaming:
+            queued, closed = self._virtual(vs)
             return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request,
-                                                          [b.closed for b in vs.inputs]) is not None
+                                                          [b.closed for b in vs.inputs],
+                                                          queued if closed else None) is not None
         return all(b.queue for b in vs.inputs)
+
+    @staticmethod
+    def _virtual(vs: VertexState) -> tuple[int | None, bool]:
+        """The worker's virtual queue (length, closed) as last reported (empty until it
+        reports); (None, False) for a vertex without both kinds of input."""
+        if "virtual_input" not in vs.features or not vs.inputs:
+            return None, False
+        return int(vs.worker_stats.get("virtual_queued", 0)), bool(vs.worker_stats.get("virtual_closed", False))
 
     def _form_tick(self, vs: VertexState) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
         """Take the next tick's messages off the input queues: (composition, virtual
@@ -522,7 +533,8 @@ class Scheduler:
             return None
         if vs.pull_request is None:
             return None
-        d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs])
+        d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs],
+                   self._virtual(vs)[0])
         if d is None:
             return None
         composition = []

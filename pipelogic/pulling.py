@@ -5,7 +5,10 @@ An option is satisfiable when every stream holds at least ``skip + min_pull`` me
 Options are tried in priority order; the first satisfiable one that would consume at least
 one message fires at once, taking on each stream ``skip`` messages to drop and then
 ``k = min(max_pull, available - skip)`` to deliver. A vertex is finished when every input is
-closed and no option fires. With ``flush_at_end``, once every input is closed the first
+closed and no option fires. A component with regular inputs and a virtual input: the
+broker knows the worker's virtual queue length (the worker reports it with its results and
+whenever it changes while idle), and an option whose ``virtual_shift`` that length cannot
+satisfy does not fire; the next option may. With ``flush_at_end``, once every input is closed the first
 option also fires on what is left (fewer than ``min_pull``), until nothing is.
 """
 
@@ -39,10 +42,14 @@ def take_shift(available: int, shift: StreamPullShift) -> tuple[int, int] | None
 
 
 def decide(lengths: Sequence[int], request: InputsPullRequest,
-           closed: Sequence[bool] | None = None) -> Decision | None:
+           closed: Sequence[bool] | None = None, virtual: int | None = None) -> Decision | None:
     """The option that fires now for these buffer lengths, or None. ``closed``: which
-    inputs have ended (for ``flush_at_end``)."""
+    inputs have ended (for ``flush_at_end``). ``virtual``: how many messages the worker's
+    virtual queue holds (None: not known, the worker waits for them); an option with a
+    ``virtual_shift`` the queue cannot satisfy does not fire."""
     for idx, opt in enumerate(request.options):
+        if virtual is not None and opt.virtual_shift is not None and take_shift(virtual, opt.virtual_shift) is None:
+            continue
         takes = []
         for n, shift in zip(lengths, opt.shifts):
             t = take_shift(n, shift)

@@ -233,6 +233,7 @@ class Session:
             "nothing_dropped": self.inputs.dropped if getattr(self, "inputs", None) is not None else 0,
             "virtual_out_lost": self.vout.lost if getattr(self, "vout", None) is not None else 0,
             "virtual_queued": len(vin) if vin is not None else 0,
+            "virtual_closed": vin.closed if vin is not None else False,
         }
 
     def send_stats(self) -> None:
@@ -378,8 +379,13 @@ class Session:
             if self.stop_requested:
                 self._stop_gracefully()
                 return
-            item = self._next(_POLL_MS)
+            # With regular and virtual inputs, the broker picks options by the virtual queue's
+            # length: tell it promptly when that moves while we wait.
+            watch = mode.virtual_input and mode.streaming and mode.n_inputs > 0
+            item = self._next(10 if watch else _POLL_MS)
             if item is None:
+                if watch and (stats := self._changed_stats()) is not None:
+                    self.send(P.Heartbeat(self.epoch, stats))
                 if self._snapshot_due():  # idle: the time trigger still applies
                     self.snapshot()
                 continue
@@ -563,11 +569,17 @@ class Session:
 
     def _results_msg(self, layout: list[Any]) -> P.Results:
         """Results, with the worker's counters when they moved since they were last sent."""
+        return P.Results(self.epoch, layout, self._changed_stats())
+
+    def _changed_stats(self) -> dict[str, Any] | None:
+        """The worker's counters if they moved since they were last sent (not counting
+        ticks, which move every time), else None."""
         stats = self.stats()
-        counters = {k: v for k, v in stats.items() if k != "ticks"}  # the tick count moves every time
-        changed = counters != self._sent_stats
+        counters = {k: v for k, v in stats.items() if k != "ticks"}
+        if counters == self._sent_stats:
+            return None
         self._sent_stats = counters
-        return P.Results(self.epoch, layout, stats if changed else None)
+        return stats
 
     def _wait_close(self) -> bool:
         while True:
