@@ -17,7 +17,7 @@ from pipelogic import protocol as P
 if TYPE_CHECKING:
     from backend_stub.scheduler import Scheduler
 
-__all__ = ["LOSS_KINDS", "Observer"]
+__all__ = ["LOSS_KINDS", "Observer", "status_of"]
 
 SAMPLE_S = 0.5
 WINDOW_S = 5.0
@@ -92,3 +92,42 @@ class Observer:
                              "snapshot_age_s": round(now - cp[1], 1) if cp is not None else None})
         return replace(st, vertices=vertices)
 
+
+def status_of(sch: Scheduler) -> P.StatusReply:
+    """The scheduler's status: per vertex its state and counters, per stream its count."""
+    vertices = []
+    for name in sch.pipeline.order:
+        vs = sch.vertices[name]
+        vertices.append({
+            "name": name,
+            "kind": vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
+            "state": vs.state(),
+            "ticks": vs.ticks,
+            "inflight": vs.outstanding,
+            "applied": vs.applied,
+            "retained": len(vs.log),
+            "duplicates": vs.duplicates,
+            "replayed": vs.replayed,
+            "checkpoint": vs.checkpoints[-1] if vs.checkpoints else None,
+            "queues": [len(b.queue) for b in vs.inputs],
+            "max_queues": [b.max_len for b in vs.inputs],
+            "restarts": vs.restarts,
+            "errors": vs.errors,
+            "pid": vs.pid,
+            "host": vs.host,
+            "epoch": vs.epoch or 0,
+            "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
+            "virtual_out_lost": int(vs.worker_stats.get("virtual_out_lost", 0)),
+            "nothing_dropped": int(vs.worker_stats.get("nothing_dropped", 0)),
+            "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
+            "config_version": vs.config_version,
+            "dropped_at_end": vs.dropped_at_end,
+            "dead_lettered": vs.dead_lettered,
+        })
+    streams = []
+    for name in sch.pipeline.order:
+        vs = sch.vertices[name]
+        for k, consumers in enumerate(vs.consumers):
+            streams.append({"from": f"{name}.{k}", "to": [f"{c}.{j}" for c, j in consumers], "count": vs.out_counts[k]})
+    state = "failed" if sch.failed else ("done" if sch.done else "running")
+    return P.StatusReply(sch.pipeline.name, state, vertices, streams, sch.failed)

@@ -36,6 +36,7 @@ from backend_stub.admission import declared_types_differ
 from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
 from backend_stub.model import Action, Inflight, InputBuffer, Journal, Settings, Value, VertexState
+from backend_stub.observe import status_of
 from backend_stub.tap import Taps
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
@@ -552,42 +553,8 @@ class Scheduler:
     # -- status ----------------------------------------------------------------------------
 
     def status(self) -> P.StatusReply:
-        vertices = []
-        for name in self.pipeline.order:
-            vs = self.vertices[name]
-            vertices.append({
-                "name": name,
-                "kind": vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
-                "state": vs.state(),
-                "ticks": vs.ticks,
-                "inflight": vs.outstanding,
-                "applied": vs.applied,
-                "retained": len(vs.log),
-                "duplicates": vs.duplicates,
-                "replayed": vs.replayed,
-                "checkpoint": vs.checkpoints[-1] if vs.checkpoints else None,
-                "queues": [len(b.queue) for b in vs.inputs],
-                "max_queues": [b.max_len for b in vs.inputs],
-                "restarts": vs.restarts,
-                "errors": vs.errors,
-                "pid": vs.pid,
-                "host": vs.host,
-                "epoch": vs.epoch or 0,
-                "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
-                "virtual_out_lost": int(vs.worker_stats.get("virtual_out_lost", 0)),
-                "nothing_dropped": int(vs.worker_stats.get("nothing_dropped", 0)),
-                "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
-                "config_version": vs.config_version,
-                "dropped_at_end": vs.dropped_at_end,
-                "dead_lettered": vs.dead_lettered,
-            })
-        streams = []
-        for name in self.pipeline.order:
-            vs = self.vertices[name]
-            for k, consumers in enumerate(vs.consumers):
-                streams.append({"from": f"{name}.{k}", "to": [f"{c}.{j}" for c, j in consumers], "count": vs.out_counts[k]})
-        state = "failed" if self.failed else ("done" if self.done else "running")
-        return P.StatusReply(self.pipeline.name, state, vertices, streams, self.failed)
+        """Every vertex's counters and state, the streams' counts, the run's state."""
+        return status_of(self)
 
     def buffered(self) -> int:
         """Messages held in input buffers now (not counting in-flight ticks)."""

@@ -40,7 +40,6 @@ from pipelogic.errors import (
     StateError,
     WorkerError,
 )
-from pipelogic.pulling import take_shift
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
 from pipelogic.types import InputsPullRequest
 from pipelogic.worker._config import Config
@@ -48,7 +47,12 @@ from pipelogic.worker._inputs import InputDecoder
 from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
-from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream
+from pipelogic.worker._virtual import (
+    VirtualInputStream,
+    VirtualOutputStream,
+    source_take,
+    virtual_take,
+)
 
 __all__ = ["Session", "WorkerSettings", "active_session", "on_sigterm"]
 
@@ -446,33 +450,13 @@ class Session:
         return self.stop_requested or self.lost is not None
 
     def _virtual_take(self, skip: int, min_count: int, max_count: int) -> list[Any] | None:
-        """Wait for ``skip + min_count`` queued virtual messages, then take. None if the
-        broker closed us while waiting; a short list if the queue closed first."""
-        vin = self.virtual_in
-        assert vin is not None
-        while not vin.wait(skip + min_count, 0.05):
-            if self._poll_control():
-                return None
-        return vin.take(skip, max_count)
+        assert self.virtual_in is not None
+        return virtual_take(self.virtual_in, skip, min_count, max_count, self._poll_control)
 
     def _source_take(self) -> list[Any] | bool | None:
-        """A source tick's virtual input; None if closed by the broker while waiting, False
-        when the virtual stream is finished."""
-        vin = self.virtual_in
-        assert vin is not None
-        while True:
-            if self.step.mode.streaming and self.pull_request is not None:
-                for opt in self.pull_request.options:
-                    vs = opt.virtual_shift
-                    t = take_shift(len(vin), vs) if vs is not None else None
-                    if t is not None and sum(t) > 0:
-                        return vin.take(*t)
-            elif len(vin) >= 1:
-                return vin.take(0, 1)
-            if vin.closed:
-                return False  # closed, and what is left can never fire
-            if not vin.wait(len(vin) + 1, 0.05) and self._poll_control():
-                return None
+        assert self.virtual_in is not None
+        request = self.pull_request if self.step.mode.streaming else None
+        return source_take(self.virtual_in, request, self._poll_control)
 
     def _ticks(self, msg: P.Ticks, payload: list[Any]) -> bool:
         """Run a batch of ticks; True when the worker should stop."""

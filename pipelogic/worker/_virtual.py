@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pipelogic.errors import PipelogicError
+from pipelogic.pulling import take_shift
+from pipelogic.types import InputsPullRequest
 
-__all__ = ["VirtualInputStream", "VirtualOutputStream", "VirtualStreamClosed"]
+__all__ = ["VirtualInputStream", "VirtualOutputStream", "VirtualStreamClosed", "source_take", "virtual_take"]
 
 log = logging.getLogger("pipelogic.worker")
 
@@ -87,6 +89,37 @@ class VirtualInputStream:
     def exhausted(self) -> bool:
         with self._cond:
             return self._closed and not self._q
+
+
+def virtual_take(vin: VirtualInputStream, skip: int, min_count: int, max_count: int,
+                 poll: Callable[[], bool]) -> list[Any] | None:
+    """A component's virtual part of a tick: wait for ``skip + min_count`` queued messages
+    (the broker chose the option knowing they are there), then take. None if ``poll()``
+    says the worker was closed while waiting; a short list only if the queue closed first."""
+    while not vin.wait(skip + min_count, 0.05):
+        if poll():
+            return None
+    return vin.take(skip, max_count)
+
+
+def source_take(vin: VirtualInputStream, request: InputsPullRequest | None,
+                poll: Callable[[], bool]) -> list[Any] | bool | None:
+    """A source's tick input: the first option's virtual shift the queue satisfies (one
+    message without a pull request). None if closed by the broker while waiting, False when
+    the virtual stream is finished (closed, and what is left can never fire)."""
+    while True:
+        if request is not None:
+            for opt in request.options:
+                shift = opt.virtual_shift
+                t = take_shift(len(vin), shift) if shift is not None else None
+                if t is not None and sum(t) > 0:
+                    return vin.take(*t)
+        elif len(vin) >= 1:
+            return vin.take(0, 1)
+        if vin.closed:
+            return False
+        if not vin.wait(len(vin) + 1, 0.05) and poll():
+            return None
 
 
 _STOP = object()
