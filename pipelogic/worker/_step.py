@@ -142,25 +142,20 @@ class Step:
 
     def pack_state(self, vertex: str) -> bytes:
         """The state as snapshot bytes (through ``state_codec``'s first function, if any)."""
-        state = self.state
-        if self.state_codec is not None:
-            try:
-                state = self.state_codec[0](state)
-            except Exception as exc:
-                raise SnapshotValueError(f"vertex {vertex}: state_codec's first function (to plain data) raised "
-                                         f"{type(exc).__name__}: {exc}") from exc
-        return pack_state(state, vertex)
+        return pack_state(self._codec(0, self.state, vertex, SnapshotValueError), vertex)
 
     def load_state(self, data: bytes, vertex: str) -> None:
         """Set the state from snapshot bytes (through ``state_codec``'s second function)."""
-        state = unpack_state(data)
-        if self.state_codec is not None:
-            try:
-                state = self.state_codec[1](state)
-            except Exception as exc:
-                raise StateError(f"vertex {vertex}: state_codec's second function (from plain data) raised "
-                                 f"{type(exc).__name__}: {exc}") from exc
-        self.state = state
+        self.state = self._codec(1, unpack_state(data), vertex, StateError)
+
+    def _codec(self, which: int, state: Any, vertex: str, error: type[StateError]) -> Any:
+        if self.state_codec is None:
+            return state
+        try:
+            return self.state_codec[which](state)
+        except Exception as exc:
+            what = ("first function (to plain data)", "second function (from plain data)")[which]
+            raise error(f"vertex {vertex}: state_codec's {what} raised {type(exc).__name__}: {exc}") from exc
 
     def call(self, inputs: list[Any], virtual: list[Any] | None, tick: int) -> TickOutput:
         m = self.mode
