@@ -101,7 +101,7 @@ def test_seed_streaming_virtual_in_and_out_snippets_under_up(tmp_path, component
     assert r.returncode == 0, r.stderr
     assert jsonl(tmp_path / "out/a.jsonl") == [10 * i for i in range(50)]
     assert jsonl(tmp_path / "out/b.jsonl") == list(range(100))
-    assert jsonl(tmp_path / "uploaded.jsonl") == [{"seen": True}] * 100
+    assert jsonl(tmp_path / "uploaded.jsonl") == [{"seen": True}] * 100, r.stdout + r.stderr
 
 
 def test_asymmetric_rates_one_second_in_one_summary_out(tmp_path):
