@@ -290,7 +290,9 @@ class Supervisor:
 
     def _supervise(self, w: _Worker, env: dict[str, str], width: int, client: BrokerClient, now: float) -> str:
         if w.proc is None:
-            if now >= w.next_start:
+            if now >= w.next_start and w.exit_codes and not self._still_running(client):
+                w.next_start = now + 0.5  # a restart only into a run that goes on
+            elif now >= w.next_start:
                 wenv = dict(env, PIPELOGIC_COMPONENT=w.name)
                 w.proc = self._spawn([sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv, f"{w.name.ljust(width)} | ")
                 w.started = now
@@ -308,7 +310,11 @@ class Supervisor:
             try:
                 st = client.status()
             except PipelogicError:
-                return ""  # the broker is gone: its own exit decides
+                # The broker does not answer: it is finishing (then its exit decides, and a
+                # worker started now would run again from scratch) or it is gone (then it
+                # is restarted and the worker rejoins). Either way, not a restart right now.
+                w.next_start = now + 2.0
+                return ""
             if st.state != "running":
                 return ""  # done, or failed: the broker reports the cause and exits
             vertex = next((v for v in st.vertices if v["name"] == w.name), None)
@@ -333,6 +339,13 @@ class Supervisor:
         w.next_start = now + delay
         self.echo(f"{w.name.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})", err=True)
         return ""
+
+    @staticmethod
+    def _still_running(client: BrokerClient) -> bool:
+        try:
+            return client.status().state == "running"
+        except PipelogicError:
+            return False
 
     def _kill_orphans(self, st: P.StatusReply, workers: list[_Worker]) -> None:
         """A worker the broker declared dead (stopped, hung) while its process lives on
