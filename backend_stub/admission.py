@@ -8,7 +8,29 @@ from backend_stub.model import VertexState
 from pipelogic.errors import PipelogicError
 from pipelogic.types import create_type
 
-__all__ = ["declared_types_differ"]
+__all__ = ["clean_stats", "declared_types_differ"]
+
+# The counters a worker reports (heartbeats, results); anything else is dropped, so that a
+# malformed or hostile report can never break what reads them later (status, decisions).
+_COUNTERS = ("ticks", "virtual_dropped", "virtual_queued", "virtual_out_lost", "nothing_dropped")
+_FLAGS = ("virtual_closed",)
+
+
+def clean_stats(stats: Any) -> dict[str, Any]:
+    """The well-formed part of a worker's reported counters: non-negative 64-bit ints and
+    booleans under the known names; everything else is left out."""
+    if not isinstance(stats, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for k in _COUNTERS:
+        v = stats.get(k)
+        if type(v) is int and 0 <= v < 2**63:
+            out[k] = v
+    for k in _FLAGS:
+        v = stats.get(k)
+        if type(v) is bool:
+            out[k] = v
+    return out
 
 
 def declared_types_differ(vs: VertexState, types: list[Any] | None) -> str:

@@ -231,6 +231,10 @@ class Broker:
         except PipelogicError as exc:
             log.warning("control: %s failed: %s", msg.KIND, exc)
             return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
+        except Exception as exc:  # no request may crash the broker; a bug is logged loudly
+            self.malformed += 1
+            log.exception("control: internal error while handling %s", msg.KIND)
+            return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))]
         self.malformed += 1
         return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
 

@@ -32,7 +32,7 @@ from typing import Any
 import msgpack
 
 from backend_stub import deadletter
-from backend_stub.admission import declared_types_differ
+from backend_stub.admission import clean_stats, declared_types_differ
 from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
 from backend_stub.model import Action, Inflight, InputBuffer, Journal, Settings, Value, VertexState
@@ -183,7 +183,7 @@ class Scheduler:
         vs = self._worker(epoch, now)
         if vs is None:
             return False
-        vs.worker_stats = dict(stats)
+        vs.worker_stats = clean_stats(stats)
         return True
 
     def _worker(self, epoch: int, now: float) -> VertexState | None:
@@ -205,7 +205,7 @@ class Scheduler:
             return []
         if isinstance(msg, P.Results):
             if msg.stats is not None:
-                vs.worker_stats = dict(msg.stats)
+                vs.worker_stats = clean_stats(msg.stats)
             self._results(vs, msg, payload)
         elif isinstance(msg, P.Ready):
             self._ready(vs, msg)
@@ -218,7 +218,7 @@ class Scheduler:
                 vs.trim(bool(self.settings.redelivery))
             return []
         elif isinstance(msg, P.Heartbeat):
-            vs.worker_stats = dict(msg.stats)
+            vs.worker_stats = clean_stats(msg.stats)
             return self.pump(now) if "virtual_input" in vs.features else []  # the virtual queue grew
         elif isinstance(msg, P.ConfigApplied):
             return self.config.applied(vs, msg.version)
