@@ -46,7 +46,7 @@ def engine() -> Iterator[Any]:
 
 def _sweep(client: Any) -> None:
     """Remove whatever a failed test left behind under the test prefix."""
-    for c in client.containers.list(all=True):
+    for c in client.containers.list(all=True, ignore_removed=True):  # one may go while we look
         if c.name.startswith(PREFIX) or c.labels.get("com.docker.compose.project", "").startswith(PREFIX):
             c.remove(force=True)
     for v in client.volumes.list():

@@ -44,7 +44,7 @@ class Project:
         return compose_cmd(self.name, self.file, *args, check=check)
 
     def containers(self, service: str) -> list[Any]:
-        return self.engine.containers.list(all=True, filters={
+        return self.engine.containers.list(all=True, ignore_removed=True, filters={
             "label": [f"com.docker.compose.project={self.name}", f"com.docker.compose.service={service}"]})
 
     def container(self, service: str) -> Any:

@@ -32,9 +32,10 @@ def swarm(engine):
             docker("stack", "rm", stack, check=False)
             wait_for(lambda s=stack: not engine.services.list(filters={"label": f"com.docker.stack.namespace={s}"}),
                      60, f"stack {stack} to go")
-            wait_for(lambda s=stack: not [c for c in engine.containers.list(all=True)
-                                          if c.labels.get("com.docker.stack.namespace") == s], 60,
-                     f"the containers of {stack} to go")
+            # The low-level list: the high-level one inspects each container and races with
+            # their removal (a 404 for one that just went).
+            wait_for(lambda s=stack: not engine.api.containers(
+                all=True, filters={"label": f"com.docker.stack.namespace={s}"}), 60, f"the containers of {stack} to go")
         docker("swarm", "leave", "--force", check=False)
         for stack in stacks:
             for v in engine.volumes.list():
