@@ -3,6 +3,7 @@ Swarm made for the test (and left afterwards, with everything it created)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 
@@ -21,22 +22,28 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def swarm(engine):
     state = engine.info()["Swarm"]["LocalNodeState"]
     if state != "inactive":
-        pytest.skip(f"this engine is already in a swarm ({state}); the test makes and leaves its own")
+        reason = f"this engine is already in a swarm ({state}); the test makes and leaves its own"
+        if os.environ.get("PIPELOGIC_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"PIPELOGIC_REQUIRE_DOCKER=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
     networks_before = {n.name for n in engine.networks.list()}
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     stacks: list[str] = []
     try:
         yield stacks
     finally:
-        for stack in stacks:
-            docker("stack", "rm", stack, check=False)
-            wait_for(lambda s=stack: not engine.services.list(filters={"label": f"com.docker.stack.namespace={s}"}),
-                     60, f"stack {stack} to go")
-            # The low-level list: the high-level one inspects each container and races with
-            # their removal (a 404 for one that just went).
-            wait_for(lambda s=stack: not engine.api.containers(
-                all=True, filters={"label": f"com.docker.stack.namespace={s}"}), 60, f"the containers of {stack} to go")
-        docker("swarm", "leave", "--force", check=False)
+        try:
+            for stack in stacks:
+                docker("stack", "rm", stack, check=False)
+                wait_for(lambda s=stack: not engine.services.list(
+                    filters={"label": f"com.docker.stack.namespace={s}"}), 60, f"stack {stack} to go")
+                # The low-level list: the high-level one inspects each container and races with
+                # their removal (a 404 for one that just went).
+                wait_for(lambda s=stack: not engine.api.containers(
+                    all=True, filters={"label": f"com.docker.stack.namespace={s}"}), 60,
+                    f"the containers of {stack} to go")
+        finally:
+            docker("swarm", "leave", "--force", check=False)  # whatever happened above
         for stack in stacks:
             for v in engine.volumes.list():
                 if v.name.startswith(f"{stack}_"):
