@@ -85,11 +85,9 @@ class Taps:
         layout: list[Any] = []
         payload: list[Any] = []
         size = 0
-        for seq, v in ring.values:
+        for _, v in ring.values:
             if len(layout) >= max(1, msg.limit) or (layout and size + _size(v) > REPLY_BYTES):
-                break
-            if seq < cursor:
-                continue
+                break  # (values before the cursor were trimmed above)
             layout.append(len(v) - 1)
             payload.extend(v)
             size += _size(v)

@@ -27,6 +27,7 @@ from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.component import (
     ComponentSpec,
     check_config_value,
+    check_sources,
     load_component,
     not_a_name,
     parse_type,
@@ -36,7 +37,7 @@ from pipelogic.files import bind_files
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Named, Type, Var, substitute, unify
 
-__all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline"]
+__all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline", "source_problems"]
 
 SOURCES = {"sequence", "values", "jsonl", "msgpack"}
 SINKS = {"jsonl", "msgpack", "stdout", "null", "memory"}
@@ -353,6 +354,12 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
         _check_types(vertices, order, edges, problems)
     problems.raise_if_any()
     return Pipeline(str(name), file, vertices, order, settings)
+
+
+def source_problems(p: Pipeline) -> list[str]:
+    """``check_sources`` for each component the pipeline uses, once per directory."""
+    components = {v.component.directory: v.component for v in p.vertices.values() if v.component is not None}
+    return [problem for d in sorted(components) for problem in check_sources(components[d])]
 
 
 def _topological(vertices: dict[str, Vertex], problems: Problems) -> list[str]:

@@ -116,7 +116,7 @@ def validate(path: str) -> None:
     component it uses; report every problem as file:line:column. Exit code 2 if any."""
     from pipelogic._yamlfile import load_yaml
     from pipelogic.component import check_sources, parse_component
-    from pipelogic.pipeline import parse_pipeline
+    from pipelogic.pipeline import parse_pipeline, source_problems
 
     p = Path(path)
     if p.is_dir():
@@ -136,10 +136,7 @@ def validate(path: str) -> None:
         click.echo(f"ok: component {spec.name} ({p})")
         return
     pl = parse_pipeline(data, p.resolve())
-    problems = []
-    for d in sorted({v.component.directory for v in pl.vertices.values() if v.component is not None}):
-        problems += check_sources(next(v.component for v in pl.vertices.values()
-                                       if v.component is not None and v.component.directory == d))
+    problems = source_problems(pl)
     if problems:
         raise DefinitionError(problems)
     click.echo(f"ok: pipeline {pl.name}: {len(pl.vertices)} vertices ({p})")

@@ -31,9 +31,8 @@ from pipelogic import protocol as P
 from pipelogic.cli._display import loss_notes, progress_line, status_table
 from pipelogic.cli._worker import EXIT_START
 from pipelogic.client import BrokerClient
-from pipelogic.component import check_sources
 from pipelogic.errors import DefinitionError, PipelogicError
-from pipelogic.pipeline import load_pipeline
+from pipelogic.pipeline import load_pipeline, source_problems
 
 __all__ = ["Supervisor"]
 
@@ -156,10 +155,7 @@ class Supervisor:
     def run(self) -> int:
         try:
             pipeline = load_pipeline(self.file)
-            problems = [p for d in sorted({v.component.directory for v in pipeline.vertices.values()
-                                            if v.component is not None})
-                        for p in check_sources(next(v.component for v in pipeline.vertices.values()
-                                                    if v.component is not None and v.component.directory == d))]
+            problems = source_problems(pipeline)
             if problems:
                 raise DefinitionError(problems)
         except DefinitionError as exc:
