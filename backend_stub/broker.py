@@ -156,10 +156,11 @@ class Broker:
         return dataclasses.replace(st, broker=broker)
 
     def _drain(self, sock: zmq.Socket, handle: Any, now: float, copy: bool) -> None:
-        """Handle up to _MAX_DRAIN waiting messages of one socket."""
+        """Handle up to _MAX_DRAIN waiting messages of one socket (``copy``: every frame as
+        bytes; else payload frames stay zmq.Frames, forwarded without a copy)."""
         for _ in range(_MAX_DRAIN):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+                frames = sock.recv_multipart(zmq.NOBLOCK) if copy else transport.recv(sock, transport.NOBLOCK)
             except zmq.Again:
                 return
             self._events += 1
@@ -199,6 +200,7 @@ class Broker:
         self._last_commit = now
         held, self.held = self.held, []
         self._run(held, committed=True)
+        self._flush()
         _faults.point("broker-after-durable-sends")
         return True
 
@@ -256,7 +258,8 @@ class Broker:
     def _data(self, frames: list[Any], now: float) -> list[Action]:
         try:
             msg, payload = P.decode(frames)
-            return self.scheduler.on_message(msg, payload, now)
+            # The loop pumps once after draining the socket, not once per message.
+            return self.scheduler.on_message(msg, payload, now, pump=False)
         except ProtocolError as exc:
             self.malformed += 1
             log.warning("data: dropped a malformed message: %s", exc)
@@ -284,7 +287,7 @@ class Broker:
             elif a.kind == "close":
                 self._flush_one(a.epoch)
                 self._drop_worker(a.epoch)
-        self._flush()
+        # Sends go out at the end of the loop turn (or of the commit), once for all of them.
 
     def _flush_one(self, epoch: int) -> None:
         box = self.outbox.get(epoch)
@@ -293,7 +296,7 @@ class Broker:
         sock = self.workers[epoch][0]
         while box:
             try:
-                sock.send_multipart(box[0], zmq.NOBLOCK, copy=False)
+                transport.send(sock, box[0], transport.NOBLOCK)
             except zmq.Again:
                 return  # the worker has not attached yet; retry next turn
             box.popleft()

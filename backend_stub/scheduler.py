@@ -196,7 +196,9 @@ class Scheduler:
 
     # -- worker messages -------------------------------------------------------------------
 
-    def on_message(self, msg: P.Message, payload: list[Any], now: float) -> list[Action]:
+    def on_message(self, msg: P.Message, payload: list[Any], now: float, pump: bool = True) -> list[Action]:
+        """Apply one message from a worker; returns what to send. ``pump=False`` leaves the
+        pump after Results to the caller, which then pumps once for a whole batch of them."""
         epoch = getattr(msg, "epoch", None)
         if not isinstance(epoch, int):
             raise ProtocolError(f"{msg.KIND} is not a worker-to-broker data message")
@@ -207,6 +209,8 @@ class Scheduler:
             if msg.stats is not None:
                 vs.worker_stats = clean_stats(msg.stats)
             self._results(vs, msg, payload)
+            if not pump:
+                return []
         elif isinstance(msg, P.Ready):
             self._ready(vs, msg)
         elif isinstance(msg, P.Sync):

@@ -121,12 +121,18 @@ class BrokerLink:
     def recv(self, timeout_ms: int) -> tuple[P.Message, list[Any]] | None:
         """The next message on the tick socket (malformed ones are logged and dropped), or
         None after the timeout."""
-        while self.pull.poll(timeout_ms):
+        waited = False
+        while True:
             try:
-                return P.decode(transport.recv(self.pull))
+                # Try first: when ticks are flowing, one is usually waiting, and a poll costs
+                # more than the receive.
+                return P.decode(transport.recv(self.pull, transport.NOBLOCK))
+            except zmq.Again:
+                if waited or not self.pull.poll(timeout_ms):
+                    return None
+                waited = True
             except ProtocolError as exc:
                 log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
-        return None
 
     def _heartbeat(self) -> None:
         sock = transport.connect(self.ctx, zmq.DEALER, self.broker)

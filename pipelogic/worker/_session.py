@@ -45,6 +45,7 @@ from pipelogic.types import InputsPullRequest
 from pipelogic.worker._config import Config
 from pipelogic.worker._inputs import InputDecoder
 from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
+from pipelogic.worker._results import HeldResults, hold_limit
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import (
@@ -145,6 +146,7 @@ class Session:
             self.store.unlock()
             raise
         self.virtual_in: VirtualInputStream | None = None
+        self._held = HeldResults()  # done ticks whose results go out with the next ones
         self._pending: deque[tuple[P.Message, list[Any]]] = deque()
         self.next_tick = 0  # the state reflects every tick below this
         self.rejoins = 0
@@ -216,7 +218,17 @@ class Session:
         """Send to the broker: BrokerLost if the broker went away meanwhile (the loop
         rejoins), BrokerUnavailable if it takes nothing for the send timeout (P8)."""
         assert self.link is not None
+        if self._held.layout:
+            self._flush_results()  # what the broker applies first goes out first
         self.link.send(msg, payload)
+
+    def _flush_results(self) -> None:
+        """Send the held results (one Results message), if any."""
+        if self._held.layout:
+            assert self.link is not None
+            layout, frames = self._held.take()
+            self.link.send(P.Results(self.epoch, layout, self._changed_stats()), frames)
+            _faults.point("after-output-send")
 
     def say_goodbye(self) -> None:
         """Final counters and Goodbye; quick and silent if the broker is already gone."""
@@ -326,6 +338,10 @@ class Session:
         self.step = step
         self.vout = virtual_out
         self.on_error = str(self.welcome.settings.get("on_error", "fail"))
+        # A live source answers every tick at once (latency), and a vertex that waits for its
+        # virtual queue does not hold results while it waits; others may hold a few.
+        plain = not (step.mode.source or step.mode.virtual_input)
+        self._hold_limit = hold_limit(int(self.welcome.settings.get("credit", 1))) if plain else 1
         self._initial_pull = pull_request
         self._initial_state = None
         if step.mode.stateful:
@@ -364,6 +380,7 @@ class Session:
             self.link.close()
             self.link = None
         self._pending.clear()
+        self._held.clear()  # the new incarnation replays those ticks
         try:
             welcome = self._handshake(timeout_s, rejoin=True)
         except StopRequested:
@@ -398,9 +415,13 @@ class Session:
                 if msg.epoch != self.epoch:
                     continue
                 if self._ticks(msg, payload):  # snapshots by the policy after each tick
+                    self._flush_results()
                     if self.stop_requested:
                         self._stop_gracefully()
                     return
+                if self._more_ticks_waiting():
+                    continue  # hold these results: they go out with the next ticks' ones
+                self._flush_results()
             elif isinstance(msg, P.ConfigPush):
                 self._config(msg)
             elif isinstance(msg, P.Close):
@@ -409,6 +430,17 @@ class Session:
                 return
             elif not isinstance(msg, P.Applied):
                 log.warning("vertex %s: unexpected %s from the broker", self.vertex, msg.KIND)
+
+    def _more_ticks_waiting(self) -> bool:
+        """Whether the next message is already here and is more ticks, while the held
+        results are below the hold limit (then the loop holds them)."""
+        if len(self._held) >= self._hold_limit or self.stop_requested or not self._held.layout:
+            return False
+        item = self._next(0)
+        if item is None:
+            return False
+        self._pending.appendleft(item)
+        return isinstance(item[0], P.Ticks)
 
     def _next(self, timeout_ms: int) -> tuple[P.Message, list[Any]] | None:
         """The next message from the broker (kept ones first), or None after the timeout."""
@@ -462,8 +494,7 @@ class Session:
         """Run a batch of ticks; True when the worker should stop."""
         mode: Mode = self.step.mode
         entries = P.split_values(msg.layout, payload, mode.n_inputs)
-        layout: list[Any] = []
-        frames: list[Any] = []
+        held = self._held
         stop = False
         for tick, per_input, extra in entries:
             virtual: list[Any] | None = None
@@ -473,10 +504,7 @@ class Session:
                     stop = True
                     break
                 if got is False:
-                    if layout:
-                        self.send(self._results_msg(layout), frames)
-                        layout, frames = [], []
-                    self.send_stats()
+                    self.send_stats()  # after the held results
                     self.send(P.Finished(self.epoch))
                     return self._wait_close()
                 virtual = got  # type: ignore[assignment]
@@ -494,16 +522,15 @@ class Session:
             try:
                 inputs = self.inputs.decode(per_input, mode.streaming)
                 if inputs is None:  # a Nothing dropped by the Maybe unpack adapter: no call, no output
-                    layout.append([tick, [[] for _ in range(mode.n_outputs)], None])
+                    held.add_empty(tick, mode.n_outputs, None)
                     self.ticks_done += 1
                     self.next_tick = tick + 1
                     continue
                 out = self.step.call(inputs, virtual, tick)
                 _faults.point("after-state-update-before-checkpoint")
                 if out.virtual_output and tick >= self.replay_until:  # replays were delivered
-                    if layout and self.vout.would_block(len(out.virtual_output)):
-                        self.send(self._results_msg(layout), frames)  # done ticks go out before we wait
-                        layout, frames = [], []
+                    if held.layout and self.vout.would_block(len(out.virtual_output)):
+                        self._flush_results()  # done ticks go out before we wait
                     self.vout.emit(out.virtual_output)
                 if self.vout.error is not None:
                     raise WorkerError(
@@ -513,47 +540,30 @@ class Session:
             except _TICK_ERRORS as exc:
                 fatal = self.on_error != "skip" or isinstance(exc, (DecodeError, PullRequestError))
                 tb = user_traceback(exc.__cause__) if exc.__cause__ is not None else ""
-                if layout:
-                    self.send(self._results_msg(layout), frames)
-                    layout, frames = [], []
                 self.send(P.Failed(self.epoch, tick, str(exc), tb, fatal))
                 if fatal:
                     exc.reported_to_broker = True  # type: ignore[union-attr]
                     raise
                 log.warning("%s (tick %d skipped, inputs sent to the dead-letter file)", exc, tick)
                 pr = self.pull_request.to_wire() if self.pull_request is not None else None
-                layout.append([tick, [[] for _ in range(mode.n_outputs)], pr])
+                held.add_empty(tick, mode.n_outputs, pr)
                 self.ticks_done += 1
                 self.next_tick = tick + 1
                 continue
             if out.pull_request is not None:
                 self.pull_request = out.pull_request
-            counts = []
-            for values in out.outputs:
-                counts.append([len(v) - 1 for v in values])
-                for v in values:
-                    frames.extend(v)
-            layout.append([tick, counts, out.pull_request.to_wire() if out.pull_request is not None else None])
+            held.add(tick, out.outputs, out.pull_request.to_wire() if out.pull_request is not None else None)
             self.ticks_done += 1
             self.next_tick = tick + 1
             if mode.source:  # live sources: no batching, every tick goes out at once
-                self.send(self._results_msg(layout), frames)
-                layout, frames = [], []
+                self._flush_results()
             if self._snapshot_due():
-                if layout:  # the broker must hold these results before the snapshot covers them
-                    self.send(self._results_msg(layout), frames)
-                    layout, frames = [], []
-                self.snapshot()
+                self.snapshot()  # its Sync sends the held results first: the broker holds them
             if self.stop_requested:
                 break  # the rest of the batch is unanswered: the broker gives it to the next one
-        if layout:
-            self.send(self._results_msg(layout), frames)
-            _faults.point("after-output-send")
+        if len(held) >= self._hold_limit:
+            self._flush_results()
         return stop
-
-    def _results_msg(self, layout: list[Any]) -> P.Results:
-        """Results, with the worker's counters when they moved since they were last sent."""
-        return P.Results(self.epoch, layout, self._changed_stats())
 
     def _changed_stats(self) -> dict[str, Any] | None:
         """The worker's counters if they moved since they were last sent (not counting

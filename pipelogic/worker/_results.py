@@ -1,0 +1,56 @@
+"""Results of done ticks, held in the worker until they go out together.
+
+A worker answers every tick, but not every tick needs a message of its own: when the
+next batch of ticks is already waiting in the socket, the results of the ticks done so
+far are held and sent with the next ones, so a busy worker sends one Results (and the
+broker handles one message and pumps once) for several ticks. The session decides when
+to send (:meth:`Session._flush_results`); anything else it sends flushes the held results
+first, so the broker never sees a message out of order with the results before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["HeldResults", "hold_limit"]
+
+
+def hold_limit(credit: int) -> int:
+    """How many done ticks a worker may hold: a quarter of its credit (at most 64), so the
+    broker always has credit coming back to send more ticks while the worker computes."""
+    return max(1, min(64, credit // 4))
+
+
+class HeldResults:
+    """The layout and payload frames of a Results message being built."""
+
+    __slots__ = ("frames", "layout")
+
+    def __init__(self) -> None:
+        self.layout: list[Any] = []
+        self.frames: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.layout)
+
+    def add(self, tick: int, outputs: list[list[Any]], pull_request: Any) -> None:
+        """A tick's outputs: per output, a list of values, each a sequence of frames."""
+        counts = []
+        frames = self.frames
+        for values in outputs:
+            counts.append([len(v) - 1 for v in values])
+            for v in values:
+                frames.extend(v)
+        self.layout.append([tick, counts, pull_request])
+
+    def add_empty(self, tick: int, n_outputs: int, pull_request: Any) -> None:
+        """A tick that produced nothing (skipped on error, or a dropped Nothing)."""
+        self.layout.append([tick, [[] for _ in range(n_outputs)], pull_request])
+
+    def take(self) -> tuple[list[Any], list[Any]]:
+        layout, frames = self.layout, self.frames
+        self.layout, self.frames = [], []
+        return layout, frames
+
+    def clear(self) -> None:
+        self.layout, self.frames = [], []
