@@ -13,7 +13,7 @@ from backend_stub.builtins import Sink, Source
 from pipelogic.pipeline import Pipeline, Vertex
 from pipelogic.types import InputsPullRequest
 
-__all__ = ["Action", "Inflight", "InputBuffer", "Journal", "Settings", "Value", "VertexState"]
+__all__ = ["Action", "Inflight", "InputBuffer", "Journal", "Settings", "Value", "VertexState", "value_size"]
 
 Value = tuple[Any, ...]
 
@@ -21,6 +21,8 @@ Value = tuple[Any, ...]
 @dataclass
 class Settings:
     buffer_capacity: int = 1024
+    buffer_bytes: int = 64 * 1024 * 1024  # per input buffer, besides the message bound
+    inflight_bytes: int = 64 * 1024 * 1024  # per worker, besides the credit in ticks
     credit: int = 256
     batch: int = 64
     heartbeat_ms: int = 1000
@@ -65,6 +67,43 @@ class InputBuffer:
     received: int = 0
     max_len: int = 0
     consumed: int = 0
+    nbytes: int = 0  # the payload bytes the queue holds
+    last_size: int = 0  # the size of the last value pushed: what the next ones likely weigh
+
+    def push(self, values: list[Value]) -> None:
+        self.queue.extend(values)
+        self.received += len(values)
+        if len(self.queue) > self.max_len:
+            self.max_len = len(self.queue)
+        size = 0
+        for v in values:
+            size += value_size(v)
+        self.nbytes += size
+        self.last_size = value_size(values[-1])
+
+    def pop(self) -> Value:
+        v = self.queue.popleft()
+        self.nbytes -= value_size(v)
+        return v
+
+    def clear(self) -> int:
+        """Empty the queue; returns how many values it held (the caller counts them)."""
+        n = len(self.queue)
+        self.queue.clear()
+        self.nbytes = 0
+        return n
+
+    def recount(self) -> None:
+        """Recompute ``nbytes`` after the queue was rebuilt (a broker restart)."""
+        self.nbytes = sum(value_size(v) for v in self.queue)
+        self.last_size = value_size(self.queue[-1]) if self.queue else 0
+
+
+def value_size(v: Value) -> int:
+    """The payload bytes of one value (its frames)."""
+    if len(v) == 1:
+        return len(v[0])
+    return sum(len(f) for f in v)
 
 
 @dataclass
@@ -77,6 +116,7 @@ class Inflight:
     composition: list[list[Value]]
     extra: Any = None
     starts: list[tuple[int, int, int]] = field(default_factory=list)
+    size: int = 0  # payload bytes (the broker holds them until the result comes back)
 
 
 @dataclass
@@ -109,6 +149,7 @@ class VertexState:
     next_tick: int = 0  # the number of the next tick formed
     applied: int = 0  # ticks below this have had their results applied
     sent: int = 0  # the next tick to send to the current incarnation
+    inflight_bytes: int = 0  # payload bytes of the ticks sent and not answered
     expect: int = 0  # the next tick whose result the current incarnation owes
     checkpoints: deque[int] = field(default_factory=lambda: deque(maxlen=2))
     closed_epoch: int | None = None  # the incarnation told to stop because we finished

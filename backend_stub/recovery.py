@@ -117,6 +117,7 @@ def apply_record(vs: VertexState, rec: dict[str, Any]) -> None:
     from :func:`rebuild`). Every incarnation of a worker is gone: they reconnect."""
     vs.next_tick = rec["next_tick"]
     vs.applied = vs.sent = vs.expect = rec["applied"]
+    vs.inflight_bytes = 0
     vs.checkpoints = deque(rec["checkpoints"], maxlen=2)
     vs.finished = rec["finished"]
     vs.goodbye = rec["goodbye"]
@@ -154,6 +155,7 @@ def rebuild(vertices: dict[str, VertexState], values: dict[str, dict[int, Value]
                 buf.received = vs.out_counts[k]
                 buf.closed = vs.finished
                 buf.queue = deque(stream[q] for q in range(buf.consumed, buf.received))
+                buf.recount()
     for name, rows in ticks.items():
         vs = vertices[name]
         log: deque[Inflight] = deque()

@@ -35,13 +35,22 @@ from backend_stub import deadletter
 from backend_stub.admission import clean_stats, declared_types_differ
 from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
-from backend_stub.model import Action, Inflight, InputBuffer, Journal, Settings, Value, VertexState
+from backend_stub.forming import could_form, form_tick, room
+from backend_stub.model import (
+    Action,
+    Inflight,
+    InputBuffer,
+    Journal,
+    Settings,
+    Value,
+    VertexState,
+    value_size,
+)
 from backend_stub.observe import status_of
 from backend_stub.tap import Taps
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
 from pipelogic.pipeline import Pipeline
-from pipelogic.pulling import decide
 from pipelogic.types import InputsPullRequest, encode
 
 __all__ = ["Action", "Scheduler", "Settings"]
@@ -169,6 +178,7 @@ class Scheduler:
             vs.applied = vs.next_tick
             vs.trim(False)
         vs.sent = vs.expect = vs.applied
+        vs.inflight_bytes = 0
 
     def disconnect(self, epoch: int) -> list[Action]:
         """The worker of ``epoch`` is gone (exited or declared dead)."""
@@ -234,6 +244,7 @@ class Scheduler:
             while vs.log and vs.log[-1].tick >= vs.applied:
                 vs.log.pop()
             vs.next_tick = vs.sent = vs.expect = vs.applied
+            vs.inflight_bytes = 0
             self._finish(vs, actions)
             return actions + self.pump(now)
         elif isinstance(msg, P.Goodbye):
@@ -275,6 +286,7 @@ class Scheduler:
             vs.checkpoints = deque([start], maxlen=2)
         vs.replayed += vs.next_tick - start if vs.connects > 1 else 0
         vs.sent = vs.expect = start
+        vs.inflight_bytes = 0
 
     def _pull(self, vs: VertexState, wire: Any) -> InputsPullRequest | None:
         try:
@@ -297,6 +309,8 @@ class Scheduler:
             if not vs.streaming and any(len(vals) > 1 for vals in per_output):
                 raise ProtocolError(f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode")
             vs.expect += 1
+            if tick >= vs.log_base:
+                vs.inflight_bytes -= vs.entry(tick).size
             if tick < vs.applied:
                 vs.duplicates += 1  # a replayed tick already applied: its outputs went out once
                 continue
@@ -307,6 +321,8 @@ class Scheduler:
                     self._emit(vs, k, values)
             if pr is not None and vs.streaming:
                 vs.pull_request = self._pull(vs, pr)
+        if vs.sent == vs.expect:
+            vs.inflight_bytes = 0  # nothing in flight: whatever the accounting missed is gone
         vs.trim(bool(self.settings.redelivery))
 
     def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
@@ -347,19 +363,6 @@ class Scheduler:
 
     # -- scheduling ------------------------------------------------------------------------
 
-    def _room(self, vs: VertexState, extra: int) -> int:
-        """How many more messages each consumer buffer of ``vs`` can take, given ``extra``
-        already promised (in-flight ticks)."""
-        cap = self.settings.buffer_capacity
-        room = cap
-        for consumers in vs.consumers:
-            for cname, j in consumers:
-                c = self.vertices[cname]
-                if c.finished:
-                    continue
-                room = min(room, cap - len(c.inputs[j].queue) - extra)
-        return room
-
     def pump(self, now: float | None = None) -> list[Action]:
         """Move everything that can move: sources produce, ticks go out, sinks write,
         finished vertices close their outputs. Returns the sends."""
@@ -397,10 +400,7 @@ class Scheduler:
         if self.journal is not None and vs.consumers[k]:
             self.journal.values.extend(zip(repeat(f"{vs.name}.{k}"), range(first, first + len(values)), values))
         for cname, j in vs.consumers[k]:
-            buf = self.vertices[cname].inputs[j]
-            buf.queue.extend(values)
-            buf.received += len(values)
-            buf.max_len = max(buf.max_len, len(buf.queue))
+            self.vertices[cname].inputs[j].push(values)
 
     def _finish(self, vs: VertexState, actions: list[Action] | None = None) -> None:
         vs.finished = True
@@ -408,9 +408,9 @@ class Scheduler:
             for cname, j in consumers:
                 self.vertices[cname].inputs[j].closed = True
         for buf in vs.inputs:
-            vs.dropped_at_end += len(buf.queue)
-            buf.consumed += len(buf.queue)
-            buf.queue.clear()
+            n = buf.clear()
+            vs.dropped_at_end += n
+            buf.consumed += n
         if not vs.stateful and "virtual_output" not in vs.features:
             vs.goodbye = True  # nothing to wait for: no final state to write, no virtual output to deliver
         if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
@@ -419,7 +419,7 @@ class Scheduler:
 
     def _pump_source(self, vs: VertexState, now: float) -> None:
         assert vs.source is not None
-        n = min(self._room(vs, 0), vs.source.allowance(now), self.settings.credit)
+        n = min(room(self.vertices, self.settings, vs, 0), vs.source.allowance(now), self.settings.credit)
         if n > 0:
             try:
                 values = vs.source.take(n)
@@ -436,10 +436,10 @@ class Scheduler:
         assert vs.sink is not None
         buf = vs.inputs[0]
         if buf.queue and vs.sink.kind == "null":  # nothing to write: no need to decode
-            vs.sink.count += len(buf.queue)
-            vs.ticks += len(buf.queue)
-            buf.consumed += len(buf.queue)
-            buf.queue.clear()
+            n = buf.clear()
+            vs.sink.count += n
+            vs.ticks += n
+            buf.consumed += n
         elif buf.queue:
             codec = vs.sink.codec
             decoded = []
@@ -450,8 +450,7 @@ class Scheduler:
                 except Exception as exc:  # noqa: BLE001 - a bad value fails the run, not the broker
                     self._fail(f"sink {vs.name}: cannot decode a value: {exc}")
                     return
-            buf.consumed += len(buf.queue)
-            buf.queue.clear()
+            buf.consumed += buf.clear()
             try:
                 vs.sink.write(decoded)
             except OSError as exc:
@@ -471,7 +470,10 @@ class Scheduler:
         layout: list[Any] = []
         frames: list[Any] = []
         credit = self.settings.credit
-        while vs.outstanding < credit:
+        max_bytes = self.settings.inflight_bytes
+        # Credit in ticks and in bytes (the broker holds each in-flight tick's values for a
+        # replay); one tick always goes, however large.
+        while vs.outstanding < credit and (vs.outstanding == 0 or vs.inflight_bytes < max_bytes):
             if vs.sent < vs.next_tick:
                 inf = vs.entry(vs.sent)  # a replay: exactly the composition it had
                 vs.sent += 1
@@ -480,17 +482,21 @@ class Scheduler:
                 if vs.finished or (vs.streaming and not vs.virtual_source and vs.outstanding > 0):
                     break
                 # Synchronous: each in-flight tick may still add one message per consumer.
-                if self._room(vs, 0 if vs.streaming else vs.outstanding) < 1:
+                if room(self.vertices, self.settings, vs, 0 if vs.streaming else vs.outstanding) < 1:
                     break
-                entry = self._form_tick(vs)
+                entry = form_tick(vs, record=self.journal is not None)
                 if entry is None:
                     break
                 inf = Inflight(vs.next_tick, *entry)
+                for values in inf.composition:
+                    for v in values:
+                        inf.size += value_size(v)
                 vs.log.append(inf)
                 if self.journal is not None:
                     self.journal.ticks.append((vs.name, inf))
                 vs.next_tick += 1
                 vs.sent += 1
+            vs.inflight_bytes += inf.size
             layout.append([inf.tick, [[len(v) - 1 for v in values] for values in inf.composition], inf.extra])
             for values in inf.composition:
                 for v in values:
@@ -507,57 +513,8 @@ class Scheduler:
                 actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
             return
         if (vs.applied == vs.next_tick and not vs.virtual_source and all(b.closed for b in vs.inputs)
-                and not self._form_check(vs)):
+                and not could_form(vs)):
             self._finish(vs, actions)
-
-    def _form_check(self, vs: VertexState) -> bool:
-        """Whether a tick could form now or later from what is queued (ignoring credit): an
-        option waiting only for the virtual queue, which is still open, may fire later."""
-        if vs.streaming:
-            queued, closed = self._virtual(vs)
-            return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request,
-                                                          [b.closed for b in vs.inputs],
-                                                          queued if closed else None) is not None
-        return all(b.queue for b in vs.inputs)
-
-    @staticmethod
-    def _virtual(vs: VertexState) -> tuple[int | None, bool]:
-        """The worker's virtual queue (length, closed) as last reported (empty until it
-        reports); (None, False) for a vertex without both kinds of input."""
-        if "virtual_input" not in vs.features or not vs.inputs:
-            return None, False
-        return int(vs.worker_stats.get("virtual_queued", 0)), bool(vs.worker_stats.get("virtual_closed", False))
-
-    def _form_tick(self, vs: VertexState) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
-        """Take the next tick's messages off the input queues: (composition, virtual
-        shift, starts) or None if no tick can form."""
-        if vs.virtual_source:
-            return [], None, []
-        record = self.journal is not None  # where a tick starts matters only to the store
-        if not vs.streaming:
-            if all(b.queue for b in vs.inputs):
-                starts = [(b.consumed, 0, 1) for b in vs.inputs] if record else []
-                for b in vs.inputs:
-                    b.consumed += 1
-                return [[b.queue.popleft()] for b in vs.inputs], None, starts
-            return None
-        if vs.pull_request is None:
-            return None
-        d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs],
-                   self._virtual(vs)[0])
-        if d is None:
-            return None
-        composition = []
-        starts = []
-        for buf, (skip, count) in zip(vs.inputs, d.takes):
-            if record:
-                starts.append((buf.consumed, skip, count))
-            buf.consumed += skip + count
-            for _ in range(skip):
-                buf.queue.popleft()
-            composition.append([buf.queue.popleft() for _ in range(count)])
-        extra = d.virtual.to_wire() if d.virtual is not None else None
-        return composition, extra, starts
 
     # -- status ----------------------------------------------------------------------------
 

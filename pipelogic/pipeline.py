@@ -96,7 +96,7 @@ class Pipeline:
 
 # The keys each kind of vertex takes; anything else is an error with a hint.
 TOP_KEYS = ("name", "components", "connections", "settings")
-SETTINGS_KEYS = ("buffer_capacity", "credit", "batch", "heartbeat_ms", "liveness", "redelivery", "snapshot")
+SETTINGS_KEYS = ("buffer_capacity", "buffer_bytes", "credit", "batch", "heartbeat_ms", "liveness", "redelivery", "snapshot")
 _SOURCE_KEYS = {
     "sequence": ("source", "count", "start", "step", "rate"),
     "values": ("source", "type", "values", "rate"),

@@ -432,7 +432,7 @@ def decode_header(frame: Any) -> Message:
         raise ProtocolError(f"{kind}: body must be a map, got {type(body).__name__}")
     msg = cls._FAST(body)
     if msg is not None:
-        return msg  # type: ignore[no-any-return]
+        return msg
     kwargs: dict[str, Any] = {}
     for name, (types, nullable, required) in cls._SCHEMA.items():
         if name not in body:

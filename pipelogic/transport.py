@@ -127,7 +127,7 @@ def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:
     """Receive a multipart message: the first frame (a header, always small) as bytes,
     the others as zmq.Frame objects (no copy of large payloads). With ``NOBLOCK``,
     zmq.Again when no message is waiting."""
-    frames = [_RAW_RECV(sock, flags, True)]
+    frames: list[Any] = [_RAW_RECV(sock, flags, True)]
     while _RAW_GET(sock, _RCVMORE):
         frames.append(_RAW_RECV(sock, 0, False))
     return frames

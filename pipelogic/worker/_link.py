@@ -128,7 +128,7 @@ class BrokerLink:
                 # more than the receive.
                 return P.decode(transport.recv(self.pull, transport.NOBLOCK))
             except zmq.Again:
-                if waited or not self.pull.poll(timeout_ms):
+                if waited or timeout_ms == 0 or not self.pull.poll(timeout_ms):
                     return None
                 waited = True
             except ProtocolError as exc:

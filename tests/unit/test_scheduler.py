@@ -36,12 +36,12 @@ def connect(s, name="c", n_in=2, n_out=1, features=()):
     return epoch, s.on_message(P.Ready(epoch, list(features), None), [], 0.0)
 
 
-def ticks_of(actions):
+def ticks_of(actions, streams=2):
     out = []
     for a in actions:
         msg, payload = P.decode(a.frames)
         if isinstance(msg, P.Ticks):
-            out.extend(P.split_values(msg.layout, payload, 2))
+            out.extend(P.split_values(msg.layout, payload, streams))
     return out
 
 
@@ -140,3 +140,37 @@ def test_a_second_live_instance_from_another_host_is_refused_a_restart_is_not(tm
     # The first host, once silent past the liveness bound, is replaced from anywhere.
     later = s.hello(P.Hello("c", "i4", 1, [], 2, 1, host="container-b"), 2.0 + 60)
     assert not isinstance(later, P.Refuse)
+
+
+def test_buffers_and_inflight_ticks_are_bounded_in_bytes(tmp_path, component):
+    """A producer of large values feeding a consumer that never answers: the consumer's
+    buffer stays within buffer_bytes (plus what the producer's in-flight ticks add), and
+    what is in flight to the consumer within inflight_bytes (plus one tick)."""
+    big = component("big", "name: big\nworker: {input_type: Int64, output_type: Bytes}\n", "")
+    eat = component("eat", "name: eat\nworker: {input_type: Bytes, output_type: Int64}\n", "")
+    p = parse_pipeline({"name": "t", "components": {
+        "n": {"source": "sequence", "count": 10_000}, "b": {"path": str(big)}, "e": {"path": str(eat)},
+        "o": {"sink": "memory"}}, "connections": ["n -> b", "b -> e", "e -> o"]}, tmp_path / "pipeline.yml")
+    mb = 1 << 20
+    s = Scheduler(p, Settings(credit=16, batch=1, buffer_bytes=8 * mb, inflight_bytes=4 * mb))
+    eb, _ = s.hello(P.Hello("b", "i", 1, [], 1, 1), 0.0)
+    ee, _ = s.hello(P.Hello("e", "i", 1, [], 1, 1), 0.0)
+    s.on_message(P.Ready(ee, [], None), [], 0.0)
+    pending = ticks_of(s.on_message(P.Ready(eb, [], None), [], 0.0), 1)
+    assert len(pending) == 1  # Bytes of unknown size: the first result tells what they weigh
+    value = msgpack.packb(b"\0" * 100_000) + b"\0" * (mb - 100_000)  # about 1 MB per value
+    peak_buffer = peak_inflight = 0
+    for _ in range(200):
+        if not pending:
+            break
+        layout = [[t, [[0]], None] for t, _, _ in pending]
+        actions = s.on_message(P.Results(eb, layout), [value] * len(pending), 0.0)
+        pending = ticks_of([a for a in actions if a.epoch == eb], 1)
+        e = s.vertices["e"]
+        peak_buffer = max(peak_buffer, e.inputs[0].nbytes)
+        peak_inflight = max(peak_inflight, e.inflight_bytes)
+    e = s.vertices["e"]
+    assert e.outstanding >= 1 and e.inflight_bytes <= 4 * mb + len(value)
+    assert peak_inflight <= 4 * mb + len(value)
+    assert 7 * mb <= peak_buffer <= 8 * mb + 16 * len(value)  # filled, never past the bound + b's credit
+    assert s.vertices["b"].outstanding == 0  # b waits for room, rather than growing e's buffer

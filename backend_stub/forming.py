@@ -1,0 +1,87 @@
+"""Flow control and tick forming: how much a vertex may still produce into its consumers'
+buffers (in messages and in bytes), and how the next tick is taken off its input queues.
+Pure functions of the broker's model; :mod:`backend_stub.scheduler` calls them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend_stub.model import Settings, Value, VertexState
+from pipelogic.pulling import decide
+
+__all__ = ["could_form", "form_tick", "room", "virtual_queue"]
+
+# Stream types whose values are a few bytes: no need to learn their size before sending more.
+_SMALL = frozenset(["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double"])
+
+
+def room(vertices: dict[str, VertexState], settings: Settings, vs: VertexState, extra: int) -> int:
+    """How many more messages each consumer buffer of ``vs`` can take, given ``extra``
+    already promised (in-flight ticks)."""
+    cap = settings.buffer_capacity
+    cap_bytes = settings.buffer_bytes
+    room = cap
+    for k, consumers in enumerate(vs.consumers):
+        for cname, j in consumers:
+            c = vertices[cname]
+            if c.finished:
+                continue
+            buf = c.inputs[j]
+            room = min(room, cap - len(buf.queue) - extra)
+            if buf.last_size:
+                # In bytes: as many more as fit if they weigh what the last one did (in-flight
+                # ticks count too); an empty buffer always takes one, however large.
+                fit = (cap_bytes - buf.nbytes) // buf.last_size if buf.queue else max(1, cap_bytes // buf.last_size)
+                room = min(room, fit - extra)
+            elif buf.received == 0 and vs.applied == 0 and str(vs.v.output_types[k]) not in _SMALL:
+                room = min(room, 1 - extra)  # no value yet: learn what they weigh from the first
+    return room
+
+
+def could_form(vs: VertexState) -> bool:
+    """Whether a tick could form now or later from what is queued (ignoring credit): an
+    option waiting only for the virtual queue, which is still open, may fire later."""
+    if vs.streaming:
+        queued, closed = virtual_queue(vs)
+        return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request,
+                                                      [b.closed for b in vs.inputs],
+                                                      queued if closed else None) is not None
+    return all(b.queue for b in vs.inputs)
+
+def virtual_queue(vs: VertexState) -> tuple[int | None, bool]:
+    """The worker's virtual queue (length, closed) as last reported (empty until it
+    reports); (None, False) for a vertex without both kinds of input."""
+    if "virtual_input" not in vs.features or not vs.inputs:
+        return None, False
+    return int(vs.worker_stats.get("virtual_queued", 0)), bool(vs.worker_stats.get("virtual_closed", False))
+
+def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
+    """Take the next tick's messages off the input queues: (composition, virtual
+    shift, starts) or None if no tick can form. ``record``: note where each input's part
+    starts (only a recovery store needs it)."""
+    if vs.virtual_source:
+        return [], None, []
+    if not vs.streaming:
+        if all(b.queue for b in vs.inputs):
+            starts = [(b.consumed, 0, 1) for b in vs.inputs] if record else []
+            for b in vs.inputs:
+                b.consumed += 1
+            return [[b.pop()] for b in vs.inputs], None, starts
+        return None
+    if vs.pull_request is None:
+        return None
+    d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs],
+               virtual_queue(vs)[0])
+    if d is None:
+        return None
+    composition = []
+    starts = []
+    for buf, (skip, count) in zip(vs.inputs, d.takes):
+        if record:
+            starts.append((buf.consumed, skip, count))
+        buf.consumed += skip + count
+        for _ in range(skip):
+            buf.pop()
+        composition.append([buf.pop() for _ in range(count)])
+    extra = d.virtual.to_wire() if d.virtual is not None else None
+    return composition, extra, starts
