@@ -72,7 +72,6 @@ class Broker:
             raise
         self.workers: dict[int, tuple[zmq.Socket, str]] = {}
         self.outbox: dict[int, deque[list[Any]]] = {}
-        self.malformed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.max_buffered = 0
@@ -152,7 +151,8 @@ class Broker:
         store = self.store
         broker = {"pid": os.getpid(), "instance": self.instance, "start": self.scheduler.incarnation,
                   "store": str(store.dir) if store is not None else None,
-                  "commits": store.commits if store is not None else 0, "store_error": self.store_error}
+                  "commits": store.commits if store is not None else 0, "store_error": self.store_error,
+                  "refused": dict(self.scheduler.refusals.counts)}
         return dataclasses.replace(st, broker=broker)
 
     def _drain(self, sock: zmq.Socket, handle: Any, now: float, copy: bool) -> None:
@@ -204,16 +204,27 @@ class Broker:
         _faults.point("broker-after-durable-sends")
         return True
 
+    @property
+    def malformed(self) -> int:
+        """Messages refused so far (per peer: ``scheduler.refusals.counts``)."""
+        return self.scheduler.refusals.total
+
+    def _peer(self, msg: P.Message | None) -> str:
+        """Who a data message says it is from: the vertex of a live epoch, else unknown."""
+        epoch = getattr(msg, "epoch", None)
+        vs = self.scheduler.by_epoch.get(epoch) if type(epoch) is int else None
+        return vs.name if vs is not None else "unknown"
+
     def _control(self, frames: list[bytes], now: float) -> list[Action]:
+        refuse = self.scheduler.refusals.refuse
         if len(frames) < 3 or frames[1] != b"":
-            self.malformed += 1
+            refuse("control", "control: not a [client, empty, header, ...] message", now)
             return []
         client = frames[0]
         try:
             msg, _ = P.decode(frames[2:])
         except ProtocolError as exc:
-            self.malformed += 1
-            log.warning("control: dropped a malformed message: %s", exc)
+            refuse("control", f"control: {exc}", now)
             if isinstance(exc, ProtocolVersionError):
                 return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
             return []
@@ -234,10 +245,10 @@ class Broker:
             log.warning("control: %s failed: %s", msg.KIND, exc)
             return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
         except Exception as exc:  # no request may crash the broker; a bug is logged loudly
-            self.malformed += 1
+            refuse("control", f"control: internal error while handling {msg.KIND}", now)
             log.exception("control: internal error while handling %s", msg.KIND)
             return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))]
-        self.malformed += 1
+        refuse("control", f"control: {msg.KIND} is not a control request", now)
         return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
 
     def _hello(self, client: bytes, msg: P.Hello, now: float) -> list[Action]:
@@ -256,18 +267,15 @@ class Broker:
         return [Action("reply", client=client, frames=P.encode(welcome))]
 
     def _data(self, frames: list[Any], now: float) -> list[Action]:
+        msg: P.Message | None = None
         try:
             msg, payload = P.decode(frames)
             # The loop pumps once after draining the socket, not once per message.
             return self.scheduler.on_message(msg, payload, now, pump=False)
-        except ProtocolError as exc:
-            self.malformed += 1
-            log.warning("data: dropped a malformed message: %s", exc)
-        except PipelogicError as exc:
-            self.malformed += 1
-            log.warning("data: %s", exc)
+        except PipelogicError as exc:  # malformed, or well-formed but impossible: dropped, counted
+            self.scheduler.refusals.refuse(self._peer(msg), f"data: {exc}", now)
         except Exception:  # a bug: log it loudly, keep serving the other peers
-            self.malformed += 1
+            self.scheduler.refusals.refuse(self._peer(msg), "data: internal error", now)
             log.exception("data: internal error while handling a message")
         return []
 

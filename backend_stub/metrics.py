@@ -104,6 +104,11 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
     broker = st.broker or {}
     yield CounterMetricFamily("pipelogic_broker_commits", "Commits of the broker's recovery store",
                               value=float(broker.get("commits") or 0))
+    refused = CounterMetricFamily("pipelogic_refused_messages", "Malformed or impossible messages refused, by peer "
+                                  "(a vertex, unknown, control)", labels=["pipeline", "peer"])
+    for peer, n in sorted((broker.get("refused") or {}).items()):
+        refused.add_metric([st.pipeline, str(peer)], float(n))
+    yield refused
 
 
 class MetricsServer:

@@ -22,6 +22,7 @@ outputs of one tick.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -47,6 +48,7 @@ from backend_stub.model import (
     value_size,
 )
 from backend_stub.observe import status_of
+from backend_stub.refusals import Refusals
 from backend_stub.tap import Taps
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
@@ -54,6 +56,16 @@ from pipelogic.pipeline import Pipeline
 from pipelogic.types import InputsPullRequest, encode
 
 __all__ = ["Action", "Scheduler", "Settings"]
+
+log = logging.getLogger("backend_stub")
+
+
+MAX_ERROR_CHARS = 16 * 1024
+MAX_TRACEBACK_CHARS = 64 * 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters cut]"
 
 
 class Scheduler:
@@ -74,6 +86,7 @@ class Scheduler:
         self.taps = Taps()  # operators watching output streams (pipelogic tap)
         self.done = False
         self.rejected = 0
+        self.refusals = Refusals(log)  # malformed or impossible messages, per peer
         self.config = ConfigDesk()
         self.started = time.monotonic()
         self.run = uuid.uuid4().hex  # snapshots made under another run are not resumed
@@ -222,6 +235,8 @@ class Scheduler:
             if not pump:
                 return []
         elif isinstance(msg, P.Ready):
+            if vs.ready:  # an incarnation says Ready once: a second one is forged or broken
+                raise ProtocolError(f"vertex {vs.name}: a second Ready from epoch {epoch}")
             self._ready(vs, msg)
         elif isinstance(msg, P.Sync):
             # Results travel on the same socket ahead of the Sync, so they are applied.
@@ -328,6 +343,12 @@ class Scheduler:
     def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
         if msg.tick < vs.applied:
             return []  # a replayed tick that was skipped (and dead-lettered) before
+        if not vs.expect <= msg.tick < vs.sent:
+            raise ProtocolError(f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
+                                f"(ticks {vs.expect}..{vs.sent - 1} are)")
+        # Bounded, whoever sent it: an error line and a traceback, not a disk's worth.
+        msg = P.Failed(msg.epoch, msg.tick, _clip(msg.error, MAX_ERROR_CHARS), _clip(msg.traceback, MAX_TRACEBACK_CHARS),
+                       msg.fatal)
         vs.errors += 1
         if msg.fatal:
             vs.failed = self.failed is None

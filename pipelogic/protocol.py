@@ -420,7 +420,7 @@ def decode_header(frame: Any) -> Message:
     if type(data) is not list or len(data) != 3:
         raise ProtocolError(f"header must be [version, kind, body], got {_short(data)}")
     version, kind, body = data
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True and 1.0 equal 1 in Python
         raise ProtocolVersionError(
             f"protocol version {version!r} is not supported (this side speaks "
             f"{PROTOCOL_VERSION}); upgrade the older side"

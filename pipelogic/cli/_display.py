@@ -46,6 +46,11 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
         if v.get("stuck_s"):
             lines.append(f"stuck: {v['name']} has input waiting but completed no tick for {v['stuck_s']:.0f} s "
                          f"(pid {v.get('pid')}; is its function blocked?)")
+    refused = (st.broker or {}).get("refused") or {}
+    if refused:
+        who = ", ".join(f"{peer}: {n}" for peer, n in sorted(refused.items()))
+        lines.append(f"refused: {sum(refused.values())} malformed or impossible message(s) ({who}); "
+                     "the broker's log says why")
     if st.error and with_error:
         lines.append(f"error: {st.error}")
     return "\n".join(lines)

@@ -82,3 +82,68 @@ def test_a_deeply_nested_config_value_is_refused_not_fatal(tmp_path, cli_env):
             assert answer is None or isinstance(answer, P.Refuse) or (isinstance(answer, P.ConfigReply) and not answer.ok)
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+
+
+def _listening_ports(pid: int) -> list[int]:
+    """The TCP ports a process listens on (from /proc: its socket inodes in the LISTEN state)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in list(f)[1:]:
+            parts = line.split()
+            if parts[3] == "0A" and parts[9] in inodes:
+                ports.append(int(parts[1].split(":")[1], 16))
+    return ports
+
+
+def _send_data(broker_pid: int, control: str, messages: list[list[bytes]]) -> None:
+    """Send messages to every data port of the broker, as a stranger would find them."""
+    control_port = int(control.rsplit(":", 1)[1])
+    ctx = zmq.Context.instance()
+    for port in _listening_ports(broker_pid):
+        if port == control_port:
+            continue
+        push = ctx.socket(zmq.PUSH)  # a PUSH port (a worker's ticks) refuses it in the handshake
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(f"tcp://127.0.0.1:{port}")
+        for frames in messages:
+            try:
+                push.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        push.close()
+
+
+def test_forged_failures_readies_and_versions_are_refused_and_counted(tmp_path, cli_env):
+    """Well-formed but impossible: a Failed for a tick that is not in flight (with a 1 MB
+    traceback), a second Ready claiming tick 0, a protocol version of True. Each is
+    refused and counted under its peer; nothing reaches the dead-letter file; the run ends
+    exact."""
+    seen = {}
+
+    def probe(endpoint, epoch):
+        pid = int(BrokerClient(endpoint).status().broker["pid"])
+        forged = [P.encode(P.Failed(epoch, 10**9, "forged", "x" * 1_000_000, False)) for _ in range(50)]
+        forged.append(P.encode(P.Ready(epoch, [], None, 0)))
+        forged.append([msgpack.packb([True, "goodbye", {"epoch": epoch}])])
+        _send_data(pid, endpoint, forged)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            refused = BrokerClient(endpoint).status().broker.get("refused") or {}
+            if refused.get("d", 0) >= 51 and refused.get("unknown", 0) >= 1:
+                break
+            time.sleep(0.05)
+        seen.update(refused)
+
+    assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+    assert seen.get("d", 0) >= 51 and seen.get("unknown", 0) >= 1, seen
+    assert not list(tmp_path.rglob("*dead*")), "a forged failure reached the dead-letter file"

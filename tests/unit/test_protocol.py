@@ -98,3 +98,10 @@ def test_layers_import_one_way():
         "assert 'backend_stub' not in sys.modules, 'pipelogic must not import backend_stub'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", None])
+def test_a_version_equal_to_one_in_python_is_not_version_one(version):
+    header = msgpack.packb([version, "goodbye", {"epoch": 1}])
+    with pytest.raises(ProtocolVersionError):
+        P.decode([header])
