@@ -18,6 +18,7 @@ from backend_stub.metrics import MetricsServer
 from backend_stub.scheduler import Settings
 from pipelogic import _logging
 from pipelogic.errors import DefinitionError, StateError
+from pipelogic.keys import KeyFileError
 from pipelogic.pipeline import load_pipeline
 from pipelogic.transport import DEFAULT_BROKER
 
@@ -53,7 +54,7 @@ def _cannot_start(code: int, message: str) -> int:
 
 def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
           state_dir: str | None = None, fresh: bool = False, metrics: str | None = None,
-          log_level: str | None = None, **overrides: int | None) -> int:
+          log_level: str | None = None, keys: str | None = None, **overrides: int | None) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
 
     Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
@@ -82,7 +83,11 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
             return _cannot_start(EXIT_LISTEN, f"cannot serve metrics on {metrics}: {exc}")
     try:
         broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done,
-                        Path(state_dir) if state_dir else None, fresh)
+                        Path(state_dir) if state_dir else None, fresh, keys=Path(keys) if keys else None)
+    except KeyFileError as exc:
+        if server is not None:
+            server.close()
+        return _cannot_start(2, str(exc))
     except (StateError, zmq.ZMQError) as exc:
         if server is not None:
             server.close()
@@ -154,11 +159,13 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
 @click.option("--log-level", type=click.Choice(_logging.LEVELS), default=None,
               help="Log level (also PIPELOGIC_LOG_LEVEL); logs go to stderr.")
+@click.option("--keys", type=click.Path(file_okay=False), default=None, envvar="PIPELOGIC_BROKER_KEYS",
+              help="A key folder (`pipelogic keys init`): CurveZMQ on every socket, only its keys admitted.")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
          credit: int | None, heartbeat_ms: int | None, owner_of: str | None, state_dir: str | None,
-         fresh: bool, metrics: str | None, log_level: str | None) -> None:
+         fresh: bool, metrics: str | None, log_level: str | None, keys: str | None) -> None:
     """Run the broker stub for PIPELINE_FILE."""
-    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh, metrics, log_level,
+    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh, metrics, log_level, keys,
                    buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
+from backend_stub.auth import KeyRing, start_authenticator, worker_domain
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
@@ -37,15 +39,26 @@ log = logging.getLogger("backend_stub")
 _MAX_DRAIN = 256  # messages read from one socket per loop turn, so no peer starves the rest
 
 
+def _loopback(listen: str) -> bool:
+    """Whether ``listen`` is reachable from this host only (loopback tcp, ipc, inproc)."""
+    if not listen.startswith("tcp://"):
+        return True
+    host = listen[6:].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class Broker:
     """Serve one pipeline. ``serve()`` blocks; ``start()`` runs it on a thread."""
 
     def __init__(self, pipeline: Pipeline, listen: str = transport.DEFAULT_BROKER,
                  settings: Settings | None = None, exit_when_done: bool = True,
-                 state_dir: Path | None = None, fresh: bool = False, commit_ms: int = 10) -> None:
+                 state_dir: Path | None = None, fresh: bool = False, commit_ms: int = 10,
+                 keys: Path | None = None) -> None:
         """``state_dir``: keep the run in a recovery store there and resume an unfinished run
         of the same pipeline (StateError if the store is locked or holds a changed
-        pipeline's run); None keeps everything in memory."""
+        pipeline's run); None keeps everything in memory. ``keys``: a key folder
+        (``pipelogic keys``): every socket then uses CurveZMQ, admits only its keys, and
+        each message is checked against what its key may do (docs/security.md)."""
         self.pipeline = pipeline
         settings = settings or Settings.from_pipeline(pipeline)
         self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
@@ -62,14 +75,29 @@ class Broker:
         self._store_failures = 0
         self.store_error: str | None = None
         self.ctx = zmq.Context()
+        self.keys: KeyRing | None = None
+        self.auth: ThreadAuthenticator | None = None
+        self.epoch_keys: dict[int, bytes] = {}  # the key that registered each live incarnation
         try:
-            self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen)
-            self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results")
+            if keys is not None:
+                self.keys = KeyRing(keys, log)
+                self.auth = start_authenticator(self.ctx, self.keys)
+            curve = self.keys.server if self.keys is not None else None
+            self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen, curve=curve)
+            self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results",
+                                                                         curve=curve)
         except BaseException:
+            if self.auth is not None:
+                self.auth.stop()
             self.ctx.destroy(0)
             if self.store is not None:
                 self.store.close()
             raise
+        if self.keys is None and not _loopback(listen):
+            log.warning("listening on %s without keys: anyone who can reach it can register as a vertex, take its "
+                        "inputs and forge its results; `pipelogic keys` and --keys turn on CurveZMQ "
+                        "(docs/security.md)", listen)
+        self._next_key_check = 0.0
         self.workers: dict[int, tuple[zmq.Socket, str]] = {}
         self.outbox: dict[int, deque[list[Any]]] = {}
         self._stop = threading.Event()
@@ -124,10 +152,11 @@ class Broker:
                 )
                 events = dict(poller.poll(5 if busy else min(hb // 2, 100)))
                 now = time.monotonic()
+                # With keys, frames stay zmq.Frames: they carry the ZAP handler's User-Id.
                 if self.control in events:
-                    self._drain(self.control, self._control, now, copy=True)
+                    self._drain(self.control, self._control, now, "frames" if self.keys else "bytes")
                 if self.results in events:
-                    self._drain(self.results, self._data, now, copy=False)
+                    self._drain(self.results, self._data, now, "frames" if self.keys else "hot")
                 if self._store_retry_at == 0.0:  # while the store cannot commit, nothing new moves
                     self._run(sch.pump(now))
                 self._run(sch.expire(now))
@@ -135,6 +164,9 @@ class Broker:
                 self.observer.sample(sch, now)
                 if sch.taps.rings:
                     sch.taps.expire(now)
+                if self.keys is not None and now >= self._next_key_check:
+                    self._next_key_check = now + 1.0
+                    self._revoke(self.keys.reload())
                 if self.metrics is not None:
                     self.metrics.publish(self.status, now)
                 if self.store is not None:
@@ -155,12 +187,16 @@ class Broker:
                   "refused": dict(self.scheduler.refusals.counts)}
         return dataclasses.replace(st, broker=broker)
 
-    def _drain(self, sock: zmq.Socket, handle: Any, now: float, copy: bool) -> None:
-        """Handle up to _MAX_DRAIN waiting messages of one socket (``copy``: every frame as
-        bytes; else payload frames stay zmq.Frames, forwarded without a copy)."""
+    def _drain(self, sock: zmq.Socket, handle: Any, now: float, how: str) -> None:
+        """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
+        frame copied), ``frames`` (every frame a zmq.Frame), ``hot`` (the header as bytes,
+        payload frames as zmq.Frames forwarded without a copy)."""
         for _ in range(_MAX_DRAIN):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK) if copy else transport.recv(sock, transport.NOBLOCK)
+                if how == "hot":
+                    frames = transport.recv(sock, transport.NOBLOCK)
+                else:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=how == "bytes")
             except zmq.Again:
                 return
             self._events += 1
@@ -215,14 +251,32 @@ class Broker:
         vs = self.scheduler.by_epoch.get(epoch) if type(epoch) is int else None
         return vs.name if vs is not None else "unknown"
 
-    def _control(self, frames: list[bytes], now: float) -> list[Action]:
+    def _revoke(self, gone: set[bytes]) -> None:
+        """Keys deleted from the key folder: drop every incarnation they registered."""
+        assert self.keys is not None
+        for epoch, key in list(self.epoch_keys.items()):
+            if key in gone:
+                vs = self.scheduler.by_epoch.get(epoch)
+                log.warning("keys: a key was revoked; disconnecting %s (epoch %d)",
+                            f"vertex {vs.name}" if vs is not None else "a worker", epoch)
+                self._run(self.scheduler.disconnect(epoch))
+                self._drop_worker(epoch)
+
+    def _control(self, frames: list[Any], now: float) -> list[Action]:
         refuse = self.scheduler.refusals.refuse
-        if len(frames) < 3 or frames[1] != b"":
+        if len(frames) < 3 or bytes(frames[1]) != b"":
             refuse("control", "control: not a [client, empty, header, ...] message", now)
             return []
+        user: bytes | None = None
+        if self.keys is not None:  # frames are zmq.Frames: the ZAP handler's User-Id is on them
+            user = (frames[2].get("User-Id") or "").encode() or None
+            frames = [frames[0].bytes, b"", *frames[2:]]
         client = frames[0]
         try:
             msg, _ = P.decode(frames[2:])
+            if self.keys is not None and (why := self._not_allowed(msg, user)) is not None:
+                refuse("control", f"control: {why}", now)
+                return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
         except ProtocolError as exc:
             refuse("control", f"control: {exc}", now)
             if isinstance(exc, ProtocolVersionError):
@@ -230,7 +284,7 @@ class Broker:
             return []
         try:
             if isinstance(msg, P.Hello):
-                return self._hello(client, msg, now)
+                return self._hello(client, msg, now, user)
             if isinstance(msg, P.Heartbeat):
                 alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)
                 return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive, self.instance)))]
@@ -251,7 +305,20 @@ class Broker:
         refuse("control", f"control: {msg.KIND} is not a control request", now)
         return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
 
-    def _hello(self, client: bytes, msg: P.Hello, now: float) -> list[Action]:
+    def _not_allowed(self, msg: P.Message, user: bytes | None) -> str | None:
+        """With keys: why the key ``user`` may not send ``msg`` on the control socket."""
+        assert self.keys is not None
+        if isinstance(msg, P.Hello):
+            return self.keys.may_register(user, msg.vertex)
+        if isinstance(msg, P.Heartbeat):
+            if self.epoch_keys.get(msg.epoch) != user:
+                return f"a heartbeat for epoch {msg.epoch} from {self.keys.name(user)}, which did not register it"
+            return None
+        if isinstance(msg, (P.StatusRequest, P.Tap, P.ConfigSet)) and not self.keys.is_operator(user):
+            return f"{msg.KIND} needs an operator key; this client has {self.keys.name(user)}"
+        return None
+
+    def _hello(self, client: bytes, msg: P.Hello, now: float, user: bytes | None = None) -> list[Action]:
         result = self.scheduler.hello(msg, now)
         if isinstance(result, P.Refuse):
             log.warning("refused a worker: %s", result.reason)
@@ -259,7 +326,15 @@ class Broker:
         epoch, fields = result
         for old in [e for e in self.workers if e not in self.scheduler.by_epoch]:
             self._drop_worker(old)
-        sock, ep = transport.bind_sibling(self.ctx, zmq.PUSH, self.listen, f"w{epoch}", hwm=0)
+        curve = None
+        if self.keys is not None and self.auth is not None and user is not None:
+            # This incarnation's tick socket admits only the key that registered it.
+            self.epoch_keys[epoch] = user
+            self.keys.admit_tick_socket(epoch, user)
+            self.auth.configure_curve_callback(worker_domain(epoch), credentials_provider=self.keys)
+            curve = self.keys.server
+        sock, ep = transport.bind_sibling(self.ctx, zmq.PUSH, self.listen, f"w{epoch}", hwm=0,
+                                          curve=curve, domain=worker_domain(epoch))
         self.workers[epoch] = (sock, ep)
         self.outbox[epoch] = deque()
         welcome = P.Welcome(epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint, **fields)
@@ -270,6 +345,12 @@ class Broker:
         msg: P.Message | None = None
         try:
             msg, payload = P.decode(frames)
+            if self.keys is not None:
+                user = (frames[0].get("User-Id") or "").encode() or None
+                epoch = getattr(msg, "epoch", None)
+                if user is None or type(epoch) is not int or self.epoch_keys.get(epoch) != user:
+                    raise ProtocolError(f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, "
+                                        "which did not register it")
             # The loop pumps once after draining the socket, not once per message.
             return self.scheduler.on_message(msg, payload, now, pump=False)
         except PipelogicError as exc:  # malformed, or well-formed but impossible: dropped, counted
@@ -316,6 +397,10 @@ class Broker:
     def _drop_worker(self, epoch: int) -> None:
         entry = self.workers.pop(epoch, None)
         self.outbox.pop(epoch, None)
+        if self.keys is not None and self.auth is not None:
+            self.epoch_keys.pop(epoch, None)
+            self.keys.forget_tick_socket(epoch)
+            self.auth.credentials_providers.pop(worker_domain(epoch), None)
         if entry is not None:
             entry[0].close(0)
 
@@ -344,4 +429,6 @@ class Broker:
                 vs.sink.close()
         self.control.close(0)
         self.results.close(0)
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "BrokerUnavailable",
+    "HandshakeRefused",
     "ConfigError",
     "ContainerError",
     "DecodeError",
@@ -148,6 +149,11 @@ class OutputTypeError(PipelogicError, TypeError):
 
 class BrokerUnavailable(PipelogicError, ConnectionError):
     """The broker did not answer within the timeout."""
+
+
+class HandshakeRefused(BrokerUnavailable):
+    """The security handshake with the broker failed (CurveZMQ): the broker refused this
+    client's key, the client has the wrong broker key, or only one side uses keys."""
 
 
 class PipelineFailed(PipelogicError):

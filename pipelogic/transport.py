@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from pipelogic.errors import HandshakeRefused
+from pipelogic.keys import client_keys
 
 __all__ = [
     "DEFAULT_BROKER",
@@ -51,9 +55,16 @@ def _opts(sock: zmq.Socket, hwm: int | None = None) -> zmq.Socket:
     return sock
 
 
-def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None) -> tuple[zmq.Socket, str]:
-    """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port)."""
+def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
+         curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic") -> tuple[zmq.Socket, str]:
+    """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port).
+    ``curve``: the server's (public, secret) key pair; then only clients the ZAP handler
+    admits for ``domain`` can connect, and everything on the wire is encrypted."""
     sock = _opts(ctx.socket(kind), hwm)
+    if curve is not None:
+        sock.curve_server = True
+        sock.curve_publickey, sock.curve_secretkey = curve
+        sock.zap_domain = domain.encode()
     ep = endpoint
     m = _TCP.match(endpoint)
     if m and m.group("port") == "0":
@@ -66,16 +77,17 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None) -> 
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def bind_sibling(ctx: zmq.Context, kind: int, listen: str, suffix: str, hwm: int | None = None) -> tuple[zmq.Socket, str]:
+def bind_sibling(ctx: zmq.Context, kind: int, listen: str, suffix: str, hwm: int | None = None,
+                 curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic") -> tuple[zmq.Socket, str]:
     """Bind a data socket beside the control endpoint: a fresh port on the same interface
     for tcp, a sibling path for ipc."""
     m = _TCP.match(listen)
     if m:
-        return bind(ctx, kind, f"tcp://{m.group('host')}:*", hwm)
+        return bind(ctx, kind, f"tcp://{m.group('host')}:*", hwm, curve, domain)
     if listen.startswith("ipc://"):
-        return bind(ctx, kind, f"{listen}.{suffix}", hwm)
+        return bind(ctx, kind, f"{listen}.{suffix}", hwm, curve, domain)
     if listen.startswith("inproc://"):
-        return bind(ctx, kind, f"{listen}.{suffix}", hwm)
+        return bind(ctx, kind, f"{listen}.{suffix}", hwm, curve, domain)
     raise ValueError(f"unsupported endpoint {listen!r}; use tcp://host:port or ipc://path")
 
 
@@ -94,7 +106,12 @@ def peer_endpoint(broker: str, advertised: str) -> str:
 
 
 def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None) -> zmq.Socket:
+    """Connect a new socket, with the CurveZMQ keys the environment names, if any
+    (:func:`pipelogic.keys.client_keys`)."""
     sock = _opts(ctx.socket(kind), hwm)
+    keys = client_keys()
+    if keys is not None:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys.public, keys.secret, keys.server
     if kind == zmq.PUSH:
         sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.connect(endpoint)
@@ -133,15 +150,46 @@ def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:
     return frames
 
 
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
 def request(ctx: zmq.Context, endpoint: str, frames: Sequence[Any], timeout_s: float) -> list[bytes] | None:
     """One request/reply over a fresh DEALER (so a lost reply cannot wedge the next
-    request): returns the reply frames without the empty delimiter, or None on timeout."""
+    request): returns the reply frames without the empty delimiter, or None on timeout.
+    Raises HandshakeRefused at once when the broker's security handshake fails (a socket
+    monitor sees it; zmq itself would only retry in silence)."""
     sock = connect(ctx, zmq.DEALER, endpoint)
+    monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
     try:
         sock.send_multipart([b"", *frames])
-        if not sock.poll(int(timeout_s * 1000)):
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        events = dict(poller.poll(int(timeout_s * 1000)))
+        if sock not in events:
+            if monitor in events:
+                raise HandshakeRefused(_handshake_failure(endpoint, recv_monitor_message(monitor)))
             return None
         reply = sock.recv_multipart()
     finally:
+        sock.disable_monitor()
+        monitor.close(0)
         sock.close(0)
     return reply[1:] if reply and reply[0] == b"" else reply
+
+
+def _handshake_failure(endpoint: str, event: Any) -> str:
+    keys = client_keys()
+    if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        key = keys.source if keys is not None else "(none)"
+        return (f"the broker at {endpoint} refused this client's key {key} (unknown to it, revoked, "
+                "or not allowed for this)")
+    if keys is None:
+        return (f"the broker at {endpoint} requires CurveZMQ keys and this client has none (set PIPELOGIC_KEYS "
+                "to a key folder, or PIPELOGIC_CURVE_KEY and PIPELOGIC_CURVE_SERVER_KEY; docs/security.md)")
+    if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return (f"the broker at {endpoint} does not use CurveZMQ keys, but this client has {keys.source} "
+                "(unset PIPELOGIC_KEYS / PIPELOGIC_CURVE_KEY, or start the broker with --keys)")
+    return (f"the CurveZMQ handshake with the broker at {endpoint} failed: is the broker key this client has "
+            "(PIPELOGIC_CURVE_SERVER_KEY, or broker.key in PIPELOGIC_KEYS) that broker's public key?")

@@ -70,8 +70,10 @@ def main(debug: bool, log_level: str | None) -> None:
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run of this pipeline and start anew.")
 @click.option("--metrics", default=None, metavar="HOST:PORT",
               help="The broker serves Prometheus metrics at http://HOST:PORT/metrics.")
+@click.option("--keys", type=click.Path(file_okay=False), default=None,
+              help="CurveZMQ with the keys in this folder (made for the pipeline when missing).")
 def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
-       progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None) -> None:
+       progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None, keys: str | None) -> None:
     """Run PIPELINE_FILE: the broker plus one process per component, until drained.
 
     An unfinished run of the same pipeline (interrupted, or killed) is continued from its
@@ -79,7 +81,7 @@ def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int
     from pipelogic.cli._up import Supervisor
 
     sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max, fresh,
-                     metrics)
+                     metrics, keys)
     sys.exit(sup.run())
 
 
@@ -292,3 +294,12 @@ def health() -> None:
     ok, reason = _health.check()
     click.echo(("healthy: " if ok else "unhealthy: ") + reason)
     sys.exit(0 if ok else 1)
+
+
+def _add_groups() -> None:
+    from pipelogic.cli._keys import keys
+
+    main.add_command(keys)
+
+
+_add_groups()

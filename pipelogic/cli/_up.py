@@ -69,9 +69,10 @@ class _Worker:
 class Supervisor:
     def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
                  progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0,
-                 fresh: bool = False, metrics: str | None = None) -> None:
+                 fresh: bool = False, metrics: str | None = None, keys: str | None = None) -> None:
         self.file = file
         self.metrics = metrics
+        self.keys = Path(keys).resolve() if keys else None
         self.fresh = fresh
         self.listen = listen
         self.state_dir = state_dir
@@ -150,7 +151,24 @@ class Supervisor:
                 "--state-dir", env["PIPELOGIC_STATE_DIR"]]
         if self.metrics:
             args += ["--metrics", self.metrics]
+        if self.keys is not None:
+            args += ["--keys", str(self.keys)]
         return self._spawn([*args, "--fresh"] if fresh else args, env, "broker | ", capture_first=True)
+
+    def _ensure_keys(self, pipeline: Any) -> None:
+        """A key folder for this run: made when missing (the broker's pair, a worker key per
+        component vertex, an operator key for `up` itself), else used as it is."""
+        from pipelogic.keys import create_broker_key, create_key
+
+        assert self.keys is not None
+        if (self.keys / "broker.key").is_file():
+            return
+        create_broker_key(self.keys)
+        for name, v in pipeline.vertices.items():
+            if v.component is not None:
+                create_key(self.keys, "workers", name, [name])
+        create_key(self.keys, "operators", "up")
+        self.echo(f"made CurveZMQ keys in {self.keys} (pipelogic keys list {self.keys})")
 
     def run(self) -> int:
         try:
@@ -169,6 +187,10 @@ class Supervisor:
         env.setdefault("PIPELOGIC_LOG_TIMESTAMPS", "0" if sys.stdout.isatty() else "1")
         state_dir = Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state"
         env["PIPELOGIC_STATE_DIR"] = str(state_dir)
+        if self.keys is not None:
+            self._ensure_keys(pipeline)
+            # Each worker takes its vertex's key from the folder; `up` itself, the operator's.
+            env["PIPELOGIC_KEYS"] = os.environ["PIPELOGIC_KEYS"] = str(self.keys)
         broker = self._start_broker(env, self.listen, self.fresh)
         if not self.endpoint:
             broker.wait()
