@@ -275,7 +275,7 @@ class Broker:
         try:
             msg, _ = P.decode(frames[2:])
             if self.keys is not None and (why := self._not_allowed(msg, user)) is not None:
-                refuse("control", f"control: {why}", now)
+                refuse(self.keys.name(user), f"control: {why}", now)  # counted and logged per key
                 return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
         except ProtocolError as exc:
             refuse("control", f"control: {exc}", now)
