@@ -8,7 +8,7 @@ from backend_stub.model import VertexState
 from pipelogic.errors import PipelogicError
 from pipelogic.types import create_type
 
-__all__ = ["clean_stats", "declared_types_differ"]
+__all__ = ["HelloLimiter", "clean_stats", "declared_types_differ"]
 
 # The counters a worker reports (heartbeats, results); anything else is dropped, so that a
 # malformed or hostile report can never break what reads them later (status, decisions).
@@ -57,3 +57,25 @@ def declared_types_differ(vs: VertexState, types: list[Any] | None) -> str:
     return (f"the worker's component.yml declares {show(got)}, but this vertex's component "
             f"({comp.file}) declares {show(want)}; is PIPELOGIC_COMPONENT the right vertex, "
             "and is the worker running the same version of the component?")
+
+
+class HelloLimiter:
+    """At most ``rate`` handshakes per second per vertex (a bucket of ``burst``): each one
+    fences the vertex's worker and binds a socket, so a flood of them must not thrash a
+    vertex or the broker. Names that are not vertices share one bucket."""
+
+    def __init__(self, vertices: list[str], rate: float = 5.0, burst: float = 10.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._known = set(vertices)
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
+
+    def allow(self, vertex: str, now: float) -> bool:
+        key = vertex if vertex in self._known else ""
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True

@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from backend_stub.admission import HelloLimiter
 from backend_stub.auth import KeyRing, start_authenticator, worker_domain
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
@@ -98,6 +99,7 @@ class Broker:
                         "inputs and forge its results; `pipelogic keys` and --keys turn on CurveZMQ "
                         "(docs/security.md)", listen)
         self._next_key_check = 0.0
+        self.hellos = HelloLimiter(list(pipeline.vertices))
         self.workers: dict[int, tuple[zmq.Socket, str]] = {}
         self.outbox: dict[int, deque[list[Any]]] = {}
         self._stop = threading.Event()
@@ -284,6 +286,11 @@ class Broker:
             return []
         try:
             if isinstance(msg, P.Hello):
+                if not self.hellos.allow(msg.vertex, now):
+                    why = (f"{P.RETRY_LATER}too many handshakes for vertex {msg.vertex} "
+                           f"(at most {self.hellos.rate:g} a second)")
+                    refuse("control", f"control: {why}", now)
+                    return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
                 return self._hello(client, msg, now, user)
             if isinstance(msg, P.Heartbeat):
                 alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)

@@ -343,7 +343,9 @@ class Scheduler:
     def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
         if msg.tick < vs.applied:
             return []  # a replayed tick that was skipped (and dead-lettered) before
-        if not vs.expect <= msg.tick < vs.sent:
+        # A failed tick is one in flight; a fatal failure may also come after the last tick (a
+        # worker failing at the end of its stream names the tick after it).
+        if not (vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)):
             raise ProtocolError(f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
                                 f"(ticks {vs.expect}..{vs.sent - 1} are)")
         # Bounded, whoever sent it: an error line and a traceback, not a disk's worth.

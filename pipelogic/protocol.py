@@ -39,6 +39,7 @@ __all__ = [
     "MAX_FRAMES",
     "MAX_HEADER_BYTES",
     "PROTOCOL_VERSION",
+    "RETRY_LATER",
     "Applied",
     "Checkpoint",
     "Close",
@@ -74,6 +75,9 @@ MAX_HEADER_BYTES = 4 * 1024 * 1024
 """A header larger than this is refused (payload frames are limited by the transport)."""
 MAX_FRAMES = 1_000_000
 """A message with more frames than this is refused."""
+RETRY_LATER = "retry later: "
+"""How a Refuse reason starts when the same request may succeed a little later (a worker
+says Hello again after a pause instead of giving up)."""
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),

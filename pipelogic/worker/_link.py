@@ -60,7 +60,9 @@ def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
         frames = transport.request(ctx, broker, P.encode(hello), max(0.05, min(attempt_s, left)))
         if frames is not None:
             msg, _ = P.decode(frames)
-            return msg
+            if not (isinstance(msg, P.Refuse) and msg.reason.startswith(P.RETRY_LATER)):
+                return msg
+            started = time.monotonic()  # busy: back off below, like a refused connection
         _health.beat()
         if stop() or time.monotonic() >= deadline:
             return None

@@ -147,3 +147,24 @@ def test_forged_failures_readies_and_versions_are_refused_and_counted(tmp_path, 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
     assert seen.get("d", 0) >= 51 and seen.get("unknown", 0) >= 1, seen
     assert not list(tmp_path.rglob("*dead*")), "a forged failure reached the dead-letter file"
+
+
+def test_a_flood_of_handshakes_is_refused_quickly_and_the_run_goes_on(tmp_path, cli_env):
+    """5,000 Hellos (for vertices the pipeline has not): each refused at once, none of them
+    holding a socket; the run ends exact."""
+    def probe(endpoint, epoch):
+        ctx = zmq.Context.instance()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.connect(endpoint)
+        for i in range(5000):
+            dealer.send_multipart([b"", *P.encode(P.Hello(f"nobody{i}", "i", 1, [], 1, 1))])
+        answers = []
+        deadline = time.monotonic() + 30
+        while len(answers) < 5000 and time.monotonic() < deadline:
+            if dealer.poll(1000):
+                answers.append(P.decode(dealer.recv_multipart()[1:])[0])
+        dealer.close(0)
+        assert len(answers) == 5000 and all(isinstance(a, P.Refuse) for a in answers)
+        assert sum("too many handshakes" in a.reason for a in answers) > 4000  # past the burst, at once
+
+    assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
