@@ -100,7 +100,7 @@ class Broker:
                         "(docs/security.md)", listen)
         self._next_key_check = 0.0
         self.hellos = HelloLimiter(list(pipeline.vertices))
-        self.workers: dict[int, tuple[zmq.Socket, str]] = {}
+        self.workers: dict[int, tuple[zmq.Socket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -340,11 +340,16 @@ class Broker:
             self.keys.admit_tick_socket(epoch, user)
             self.auth.configure_curve_callback(worker_domain(epoch), credentials_provider=self.keys)
             curve = self.keys.server
-        sock, ep = transport.bind_sibling(self.ctx, zmq.PUSH, self.listen, f"w{epoch}", hwm=0,
+        # A ROUTER that sends only to the peer holding this secret routing id: a stranger
+        # connecting to the port receives nothing (a PUSH would hand it every other tick).
+        token = os.urandom(16)
+        sock, ep = transport.bind_sibling(self.ctx, zmq.ROUTER, self.listen, f"w{epoch}", hwm=0,
                                           curve=curve, domain=worker_domain(epoch))
-        self.workers[epoch] = (sock, ep)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a peer not (yet) there fails: retried
+        self.workers[epoch] = (sock, token)
         self.outbox[epoch] = deque()
-        welcome = P.Welcome(epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint, **fields)
+        welcome = P.Welcome(epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint,
+                            tick_identity=token.hex(), **fields)
         log.info("vertex %s connected (pid %d, epoch %d)", msg.vertex, msg.pid, epoch)
         return [Action("reply", client=client, frames=P.encode(welcome))]
 
@@ -389,10 +394,10 @@ class Broker:
         box = self.outbox.get(epoch)
         if not box:
             return
-        sock = self.workers[epoch][0]
+        sock, token = self.workers[epoch]
         while box:
             try:
-                transport.send(sock, box[0], transport.NOBLOCK)
+                transport.send_to(sock, token, box[0], transport.NOBLOCK)
             except zmq.Again:
                 return  # the worker has not attached yet; retry next turn
             box.popleft()

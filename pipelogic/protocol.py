@@ -190,7 +190,10 @@ class Hello(Message):
 @_message("welcome")
 class Welcome(Message):
     """The broker accepts a worker: where to connect, the wire types of its inputs (the
-    producers' types), the resolved output types, config values and settings."""
+    producers' types), the resolved output types, config values and settings.
+    ``tick_identity`` is a random secret: the broker's tick socket (a ROUTER) addresses
+    ticks to the peer with that routing id only, so no other peer that connects to the
+    tick port receives a tick."""
 
     epoch: int
     tick_endpoint: str
@@ -201,6 +204,7 @@ class Welcome(Message):
     config_version: int
     heartbeat_ms: int
     settings: dict[str, Any]
+    tick_identity: str = ""  # hex: the routing id the worker's tick socket must take
 
 
 @_message("refuse")

@@ -25,7 +25,9 @@ from pipelogic.keys import client_keys
 
 __all__ = [
     "DEFAULT_BROKER",
+    "COPY_BELOW",
     "MAX_FRAME_BYTES",
+    "NOBLOCK",
     "bind",
     "bind_sibling",
     "broker_address",
@@ -34,6 +36,7 @@ __all__ = [
     "recv",
     "request",
     "send",
+    "send_to",
 ]
 
 DEFAULT_BROKER = "tcp://127.0.0.1:5550"
@@ -105,10 +108,13 @@ def peer_endpoint(broker: str, advertised: str) -> str:
     return advertised
 
 
-def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None) -> zmq.Socket:
+def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
+            routing_id: bytes | None = None) -> zmq.Socket:
     """Connect a new socket, with the CurveZMQ keys the environment names, if any
-    (:func:`pipelogic.keys.client_keys`)."""
+    (:func:`pipelogic.keys.client_keys`), and ``routing_id`` as its identity."""
     sock = _opts(ctx.socket(kind), hwm)
+    if routing_id is not None:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
     keys = client_keys()
     if keys is not None:
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys.public, keys.secret, keys.server
@@ -138,6 +144,18 @@ def send(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None:
     last = len(frames) - 1
     for i, f in enumerate(frames):
         _RAW_SEND(sock, f, flags if i == last else flags | _SNDMORE, type(f) is bytes and len(f) < COPY_BELOW)
+
+
+def send_to(sock: zmq.Socket, routing_id: bytes, frames: Sequence[Any], flags: int = 0) -> None:
+    """Send a multipart message to one peer of a ROUTER (with ``ROUTER_MANDATORY``).
+    zmq.Again when that peer is not connected or cannot take it now: nothing was sent."""
+    try:
+        _RAW_SEND(sock, routing_id, flags | _SNDMORE, True)
+    except zmq.ZMQError as exc:
+        if exc.errno == zmq.EHOSTUNREACH:
+            raise zmq.Again() from None
+        raise
+    send(sock, frames, flags)  # the rest of an accepted message always goes
 
 
 def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:

@@ -94,7 +94,9 @@ class BrokerLink:
         self._stats = stats
         self.lost: str | None = None  # why the link is unusable
         self.fenced = False  # lost because this broker replaced or declared dead this epoch
-        self.pull = transport.connect(ctx, zmq.PULL, transport.peer_endpoint(broker, welcome.tick_endpoint))
+        # A DEALER under the secret routing id the broker addresses this worker's ticks to.
+        self.pull = transport.connect(ctx, zmq.DEALER, transport.peer_endpoint(broker, welcome.tick_endpoint),
+                                      routing_id=bytes.fromhex(welcome.tick_identity))
         self.push = transport.connect(ctx, zmq.PUSH, transport.peer_endpoint(broker, welcome.result_endpoint))
         self.push.setsockopt(zmq.SNDTIMEO, _SEND_STEP_MS)
         self.send_timeout_s = max(10.0, welcome.heartbeat_ms * (self.liveness + 1) / 1000)

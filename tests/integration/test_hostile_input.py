@@ -168,3 +168,33 @@ def test_a_flood_of_handshakes_is_refused_quickly_and_the_run_goes_on(tmp_path, 
         assert sum("too many handshakes" in a.reason for a in answers) > 4000  # past the burst, at once
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+
+
+def test_a_stranger_on_a_tick_port_receives_no_tick(tmp_path, cli_env):
+    """A stray listener on a worker's tick port (a PULL, or a DEALER with its own routing
+    id) gets nothing: ticks are addressed to the routing id only the worker was told. Before,
+    it took every other tick and the run stalled for good."""
+    got = []
+
+    def probe(endpoint, epoch):
+        pid = int(BrokerClient(endpoint).status().broker["pid"])
+        control_port = int(endpoint.rsplit(":", 1)[1])
+        ctx = zmq.Context.instance()
+        strays = []
+        for port in _listening_ports(pid):
+            if port != control_port:
+                for kind in (zmq.PULL, zmq.DEALER):
+                    s = ctx.socket(kind)
+                    s.connect(f"tcp://127.0.0.1:{port}")
+                    strays.append(s)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            for s in strays:
+                while s.poll(0):
+                    got.append(s.recv_multipart())
+            time.sleep(0.01)
+        for s in strays:
+            s.close(0)
+
+    assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+    assert got == []
