@@ -84,7 +84,10 @@ class Broker:
                 self.keys = KeyRing(keys, log)
                 self.auth = start_authenticator(self.ctx, self.keys)
             curve = self.keys.server if self.keys is not None else None
-            self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen, curve=curve)
+            # Control messages are headers only: a larger frame disconnects its sender before
+            # the broker holds it (the data socket takes frames up to MAX_FRAME_BYTES).
+            self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen, curve=curve,
+                                                         max_frame=P.MAX_HEADER_BYTES)
             self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results",
                                                                          curve=curve)
         except BaseException:

@@ -59,11 +59,16 @@ def _opts(sock: zmq.Socket, hwm: int | None = None) -> zmq.Socket:
 
 
 def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
-         curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic") -> tuple[zmq.Socket, str]:
+         curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
+         max_frame: int | None = None) -> tuple[zmq.Socket, str]:
     """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port).
     ``curve``: the server's (public, secret) key pair; then only clients the ZAP handler
-    admits for ``domain`` can connect, and everything on the wire is encrypted."""
+    admits for ``domain`` can connect, and everything on the wire is encrypted.
+    ``max_frame``: a peer sending a larger frame is disconnected (default MAX_FRAME_BYTES);
+    set here because zmq copies options into the listener when it binds."""
     sock = _opts(ctx.socket(kind), hwm)
+    if max_frame is not None:
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
     if curve is not None:
         sock.curve_server = True
         sock.curve_publickey, sock.curve_secretkey = curve

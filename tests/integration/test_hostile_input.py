@@ -198,3 +198,34 @@ def test_a_stranger_on_a_tick_port_receives_no_tick(tmp_path, cli_env):
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
     assert got == []
+
+
+def test_a_100_mb_control_message_is_dropped_before_the_broker_holds_it(tmp_path, cli_env):
+    """The control socket takes frames up to the header limit (4 MiB): a 100 MB message
+    disconnects its sender at once, the broker's memory does not jump, the run goes on."""
+    def probe(endpoint, epoch):
+        st = BrokerClient(endpoint).status()
+        pid, refused = int(st.broker["pid"]), dict(st.broker["refused"])
+        before = _rss_kb(pid)
+        ctx = zmq.Context.instance()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 5000)
+        dealer.connect(endpoint)
+        dealer.send_multipart([b"", bytes(100 * 1024 * 1024)])
+        dealer.close()  # lingers until sent (or the broker hung up)
+        deadline = time.monotonic() + 2  # plenty for 100 MB over loopback, had it been taken
+        while time.monotonic() < deadline:
+            st = BrokerClient(endpoint).status()
+            assert st.broker["refused"] == refused  # never reached the broker's loop: zmq dropped it
+            time.sleep(0.1)
+        assert _rss_kb(pid) - before < 50 * 1024
+
+    assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
