@@ -13,12 +13,13 @@ from pathlib import Path
 import click
 import zmq
 
+from backend_stub.auth import KeyRing
 from backend_stub.broker import Broker
 from backend_stub.metrics import MetricsServer
 from backend_stub.scheduler import Settings
 from pipelogic import _logging
 from pipelogic.errors import DefinitionError, StateError
-from pipelogic.keys import KeyFileError
+from pipelogic.keys import KeyFileError, init_container_keys, worker_uids
 from pipelogic.pipeline import load_pipeline
 from pipelogic.transport import DEFAULT_BROKER
 
@@ -40,6 +41,13 @@ def run_as_owner_of(path: str) -> None:
     logging.getLogger("backend_stub").info("running as uid %d, gid %d (the owner of %s)", st.st_uid, st.st_gid, path)
 
 
+def _owner_uid(path: str | None) -> int:
+    """The uid the broker will run as (``--run-as-owner-of``), to own its secret key."""
+    if path and os.geteuid() == 0 and os.stat(path).st_uid != 0:
+        return os.stat(path).st_uid
+    return os.geteuid()
+
+
 def _cannot_start(code: int, message: str) -> int:
     """Say why the broker cannot start. Under ``pipelogic up`` (PIPELOGIC_SUPERVISED=1) on
     stdout, the stream `up` reads first, so the cause always reaches the user whatever
@@ -54,7 +62,8 @@ def _cannot_start(code: int, message: str) -> int:
 
 def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
           state_dir: str | None = None, fresh: bool = False, metrics: str | None = None,
-          log_level: str | None = None, keys: str | None = None, **overrides: int | None) -> int:
+          log_level: str | None = None, keys: str | None = None, init_keys: bool = False,
+          **overrides: int | None) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
 
     Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
@@ -63,18 +72,30 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     address cannot be bound."""
     _logging.setup(log_level)
     supervised = os.environ.get("PIPELOGIC_SUPERVISED") == "1"
-    if owner_of:
-        try:
-            run_as_owner_of(owner_of)
-        except OSError as exc:
-            click.echo(f"error: --run-as-owner-of {owner_of}: {exc}", err=True)
-            return 2
     try:
         pipeline = load_pipeline(pipeline_file)
     except DefinitionError as exc:
         for p in exc.problems:
             click.echo(f"error: {p}", err=True)
         return 2
+    ring = None
+    if keys:  # before dropping root: the broker's secret may be readable by root alone
+        try:
+            if init_keys:
+                made = init_container_keys(Path(keys), worker_uids(
+                    [n for n, v in pipeline.vertices.items() if v.component is not None]),
+                    _owner_uid(owner_of))
+                if made:
+                    logging.getLogger("backend_stub").info("keys: made %d key pair(s) in %s", len(made), keys)
+            ring = KeyRing(Path(keys), logging.getLogger("backend_stub"))
+        except (KeyFileError, OSError) as exc:
+            return _cannot_start(2, f"--keys {keys}: {exc}")
+    if owner_of:
+        try:
+            run_as_owner_of(owner_of)
+        except OSError as exc:
+            click.echo(f"error: --run-as-owner-of {owner_of}: {exc}", err=True)
+            return 2
     server = None
     if metrics:
         try:
@@ -83,11 +104,7 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
             return _cannot_start(EXIT_LISTEN, f"cannot serve metrics on {metrics}: {exc}")
     try:
         broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done,
-                        Path(state_dir) if state_dir else None, fresh, keys=Path(keys) if keys else None)
-    except KeyFileError as exc:
-        if server is not None:
-            server.close()
-        return _cannot_start(2, str(exc))
+                        Path(state_dir) if state_dir else None, fresh, keys=ring)
     except (StateError, zmq.ZMQError) as exc:
         if server is not None:
             server.close()
@@ -161,12 +178,15 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
               help="Log level (also PIPELOGIC_LOG_LEVEL); logs go to stderr.")
 @click.option("--keys", type=click.Path(file_okay=False), default=None, envvar="PIPELOGIC_BROKER_KEYS",
               help="A key folder (`pipelogic keys init`): CurveZMQ on every socket, only its keys admitted.")
+@click.option("--init-keys", is_flag=True,
+              help="With --keys, in a container started as root: make the missing keys on the keys volume, "
+                   "each secret owned by the worker uid that uses it (what `pipelogic compose` files do).")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
          credit: int | None, heartbeat_ms: int | None, owner_of: str | None, state_dir: str | None,
-         fresh: bool, metrics: str | None, log_level: str | None, keys: str | None) -> None:
+         fresh: bool, metrics: str | None, log_level: str | None, keys: str | None, init_keys: bool) -> None:
     """Run the broker stub for PIPELINE_FILE."""
     sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh, metrics, log_level, keys,
-                   buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
+                   init_keys, buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class Broker:
     def __init__(self, pipeline: Pipeline, listen: str = transport.DEFAULT_BROKER,
                  settings: Settings | None = None, exit_when_done: bool = True,
                  state_dir: Path | None = None, fresh: bool = False, commit_ms: int = 10,
-                 keys: Path | None = None) -> None:
+                 keys: Path | KeyRing | None = None) -> None:
         """``state_dir``: keep the run in a recovery store there and resume an unfinished run
         of the same pipeline (StateError if the store is locked or holds a changed
         pipeline's run); None keeps everything in memory. ``keys``: a key folder
@@ -81,7 +81,9 @@ class Broker:
         self.epoch_keys: dict[int, bytes] = {}  # the key that registered each live incarnation
         try:
             if keys is not None:
-                self.keys = KeyRing(keys, log)
+                self.keys = keys if isinstance(keys, KeyRing) else KeyRing(keys, log)
+                log.info("CurveZMQ on: %d worker key(s), %d operator key(s) from %s", len(self.keys.workers),
+                         len(self.keys.operators), self.keys.folder)
                 self.auth = start_authenticator(self.ctx, self.keys)
             curve = self.keys.server if self.keys is not None else None
             # Control messages are headers only: a larger frame disconnects its sender before

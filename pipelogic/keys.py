@@ -35,9 +35,13 @@ import zmq.auth
 from pipelogic.errors import PipelogicError
 
 __all__ = [
+    "WORKER_UID_BASE",
     "ClientKeys",
     "KeyFileError",
+    "KeyFileMissing",
     "KeyInfo",
+    "init_container_keys",
+    "worker_uids",
     "client_keys",
     "create_broker_key",
     "create_key",
@@ -51,6 +55,48 @@ ROLES = ("workers", "operators")
 
 class KeyFileError(PipelogicError):
     """A key folder or key file that cannot be used."""
+
+
+class KeyFileMissing(KeyFileError):
+    """A key file a client was pointed at does not exist (yet: in containers, the broker
+    makes the keys when it first starts)."""
+
+
+WORKER_UID_BASE = 20000
+"""In containers each worker runs as a uid of its own, from here, so it can read only its
+own secret key (:func:`worker_uids`; the compose file and the broker agree on them)."""
+
+
+def worker_uids(vertices: list[str]) -> dict[str, int]:
+    """The uid each component vertex's container runs as (by sorted name)."""
+    return {v: WORKER_UID_BASE + i for i, v in enumerate(sorted(vertices))}
+
+
+def init_container_keys(folder: Path, workers: dict[str, int], broker_uid: int, operator: str = "compose") -> list[Path]:
+    """Run as root in the broker's container: make the keys a compose run needs that are
+    missing (the broker's, one per worker vertex, an operator's) on the shared keys volume.
+    Each secret is 0400 and owned by who uses it: a worker's by that worker's uid
+    (``workers``), the broker's by ``broker_uid``, the operator's by root (``docker-compose
+    exec broker pipelogic status``). Folders are 0755: public files are public. Returns
+    the public files made."""
+    folder = Path(folder)
+    made = []
+    if not (folder / "broker.key").is_file():
+        made.append(create_broker_key(folder))
+    for vertex, uid in sorted(workers.items()):
+        if not (folder / "workers" / f"{vertex}.key").is_file():
+            made.append(create_key(folder, "workers", vertex, [vertex]))
+        secret = folder / "workers" / f"{vertex}.key_secret"
+        os.chown(secret, uid, uid)
+        os.chmod(secret, 0o400)
+    if not (folder / "operators" / f"{operator}.key").is_file():
+        made.append(create_key(folder, "operators", operator))
+    os.chmod(folder / "operators" / f"{operator}.key_secret", 0o400)
+    os.chown(folder / "broker.key_secret", broker_uid, broker_uid)
+    os.chmod(folder / "broker.key_secret", 0o400)
+    for d in (folder, folder / "workers", folder / "operators"):
+        os.chmod(d, 0o755)
+    return made
 
 
 @dataclass(frozen=True)
@@ -191,8 +237,11 @@ def client_keys(env: dict[str, str] | None = None) -> ClientKeys | None:
     if not (server_file and key_file):
         raise KeyFileError("CURVE needs both PIPELOGIC_CURVE_SERVER_KEY (the broker's public key file) and "
                         "PIPELOGIC_CURVE_KEY (this client's secret key file)")
-    server, _ = zmq.auth.load_certificate(server_file) if Path(server_file).is_file() else (None, None)
+    for f in (server_file, key_file):
+        if not Path(f).exists():
+            raise KeyFileMissing(f"{f}: no such key file")
+    server, _ = zmq.auth.load_certificate(server_file)
     if server is None:
-        raise KeyFileError(f"{server_file}: the broker's public key file is missing")
+        raise KeyFileError(f"{server_file}: holds no public key")
     public, secret = _load_secret(Path(key_file))
     return ClientKeys(public, secret, server, key_file)

@@ -232,7 +232,10 @@ def init(name: str, directory: str) -> None:
 @click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
               help="With --build: install requirements from this folder of wheels.")
 @click.option("--port", type=int, default=5550, show_default=True, help="The broker's port on the compose network.")
-def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None, port: int) -> None:
+@click.option("--keys/--no-keys", default=True, show_default=True,
+              help="CurveZMQ between the containers, with keys the broker makes on a volume.")
+def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None, port: int,
+            keys: bool) -> None:
     """Write a compose file that runs PIPELINE_FILE in containers (docker-compose or Swarm)."""
     from pipelogic.containers import (
         RUNTIME_IMAGE,
@@ -255,7 +258,7 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
             if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
                 chosen[name] = build_component_image(v.component.directory, wheels=wheels,
                                                      log=lambda line: click.echo(line, err=True))
-    text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line()))
+    text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line(), keys=keys))
     if output == "-":
         click.echo(text, nl=False)
         return

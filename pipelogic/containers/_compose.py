@@ -32,6 +32,7 @@ import yaml
 
 from pipelogic.errors import ContainerError
 from pipelogic.files import FILES_DIR, GENERATED_DIR
+from pipelogic.keys import worker_uids
 from pipelogic.pipeline import Pipeline, Vertex
 
 __all__ = ["ComposeOptions", "render_compose"]
@@ -39,6 +40,8 @@ __all__ = ["ComposeOptions", "render_compose"]
 BROKER_SERVICE = "broker"
 PIPELINE_MOUNT = "/pipeline"
 COMPONENT_MOUNT = "/component"
+KEYS_VOLUME = "keys"
+KEYS_MOUNT = "/keys"
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ComposeOptions:
     port: int = 5550
     connect_timeout_s: int = 300  # how long a worker waits for the broker before it exits
     command: str = ""  # the command line that made the file, for its header
+    keys: bool = True  # CurveZMQ between the containers (docs/security.md)
 
 
 def _host_paths(p: Pipeline) -> list[Path]:
@@ -112,6 +116,7 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         raise ContainerError(f"--image names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a component vertex of {pipeline.name}")
 
     restart = {"condition": "on-failure", "delay": "1s"}
+    uids = worker_uids([v.name for v in workers])
     services: dict[str, Any] = {
         BROKER_SERVICE: {
             "image": opts.runtime_image,
@@ -125,6 +130,15 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         }
     }
     volumes: dict[str, Any] = {f"{BROKER_SERVICE}-state": {}}
+    if opts.keys:
+        # The broker makes the keys on this volume when it first starts (as root, before it
+        # drops to the pipeline owner's uid); each worker runs as a uid of its own and can
+        # read its own secret only. `exec broker pipelogic status` uses the operator key.
+        broker = services[BROKER_SERVICE]
+        broker["command"] += ["--keys", KEYS_MOUNT, "--init-keys"]
+        broker["environment"] = {"PIPELOGIC_KEYS": KEYS_MOUNT}
+        broker["volumes"].append(f"{KEYS_VOLUME}:{KEYS_MOUNT}")
+        volumes[KEYS_VOLUME] = {}
     for v in workers:
         assert v.component is not None
         cdir = v.component.directory.resolve()
@@ -150,6 +164,11 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         volume = f"{v.name}-state"
         volumes[volume] = {}
         svc["volumes"] = [*mounts, f"{volume}:/state"]
+        if opts.keys:
+            svc["user"] = f"{uids[v.name]}:{uids[v.name]}"
+            svc["environment"]["PIPELOGIC_CURVE_KEY"] = f"{KEYS_MOUNT}/workers/{v.name}.key_secret"
+            svc["environment"]["PIPELOGIC_CURVE_SERVER_KEY"] = f"{KEYS_MOUNT}/broker.key"
+            svc["volumes"].append(f"{KEYS_VOLUME}:{KEYS_MOUNT}:ro")
         svc["networks"] = ["pipeline"]
         svc["depends_on"] = [BROKER_SERVICE]
         svc["restart"] = "on-failure"
@@ -164,6 +183,8 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         "#   docker-compose up                             run it to the end (output beside pipeline.yml)",
         "#   docker-compose exec broker pipelogic status   watch it (no port is published)",
         "#   docker stack deploy -c THIS_FILE NAME         the same on a Swarm",
+        "# CurveZMQ is on: the broker makes the keys on the `keys` volume (--no-keys turns it off)." if opts.keys
+        else "# Without keys: any container on the network can act as a worker (docs/security.md).",
     ]
     return "\n".join(header) + "\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
 

@@ -32,6 +32,7 @@ import zmq
 from pipelogic import _health, transport
 from pipelogic import protocol as P
 from pipelogic.errors import BrokerUnavailable, ProtocolError
+from pipelogic.keys import KeyFileMissing
 
 __all__ = ["BrokerLink", "BrokerLost", "handshake"]
 
@@ -57,7 +58,14 @@ def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
     while True:
         left = deadline - time.monotonic()
         started = time.monotonic()
-        frames = transport.request(ctx, broker, P.encode(hello), max(0.05, min(attempt_s, left)))
+        try:
+            frames = transport.request(ctx, broker, P.encode(hello), max(0.05, min(attempt_s, left)))
+        except KeyFileMissing:
+            # In containers the broker makes the keys when it starts: wait for it, as for the
+            # broker itself, and say so if it never comes.
+            if time.monotonic() + pause >= deadline:
+                raise
+            frames = None
         if frames is not None:
             msg, _ = P.decode(frames)
             if not (isinstance(msg, P.Refuse) and msg.reason.startswith(P.RETRY_LATER)):

@@ -25,6 +25,7 @@ def test_example_pipeline_in_containers_matches_pipelogic_up(tmp_path, project):
     p = project(compose_for(hello / "pipeline.yml"))
     p.compose("up", "--no-color")  # attached: returns once every container has exited
     assert p.wait_exit("broker", 10) == 0, p.logs("broker")
+    assert "CurveZMQ on: 4 worker key(s), 1 operator key(s)" in p.logs("broker")  # on by default
     for service in ("double", "counter", "detector", "scale"):
         assert p.container(service).attrs["State"]["ExitCode"] == 0, p.logs(service)
 

@@ -29,20 +29,30 @@ def test_services_volumes_and_paths():
     assert set(services) == {"broker", "double", "counter", "detector", "scale"}  # built-ins live in the broker
     broker = services["broker"]
     assert broker["command"] == ["broker", "/pipeline/hello/pipeline.yml", "--listen", "tcp://0.0.0.0:5550",
-                                 "--state-dir", "/state", "--run-as-owner-of", "/pipeline/hello"]
-    # the pipeline, its components and outputs; the recovery store on a volume
-    assert broker["volumes"] == ["./examples:/pipeline", "broker-state:/state"]
+                                 "--state-dir", "/state", "--run-as-owner-of", "/pipeline/hello",
+                                 "--keys", "/keys", "--init-keys"]
+    # the pipeline, its components and outputs; the recovery store and the keys on volumes
+    assert broker["volumes"] == ["./examples:/pipeline", "broker-state:/state", "keys:/keys"]
     assert broker["deploy"]["endpoint_mode"] == "dnsrr"
     assert not any("ports" in s for s in services.values())  # nothing published
     counter = services["counter"]
-    assert counter["volumes"] == ["./examples/counter:/component:ro", "counter-state:/state"]
+    assert counter["volumes"] == ["./examples/counter:/component:ro", "counter-state:/state", "keys:/keys:ro"]
+    # CurveZMQ: each worker its own uid, its own secret, the broker's public key
+    assert counter["environment"]["PIPELOGIC_CURVE_KEY"] == "/keys/workers/counter.key_secret"
+    assert counter["environment"]["PIPELOGIC_CURVE_SERVER_KEY"] == "/keys/broker.key"
+    assert len({services[v]["user"] for v in ("double", "counter", "detector", "scale")}) == 4
     assert counter["environment"]["PIPELOGIC_BROKER"] == "tcp://broker:5550"
     assert counter["environment"]["PIPELOGIC_COMPONENT"] == "counter"
     assert counter["deploy"]["replicas"] == 1
-    assert set(doc["volumes"]) == {"broker-state", "double-state", "counter-state", "detector-state", "scale-state"}
+    assert set(doc["volumes"]) == {"broker-state", "double-state", "counter-state", "detector-state", "scale-state",
+                                   "keys"}
     # Written elsewhere, the host paths are relative to the file's folder.
     elsewhere = yaml.safe_load(render_compose(load_pipeline(HELLO), HELLO.parent / "compose.yaml", ComposeOptions("img:1")))
-    assert elsewhere["services"]["broker"]["volumes"] == ["..:/pipeline", "broker-state:/state"]
+    assert elsewhere["services"]["broker"]["volumes"] == ["..:/pipeline", "broker-state:/state", "keys:/keys"]
+    # --no-keys: plain TCP on the compose network, no keys volume, the image's user
+    plain = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", ComposeOptions("img:1", keys=False)))
+    assert "--keys" not in plain["services"]["broker"]["command"] and "keys" not in plain["volumes"]
+    assert "user" not in plain["services"]["counter"]
     assert elsewhere["services"]["double"]["volumes"][0] == "../double:/component:ro"
 
 
@@ -50,7 +60,7 @@ def test_a_component_image_replaces_the_mount():
     doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", {"double": "me/double:2"})))
     double = doc["services"]["double"]
     assert double["image"] == "me/double:2" and "command" not in double
-    assert double["volumes"] == ["double-state:/state"]
+    assert double["volumes"] == ["double-state:/state", "keys:/keys:ro"]
 
 
 def write(tmp_path: Path, text: str) -> Path:
