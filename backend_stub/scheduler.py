@@ -511,9 +511,11 @@ class Scheduler:
                 if entry is None:
                     break
                 inf = Inflight(vs.next_tick, *entry)
+                size = 0
                 for values in inf.composition:
                     for v in values:
-                        inf.size += value_size(v)
+                        size += len(v[0]) if len(v) == 1 else value_size(v)
+                inf.size = size
                 vs.log.append(inf)
                 if self.journal is not None:
                     self.journal.ticks.append((vs.name, inf))
