@@ -1,6 +1,7 @@
 """Helpers shared by the integration tests (a module, not conftest: several conftest.py
 files exist, and only one can be imported under that name)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,3 +50,31 @@ class BrokerProc:
             if stream is not None:
                 stream.close()
         return code
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports a process listens on (from /proc: its socket inodes in the LISTEN state)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in list(f)[1:]:
+            parts = line.split()
+            if parts[3] == "0A" and parts[9] in inodes:
+                ports.append(int(parts[1].split(":")[1], 16))
+    return ports
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory in KiB (from /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

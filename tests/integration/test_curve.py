@@ -17,8 +17,7 @@ from pipelogic import transport
 from pipelogic.client import BrokerClient
 from pipelogic.errors import HandshakeRefused, ProtocolError
 from pipelogic.keys import create_broker_key, create_key
-from tests.helpers import BrokerProc
-from tests.integration.test_hostile_input import _listening_ports
+from tests.helpers import BrokerProc, listening_ports
 
 DOUBLE = Path(__file__).resolve().parents[2] / "examples" / "double"
 PIPE = f"""
@@ -84,7 +83,7 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
         # An admitted key forging d's results with d's epoch: refused and counted, nothing lands.
         _as(monkeypatch, folder / "workers" / "x.key_secret", server)
         control_port = int(broker.endpoint.rsplit(":", 1)[1])
-        for port in _listening_ports(broker.proc.pid):
+        for port in listening_ports(broker.proc.pid):
             if port != control_port:
                 push = transport.connect(zmq.Context.instance(), zmq.PUSH, f"tcp://127.0.0.1:{port}")
                 push.setsockopt(zmq.LINGER, 2000)

@@ -11,7 +11,7 @@ import zmq
 from pipelogic import protocol as P
 from pipelogic import transport
 from pipelogic.client import BrokerClient
-from tests.helpers import BrokerProc
+from tests.helpers import BrokerProc, listening_ports, rss_kb
 
 PIPE = """
     name: probed
@@ -84,32 +84,11 @@ def test_a_deeply_nested_config_value_is_refused_not_fatal(tmp_path, cli_env):
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
 
 
-def _listening_ports(pid: int) -> list[int]:
-    """The TCP ports a process listens on (from /proc: its socket inodes in the LISTEN state)."""
-    import os
-
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = []
-    with open(f"/proc/{pid}/net/tcp") as f:
-        for line in list(f)[1:]:
-            parts = line.split()
-            if parts[3] == "0A" and parts[9] in inodes:
-                ports.append(int(parts[1].split(":")[1], 16))
-    return ports
-
-
 def _send_data(broker_pid: int, control: str, messages: list[list[bytes]]) -> None:
     """Send messages to every data port of the broker, as a stranger would find them."""
     control_port = int(control.rsplit(":", 1)[1])
     ctx = zmq.Context.instance()
-    for port in _listening_ports(broker_pid):
+    for port in listening_ports(broker_pid):
         if port == control_port:
             continue
         push = ctx.socket(zmq.PUSH)  # a PUSH port (a worker's ticks) refuses it in the handshake
@@ -181,7 +160,7 @@ def test_a_stranger_on_a_tick_port_receives_no_tick(tmp_path, cli_env):
         control_port = int(endpoint.rsplit(":", 1)[1])
         ctx = zmq.Context.instance()
         strays = []
-        for port in _listening_ports(pid):
+        for port in listening_ports(pid):
             if port != control_port:
                 for kind in (zmq.PULL, zmq.DEALER):
                     s = ctx.socket(kind)
@@ -206,7 +185,7 @@ def test_a_100_mb_control_message_is_dropped_before_the_broker_holds_it(tmp_path
     def probe(endpoint, epoch):
         st = BrokerClient(endpoint).status()
         pid, refused = int(st.broker["pid"]), dict(st.broker["refused"])
-        before = _rss_kb(pid)
+        before = rss_kb(pid)
         ctx = zmq.Context.instance()
         dealer = ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 5000)
@@ -218,14 +197,6 @@ def test_a_100_mb_control_message_is_dropped_before_the_broker_holds_it(tmp_path
             st = BrokerClient(endpoint).status()
             assert st.broker["refused"] == refused  # never reached the broker's loop: zmq dropped it
             time.sleep(0.1)
-        assert _rss_kb(pid) - before < 50 * 1024
+        assert rss_kb(pid) - before < 50 * 1024
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
-
-
-def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0

@@ -19,8 +19,7 @@ import zmq
 
 from pipelogic import protocol as P
 from pipelogic.client import BrokerClient
-from tests.helpers import BrokerProc
-from tests.integration.test_hostile_input import _listening_ports
+from tests.helpers import BrokerProc, listening_ports, rss_kb
 
 COUNT = 6000
 PIPE = """
@@ -32,14 +31,6 @@ PIPE = """
     connections: [n -> d, d -> out]
 """
 STRANGE_EPOCH = 100_000  # far from any real epoch, also after a byte flip
-
-
-def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _valid(rng: random.Random) -> list[bytes]:
@@ -107,12 +98,12 @@ def test_a_live_broker_survives_random_and_mutated_frames(tmp_path, cli_env):
         while next(v for v in client.status().vertices if v["name"] == "d")["ticks"] < 100:
             assert time.monotonic() < deadline, "the worker never ran"
             time.sleep(0.05)
-        rss_before = _rss_kb(broker.proc.pid)
+        rss_before = rss_kb(broker.proc.pid)
         control_port = int(broker.endpoint.rsplit(":", 1)[1])
         dealer = ctx.socket(zmq.DEALER)
         dealer.connect(broker.endpoint)
         socks.append(dealer)
-        for port in _listening_ports(broker.proc.pid):
+        for port in listening_ports(broker.proc.pid):
             if port != control_port:  # the results socket takes it; tick sockets refuse a PUSH peer
                 push = ctx.socket(zmq.PUSH)
                 push.setsockopt(zmq.SNDHWM, 100)
@@ -139,7 +130,7 @@ def test_a_live_broker_survives_random_and_mutated_frames(tmp_path, cli_env):
         assert st.state == "done", st.error
         refused = st.broker.get("refused") or {}
         assert sum(refused.values()) > 500, refused  # they reached the broker, and were counted
-        growth_mb = (_rss_kb(broker.proc.pid) - rss_before) / 1024
+        growth_mb = (rss_kb(broker.proc.pid) - rss_before) / 1024
         assert growth_mb < 40, f"the broker grew by {growth_mb:.0f} MB"
         assert worker.wait(60) == 0
         assert broker.stop() == 0
