@@ -336,10 +336,10 @@ def test_status_shows_rates_a_stuck_vertex_and_losses(tmp_path, cli_env):
             if w["ticks"] > 20 and w["ticks"] < 150 and n["rate"]:
                 assert 20 < n["rate"] < 200 and w["rate"] > 0, st  # about 100/s, loosely
                 seen_rate = True
-            if w["stuck_s"] > 0:
+            if w["stuck_s"] > 0:  # reported once past the liveness bound (1 s): 1.0 at the earliest
                 break
             time.sleep(0.3)
-        assert seen_rate and w["stuck_s"] > 1 and w["ticks"] == 150, w
+        assert seen_rate and w["stuck_s"] >= 1 and w["ticks"] == 150, w
         r = cli("status", "--broker", endpoint, env=cli_env)
         assert re.search(r"^w\s+component\s+STUCK \d+s", r.stdout, re.M), r.stdout
         assert "stuck: w has input waiting but completed no tick for" in r.stdout
