@@ -53,8 +53,10 @@ class ConfigDesk:
         vs.config_version += 1
         wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}
         actions = []
-        if vs.epoch is not None and not vs.finished:
-            actions.append(Action("send", vs.epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
+        epochs = vs.epochs()  # a replicated vertex: every instance, answered once all applied it
+        if epochs and not vs.finished:
+            for epoch in epochs:
+                actions.append(Action("send", epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
             if msg.wait_ms > 0:
                 self.pending.append((client, vs.name, vs.config_version, now + msg.wait_ms / 1000))
                 return actions

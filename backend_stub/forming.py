@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.model import Settings, Value, VertexState
+from backend_stub.model import Inflight, Journal, Settings, Value, VertexState
 from pipelogic.pulling import decide
 
-__all__ = ["could_form", "form_tick", "room", "virtual_queue"]
+__all__ = ["could_form", "form_tick", "room", "take_tick", "virtual_queue"]
 
 # Stream types whose values are a few bytes: no need to learn their size before sending more.
 _SMALL = frozenset(["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double"])
@@ -48,12 +48,14 @@ def could_form(vs: VertexState) -> bool:
                                                       queued if closed else None) is not None
     return all(b.queue for b in vs.inputs)
 
+
 def virtual_queue(vs: VertexState) -> tuple[int | None, bool]:
     """The worker's virtual queue (length, closed) as last reported (empty until it
     reports); (None, False) for a vertex without both kinds of input."""
     if "virtual_input" not in vs.features or not vs.inputs:
         return None, False
     return int(vs.worker_stats.get("virtual_queued", 0)), bool(vs.worker_stats.get("virtual_closed", False))
+
 
 def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
     """Take the next tick's messages off the input queues: (composition, virtual
@@ -85,3 +87,23 @@ def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, li
         composition.append([buf.pop() for _ in range(count)])
     extra = d.virtual.to_wire() if d.virtual is not None else None
     return composition, extra, starts
+
+
+def take_tick(vs: VertexState, journal: Journal | None) -> Inflight | None:
+    """Form the next tick, log it (and journal it for the recovery store), count it as
+    sent; None if no tick can form now."""
+    entry = form_tick(vs, record=journal is not None)
+    if entry is None:
+        return None
+    inf = Inflight(vs.next_tick, *entry)
+    size = 0
+    for values in inf.composition:
+        for v in values:  # value_size inlined: this runs once per tick
+            size += len(v[0]) if len(v) == 1 else sum(len(f) for f in v)
+    inf.size = size
+    vs.log.append(inf)
+    if journal is not None:
+        journal.ticks.append((vs.name, inf))
+    vs.next_tick += 1
+    vs.sent += 1
+    return inf

@@ -13,7 +13,7 @@ from backend_stub.builtins import Sink, Source
 from pipelogic.pipeline import Pipeline, Vertex
 from pipelogic.types import InputsPullRequest
 
-__all__ = ["Action", "Inflight", "InputBuffer", "Journal", "Settings", "Value", "VertexState", "value_size"]
+__all__ = ["Action", "Inflight", "InputBuffer", "Instance", "Journal", "Settings", "Value", "VertexState", "value_size"]
 
 Value = tuple[Any, ...]
 
@@ -134,6 +134,24 @@ class Journal:
 
 
 @dataclass
+class Instance:
+    """One worker instance of a replicated vertex (``replicas`` > 1): the ticks sent to it
+    and not answered, in the order sent (it answers them in that order)."""
+
+    epoch: int
+    name: str  # the worker's instance id: a Hello with the same id is a restart of it
+    pid: int
+    host: str
+    last_seen: float
+    ready: bool = False
+    closed: bool = False  # told to stop: the vertex finished
+    assigned: deque[int] = field(default_factory=deque)
+    inflight_bytes: int = 0
+    ticks: int = 0  # results it delivered
+    config_version: int = 0
+
+
+@dataclass
 class VertexState:
     v: Vertex
     inputs: list[InputBuffer]
@@ -169,6 +187,13 @@ class VertexState:
     config_version: int = 0
     dropped_at_end: int = 0
     dead_lettered: int = 0  # ticks skipped (on_error: skip), their inputs in the dead-letter file
+    # A replicated vertex (backend_stub.replicas): its live instances by epoch, ticks whose
+    # instance died (sent again first, lowest first), results waiting for an earlier tick.
+    instances: dict[int, Instance] = field(default_factory=dict)
+    retry: list[int] = field(default_factory=list)  # a heap
+    done: dict[int, Any] = field(default_factory=dict)  # tick -> per-output values (None: lost)
+    done_bytes: int = 0
+    lost_pids: deque[int] = field(default_factory=lambda: deque(maxlen=16))  # declared dead, maybe alive
 
     @property
     def name(self) -> str:
@@ -191,9 +216,22 @@ class VertexState:
         return self.log[0].tick if self.log else self.next_tick
 
     @property
+    def replicated(self) -> bool:
+        """Run as several worker instances (``replicas`` > 1), ticks spread over them."""
+        return self.v.replicas > 1
+
+    @property
     def outstanding(self) -> int:
-        """Ticks sent to the current incarnation and not answered yet."""
+        """Ticks sent to the current incarnation (every instance) and not answered yet."""
+        if self.instances:
+            return sum(len(i.assigned) for i in self.instances.values())
         return self.sent - self.expect
+
+    def epochs(self) -> list[int]:
+        """The live incarnations: the one worker, or every instance of a replicated vertex."""
+        if self.replicated:
+            return list(self.instances)
+        return [self.epoch] if self.epoch is not None else []
 
     def entry(self, tick: int) -> Inflight:
         return self.log[tick - self.log_base]
@@ -216,6 +254,10 @@ class VertexState:
             return "finished"
         if self.v.kind != "component":
             return "running"
+        if self.replicated:
+            if any(i.ready for i in self.instances.values()):
+                return "running"
+            return "connected" if self.instances else "waiting"
         if self.epoch is None:
             return "waiting"
         return "running" if self.ready else "connected"

@@ -124,6 +124,12 @@ def status_of(sch: Scheduler) -> P.StatusReply:
             "dropped_at_end": vs.dropped_at_end,
             "dead_lettered": vs.dead_lettered,
         })
+        if vs.replicated:
+            vertices[-1].update(replicas=vs.v.replicas, lost_pids=list(vs.lost_pids), instances=[
+                {"instance": i.name, "epoch": e, "pid": i.pid, "host": i.host,
+                 "state": "closed" if i.closed else ("running" if i.ready else "connected"),
+                 "inflight": len(i.assigned), "ticks": i.ticks}
+                for e, i in sorted(vs.instances.items())])
     streams = []
     for name in sch.pipeline.order:
         vs = sch.vertices[name]

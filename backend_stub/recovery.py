@@ -23,9 +23,9 @@ from pipelogic.types import InputsPullRequest, codec_for, encode
 
 __all__ = ["apply_record", "describe", "diff", "low_water", "rebuild", "vertex_record"]
 
-# Vertex parameters that change pacing or durability but not what flows: a resumed run may
-# change them.
-_FREE_PARAMS = frozenset({"snapshot", "rate"})
+# Vertex parameters that change pacing, durability or parallelism but not what flows: a
+# resumed run may change them.
+_FREE_PARAMS = frozenset({"snapshot", "rate", "replicas"})
 
 
 def _plain(x: Any) -> Any:

@@ -32,20 +32,19 @@ from typing import Any
 
 import msgpack
 
-from backend_stub import deadletter
+from backend_stub import deadletter, replicas
 from backend_stub.admission import clean_stats, declared_types_differ
 from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
-from backend_stub.forming import could_form, form_tick, room
+from backend_stub.forming import could_form, room, take_tick
 from backend_stub.model import (
     Action,
-    Inflight,
     InputBuffer,
+    Instance,
     Journal,
     Settings,
     Value,
     VertexState,
-    value_size,
 )
 from backend_stub.observe import status_of
 from backend_stub.refusals import Refusals
@@ -135,13 +134,16 @@ class Scheduler:
         mismatch = declared_types_differ(vs, msg.types)
         if mismatch:
             return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
+        if vs.replicated:
+            return self._admit_instance(vs, msg, now)
         if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
                 and now - vs.last_seen <= self.settings.heartbeat_ms * self.settings.liveness / 1000):
-            # A second live instance, not a restart: replicas are not supported (yet), and
-            # fencing the first one would only make the two take turns.
+            # A second live instance, not a restart: fencing the first one would only make
+            # the two take turns.
             return P.Refuse(
                 f"vertex {msg.vertex} is already served by a live worker (pid {vs.pid} on host "
-                f"{vs.host}); a vertex runs as one instance: scale it to 1"
+                f"{vs.host}) and runs as one instance; to run it as several, declare `replicas: N` "
+                f"on it in pipeline.yml (or `pipelogic up --scale {msg.vertex}=N`), or scale it to 1"
             )
         if vs.epoch is not None:
             self._fence(vs)
@@ -156,6 +158,29 @@ class Scheduler:
         vs.connects += 1
         vs.last_seen = now
         self.by_epoch[epoch] = vs
+        return epoch, self._welcome_fields(vs)
+
+    def _admit_instance(self, vs: VertexState, msg: P.Hello, now: float) -> tuple[int, dict[str, Any]]:
+        """One more instance of a replicated vertex (or a restart of one: same instance id)."""
+        epoch = self._next_epoch
+        self._next_epoch += 1
+        for old in replicas.admit(vs, epoch, msg, now):
+            self.by_epoch.pop(old, None)
+            replicas.release(vs, old, bool(self.settings.redelivery))
+            vs.restarts += 1
+        self._apply_lost(vs)
+        vs.pid = msg.pid
+        vs.host = msg.host
+        vs.connects += 1
+        vs.last_seen = now
+        self.by_epoch[epoch] = vs
+        return epoch, self._welcome_fields(vs)
+
+    def _apply_lost(self, vs: VertexState) -> None:
+        if not self.settings.redelivery and vs.done:
+            replicas.apply_done(vs, self._emit, False)
+
+    def _welcome_fields(self, vs: VertexState) -> dict[str, Any]:
         comp = vs.v.component
         assert comp is not None
         config = {}
@@ -178,7 +203,7 @@ class Scheduler:
                 "snapshot": vs.v.snapshot or self.pipeline.settings.get("snapshot"),
             },
         }
-        return epoch, fields
+        return fields
 
     def _fence(self, vs: VertexState) -> None:
         old = vs.epoch
@@ -198,7 +223,12 @@ class Scheduler:
         vs = self.by_epoch.get(epoch)
         if vs is None:
             return []
-        self._fence(vs)
+        if vs.replicated:
+            self.by_epoch.pop(epoch, None)
+            replicas.release(vs, epoch, bool(self.settings.redelivery), lost=True)
+            self._apply_lost(vs)
+        else:
+            self._fence(vs)
         return [Action("close", epoch)]
 
     def heartbeat(self, epoch: int, stats: dict[str, Any], now: float) -> bool:
@@ -215,6 +245,8 @@ class Scheduler:
             self.rejected += 1  # a fenced (old) incarnation, or garbage
             return None
         vs.last_seen = now
+        if vs.instances:
+            vs.instances[epoch].last_seen = now
         return vs
 
     # -- worker messages -------------------------------------------------------------------
@@ -231,9 +263,15 @@ class Scheduler:
         if isinstance(msg, P.Results):
             if msg.stats is not None:
                 vs.worker_stats = clean_stats(msg.stats)
-            self._results(vs, msg, payload)
+            if vs.replicated:
+                replicas.take_results(vs, vs.instances[epoch], P.split_values(msg.layout, payload, len(vs.consumers)),
+                                      self._emit, bool(self.settings.redelivery))
+            else:
+                self._results(vs, msg, payload)
             if not pump:
                 return []
+        elif vs.replicated and not isinstance(msg, (P.Sync, P.Checkpoint, P.Heartbeat, P.Failed)):
+            return self._instance_message(vs, vs.instances[epoch], msg, now)
         elif isinstance(msg, P.Ready):
             if vs.ready:  # an incarnation says Ready once: a second one is forged or broken
                 raise ProtocolError(f"vertex {vs.name}: a second Ready from epoch {epoch}")
@@ -272,6 +310,29 @@ class Scheduler:
         else:
             raise ProtocolError(f"unexpected {msg.KIND} on the data socket")
         return self.pump(now)
+
+    def _instance_message(self, vs: VertexState, inst: Instance, msg: P.Message, now: float) -> list[Action]:
+        """Ready, ConfigApplied, Goodbye from an instance of a replicated vertex."""
+        if isinstance(msg, P.Ready):
+            if inst.ready:
+                raise ProtocolError(f"vertex {vs.name}: a second Ready from epoch {inst.epoch}")
+            inst.ready = True
+            vs.ready = True
+            vs.features = [str(f) for f in msg.features]
+            why = replicas.refusal(vs)
+            if why is not None:
+                self._fail(why)
+            return self.pump(now)
+        if isinstance(msg, P.ConfigApplied):
+            inst.config_version = msg.version
+            return self.config.applied(vs, min(i.config_version for i in vs.instances.values() if i.ready))
+        if isinstance(msg, P.Goodbye):
+            if not vs.finished:
+                return self.disconnect(inst.epoch) + self.pump(now)  # stopped early (SIGTERM): scaled down
+            self.by_epoch.pop(inst.epoch, None)
+            vs.instances.pop(inst.epoch, None)
+            return [Action("close", inst.epoch), *self.pump(now)]
+        raise ProtocolError(f"vertex {vs.name}: unexpected {msg.KIND} from an instance of a replicated vertex")
 
     def _ready(self, vs: VertexState, msg: P.Ready) -> None:
         vs.features = [str(f) for f in msg.features]
@@ -345,7 +406,12 @@ class Scheduler:
             return []  # a replayed tick that was skipped (and dead-lettered) before
         # A failed tick is one in flight; a fatal failure may also come after the last tick (a
         # worker failing at the end of its stream names the tick after it).
-        if not (vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)):
+        if vs.replicated:
+            inst = vs.instances[msg.epoch]
+            in_flight = msg.tick in inst.assigned or (msg.fatal and not inst.assigned)
+        else:
+            in_flight = vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)
+        if not in_flight:
             raise ProtocolError(f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
                                 f"(ticks {vs.expect}..{vs.sent - 1} are)")
         # Bounded, whoever sent it: an error line and a traceback, not a disk's worth.
@@ -379,9 +445,10 @@ class Scheduler:
         """Answer config requests whose wait ran out; declare silent workers dead."""
         out = self.config.expire(now)
         limit = self.settings.heartbeat_ms * self.settings.liveness / 1000
-        for vs in list(self.by_epoch.values()):
-            if vs.epoch is not None and now - vs.last_seen > limit and not vs.goodbye:
-                out.extend(self.disconnect(vs.epoch))
+        for epoch, vs in list(self.by_epoch.items()):
+            seen = vs.instances[epoch].last_seen if vs.instances else vs.last_seen
+            if now - seen > limit and not vs.goodbye:
+                out.extend(self.disconnect(epoch))
         return out
 
     # -- scheduling ------------------------------------------------------------------------
@@ -413,6 +480,8 @@ class Scheduler:
     def _catching_up(vs: VertexState) -> bool:
         """A finished vertex whose worker (re)connected after the end: it still gets the
         replay its restored state needs, then Close (found by the model test)."""
+        if vs.instances:
+            return any(i.ready and not i.closed for i in vs.instances.values())
         return vs.v.kind == "component" and vs.epoch is not None and vs.ready and vs.closed_epoch != vs.epoch
 
     def _emit(self, vs: VertexState, k: int, values: list[Value]) -> None:
@@ -436,6 +505,8 @@ class Scheduler:
             buf.consumed += n
         if not vs.stateful and "virtual_output" not in vs.features:
             vs.goodbye = True  # nothing to wait for: no final state to write, no virtual output to deliver
+        if actions is not None and vs.instances:
+            self._close_instances(vs, actions)
         if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
             vs.closed_epoch = vs.epoch
             actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
@@ -484,7 +555,26 @@ class Scheduler:
             vs.sink.close()
             vs.finished = True
 
+    @staticmethod
+    def _close_instances(vs: VertexState, actions: list[Action]) -> None:
+        """The vertex finished: stop each ready instance (each has answered all its ticks)."""
+        for i in vs.instances.values():
+            if i.ready and not i.closed:
+                i.closed = True
+                actions.append(Action("send", i.epoch, P.encode(P.Close("finished")), durable=True))
+
+    def _pump_replicated(self, vs: VertexState, actions: list[Action]) -> None:
+        replicas.deal(vs, self.vertices, self.settings, self.journal, actions)
+        if vs.finished:
+            self._close_instances(vs, actions)  # instances that joined after the end
+        elif (vs.applied == vs.next_tick and vs.inputs and all(b.closed for b in vs.inputs)
+                and not could_form(vs)):
+            self._finish(vs, actions)
+
     def _pump_worker(self, vs: VertexState, actions: list[Action]) -> None:
+        if vs.replicated:
+            self._pump_replicated(vs, actions)
+            return
         if vs.epoch is None or not vs.ready:
             if (not vs.finished and not vs.virtual_source and vs.inputs and vs.applied == vs.next_tick
                     and all(b.closed and not b.queue for b in vs.inputs)):
@@ -507,20 +597,10 @@ class Scheduler:
                 # Synchronous: each in-flight tick may still add one message per consumer.
                 if room(self.vertices, self.settings, vs, 0 if vs.streaming else vs.outstanding) < 1:
                     break
-                entry = form_tick(vs, record=self.journal is not None)
-                if entry is None:
+                new = take_tick(vs, self.journal)
+                if new is None:
                     break
-                inf = Inflight(vs.next_tick, *entry)
-                size = 0
-                for values in inf.composition:
-                    for v in values:
-                        size += len(v[0]) if len(v) == 1 else value_size(v)
-                inf.size = size
-                vs.log.append(inf)
-                if self.journal is not None:
-                    self.journal.ticks.append((vs.name, inf))
-                vs.next_tick += 1
-                vs.sent += 1
+                inf = new
             vs.inflight_bytes += inf.size
             layout.append([inf.tick, [[len(v) - 1 for v in values] for values in inf.composition], inf.extra])
             for values in inf.composition:
@@ -555,5 +635,5 @@ class Scheduler:
         # Not to a worker already told to stop: it may be gone, and a send to it would
         # only wait for nobody.
         return [Action("send", e, P.encode(P.Close(reason))) for e, vs in list(self.by_epoch.items())
-                if vs.closed_epoch != e]
+                if vs.closed_epoch != e and not (e in vs.instances and vs.instances[e].closed)]
 

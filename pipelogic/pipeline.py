@@ -19,6 +19,7 @@ file and the key or edge.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from pipelogic.files import bind_files
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Named, Type, Var, substitute, unify
 
-__all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "load_pipeline", "parse_pipeline", "source_problems"]
+__all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "apply_scale", "load_pipeline", "parse_pipeline", "parse_scale",
+           "source_problems"]
 
 SOURCES = {"sequence", "values", "jsonl", "msgpack"}
 SINKS = {"jsonl", "msgpack", "stdout", "null", "memory"}
@@ -70,6 +72,7 @@ class Vertex:
     outputs: list[list[Port]] = field(default_factory=list)
     on_error: str = "fail"
     snapshot: str | None = None  # the vertex's snapshot policy (normalised text), if set
+    replicas: int = 1  # worker instances the vertex runs as (docs/semantics.md, "Replicas")
 
     @property
     def builtin(self) -> str:
@@ -105,7 +108,7 @@ _SOURCE_KEYS = {
 }
 _SINK_KEYS = {"jsonl": ("sink", "path"), "msgpack": ("sink", "path"), "stdout": ("sink",),
               "null": ("sink",), "memory": ("sink",)}
-COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter", "files")
+COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter", "files", "replicas")
 
 
 def _source_type(v: Vertex, problems: Problems) -> Type | None:
@@ -212,7 +215,12 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
         # The component file's own positions say where to look; say which vertex uses it.
         problems.extend(exc.problems)
         return None
-    v = Vertex(name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot)
+    replicas = spec.get("replicas", 1)
+    if type(replicas) is not int or replicas < 1:
+        problems.add([*key, "replicas"], f"expected an integer >= 1 (worker instances), got {replicas!r}", value=True)
+        replicas = 1
+    v = Vertex(name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot,
+               replicas=replicas)
     v.input_types = list(comp.input_types)
     v.output_types = list(comp.output_types)
     v.inputs = [None] * len(comp.input_types)
@@ -354,6 +362,29 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
         _check_types(vertices, order, edges, problems)
     problems.raise_if_any()
     return Pipeline(str(name), file, vertices, order, settings)
+
+
+def parse_scale(items: Iterable[str]) -> dict[str, int]:
+    """``VERTEX=N`` options (``--scale``) as a mapping; ValueError says which one is wrong."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, n = item.partition("=")
+        if not sep or not name or not n.strip().isdigit() or int(n) < 1:
+            raise ValueError(f"--scale: expected VERTEX=N with N >= 1, got {item!r}")
+        out[name.strip()] = int(n)
+    return out
+
+
+def apply_scale(p: Pipeline, scale: dict[str, int]) -> None:
+    """Set the replicas of component vertices (``--scale`` overrides pipeline.yml);
+    DefinitionError names a vertex that is not a component of ``p``."""
+    for name, n in scale.items():
+        v = p.vertices.get(name)
+        if v is None or v.kind != "component":
+            comps = ", ".join(k for k, x in p.vertices.items() if x.kind == "component")
+            raise DefinitionError(f"--scale {name}={n}: {name!r} is not a component vertex of {p.file} "
+                                  f"(its components: {comps})")
+        v.replicas = n
 
 
 def source_problems(p: Pipeline) -> list[str]:

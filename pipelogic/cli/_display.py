@@ -19,7 +19,12 @@ LOSS_KINDS = {
 
 def _state(v: dict[str, Any]) -> str:
     stuck = v.get("stuck_s") or 0
-    return f"STUCK {stuck:.0f}s" if stuck else str(v["state"])
+    if stuck:
+        return f"STUCK {stuck:.0f}s"
+    if "instances" in v:  # replicated: how many of the declared instances serve it
+        running = sum(1 for i in v["instances"] if i["state"] == "running")
+        return f"{v['state']} {running}/{v['replicas']}"
+    return str(v["state"])
 
 
 def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_error: bool = True) -> str:
@@ -41,6 +46,10 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"pipeline {st.pipeline}: {st.state}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for v in st.vertices:
+        for i in v.get("instances") or []:
+            lines.append(f"  {v['name']} instance {i['instance']}: {i['state']}, pid {i['pid']} on {i['host']}, "
+                         f"{i['ticks']} ticks, {i['inflight']} in flight")
     lines += [f"lost: {note}" for note in loss_notes(st.vertices)]
     for v in st.vertices:
         if v.get("stuck_s"):

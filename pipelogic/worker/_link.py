@@ -23,7 +23,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -82,8 +81,16 @@ def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
             pause = min(pause * 2, 2.0)
 
 
+def instance_id() -> str:
+    """This worker's instance id: ``PIPELOGIC_INSTANCE`` (``pipelogic up`` numbers a
+    replicated vertex's instances), else host and pid. The broker takes a Hello with the id
+    of a live instance for a restart of it (a container keeps its host name and usually its
+    pid across restarts), and any other for one more instance of a replicated vertex."""
+    return os.environ.get("PIPELOGIC_INSTANCE") or f"{socket.gethostname()}:{os.getpid()}"
+
+
 def hello_for(vertex: str, input_types: list[str], output_types: list[str]) -> P.Hello:
-    return P.Hello(vertex=vertex, instance=uuid.uuid4().hex, pid=os.getpid(), features=[], inputs=len(input_types),
+    return P.Hello(vertex=vertex, instance=instance_id(), pid=os.getpid(), features=[], inputs=len(input_types),
                    outputs=len(output_types), host=socket.gethostname(), types=[input_types, output_types])
 
 
