@@ -20,7 +20,7 @@ from backend_stub.scheduler import Settings
 from pipelogic import _logging
 from pipelogic.errors import DefinitionError, StateError
 from pipelogic.keys import KeyFileError, init_container_keys, worker_uids
-from pipelogic.pipeline import load_pipeline
+from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale
 from pipelogic.transport import DEFAULT_BROKER
 
 EXIT_STORE = 4
@@ -63,7 +63,7 @@ def _cannot_start(code: int, message: str) -> int:
 def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
           state_dir: str | None = None, fresh: bool = False, metrics: str | None = None,
           log_level: str | None = None, keys: str | None = None, init_keys: bool = False,
-          **overrides: int | None) -> int:
+          scale: tuple[str, ...] = (), **overrides: int | None) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
 
     Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
@@ -74,9 +74,13 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     supervised = os.environ.get("PIPELOGIC_SUPERVISED") == "1"
     try:
         pipeline = load_pipeline(pipeline_file)
+        apply_scale(pipeline, parse_scale(scale))
     except DefinitionError as exc:
         for p in exc.problems:
             click.echo(f"error: {p}", err=True)
+        return 2
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
         return 2
     ring = None
     if keys:  # before dropping root: the broker's secret may be readable by root alone
@@ -181,12 +185,15 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 @click.option("--init-keys", is_flag=True,
               help="With --keys, in a container started as root: make the missing keys on the keys volume, "
                    "each secret owned by the worker uid that uses it (what `pipelogic compose` files do).")
+@click.option("--scale", multiple=True, metavar="VERTEX=N",
+              help="Run a stateless component vertex as N worker instances (overrides its replicas:).")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
          credit: int | None, heartbeat_ms: int | None, owner_of: str | None, state_dir: str | None,
-         fresh: bool, metrics: str | None, log_level: str | None, keys: str | None, init_keys: bool) -> None:
+         fresh: bool, metrics: str | None, log_level: str | None, keys: str | None, init_keys: bool,
+         scale: tuple[str, ...]) -> None:
     """Run the broker stub for PIPELINE_FILE."""
     sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh, metrics, log_level, keys,
-                   init_keys, buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
+                   init_keys, scale, buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
 
 
 if __name__ == "__main__":

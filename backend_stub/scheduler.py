@@ -136,6 +136,10 @@ class Scheduler:
             return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
         if vs.replicated:
             return self._admit_instance(vs, msg, now)
+        if msg.join:
+            return P.Refuse(f"{P.ONE_INSTANCE}vertex {msg.vertex} runs as one instance and another worker holds "
+                            f"its state directory; to run it as several, declare `replicas: N` on it in "
+                            f"pipeline.yml (or `pipelogic up --scale {msg.vertex}=N`)")
         if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
                 and now - vs.last_seen <= self.settings.heartbeat_ms * self.settings.liveness / 1000):
             # A second live instance, not a restart: fencing the first one would only make

@@ -78,6 +78,9 @@ MAX_FRAMES = 1_000_000
 RETRY_LATER = "retry later: "
 """How a Refuse reason starts when the same request may succeed a little later (a worker
 says Hello again after a pause instead of giving up)."""
+ONE_INSTANCE = "one instance: "
+"""How a Refuse reason starts when a worker that asked to join (``Hello.join``: its state
+directory is locked by another worker) found a vertex that runs as one instance."""
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -174,7 +177,13 @@ class Hello(Message):
     virtual_input, virtual_output); ``resume`` is reserved for snapshot offsets; ``host``
     is the worker's host name (a container's id), which tells a restart of the same
     worker from a second instance of the vertex elsewhere; ``types`` are the stream types
-    its component.yml declares, which the broker checks against the vertex's."""
+    its component.yml declares, which the broker checks against the vertex's.
+
+    ``instance`` names this worker instance (``PIPELOGIC_INSTANCE``, else host and pid): of
+    a replicated vertex, a Hello with a live instance's id is a restart of that instance,
+    any other one more instance. ``join``: the worker could not lock its vertex's state
+    directory (another worker holds it): admit it only as one more instance of a replicated
+    vertex, never as a restart that fences the holder."""
 
     vertex: str
     instance: str
@@ -185,6 +194,7 @@ class Hello(Message):
     resume: dict[str, Any] | None = None
     host: str = ""
     types: list[Any] | None = None  # [[input type, ...], [output type, ...]] as component.yml declares them
+    join: bool = False
 
 
 @_message("welcome")

@@ -72,16 +72,20 @@ def main(debug: bool, log_level: str | None) -> None:
               help="The broker serves Prometheus metrics at http://HOST:PORT/metrics.")
 @click.option("--keys", type=click.Path(file_okay=False), default=None,
               help="CurveZMQ with the keys in this folder (made for the pipeline when missing).")
+@click.option("--scale", multiple=True, metavar="VERTEX=N",
+              help="Run a stateless component vertex as N worker processes (overrides its replicas:).")
 def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
-       progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None, keys: str | None) -> None:
-    """Run PIPELINE_FILE: the broker plus one process per component, until drained.
+       progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None, keys: str | None,
+       scale: tuple[str, ...]) -> None:
+    """Run PIPELINE_FILE: the broker plus one process per component (``replicas: N`` or
+    ``--scale VERTEX=N``: N processes), until drained.
 
     An unfinished run of the same pipeline (interrupted, or killed) is continued from its
     state directory; a finished one starts anew."""
     from pipelogic.cli._up import Supervisor
 
     sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max, fresh,
-                     metrics, keys)
+                     metrics, keys, scale)
     sys.exit(sup.run())
 
 

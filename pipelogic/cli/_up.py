@@ -32,7 +32,7 @@ from pipelogic.cli._display import loss_notes, progress_line, status_table
 from pipelogic.cli._worker import EXIT_START
 from pipelogic.client import BrokerClient
 from pipelogic.errors import DefinitionError, PipelogicError
-from pipelogic.pipeline import load_pipeline, source_problems
+from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale, source_problems
 
 __all__ = ["Supervisor"]
 
@@ -58,6 +58,7 @@ def _child_setup() -> None:
 class _Worker:
     name: str
     directory: Path
+    instance: str = ""  # PIPELOGIC_INSTANCE of a replicated vertex's instance
     proc: subprocess.Popen[str] | None = None
     restarts: int = 0
     streak: int = 0  # crashes in a row, each within _HEALTHY_S of its start: sets the backoff
@@ -65,12 +66,18 @@ class _Worker:
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        return self.instance or self.name
+
 
 class Supervisor:
     def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
                  progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0,
-                 fresh: bool = False, metrics: str | None = None, keys: str | None = None) -> None:
+                 fresh: bool = False, metrics: str | None = None, keys: str | None = None,
+                 scale: tuple[str, ...] = ()) -> None:
         self.file = file
+        self.scale = scale
         self.metrics = metrics
         self.keys = Path(keys).resolve() if keys else None
         self.fresh = fresh
@@ -153,6 +160,8 @@ class Supervisor:
             args += ["--metrics", self.metrics]
         if self.keys is not None:
             args += ["--keys", str(self.keys)]
+        for item in self.scale:
+            args += ["--scale", item]
         return self._spawn([*args, "--fresh"] if fresh else args, env, "broker | ", capture_first=True)
 
     def _ensure_keys(self, pipeline: Any) -> None:
@@ -173,12 +182,16 @@ class Supervisor:
     def run(self) -> int:
         try:
             pipeline = load_pipeline(self.file)
+            apply_scale(pipeline, parse_scale(self.scale))
             problems = source_problems(pipeline)
             if problems:
                 raise DefinitionError(problems)
         except DefinitionError as exc:
             for p in exc.problems:
                 self.echo(f"error: {p}", err=True)
+            return 2
+        except ValueError as exc:
+            self.echo(f"error: {exc}", err=True)
             return 2
         # SUPERVISED: the broker and the workers leave the final report to `up`, so each
         # failure is printed once.
@@ -200,9 +213,12 @@ class Supervisor:
             self.echo(f"error: the broker did not start: {cause}", err=True)
             return broker.returncode or 1
         env["PIPELOGIC_BROKER"] = self.endpoint
-        self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {sum(1 for v in pipeline.vertices.values() if v.kind == 'component')} worker(s), state in {state_dir}")
-        workers = [_Worker(n, v.component.directory) for n, v in pipeline.vertices.items() if v.component is not None]
-        width = max([len(w.name) for w in workers] + [6])
+        # A replicated vertex: one process per instance, each with an instance id of its own
+        # (a restart keeps it, so the broker takes it for the same instance).
+        workers = [_Worker(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
+                   for n, v in pipeline.vertices.items() if v.component is not None for k in range(v.replicas)]
+        self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(workers)} worker(s), state in {state_dir}")
+        width = max([len(w.label) for w in workers] + [6])
         old = {sig: signal.signal(sig, self._sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
         client = BrokerClient(self.endpoint, timeout_s=1.0)
         started = time.monotonic()
@@ -312,7 +328,10 @@ class Supervisor:
                 w.next_start = now + 0.5  # a restart only into a run that goes on
             elif now >= w.next_start:
                 wenv = dict(env, PIPELOGIC_COMPONENT=w.name)
-                w.proc = self._spawn([sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv, f"{w.name.ljust(width)} | ")
+                if w.instance:
+                    wenv["PIPELOGIC_INSTANCE"] = w.instance
+                w.proc = self._spawn([sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv,
+                                     f"{w.label.ljust(width)} | ")
                 w.started = now
             return ""
         rc = w.proc.poll()
@@ -347,15 +366,15 @@ class Supervisor:
             return (f"worker {w.name} failed to start (its error is above); not restarted: a failure "
                     "before the first tick repeats on every restart")
         if rc == 0:
-            self.echo(f"{w.name.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
+            self.echo(f"{w.label.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
                       "stop it: did main.py return from run(), or call sys.exit or os._exit?)", err=True)
         if w.restarts >= self.max_restarts:
-            return f"worker {w.name} exited with code {rc} {w.restarts + 1} times; giving up"
+            return f"worker {w.label} exited with code {rc} {w.restarts + 1} times; giving up"
         w.restarts += 1
         w.streak = w.streak + 1 if now - w.started < _HEALTHY_S else 1
         delay = min(0.25 * 2 ** (w.streak - 1), self.backoff_max)
         w.next_start = now + delay
-        self.echo(f"{w.name.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})", err=True)
+        self.echo(f"{w.label.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})", err=True)
         return ""
 
     @staticmethod
@@ -371,9 +390,13 @@ class Supervisor:
         by_name = {v["name"]: v for v in st.vertices}
         for w in workers:
             v = by_name.get(w.name)
-            if (v is not None and w.proc is not None and w.proc.poll() is None and v["state"] == "waiting"
-                    and v["pid"] == w.proc.pid):
-                self.echo(f"{w.name} | the broker lost this worker (pid {w.proc.pid}); killing it to restart", err=True)
+            if v is None or w.proc is None or w.proc.poll() is not None:
+                continue
+            # A replicated vertex lists the instances it declared dead.
+            lost = w.proc.pid in v["lost_pids"] if "lost_pids" in v else (v["state"] == "waiting"
+                                                                           and v["pid"] == w.proc.pid)
+            if lost:
+                self.echo(f"{w.label} | the broker lost this worker (pid {w.proc.pid}); killing it to restart", err=True)
                 w.proc.kill()
 
     def _stop_workers(self, workers: list[_Worker]) -> None:

@@ -107,8 +107,7 @@ class SnapshotStore:
             os.close(fd)
             raise StateLocked(
                 f"vertex {self.vertex}: the state directory {self.dir} is in use by another "
-                f"worker (pid {holder}); two instances of a vertex cannot share one directory "
-                "(a vertex runs as one instance: scale it to 1)"
+                f"worker (pid {holder}); two workers of a vertex cannot share one directory"
             ) from None
         os.ftruncate(fd, 0)
         # pid and host: a container's pid is 1, its host name tells which container holds it

@@ -38,6 +38,7 @@ from pipelogic.errors import (
     ReturnShapeError,
     SnapshotValueError,
     StateError,
+    StateLocked,
     WorkerError,
 )
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
@@ -131,10 +132,16 @@ class Session:
         self.ticks_done = 0
         self._sent_stats: dict[str, Any] = {}
         self._closed = False
-        # One instance per state directory (P18): lock before the handshake, so a second
-        # instance cannot fence the first one before it finds out.
+        # One writer per state directory (P18): lock before the handshake, so a second
+        # worker cannot fence the first one before it finds out. A worker that finds the
+        # lock taken asks the broker to join as one more instance instead: admitted only to
+        # a replicated (stateless) vertex, and then it never writes a snapshot.
         self.store = SnapshotStore(Path(settings.state_dir) / self.vertex, self.vertex)
-        self.store.lock()
+        self._locked_out: StateLocked | None = None
+        try:
+            self.store.lock()
+        except StateLocked as exc:
+            self._locked_out = exc
         self.snaps = Snapshots(self.store, self.vertex, settings.storage_retry_s)
         self.ctx = zmq.Context()
         self.link: BrokerLink | None = None
@@ -158,7 +165,8 @@ class Session:
         ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
         within a second (StopRequested)."""
         s = self.settings
-        hello = hello_for(self.vertex, [str(t) for t in self.spec.input_types], [str(t) for t in self.spec.output_types])
+        hello = hello_for(self.vertex, [str(t) for t in self.spec.input_types], [str(t) for t in self.spec.output_types],
+                          join=self._locked_out is not None)
         waited: list[bool] = []
 
         def waiting() -> None:
@@ -179,6 +187,8 @@ class Session:
         if waited:
             log.info("vertex %s: connected to the broker at %s", self.vertex, s.broker)
         if isinstance(msg, P.Refuse):
+            if self._locked_out is not None and msg.reason.startswith(P.ONE_INSTANCE):
+                raise StateLocked(f"{self._locked_out} ({msg.reason.removeprefix(P.ONE_INSTANCE)})")
             raise ProtocolError(f"vertex {self.vertex}: the broker refused this worker: {msg.reason}")
         if not isinstance(msg, P.Welcome):
             raise ProtocolError(f"vertex {self.vertex}: expected welcome from the broker, got {msg.KIND}")
@@ -290,8 +300,8 @@ class Session:
         """Write a snapshot of the current state if it moved; True if one was committed.
         Raises StateError (or SnapshotValueError) when the state cannot be written."""
         tick = self.next_tick
-        if tick <= self.snaps.tick:
-            return False
+        if tick <= self.snaps.tick or self._locked_out is not None:
+            return False  # one more instance, without the lock: the lock holder's state only
         data = self.step.pack_state(self.vertex)  # an unserialisable state fails here, first
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
         return self.snaps.take(tick, data, self.run_id, meta,
