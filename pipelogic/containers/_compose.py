@@ -12,7 +12,9 @@ The file runs the pipeline as ``pipelogic up`` would, one container per process:
 - one service per component vertex: the runtime image running ``pipelogic worker
   /component`` with the component folder mounted read-only there (or an image made by
   ``pipelogic image build``, which needs no mount), its state on a named volume at
-  ``/state``, and ``PIPELOGIC_BROKER=tcp://broker:PORT``.
+  ``/state``, and ``PIPELOGIC_BROKER=tcp://broker:PORT``. A vertex with ``replicas: N``
+  is ``deploy.replicas: N``: N containers, each a worker instance of the vertex
+  (``docker-compose up --scale VERTEX=M`` or ``docker service scale`` change the count).
 
 All services share one private network; no port is published (``docker-compose exec
 broker pipelogic status`` reaches the broker from inside). The file has a ``version:``
@@ -172,8 +174,10 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         svc["networks"] = ["pipeline"]
         svc["depends_on"] = [BROKER_SERVICE]
         svc["restart"] = "on-failure"
-        # One container per vertex: a second one is refused by the broker (no replicas yet).
-        svc["deploy"] = {"replicas": 1, "restart_policy": restart}
+        # One container per instance: `replicas: N` (or `--scale` on this file's command) is
+        # N containers, each an instance the broker deals ticks to. They share the state
+        # volume: the first holds its lock, the others join as more instances.
+        svc["deploy"] = {"replicas": v.replicas, "restart_policy": restart}
         services[v.name] = svc
 
     doc: dict[str, Any] = {"version": "3.8", "services": services, "networks": {"pipeline": {}}, "volumes": volumes}

@@ -1,12 +1,18 @@
 """`pipelogic compose` files run on the real engine: the example pipeline to completion
-with the same output as `pipelogic up`, owned by the pipeline's owner; a second replica of a
-vertex refused."""
+with the same output as `pipelogic up`, owned by the pipeline's owner; a second container
+of a one-instance (stateful) vertex refused; a replicated vertex as several containers,
+scaled up mid-run with `docker-compose --scale`, with exactly one instance's output."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import textwrap
 
+import yaml
 from dockerlib import (
+    CHAOS,
     compose_for,
     copy_examples,
     counter_fold,
@@ -46,9 +52,55 @@ def test_a_second_replica_of_a_vertex_is_refused_not_half_served(tmp_path, proje
     p.compose("up", "-d")
     wait_for(lambda: len(lines(out)) > 1000, 60, "the first outputs", lambda: p.logs("broker"))
     p.compose("up", "-d", "--no-recreate", "--scale", "counter=2")
-    wait_for(lambda: "a vertex runs as one instance" in p.logs("counter"), 60,
+    wait_for(lambda: "runs as one instance" in p.logs("counter"), 60,
              "the second counter to be refused", lambda: p.logs("counter") + p.logs("broker"))
     assert p.wait_exit("broker") == 0, p.logs("broker")
     assert [int(x) for x in lines(out)] == counter_fold(n)
     # The first counter was never fenced or replaced by the second one.
     assert final_status(p.logs("broker"))["counter"]["restarts"] == 0
+
+
+def test_a_replicated_vertex_runs_as_containers_and_scales_mid_run(tmp_path, project):
+    n = 6000
+    d = tmp_path / "pipe"
+    d.mkdir()
+    shutil.copytree(CHAOS / "sleeper", d / "sleeper")
+    (d / "pipeline.yml").write_text(textwrap.dedent(f"""\
+        name: replicated
+        components:
+          numbers: {{source: sequence, count: {n}, rate: 1000}}
+          sleeper: {{path: ./sleeper, replicas: 2, config: {{max_ms: 5.0}}}}
+          out:     {{sink: jsonl, path: ./out/values.jsonl}}
+        connections:
+          - numbers -> sleeper
+          - sleeper -> out
+        """))
+    out = d / "out" / "values.jsonl"
+    file = compose_for(d / "pipeline.yml")
+    assert yaml.safe_load(file.read_text())["services"]["sleeper"]["deploy"]["replicas"] == 2
+    p = project(file)
+    p.compose("up", "-d")
+    wait_for(lambda: len(p.containers("sleeper")) == 2 and len(lines(out)) > 500, 90,
+             "two sleeper containers and the first outputs", lambda: p.logs("broker") + p.logs("sleeper"))
+    p.compose("up", "-d", "--no-recreate", "--scale", "sleeper=3")
+
+    def three_working():
+        st = p.compose("exec", "-T", "broker", "pipelogic", "status", "--json", check=False)
+        if st.returncode != 0:
+            return None
+        v = next(v for v in json.loads(st.stdout)["vertices"] if v["name"] == "sleeper")
+        working = [i for i in v.get("instances", []) if i["state"] == "running" and i["ticks"] > 0]
+        return v if len(working) == 3 else None
+
+    v = wait_for(three_working, 60, "three sleeper instances taking ticks",
+                 lambda: p.logs("broker") + p.logs("sleeper"))
+    # Each container is its own instance (its host name is the container's id).
+    hosts = {i["host"] for i in v["instances"]}
+    assert hosts == {c.id[:12] for c in p.containers("sleeper")}, (hosts, v["instances"])
+    assert p.wait_exit("broker") == 0, p.logs("broker")
+    assert [int(x) for x in lines(out)] == [3 * x + 1 for x in range(n)]
+    for c in p.containers("sleeper"):
+        c.reload()
+        wait_for(lambda c=c: c.reload() or c.status == "exited", 30, "the sleepers to exit")
+        assert c.attrs["State"]["ExitCode"] == 0, c.logs().decode()
+    assert final_status(p.logs("broker"))["sleeper"]["duplicates"] == 0

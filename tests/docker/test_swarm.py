@@ -1,5 +1,6 @@
 """The generated compose file deploys unchanged with `docker stack deploy` on a one-node
-Swarm made for the test (and left afterwards, with everything it created)."""
+Swarm made for the test (and left afterwards, with everything it created); a vertex with
+``replicas: 2`` runs as two tasks and the output is what one instance gives."""
 
 from __future__ import annotations
 
@@ -55,7 +56,10 @@ def swarm(engine):
 
 def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_image):
     hello = copy_examples(tmp_path) / "hello"
-    file = compose_for(hello / "pipeline.yml")
+    pipeline = hello / "pipeline.yml"
+    pipeline.write_text(pipeline.read_text().replace("double:   {path: ../double}",
+                                                     "double:   {path: ../double, replicas: 2}"))
+    file = compose_for(pipeline)
     stack = f"{PREFIX}{uuid.uuid4().hex[:6]}"
     swarm.append(stack)
     docker("stack", "deploy", "-c", str(file), stack)
@@ -74,5 +78,13 @@ def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_
     for name in ("counts.jsonl", "labels.jsonl"):
         assert (hello / "out" / name).read_bytes() == (reference / name).read_bytes()
         assert len(lines(hello / "out" / name)) == 1000
-    tasks = docker("stack", "ps", stack, "--format", "{{.Name}} {{.CurrentState}}").stdout
-    assert tasks.count("Complete") == 5, tasks  # the broker and four workers, each exited 0
+    def all_complete() -> str:
+        tasks = docker("stack", "ps", stack, "--format", "{{.Name}} {{.CurrentState}}").stdout
+        return tasks if tasks.count("Complete") >= 6 else ""
+
+    tasks = wait_for(all_complete, 60, "every task to complete",
+                     lambda: docker("stack", "ps", stack, check=False).stdout
+                     + docker("service", "logs", f"{stack}_double", check=False).stdout)
+    # The broker and five workers (double as two instances), each exited 0.
+    assert tasks.count("Complete") == 6, tasks
+    assert sum(line.startswith(f"{stack}_double.") for line in tasks.splitlines()) == 2, tasks
