@@ -1,14 +1,17 @@
-"""Admission checks on a worker's Hello that are about what it is, not where it is."""
+"""Admission: whether a worker's Hello is for this pipeline (its vertex, ports and types,
+one instance or several), what its Welcome tells it, how often a vertex may say Hello, and
+the well-formed part of what workers report. Plain code: the scheduler calls it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.model import VertexState
+from backend_stub.model import Settings, VertexState
+from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError
-from pipelogic.types import create_type
+from pipelogic.types import create_type, encode
 
-__all__ = ["HelloLimiter", "clean_stats", "declared_types_differ"]
+__all__ = ["HelloLimiter", "clean_stats", "declared_types_differ", "hello_refusal", "welcome_fields"]
 
 # The counters a worker reports (heartbeats, results); anything else is dropped, so that a
 # malformed or hostile report can never break what reads them later (status, decisions).
@@ -57,6 +60,63 @@ def declared_types_differ(vs: VertexState, types: list[Any] | None) -> str:
     return (f"the worker's component.yml declares {show(got)}, but this vertex's component "
             f"({comp.file}) declares {show(want)}; is PIPELOGIC_COMPONENT the right vertex, "
             "and is the worker running the same version of the component?")
+
+
+def hello_refusal(vertices: dict[str, VertexState], vs: VertexState | None, msg: P.Hello, now: float,
+                  settings: Settings) -> P.Refuse | None:
+    """Why the worker saying ``msg`` cannot serve ``vs`` (its vertex, None if unknown), or
+    None: a Hello that passes is a new incarnation of a one-instance vertex (fencing the
+    old one) or one more instance (or a restart of one) of a replicated vertex."""
+    if vs is None or vs.v.kind != "component":
+        known = ", ".join(n for n, x in vertices.items() if x.v.kind == "component")
+        return P.Refuse(f"unknown vertex {msg.vertex!r}; this pipeline's components are: {known}")
+    if msg.inputs != len(vs.v.inputs) or msg.outputs != len(vs.v.outputs):
+        return P.Refuse(
+            f"vertex {msg.vertex}: the worker declares {msg.inputs} input(s) and {msg.outputs} "
+            f"output(s), the pipeline expects {len(vs.v.inputs)} and {len(vs.v.outputs)}"
+        )
+    mismatch = declared_types_differ(vs, msg.types)
+    if mismatch:
+        return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
+    if vs.replicated:
+        return None
+    how = (f"to run it as several, declare `replicas: N` on it in pipeline.yml (or `pipelogic up "
+           f"--scale {msg.vertex}=N`)")
+    if msg.join:
+        return P.Refuse(f"{P.ONE_INSTANCE}vertex {msg.vertex} runs as one instance and another worker holds "
+                        f"its state directory; {how}")
+    if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
+            and now - vs.last_seen <= settings.heartbeat_ms * settings.liveness / 1000):
+        # A second live instance, not a restart: fencing the first one would only make the
+        # two take turns.
+        return P.Refuse(f"vertex {msg.vertex} is already served by a live worker (pid {vs.pid} on host "
+                        f"{vs.host}) and runs as one instance; {how}, or scale it to 1")
+    return None
+
+
+def welcome_fields(vs: VertexState, settings: Settings, run: str, broker: str, snapshot: Any) -> dict[str, Any]:
+    """What a Welcome tells the worker of ``vs`` besides its epoch and endpoints: wire
+    types, config values, and the settings it runs by (``snapshot``: the pipeline's
+    default policy)."""
+    comp = vs.v.component
+    assert comp is not None
+    config = {k: encode(value, comp.config_schema[k].type)[0] for k, value in vs.v.config.items()}
+    return {
+        "input_types": [str(t) for t in vs.v.wire_types],
+        "output_types": [str(t) for t in vs.v.output_types],
+        "config": config,
+        "config_version": vs.config_version,
+        "heartbeat_ms": settings.heartbeat_ms,
+        "settings": {
+            "on_error": vs.v.on_error,
+            "credit": settings.credit,
+            "run": run,
+            "broker": broker,
+            "liveness": settings.liveness,
+            "applied": vs.applied,
+            "snapshot": vs.v.snapshot or snapshot,
+        },
+    }
 
 
 class HelloLimiter:

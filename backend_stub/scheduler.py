@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 
 from backend_stub import deadletter, replicas
-from backend_stub.admission import clean_stats, declared_types_differ
+from backend_stub.admission import clean_stats, hello_refusal, welcome_fields
 from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
 from backend_stub.forming import could_form, room, take_tick
@@ -52,7 +52,7 @@ from backend_stub.tap import Taps
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
 from pipelogic.pipeline import Pipeline
-from pipelogic.types import InputsPullRequest, encode
+from pipelogic.types import InputsPullRequest
 
 __all__ = ["Action", "Scheduler", "Settings"]
 
@@ -123,32 +123,12 @@ class Scheduler:
         fences the old one: nothing the old one sends later is accepted, and its unanswered
         ticks go to the new one once it is ready (from its restored state, if stateful)."""
         vs = self.vertices.get(msg.vertex)
-        if vs is None or vs.v.kind != "component":
-            known = ", ".join(n for n, x in self.vertices.items() if x.v.kind == "component")
-            return P.Refuse(f"unknown vertex {msg.vertex!r}; this pipeline's components are: {known}")
-        if msg.inputs != len(vs.v.inputs) or msg.outputs != len(vs.v.outputs):
-            return P.Refuse(
-                f"vertex {msg.vertex}: the worker declares {msg.inputs} input(s) and {msg.outputs} "
-                f"output(s), the pipeline expects {len(vs.v.inputs)} and {len(vs.v.outputs)}"
-            )
-        mismatch = declared_types_differ(vs, msg.types)
-        if mismatch:
-            return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
+        refused = hello_refusal(self.vertices, vs, msg, now, self.settings)
+        if refused is not None:
+            return refused
+        assert vs is not None
         if vs.replicated:
             return self._admit_instance(vs, msg, now)
-        if msg.join:
-            return P.Refuse(f"{P.ONE_INSTANCE}vertex {msg.vertex} runs as one instance and another worker holds "
-                            f"its state directory; to run it as several, declare `replicas: N` on it in "
-                            f"pipeline.yml (or `pipelogic up --scale {msg.vertex}=N`)")
-        if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
-                and now - vs.last_seen <= self.settings.heartbeat_ms * self.settings.liveness / 1000):
-            # A second live instance, not a restart: fencing the first one would only make
-            # the two take turns.
-            return P.Refuse(
-                f"vertex {msg.vertex} is already served by a live worker (pid {vs.pid} on host "
-                f"{vs.host}) and runs as one instance; to run it as several, declare `replicas: N` "
-                f"on it in pipeline.yml (or `pipelogic up --scale {msg.vertex}=N`), or scale it to 1"
-            )
         if vs.epoch is not None:
             self._fence(vs)
         if vs.connects > 0:
@@ -185,29 +165,8 @@ class Scheduler:
             replicas.apply_done(vs, self._emit, False)
 
     def _welcome_fields(self, vs: VertexState) -> dict[str, Any]:
-        comp = vs.v.component
-        assert comp is not None
-        config = {}
-        for k, value in vs.v.config.items():
-            data, _ = encode(value, comp.config_schema[k].type)
-            config[k] = data
-        fields = {
-            "input_types": [str(t) for t in vs.v.wire_types],
-            "output_types": [str(t) for t in vs.v.output_types],
-            "config": config,
-            "config_version": vs.config_version,
-            "heartbeat_ms": self.settings.heartbeat_ms,
-            "settings": {
-                "on_error": vs.v.on_error,
-                "credit": self.settings.credit,
-                "run": self.run,
-                "broker": self.broker_instance,
-                "liveness": self.settings.liveness,
-                "applied": vs.applied,
-                "snapshot": vs.v.snapshot or self.pipeline.settings.get("snapshot"),
-            },
-        }
-        return fields
+        return welcome_fields(vs, self.settings, self.run, self.broker_instance,
+                              self.pipeline.settings.get("snapshot"))
 
     def _fence(self, vs: VertexState) -> None:
         old = vs.epoch
