@@ -82,6 +82,10 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
                "completed, past the liveness bound (0: not stuck)", "stuck_s")
     yield vfam(GaugeMetricFamily, "pipelogic_vertex_up", "1 if a worker serves the vertex (or it is built in)",
                lambda v: 1.0 if v["state"] in ("running", "connected") else 0.0)
+    yield vfam(GaugeMetricFamily, "pipelogic_vertex_instances", "Worker instances serving the vertex and ready "
+               "(a replicated vertex: up to and beyond its replicas)",
+               lambda v: float(sum(i["state"] == "running" for i in v["instances"])) if "instances" in v
+               else (1.0 if v["kind"] == "component" and v["state"] == "running" else 0.0))
     yield vfam(GaugeMetricFamily, "pipelogic_vertex_snapshot_age_seconds", "Seconds since the vertex's "
                "last state checkpoint (stateful vertices that have one)", "snapshot_age_s")
     lost = CounterMetricFamily("pipelogic_vertex_lost", "Messages lost by reason (virtual_dropped, "

@@ -27,20 +27,26 @@ def load_logic(name: str) -> ModuleType:
     return mod
 
 
-def fold_counter(n: int) -> tuple[list[int], dict]:
-    """The counter's crash-free outputs and final state over inputs 0..n-1."""
+def spread(x: int) -> int:
+    """The replicated sleeper's function (``tests/integration/chaos/sleeper``)."""
+    return 3 * x + 1
+
+
+def fold_counter(n: int, inputs: list[int] | None = None) -> tuple[list[int], dict]:
+    """The counter's crash-free outputs and final state over ``inputs`` (0..n-1 if None)."""
     counter = load_logic("counter")
     state = copy.deepcopy(counter.INITIAL)
     outs = []
-    for x in range(n):
+    for x in (range(n) if inputs is None else inputs):
         out, state = counter.step(x, state)
         outs.append(out)
     return outs, state
 
 
 def fold_pipeline(n: int) -> tuple[list[int], dict, dict]:
-    """counter -> accumulator, crash-free: (sink outputs, counter state, accumulator state)."""
-    mid, cstate = fold_counter(n)
+    """spread -> counter -> accumulator, crash-free: (sink outputs, counter state,
+    accumulator state)."""
+    mid, cstate = fold_counter(n, [spread(x) for x in range(n)])
     acc = load_logic("accumulator")
     astate = copy.deepcopy(acc.INITIAL)
     outs, i = [], 0
@@ -95,17 +101,19 @@ def up_process(pipeline: Path, env: dict[str, str], *flags: str) -> Iterator[UpR
 
 
 def chaos_pipeline(name: str, n: int, settings: dict, rate: int) -> dict:
-    """The T1 pipeline: sequence -> stateful counter -> stateful streaming accumulator -> jsonl."""
+    """The T1 pipeline: sequence -> stateless sleeper as 3 replicas -> stateful counter ->
+    stateful streaming accumulator -> jsonl."""
     return {
         "name": name,
         "settings": settings,
         "components": {
             "numbers": {"source": "sequence", "count": n, "rate": rate},
+            "spread": {"path": str(COMPONENTS / "sleeper"), "replicas": 3, "config": {"max_ms": 0.0}},
             "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "300 ticks or 0.3 s"},
             "acc": {"path": str(COMPONENTS / "accumulator"), "snapshot": "100 ticks or 0.3 s"},
             "out": {"sink": "jsonl", "path": "out.jsonl"},
         },
-        "connections": ["numbers -> counter", "counter -> acc", "acc -> out"],
+        "connections": ["numbers -> spread", "spread -> counter", "counter -> acc", "acc -> out"],
     }
 
 

@@ -1,7 +1,8 @@
 """Kill -9 chaos under `pipelogic up` with an exactly-once verifier (RELIABILITY.md T1).
 
-source (100,000 values) -> stateful counter -> stateful streaming accumulator -> jsonl sink,
-while a seeded nemesis SIGKILLs a random worker at random moments (at least 20 times).
+source (100,000 values) -> a stateless vertex run as 3 replicas -> stateful counter ->
+stateful streaming accumulator -> jsonl sink, while a seeded nemesis SIGKILLs a random
+worker (any instance of the replicated vertex too) at random moments (at least 20 times).
 The verifier recomputes everything by folding the components' own pure logic over the
 input: the sink must hold exactly the reference outputs, once each and in order, and each
 worker's final snapshot must equal the reference final state. The control run switches
@@ -68,15 +69,18 @@ class Nemesis(threading.Thread):
             except PipelogicError:
                 continue
             self.last_status = st
-            live = [v for v in st.vertices if v["name"] in ("counter", "acc") and v["state"] == "running"]
+            live = [(v["name"], v["pid"]) for v in st.vertices if v["name"] in ("counter", "acc")
+                    and v["state"] == "running"]
+            live += [(f"spread {i['instance']}", i["pid"]) for v in st.vertices if v["name"] == "spread"
+                     for i in v.get("instances", []) if i["state"] == "running"]
             if not live:
                 continue
-            v = self.rng.choice(live)
+            name, pid = self.rng.choice(live)
             try:
-                os.kill(v["pid"], signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
-            self.log.append((time.monotonic() - t0, v["name"], v["pid"]))
+            self.log.append((time.monotonic() - t0, name, pid))
 
 
 @pytest.mark.parametrize("redelivery", [1, 0], ids=["exactly-once", "control-without-redelivery"])
@@ -103,6 +107,7 @@ def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
     report = f"seed={seed} kills={len(kills)} verdict: {line}; states exact: {exact}\n{output[-3000:]}"
     print(report)
     assert len(kills) >= MIN_KILLS, f"the pipeline ended before the nemesis could kill {MIN_KILLS} times: {report}"
+    assert any(name.startswith("spread") for _, name, _ in kills), f"no replica was killed: {report}"
     if redelivery:
         assert rc == 0, report
         assert line == "ALL-RECORDS-DELIVERED", report

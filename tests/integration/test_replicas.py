@@ -22,6 +22,7 @@ import pytest
 from chaos_reference import COMPONENTS, up_process
 from helpers import BrokerProc
 from test_chaos import verdict
+from test_operator_tools import free_port, scrape
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
@@ -152,7 +153,8 @@ def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
     n = 4000
     f = tmp_path / "pipeline.yml"
     f.write_text(sleeper_pipeline(n, 2, {"credit": 32}, max_ms=2.0))
-    broker = BrokerProc(f, cli_env)
+    port = free_port()
+    broker = BrokerProc(f, cli_env, "--metrics", f"127.0.0.1:{port}")
     workers: list[subprocess.Popen] = []
     try:
         client = BrokerClient(broker.endpoint, timeout_s=1.0)
@@ -171,6 +173,8 @@ def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
         v = sleeper_status(client)
         assert v is not None and [i["pid"] for i in v["instances"]] == [first.pid, second.pid]
         assert v["state"] == "running" and v["replicas"] == 2
+        key = ("pipelogic_vertex_instances", (("kind", "component"), ("pipeline", "replicated"), ("vertex", "sleeper")))
+        wait_for(lambda: scrape(f"http://127.0.0.1:{port}/metrics").get(key) == 2.0)  # published every 0.5 s
         first.send_signal(signal.SIGTERM)  # scale down: it leaves before the end
         assert first.wait(30) == 0
         wait_for(lambda: instance(first.pid) is None)
