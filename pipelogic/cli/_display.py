@@ -21,7 +21,7 @@ def _state(v: dict[str, Any]) -> str:
     stuck = v.get("stuck_s") or 0
     if stuck:
         return f"STUCK {stuck:.0f}s"
-    if "instances" in v:  # replicated: how many of the declared instances serve it
+    if "instances" in v and v["state"] not in ("finished", "failed"):  # replicated: how many serve it
         running = sum(1 for i in v["instances"] if i["state"] == "running")
         return f"{v['state']} {running}/{v['replicas']}"
     return str(v["state"])

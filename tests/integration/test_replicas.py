@@ -194,3 +194,41 @@ def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
         broker.stop(kill=True)
     assert verdict(read_out(tmp_path), reference(n)) == "ALL-RECORDS-DELIVERED"
     assert second.returncode == 0 and third.returncode == 0
+
+
+def test_a_stopped_instance_is_declared_dead_and_replaced_while_the_others_go_on(tmp_path, cli_env):
+    """SIGSTOP one of two instances: the other keeps working (a credit ahead at most,
+    then waits), the broker declares the stopped one dead after liveness x heartbeat and
+    deals its ticks again, `up` kills the stopped process and starts the instance anew."""
+    n = 6000
+    f = tmp_path / "pipeline.yml"
+    f.write_text(sleeper_pipeline(n, 2, {"heartbeat_ms": 200, "liveness": 5, "credit": 16}, max_ms=2.0))
+    with up_process(f, cli_env, "--backoff-max", "0.25", "--timeout", "90") as up:
+        client = BrokerClient(up.endpoint, timeout_s=1.0)
+
+        def two_working():
+            v = sleeper_status(client)
+            running = [i for i in (v or {}).get("instances", []) if i["state"] == "running" and i["ticks"] > 100]
+            return running if len(running) == 2 else None
+
+        victim, other = wait_for(two_working)
+        os.kill(victim["pid"], signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            v = wait_for(lambda: (s := sleeper_status(client)) is not None and victim["pid"] in s["lost_pids"] and s)
+            declared = time.monotonic() - stopped_at
+            # The other instance went on meanwhile.
+            survivor = next(i for i in v["instances"] if i["pid"] == other["pid"])
+            assert survivor["ticks"] > other["ticks"], (other, survivor)
+            wait_for(lambda: f"the broker lost this worker (pid {victim['pid']})" in up.output)
+        finally:
+            try:
+                os.kill(victim["pid"], signal.SIGCONT)  # `up` kills it; never leave it stopped
+            except ProcessLookupError:
+                pass
+        rc = up.proc.wait(90)
+    output = up.output
+    assert rc == 0, output[-3000:]
+    assert 0.9 <= declared <= 5.0, declared  # liveness 5 x 200 ms = 1 s: never earlier
+    assert f"the broker lost this worker (pid {victim['pid']})" in output, output[-3000:]
+    assert verdict(read_out(tmp_path), reference(n)) == "ALL-RECORDS-DELIVERED"
