@@ -292,3 +292,30 @@ def test_config_update_is_answered_once_every_instance_applied_it(tmp_path, comp
     assert s.on_message(P.ConfigApplied(es[0], 1), [], 0.0) == []  # b has not applied it yet
     replies = s.on_message(P.ConfigApplied(es[1], 1), [], 0.0)
     assert [a.kind for a in replies] == ["reply"]
+
+
+def test_a_skipped_tick_of_one_instance_keeps_the_order(tmp_path, comp):
+    p = make_pipeline(tmp_path, comp, count=6)
+    p.vertices["c"].on_error = "skip"
+    s = Scheduler(p, Settings(credit=2, batch=2))
+    s.pump(0.0)
+    es = []
+    sent = {}
+    for name in ("a", "b"):
+        e, _ = s.hello(P.Hello("c", name, 1, [], 1, 1), 0.0)
+        es.append(e)
+    for e in es:
+        for a in s.on_message(P.Ready(e, [], None), [], 0.0):
+            sent.setdefault(a.epoch, []).extend(ticks_to([a], a.epoch))
+    a, b = es
+    bad = sent[a][0]
+    # a fails its first tick (skip: Failed, then an empty result), b answers its own first.
+    s.on_message(P.Results(b, [[t, [[0]], None] for t in sent[b]]), [msgpack.packb(t) for t in sent[b]], 0.0)
+    assert s.on_message(P.Failed(a, bad, "boom", "", False), [], 0.0) == []
+    s.on_message(P.Results(a, [[bad, [[]], None]] + [[t, [[0]], None] for t in sent[a][1:]]),
+                 [msgpack.packb(t) for t in sent[a][1:]], 0.0)
+    vs = s.vertices["c"]
+    assert vs.dead_lettered == 1 and vs.errors == 1
+    assert s.vertices["out"].sink.values == [t for t in range(4) if t != bad]
+    with pytest.raises(ProtocolError, match="not in flight"):
+        s.on_message(P.Failed(a, 99, "forged", "", False), [], 0.0)
