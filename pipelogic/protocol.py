@@ -34,6 +34,7 @@ from typing import Any, ClassVar, TypeVar, dataclass_transform
 import msgpack
 
 from pipelogic.errors import ProtocolError, ProtocolVersionError
+from pipelogic.types._pack import pack
 
 __all__ = [
     "MAX_FRAMES",
@@ -417,7 +418,7 @@ class Goodbye(Message):
 def encode(msg: Message, payload: Sequence[Any] = ()) -> list[Any]:
     """The frames of ``msg`` followed by its payload frames."""
     body = {name: getattr(msg, name) for name in msg._SCHEMA}
-    header = msgpack.packb([PROTOCOL_VERSION, msg.KIND, body], use_bin_type=True)
+    header = pack([PROTOCOL_VERSION, msg.KIND, body])
     if payload:
         return [header, *payload]
     return [header]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
+from msgpack import unpackb as _unpackb
 
 from pipelogic.errors import DecodeError, TypeMismatch, TypeParseError
 from pipelogic.types._ast import Atomic, Named, Type
 from pipelogic.types._codec import codec_for
+from pipelogic.types._pack import pack
 from pipelogic.types._parser import _UnitName, parse_literal_text, parse_type
 from pipelogic.types._registry import check_references, lookup
 
@@ -123,8 +124,8 @@ def encode(value: Any, t: str | Type) -> tuple[Any, list[Any]]:
 
 def encode_frame(value: Any, t: str | Type) -> tuple[bytes, list[Any]]:
     """``encode`` then msgpack: the value frame and its out-of-band buffer frames."""
-    data, bufs = encode(value, t)
-    return msgpack.packb(data, use_bin_type=True), bufs
+    bufs: list[Any] = []
+    return pack(codec_for(create_type(t) if isinstance(t, str) else t).enc(value, bufs)), bufs
 
 
 def decode(data: Any, t: str | Type, bufs: Sequence[Any] = ()) -> Any:
@@ -137,10 +138,9 @@ def decode(data: Any, t: str | Type, bufs: Sequence[Any] = ()) -> Any:
 
 def decode_frame(frame: bytes | memoryview, t: str | Type, bufs: Sequence[Any] = ()) -> Any:
     """Decode one value frame (and its buffers); any bad input raises DecodeError."""
-    codec = codec_for(as_type(t))
+    codec = codec_for(create_type(t) if isinstance(t, str) else t)
     try:
-        data = msgpack.unpackb(frame, raw=False, strict_map_key=True)
-        return codec.dec(data, bufs)
+        return codec.dec(_unpackb(frame, raw=False, strict_map_key=True), bufs)
     except TypeMismatch as err:
         raise DecodeError(str(err)) from None
     except Exception as err:  # noqa: BLE001 - totality: msgpack raises a zoo of types

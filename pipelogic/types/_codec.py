@@ -634,12 +634,19 @@ class _Dynamic(Codec):
 
 _CACHE: dict[Type, Codec] = {}
 _CACHE_LOCK = threading.RLock()
+_BY_ID: dict[int, tuple[Type, Codec]] = {}
 
 
 def codec_for(t: Type) -> Codec:
     """The compiled codec of ``t`` (cached; named types are resolved lazily and may recurse)."""
+    hit = _BY_ID.get(id(t))  # hashing a type walks all of it: look up the object first
+    if hit is not None and hit[0] is t:
+        return hit[1]
     c = _CACHE.get(t)
     if c is not None:
+        if len(_BY_ID) >= 4096:  # types made afresh per call must not grow it without bound
+            _BY_ID.clear()
+        _BY_ID[id(t)] = (t, c)  # the entry holds t: its id cannot be reused meanwhile
         return c
     with _CACHE_LOCK:
         c = _CACHE.get(t)
@@ -687,9 +694,15 @@ def _compile(t: Type) -> Codec:
             except BaseException:
                 _CACHE.pop(t, None)
                 raise
+            _fast.install(named)
             return named
+    if isinstance(c, (_List, _Tuple, _Record)):
+        _fast.install(c)  # generated checks, the generic codec behind them (pipelogic.types._fast)
     _CACHE[t] = c
     return c
+
+
+from pipelogic.types import _fast  # noqa: E402 - it builds on the classes above
 
 
 def decode_error(err: Exception, where: str = "") -> DecodeError:

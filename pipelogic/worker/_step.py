@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from pipelogic.errors import (
     OutputTypeError,
     ReturnShapeError,
@@ -22,6 +20,7 @@ from pipelogic.errors import (
 )
 from pipelogic.state import pack_state, unpack_state
 from pipelogic.types import InputsPullRequest, Type, codec_for
+from pipelogic.types._pack import pack
 
 __all__ = ["Mode", "Step", "TickOutput", "inspect_function"]
 
@@ -252,6 +251,6 @@ class Step:
                 except TypeMismatch as err:
                     where = f"output {k}" + (f"[{i}]" if m.streaming else "")
                     raise OutputTypeError(f"vertex {self.vertex}: {where}: {err} (returned by {self.fn_where})") from None
-                out.append((msgpack.packb(data, use_bin_type=True), *bufs))
+                out.append((pack(data), *bufs))
             encoded.append(out)
         return encoded
