@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from backend_stub import replicas
 from backend_stub.admission import HelloLimiter
 from backend_stub.auth import KeyRing, start_authenticator, worker_domain
 from backend_stub.metrics import MetricsServer
@@ -37,6 +38,7 @@ __all__ = ["Broker"]
 
 log = logging.getLogger("backend_stub")
 
+LINGER_S = 10.0  # how long a finished run waits for late instances of a replicated vertex
 _MAX_DRAIN = 256  # messages read from one socket per loop turn, so no peer starves the rest
 
 
@@ -108,6 +110,7 @@ class Broker:
         self.workers: dict[int, tuple[zmq.Socket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
         self._stop = threading.Event()
+        self._done_at: float | None = None
         self._thread: threading.Thread | None = None
         self.max_buffered = 0
         self.error: BaseException | None = None
@@ -180,10 +183,21 @@ class Broker:
                     self._commit(now)
                 self._flush()
                 _health.beat()
-                if self.exit_when_done and self.finished:
+                if self.exit_when_done and self.finished and not self._lingering(now):
                     break
         finally:
             self._shutdown()
+
+    def _lingering(self, now: float) -> bool:
+        """Done, but a replicated vertex may still hear from an instance that started late
+        or is closing: serve up to LINGER_S more so it is told the run finished (and exits
+        0) rather than left waiting for a broker that is gone."""
+        sch = self.scheduler
+        if sch.failed is not None:
+            return False
+        if self._done_at is None:
+            self._done_at = now
+        return now - self._done_at < LINGER_S and any(replicas.expecting(vs) for vs in sch.vertices.values())
 
     def status(self) -> P.StatusReply:
         st = self.observer.decorate(self.scheduler, self.scheduler.status(), time.monotonic())

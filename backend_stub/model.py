@@ -194,6 +194,7 @@ class VertexState:
     done: dict[int, Any] = field(default_factory=dict)  # tick -> per-output values (None: lost)
     done_bytes: int = 0
     lost_pids: deque[int] = field(default_factory=lambda: deque(maxlen=16))  # declared dead, maybe alive
+    seen: set[str] = field(default_factory=set)  # instance ids that said Hello in this broker's life
 
     @property
     def name(self) -> str:

@@ -31,7 +31,7 @@ from backend_stub.model import Action, Inflight, Instance, Journal, Settings, Va
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
 
-__all__ = ["admit", "apply_done", "deal", "refusal", "release", "take_results"]
+__all__ = ["admit", "apply_done", "deal", "expecting", "refusal", "release", "take_results"]
 
 Emit = Callable[[VertexState, int, list[Value]], None]
 
@@ -41,9 +41,18 @@ def admit(vs: VertexState, epoch: int, msg: P.Hello, now: float) -> list[int]:
     the same worker, restarted or reconnecting), which the caller fences."""
     replaced = [e for e, i in vs.instances.items() if i.name == msg.instance]
     vs.instances[epoch] = Instance(epoch, msg.instance, msg.pid, msg.host, now)
+    vs.seen.add(msg.instance)
     if msg.pid in vs.lost_pids:
         vs.lost_pids.remove(msg.pid)
     return replaced
+
+
+def expecting(vs: VertexState) -> bool:
+    """Whether a finished replicated vertex may still hear from an instance: one is
+    connected and not gone, or fewer instances than ``replicas`` said Hello (a container
+    that started late). The broker lingers a little for them, so they are told the vertex
+    finished instead of waiting for a broker that is gone."""
+    return vs.replicated and (bool(vs.instances) or len(vs.seen) < vs.v.replicas)
 
 
 def release(vs: VertexState, epoch: int, redelivery: bool, lost: bool = False) -> Instance | None:

@@ -285,6 +285,10 @@ class Scheduler:
             why = replicas.refusal(vs)
             if why is not None:
                 self._fail(why)
+            if vs.finished:  # joined after the end (the broker lingers for late instances)
+                closing: list[Action] = []
+                self._close_instances(vs, closing)
+                return closing
             return self.pump(now)
         if isinstance(msg, P.ConfigApplied):
             inst.config_version = msg.version

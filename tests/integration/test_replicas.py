@@ -232,3 +232,32 @@ def test_a_stopped_instance_is_declared_dead_and_replaced_while_the_others_go_on
     assert 0.9 <= declared <= 5.0, declared  # liveness 5 x 200 ms = 1 s: never earlier
     assert f"the broker lost this worker (pid {victim['pid']})" in output, output[-3000:]
     assert verdict(read_out(tmp_path), reference(n)) == "ALL-RECORDS-DELIVERED"
+
+
+def test_an_instance_that_starts_after_the_end_is_told_so_and_exits_zero(tmp_path, cli_env):
+    """A replica container may start after a short pipeline finished: the broker lingers
+    (up to 10 s) while fewer instances than `replicas` said Hello, tells the late one
+    that its vertex finished, and exits once it has gone."""
+    f = tmp_path / "pipeline.yml"
+    f.write_text(sleeper_pipeline(300, 2, max_ms=0.0))
+    broker = BrokerProc(f, cli_env)
+    workers: list[subprocess.Popen] = []
+    try:
+        client = BrokerClient(broker.endpoint, timeout_s=1.0)
+        workers.append(start_worker(broker.endpoint, cli_env))
+        wait_for(lambda: client.status().state == "done")
+        assert broker.proc.poll() is None  # lingering: one of the two replicas never came
+        late = start_worker(broker.endpoint, cli_env)
+        workers.append(late)
+        assert late.wait(30) == 0
+        assert broker.proc.wait(30) == 0
+        assert workers[0].wait(15) == 0
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+            w.wait(15)
+            if w.stderr is not None:
+                w.stderr.close()
+        broker.stop(kill=True)
+    assert verdict(read_out(tmp_path), reference(300)) == "ALL-RECORDS-DELIVERED"
