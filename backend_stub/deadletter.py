@@ -20,11 +20,38 @@ import msgpack
 
 from backend_stub.model import VertexState
 from pipelogic import protocol as P
+from pipelogic.errors import ProtocolError
 from pipelogic.jsonform import to_json
 from pipelogic.pipeline import Pipeline
 from pipelogic.types import codec_for
 
-__all__ = ["dead_letter_path", "dead_letter_record", "append", "cut_back", "size"]
+__all__ = ["append", "checked_failure", "cut_back", "dead_letter_path", "dead_letter_record", "size"]
+
+MAX_ERROR_CHARS = 16 * 1024
+MAX_TRACEBACK_CHARS = 64 * 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters cut]"
+
+
+def checked_failure(vs: VertexState, msg: P.Failed) -> P.Failed:
+    """A worker's Failed, if it is possible (ProtocolError if not), with its error and
+    traceback clipped: an error line and a traceback, not a disk's worth, whoever sent it.
+
+    A failed tick is one in flight on that worker (instance); a fatal failure may also come
+    after the last tick (a worker failing at the end of its stream names the tick after it)."""
+    if vs.replicated:
+        inst = vs.instances[msg.epoch]
+        if not (msg.tick in inst.assigned or (msg.fatal and not inst.assigned)):
+            owed = f"it owes ticks {', '.join(map(str, list(inst.assigned)[:8]))}" if inst.assigned else "it owes none"
+            raise ProtocolError(f"vertex {vs.name}: instance {inst.name} sent Failed for tick {msg.tick}, which is "
+                                f"not in flight on it ({owed})")
+    elif not (vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)):
+        raise ProtocolError(f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
+                            f"(ticks {vs.expect}..{vs.sent - 1} are)")
+    return P.Failed(msg.epoch, msg.tick, _clip(msg.error, MAX_ERROR_CHARS), _clip(msg.traceback, MAX_TRACEBACK_CHARS),
+                    msg.fatal)
 
 
 def dead_letter_path(pipeline: Pipeline, vs: VertexState) -> Path:

@@ -59,14 +59,6 @@ __all__ = ["Action", "Scheduler", "Settings"]
 log = logging.getLogger("backend_stub")
 
 
-MAX_ERROR_CHARS = 16 * 1024
-MAX_TRACEBACK_CHARS = 64 * 1024
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters cut]"
-
-
 class Scheduler:
     """The broker's state machine over one pipeline."""
 
@@ -294,10 +286,11 @@ class Scheduler:
             inst.config_version = msg.version
             return self.config.applied(vs, min(i.config_version for i in vs.instances.values() if i.ready))
         if isinstance(msg, P.Goodbye):
-            if not vs.finished:
-                return self.disconnect(inst.epoch) + self.pump(now)  # stopped early (SIGTERM): scaled down
+            # Closed at the end, or stopped early (SIGTERM: scaled down): then its unanswered
+            # ticks go to the others.
             self.by_epoch.pop(inst.epoch, None)
-            vs.instances.pop(inst.epoch, None)
+            replicas.release(vs, inst.epoch, bool(self.settings.redelivery))
+            self._apply_lost(vs)
             return [Action("close", inst.epoch), *self.pump(now)]
         raise ProtocolError(f"vertex {vs.name}: unexpected {msg.KIND} from an instance of a replicated vertex")
 
@@ -371,19 +364,7 @@ class Scheduler:
     def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
         if msg.tick < vs.applied:
             return []  # a replayed tick that was skipped (and dead-lettered) before
-        # A failed tick is one in flight; a fatal failure may also come after the last tick (a
-        # worker failing at the end of its stream names the tick after it).
-        if vs.replicated:
-            inst = vs.instances[msg.epoch]
-            in_flight = msg.tick in inst.assigned or (msg.fatal and not inst.assigned)
-        else:
-            in_flight = vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)
-        if not in_flight:
-            raise ProtocolError(f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
-                                f"(ticks {vs.expect}..{vs.sent - 1} are)")
-        # Bounded, whoever sent it: an error line and a traceback, not a disk's worth.
-        msg = P.Failed(msg.epoch, msg.tick, _clip(msg.error, MAX_ERROR_CHARS), _clip(msg.traceback, MAX_TRACEBACK_CHARS),
-                       msg.fatal)
+        msg = deadletter.checked_failure(vs, msg)
         vs.errors += 1
         if msg.fatal:
             vs.failed = self.failed is None
