@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 
@@ -78,3 +79,28 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def wait_until(probe, timeout_s: float = 30.0, what: str = "a condition"):
+    """Poll ``probe`` until it returns something truthy (returned); fail after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def reap(procs: list, broker: "BrokerProc | None" = None) -> None:
+    """Kill what still runs of ``procs`` (worker processes), reap them and close their
+    pipes; then stop ``broker``."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(15)
+        for stream in (p.stdout, p.stderr):
+            if stream is not None:
+                stream.close()
+    if broker is not None:
+        broker.stop(kill=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chaos_reference import COMPONENTS, fold_counter, up_process
+from helpers import wait_until
 
 from pipelogic import _faults
 from pipelogic.client import BrokerClient
@@ -43,16 +44,6 @@ def sink(tmp_path: Path) -> list[int]:
 def final_state(state: Path) -> dict | None:
     snap = SnapshotStore(state / "counter", "counter").load()
     return unpack_state(snap.state) if snap is not None else None
-
-
-def wait_until(probe, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_or_none(client: BrokerClient):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from chaos_reference import COMPONENTS, up_process
-from helpers import BrokerProc
+from helpers import BrokerProc, reap, wait_until
 from test_chaos import verdict
 from test_operator_tools import free_port, scrape
 
@@ -136,16 +136,6 @@ def start_worker(endpoint: str, env: dict) -> subprocess.Popen:
                             text=True, env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="sleeper"))
 
 
-def wait_for(what, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
 def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
     """One instance starts; a second joins mid-run and takes ticks; the first is stopped
     early (SIGTERM: it says Goodbye, its unanswered ticks go to the others); a third joins.
@@ -165,33 +155,27 @@ def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
             v = sleeper_status(client)
             return next((i for i in (v or {}).get("instances", []) if i["pid"] == pid), None)
 
-        wait_for(lambda: (instance(first.pid) or {}).get("ticks", 0) > 300)
+        wait_until(lambda: (instance(first.pid) or {}).get("ticks", 0) > 300)
         second = start_worker(broker.endpoint, cli_env)
         workers.append(second)
-        joined = wait_for(lambda: (i := instance(second.pid)) is not None and i["ticks"] > 50 and i)
+        joined = wait_until(lambda: (i := instance(second.pid)) is not None and i["ticks"] > 50 and i)
         assert joined["instance"].endswith(f":{second.pid}") and joined["state"] == "running"
         v = sleeper_status(client)
         assert v is not None and [i["pid"] for i in v["instances"]] == [first.pid, second.pid]
         assert v["state"] == "running" and v["replicas"] == 2
         key = ("pipelogic_vertex_instances", (("kind", "component"), ("pipeline", "replicated"), ("vertex", "sleeper")))
-        wait_for(lambda: scrape(f"http://127.0.0.1:{port}/metrics").get(key) == 2.0)  # published every 0.5 s
+        wait_until(lambda: scrape(f"http://127.0.0.1:{port}/metrics").get(key) == 2.0)  # published every 0.5 s
         first.send_signal(signal.SIGTERM)  # scale down: it leaves before the end
         assert first.wait(30) == 0
-        wait_for(lambda: instance(first.pid) is None)
+        wait_until(lambda: instance(first.pid) is None)
         third = start_worker(broker.endpoint, cli_env)
         workers.append(third)
-        wait_for(lambda: (instance(third.pid) or {}).get("ticks", 0) > 20)
+        wait_until(lambda: (instance(third.pid) or {}).get("ticks", 0) > 20)
         assert broker.proc.wait(120) == 0, "".join(broker.lines)[-3000:]
         for w in workers[1:]:
             w.wait(15)  # closed by the broker at the end
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-            w.wait(15)
-            if w.stderr is not None:
-                w.stderr.close()
-        broker.stop(kill=True)
+        reap(workers, broker)
     assert verdict(read_out(tmp_path), reference(n)) == "ALL-RECORDS-DELIVERED"
     assert second.returncode == 0 and third.returncode == 0
 
@@ -211,16 +195,16 @@ def test_a_stopped_instance_is_declared_dead_and_replaced_while_the_others_go_on
             running = [i for i in (v or {}).get("instances", []) if i["state"] == "running" and i["ticks"] > 100]
             return running if len(running) == 2 else None
 
-        victim, other = wait_for(two_working)
+        victim, other = wait_until(two_working)
         os.kill(victim["pid"], signal.SIGSTOP)
         stopped_at = time.monotonic()
         try:
-            v = wait_for(lambda: (s := sleeper_status(client)) is not None and victim["pid"] in s["lost_pids"] and s)
+            v = wait_until(lambda: (s := sleeper_status(client)) is not None and victim["pid"] in s["lost_pids"] and s)
             declared = time.monotonic() - stopped_at
             # The other instance went on meanwhile.
             survivor = next(i for i in v["instances"] if i["pid"] == other["pid"])
             assert survivor["ticks"] > other["ticks"], (other, survivor)
-            wait_for(lambda: f"the broker lost this worker (pid {victim['pid']})" in up.output)
+            wait_until(lambda: f"the broker lost this worker (pid {victim['pid']})" in up.output)
         finally:
             try:
                 os.kill(victim["pid"], signal.SIGCONT)  # `up` kills it; never leave it stopped
@@ -245,7 +229,7 @@ def test_an_instance_that_starts_after_the_end_is_told_so_and_exits_zero(tmp_pat
     try:
         client = BrokerClient(broker.endpoint, timeout_s=1.0)
         workers.append(start_worker(broker.endpoint, cli_env))
-        wait_for(lambda: client.status().state == "done")
+        wait_until(lambda: client.status().state == "done")
         assert broker.proc.poll() is None  # lingering: one of the two replicas never came
         late = start_worker(broker.endpoint, cli_env)
         workers.append(late)
@@ -253,11 +237,5 @@ def test_an_instance_that_starts_after_the_end_is_told_so_and_exits_zero(tmp_pat
         assert broker.proc.wait(30) == 0
         assert workers[0].wait(15) == 0
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-            w.wait(15)
-            if w.stderr is not None:
-                w.stderr.close()
-        broker.stop(kill=True)
+        reap(workers, broker)
     assert verdict(read_out(tmp_path), reference(300)) == "ALL-RECORDS-DELIVERED"
