@@ -28,9 +28,11 @@ from backend_stub.auth import KeyRing, start_authenticator, worker_domain
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
+from backend_stub.slots import SlotLost, SlotRegistry
 from backend_stub.store import UNSAFE, open_run
 from pipelogic import _faults, _health, transport
 from pipelogic import protocol as P
+from pipelogic._shm import enabled as shm_enabled
 from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
 from pipelogic.pipeline import Pipeline
 
@@ -115,6 +117,14 @@ class Broker:
         self.max_buffered = 0
         self.error: BaseException | None = None
         self.metrics: MetricsServer | None = None  # set by the caller that serves them
+        # The shared-memory path (docs/protocol.md): not under keys, since a shared
+        # directory has no per-key access control.
+        self.slots: SlotRegistry | None = None
+        if self.keys is None and shm_enabled():
+            self.slots = SlotRegistry(self.scheduler.run)
+            self.slots.sweep()  # an earlier broker's pools of this run: its values were spilled
+            self.scheduler.adopt = self.slots.adopt
+        self._next_reap = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -174,6 +184,9 @@ class Broker:
                 self.observer.sample(sch, now)
                 if sch.taps.rings:
                     sch.taps.expire(now)
+                if self.slots is not None and now >= self._next_reap:
+                    self._next_reap = now + 0.5
+                    self.slots.reap(sch.by_epoch.__contains__)
                 if self.keys is not None and now >= self._next_key_check:
                     self._next_key_check = now + 1.0
                     self._revoke(self.keys.reload())
@@ -205,7 +218,8 @@ class Broker:
         broker = {"pid": os.getpid(), "instance": self.instance, "start": self.scheduler.incarnation,
                   "store": str(store.dir) if store is not None else None,
                   "commits": store.commits if store is not None else 0, "store_error": self.store_error,
-                  "refused": dict(self.scheduler.refusals.counts)}
+                  "refused": dict(self.scheduler.refusals.counts),
+                  "shm": self.slots.stats() if self.slots is not None else None}
         return dataclasses.replace(st, broker=broker)
 
     def _drain(self, sock: zmq.Socket, handle: Any, now: float, how: str) -> None:
@@ -238,6 +252,9 @@ class Broker:
             return False
         try:
             store.commit(self.scheduler)
+        except SlotLost as exc:  # a value to spill is gone: retrying cannot bring it back
+            self.scheduler._fail(str(exc))
+            return False
         except (OSError, sqlite3.Error) as exc:
             self._store_failures += 1
             delay = min(0.1 * 2 ** (self._store_failures - 1), 2.0)
@@ -367,6 +384,10 @@ class Broker:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a peer not (yet) there fails: retried
         self.workers[epoch] = (sock, token)
         self.outbox[epoch] = deque()
+        uid = self.slots.probe(msg.shm) if self.slots is not None else None
+        if uid is not None:
+            assert self.slots is not None
+            fields["settings"] = {**fields["settings"], "shm": self.slots.register(epoch, uid)}
         welcome = P.Welcome(epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint,
                             tick_identity=token.hex(), **fields)
         log.info("vertex %s connected (pid %d, epoch %d)", msg.vertex, msg.pid, epoch)
@@ -398,16 +419,28 @@ class Broker:
             elif a.kind == "send":
                 box = self.outbox.get(a.epoch)
                 if box is not None:
-                    box.append(a.frames)
+                    # Slots reach a worker that can map them as descriptors, any other
+                    # as the bytes themselves.
+                    box.append(a.frames if self.slots is None or not self.slots.holding
+                               else self._resolved(a.frames, a.epoch))
             elif a.kind == "reply":
+                frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames)
                 try:
-                    self.control.send_multipart([a.client, b"", *a.frames], zmq.NOBLOCK)
+                    self.control.send_multipart([a.client, b"", *frames], zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass  # the client went away
             elif a.kind == "close":
                 self._flush_one(a.epoch)
                 self._drop_worker(a.epoch)
         # Sends go out at the end of the loop turn (or of the commit), once for all of them.
+
+    def _resolved(self, frames: list[Any], epoch: int | None = None) -> list[Any]:
+        assert self.slots is not None
+        try:
+            return self.slots.resolve(frames) if epoch is None else self.slots.resolve_for(epoch, frames)
+        except SlotLost as exc:
+            self.scheduler._fail(str(exc))
+            return frames
 
     def _flush_one(self, epoch: int) -> None:
         box = self.outbox.get(epoch)
@@ -462,4 +495,6 @@ class Broker:
         self.results.close(0)
         if self.auth is not None:
             self.auth.stop()
+        if self.slots is not None:
+            self.slots.sweep()
         self.ctx.term()

@@ -26,6 +26,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,9 @@ class Scheduler:
         self.rejected = 0
         self.refusals = Refusals(log)  # malformed or impossible messages, per peer
         self.config = ConfigDesk()
+        # Called with (epoch, split Results entries) before they are applied: the broker's
+        # shared-memory registry swaps descriptor frames for the slots they name.
+        self.adopt: Callable[[int, list[Any]], None] | None = None
         self.started = time.monotonic()
         self.run = uuid.uuid4().hex  # snapshots made under another run are not resumed
         for name in pipeline.order:
@@ -218,11 +222,13 @@ class Scheduler:
         if isinstance(msg, P.Results):
             if msg.stats is not None:
                 vs.worker_stats = clean_stats(msg.stats)
+            entries = P.split_values(msg.layout, payload, len(vs.consumers))
+            if self.adopt is not None:
+                self.adopt(epoch, entries)
             if vs.replicated:
-                replicas.take_results(vs, vs.instances[epoch], P.split_values(msg.layout, payload, len(vs.consumers)),
-                                      self._emit, bool(self.settings.redelivery))
+                replicas.take_results(vs, vs.instances[epoch], entries, self._emit, bool(self.settings.redelivery))
             else:
-                self._results(vs, msg, payload)
+                self._results(vs, entries)
             if not pump:
                 return []
         elif vs.replicated and not isinstance(msg, (P.Sync, P.Checkpoint, P.Heartbeat, P.Failed)):
@@ -334,8 +340,7 @@ class Scheduler:
             self._fail(msg if vs.name in msg else f"component {vs.name}: {msg}")
             return None
 
-    def _results(self, vs: VertexState, msg: P.Results, payload: list[Any]) -> None:
-        entries = P.split_values(msg.layout, payload, len(vs.consumers))
+    def _results(self, vs: VertexState, entries: list[Any]) -> None:
         for tick, per_output, pr in entries:
             if tick != vs.expect or tick >= vs.sent:
                 raise ProtocolError(

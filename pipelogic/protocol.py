@@ -184,7 +184,9 @@ class Hello(Message):
     a replicated vertex, a Hello with a live instance's id is a restart of that instance,
     any other one more instance. ``join``: the worker could not lock its vertex's state
     directory (another worker holds it): admit it only as one more instance of a replicated
-    vertex, never as a restart that fences the holder."""
+    vertex, never as a restart that fences the holder. ``shm``: the name of a probe file the
+    worker created in its shared-memory directory; a broker that finds it in its own
+    offers the shared-memory path in the Welcome (``settings.shm``)."""
 
     vertex: str
     instance: str
@@ -196,6 +198,7 @@ class Hello(Message):
     host: str = ""
     types: list[Any] | None = None  # [[input type, ...], [output type, ...]] as component.yml declares them
     join: bool = False
+    shm: str = ""
 
 
 @_message("welcome")

@@ -10,6 +10,7 @@ platform's adapter drops the message. Each dropped Nothing is counted (``dropped
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -31,8 +32,11 @@ def _unpacks(wire: Type, declared: Type | None) -> bool:
 
 
 class InputDecoder:
-    def __init__(self, vertex: str, wire_types: list[str], declared: list[Type]) -> None:
+    def __init__(self, vertex: str, wire_types: list[str], declared: list[Type],
+                 resolve: Callable[[Any], Any] | None = None) -> None:
         self.vertex = vertex
+        # Buffer frames: ``resolve`` maps the shared-memory slots descriptors name.
+        self.buf = resolve if resolve is not None else _buf
         types = [create_type(t) for t in wire_types]
         self.codecs = [codec_for(t) for t in types]
         self.unpack = [_unpacks(t, declared[j] if j < len(declared) else None) for j, t in enumerate(types)]
@@ -50,7 +54,7 @@ class InputDecoder:
             for v in values:
                 try:
                     data = msgpack.unpackb(_buf(v[0]), raw=False, strict_map_key=True)
-                    decoded.append(codec.dec(data, [_buf(b) for b in v[1:]]))
+                    decoded.append(codec.dec(data, [self.buf(b) for b in v[1:]]))
                 except Exception as exc:  # noqa: BLE001 - any bad frame is a DecodeError here
                     raise DecodeError(f"vertex {self.vertex}: input {j}: cannot decode a message: {exc}") from None
             if self.any_unpack and self.unpack[j]:

@@ -89,10 +89,11 @@ def instance_id() -> str:
     return os.environ.get("PIPELOGIC_INSTANCE") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def hello_for(vertex: str, input_types: list[str], output_types: list[str], join: bool = False) -> P.Hello:
+def hello_for(vertex: str, input_types: list[str], output_types: list[str], join: bool = False,
+              shm: str = "") -> P.Hello:
     return P.Hello(vertex=vertex, instance=instance_id(), pid=os.getpid(), features=[], inputs=len(input_types),
                    outputs=len(output_types), host=socket.gethostname(), types=[input_types, output_types],
-                   join=join)
+                   join=join, shm=shm)
 
 
 class BrokerLink:

@@ -27,6 +27,7 @@ import zmq
 
 from pipelogic import _faults, transport
 from pipelogic import protocol as P
+from pipelogic._shm import shm_dir
 from pipelogic._tracebacks import user_traceback
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
@@ -47,6 +48,7 @@ from pipelogic.worker._config import Config
 from pipelogic.worker._inputs import InputDecoder
 from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
 from pipelogic.worker._results import HeldResults, hold_limit
+from pipelogic.worker._shm import SlotPool, SlotReader, make_probe, remove_probe
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import (
@@ -146,6 +148,8 @@ class Session:
         self.ctx = zmq.Context()
         self.link: BrokerLink | None = None
         self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
+        self.pool: SlotPool | None = None  # this incarnation's shared-memory slots, if offered
+        self.reader: SlotReader | None = None
         try:
             self._accept(self._handshake(settings.connect_timeout_s, rejoin=False))
         except BaseException:
@@ -165,8 +169,9 @@ class Session:
         ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
         within a second (StopRequested)."""
         s = self.settings
+        probe = make_probe()  # the broker finds it if it shares our shared-memory directory
         hello = hello_for(self.vertex, [str(t) for t in self.spec.input_types], [str(t) for t in self.spec.output_types],
-                          join=self._locked_out is not None)
+                          join=self._locked_out is not None, shm=probe)
         waited: list[bool] = []
 
         def waiting() -> None:
@@ -174,8 +179,11 @@ class Session:
             if not rejoin:  # a rejoin said so already
                 log.warning("vertex %s: waiting for the broker at %s (up to %g s)", self.vertex, s.broker, timeout_s)
 
-        msg = handshake(self.ctx, s.broker, hello, timeout_s, lambda: self.stop_requested,
-                        0.5 if rejoin else 2.0, waiting)
+        try:
+            msg = handshake(self.ctx, s.broker, hello, timeout_s, lambda: self.stop_requested,
+                            0.5 if rejoin else 2.0, waiting)
+        finally:
+            remove_probe(probe)
         if msg is None and self.stop_requested:
             raise StopRequested()
         if msg is None:
@@ -206,11 +214,31 @@ class Session:
         ws = welcome.settings
         self.run_id = str(ws.get("run", ""))
         self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
+        self._use_shm(ws.get("shm"))
         try:
             self.snaps.policy = SnapshotPolicy.parse(ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
                                                "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
         except ValueError as exc:
             raise StateError(f"vertex {self.vertex}: {exc}") from None
+
+    def _use_shm(self, offer: Any) -> None:
+        """A new incarnation: drop the previous one's pool, take the Welcome's offer."""
+        self._close_shm()
+        if isinstance(offer, dict):
+            try:
+                self.pool = SlotPool(shm_dir(), str(offer["prefix"]), int(offer["min_bytes"]), int(offer["max_bytes"]))
+            except (KeyError, TypeError, ValueError):
+                log.warning("vertex %s: ignoring a malformed shared-memory offer %r", self.vertex, offer)
+                return
+            self.reader = SlotReader(shm_dir())
+
+    def _close_shm(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def bind_config(self, config: Config) -> None:
         config._bind(self.spec.config_schema, self.welcome.config, self.welcome.config_version)
@@ -230,6 +258,8 @@ class Session:
         assert self.link is not None
         if self._held.layout:
             self._flush_results()  # what the broker applies first goes out first
+        if self.reader is not None:
+            self.reader.settle()  # a Failed (skip) releases the tick's slots too
         self.link.send(msg, payload)
 
     def _flush_results(self) -> None:
@@ -237,6 +267,10 @@ class Session:
         if self._held.layout:
             assert self.link is not None
             layout, frames = self._held.take()
+            if self.reader is not None:
+                # Before the broker may give the input slots back: mark those the user
+                # code still holds, so their producer never overwrites them.
+                self.reader.settle()
             self.link.send(P.Results(self.epoch, layout, self._changed_stats()), frames)
             _faults.point("after-output-send")
 
@@ -275,6 +309,7 @@ class Session:
             _active = None
         if self.link is not None:
             self.link.close()
+        self._close_shm()
         self.ctx.term()
         self.store.unlock()
 
@@ -371,7 +406,9 @@ class Session:
 
     def _start_incarnation(self) -> None:
         mode = self.step.mode
-        self.inputs = InputDecoder(self.vertex, list(self.welcome.input_types), self.spec.input_types)
+        self.inputs = InputDecoder(self.vertex, list(self.welcome.input_types), self.spec.input_types,
+                                   self.reader.resolve if self.reader is not None else None)
+        self.step.place = self.pool.place if self.pool is not None else None
         self.pull_request = self._initial_pull
         resume = self.restore() if mode.stateful else None
         self.next_tick = resume or 0
@@ -537,6 +574,7 @@ class Session:
                     self.next_tick = tick + 1
                     continue
                 out = self.step.call(inputs, virtual, tick)
+                inputs = None  # the user's values may map shared memory: hold none of them past the call
                 _faults.point("after-state-update-before-checkpoint")
                 if out.virtual_output and tick >= self.replay_until:  # replays were delivered
                     if held.layout and self.vout.would_block(len(out.virtual_output)):

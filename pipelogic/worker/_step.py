@@ -134,6 +134,9 @@ class Step:
         self.vertex = vertex
         self.state = initial_state
         self.keys = set(mode.result_keys())
+        # Out-of-band buffers: ``place`` puts one into a shared-memory slot and returns
+        # the descriptor frame that replaces it (None: it goes over the socket).
+        self.place: Callable[[Any], bytes | None] | None = None
         code = getattr(fn, "__code__", None)
         # Errors in what the function returned name it: the traceback has no user frame.
         self.fn_where = (f"{getattr(fn, '__qualname__', 'the worker function')} at {code.co_filename}:"
@@ -251,6 +254,9 @@ class Step:
                 except TypeMismatch as err:
                     where = f"output {k}" + (f"[{i}]" if m.streaming else "")
                     raise OutputTypeError(f"vertex {self.vertex}: {where}: {err} (returned by {self.fn_where})") from None
+                if bufs and self.place is not None:
+                    place = self.place
+                    bufs = [place(b) or b for b in bufs]
                 out.append((pack(data), *bufs))
             encoded.append(out)
         return encoded

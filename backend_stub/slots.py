@@ -1,0 +1,321 @@
+"""The broker's side of the shared-memory path (:mod:`pipelogic._shm`): which worker
+incarnations share the broker's shared-memory directory, the slots the broker holds, and
+giving them back.
+
+A descriptor frame that arrives in a Results message becomes a :class:`SlotRef`, which the
+scheduler keeps wherever it would keep the payload frame (input buffers, tick logs, the
+tap ring, the store's journal). ``len()`` of a SlotRef is the payload's length, so every
+byte bound (``buffer_bytes``, ``inflight_bytes``) counts the slot. When the last reference
+goes, the slot is given back: set FREE in its pool's control file for the producer to
+reuse, or, if the producer's incarnation has ended, unlinked.
+
+Whatever must leave this host gets the payload itself: ticks for a worker that did not
+prove it shares the directory, tap replies, the recovery store (which spills the bytes, so
+a restarted broker needs no slot of an earlier one), sinks and dead letters.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import mmap
+import os
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipelogic._shm import (
+    CTL_SLOTS,
+    FREE,
+    GONE,
+    HELD,
+    KEPT,
+    MAGIC,
+    ctl_name,
+    decode_descriptor,
+    enabled,
+    max_bytes,
+    min_bytes,
+    pool_prefix,
+    run_prefix,
+    shm_dir,
+    slot_name,
+)
+from pipelogic.errors import PipelogicError, ProtocolError
+
+__all__ = ["SlotLost", "SlotRef", "SlotRegistry"]
+
+log = logging.getLogger("pipelogic.broker")
+
+_PROBE = re.compile(r"pipelogic-probe-[0-9a-f]{24}")
+_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class SlotLost(PipelogicError):
+    """A slot the broker holds cannot be read (its file was removed or cut short by
+    someone else): the values in it are lost, and the run fails saying so."""
+
+
+class _Pool:
+    __slots__ = ("ctl", "dead", "epoch", "live", "prefix", "uid")
+
+    def __init__(self, epoch: int, prefix: str, uid: int) -> None:
+        self.epoch = epoch
+        self.prefix = prefix
+        self.uid = uid  # who owns its files (0600): only a worker of that user can map them
+        self.live: set[int] = set()  # slot indices the broker holds
+        self.ctl: mmap.mmap | None = None
+        self.dead = False
+
+
+class SlotRef(bytes):
+    """A descriptor frame held in place of its payload (sent as is to workers that share
+    the directory). ``len()`` is the payload's length; ``.bytes`` / ``.buffer`` read the
+    payload (as a zmq.Frame's do); dropping the last reference gives the slot back."""
+
+    _registry: SlotRegistry
+    _pool: _Pool
+    _index: int
+    _length: int
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def bytes(self) -> builtins.bytes:
+        return self._registry.read(self)
+
+    @property
+    def buffer(self) -> builtins.bytes:
+        return self._registry.read(self)
+
+    @property
+    def name(self) -> str:
+        return slot_name(self._pool.prefix, self._index)
+
+    def __del__(self) -> None:
+        try:
+            self._registry.release(self._pool, self._index)
+        except Exception:  # noqa: BLE001 - never raise from a finalizer (interpreter exit)
+            pass
+
+
+class SlotRegistry:
+    """The pools of one run's worker incarnations, in ``directory``."""
+
+    def __init__(self, run: str, directory: Path | None = None) -> None:
+        self.dir = directory if directory is not None else shm_dir()
+        self.run = run
+        self.prefix = run_prefix(run)
+        self.pools: dict[int, _Pool] = {}
+        self.uids: dict[int, int] = {}  # epochs that map slots themselves: their user
+        self.adopted = self.released = self.unlinked = 0
+
+    # -- the handshake ---------------------------------------------------------------------
+
+    def probe(self, name: str) -> int | None:
+        """The user owning the probe file a Hello names, if it is in our directory and we
+        can open it as we must open that worker's slots (read and write); else None."""
+        if not name or not enabled() or not _PROBE.fullmatch(name):
+            return None
+        try:
+            fd = os.open(self.dir / name, os.O_RDWR | _FLAGS)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return st.st_uid if stat.S_ISREG(st.st_mode) else None
+
+    def register(self, epoch: int, uid: int) -> dict[str, Any]:
+        """Worker incarnation ``epoch`` (of user ``uid``) shares the directory: its pool,
+        for the Welcome."""
+        prefix = pool_prefix(self.run, epoch)
+        self.pools[epoch] = _Pool(epoch, prefix, uid)
+        self.uids[epoch] = uid
+        return {"prefix": prefix, "min_bytes": min_bytes(), "max_bytes": max_bytes()}
+
+    # -- descriptors in ------------------------------------------------------------------------
+
+    def adopt(self, epoch: int, entries: list[Any]) -> None:
+        """Replace the descriptor frames in split Results ``entries`` of ``epoch`` by
+        SlotRefs. ProtocolError for a descriptor from an incarnation without a pool, of
+        another pool, malformed, or naming a slot the broker already holds."""
+        pool = self.pools.get(epoch)
+        for _tick, streams, _extra in entries:
+            for values in streams:
+                for i, v in enumerate(values):
+                    if len(v) == 1:
+                        continue
+                    new = None
+                    for j in range(1, len(v)):
+                        f = v[j]
+                        if len(f) > 128:
+                            continue  # a payload frame (they are at least 64 KiB)
+                        buf = getattr(f, "buffer", f)
+                        if bytes(buf[:8]) != MAGIC:
+                            continue
+                        ref = self._adopt(pool, epoch, buf)
+                        if new is None:
+                            new = list(v)
+                        new[j] = ref
+                    if new is not None:
+                        values[i] = tuple(new)
+
+    def _adopt(self, pool: _Pool | None, epoch: int, buf: Any) -> SlotRef:
+        if pool is None or pool.dead:
+            raise ProtocolError(f"epoch {epoch}: a shared-memory descriptor from a worker that has no pool")
+        try:
+            d = decode_descriptor(buf)
+        except ValueError as exc:
+            raise ProtocolError(f"epoch {epoch}: {exc}") from None
+        if d.prefix != pool.prefix:
+            raise ProtocolError(f"epoch {epoch}: a descriptor of pool {d.prefix}, not of its own {pool.prefix}")
+        if d.index in pool.live:
+            raise ProtocolError(f"epoch {epoch}: slot {d.index} sent again while the broker still holds it")
+        ref = SlotRef(buf)
+        ref._registry = self
+        ref._pool = pool
+        ref._index = d.index
+        ref._length = d.length
+        pool.live.add(d.index)
+        self.adopted += 1
+        return ref
+
+    # -- slots out -------------------------------------------------------------------------
+
+    def release(self, pool: _Pool, index: int) -> None:
+        pool.live.discard(index)
+        self.released += 1
+        if pool.dead:
+            self._unlink(slot_name(pool.prefix, index))
+            if not pool.live:
+                self._finish(pool)
+            return
+        ctl = self._control(pool)
+        if ctl is not None:
+            state = ctl[index]
+            if state == HELD:
+                ctl[index] = FREE
+            elif state == KEPT:  # a consumer maps it still: the producer lets it go instead
+                ctl[index] = GONE
+
+    def _control(self, pool: _Pool) -> mmap.mmap | None:
+        if pool.ctl is None:
+            try:
+                fd = os.open(self.dir / ctl_name(pool.prefix), os.O_RDWR | _FLAGS)
+            except OSError:
+                return None
+            try:
+                if os.fstat(fd).st_size < CTL_SLOTS:
+                    return None
+                pool.ctl = mmap.mmap(fd, CTL_SLOTS)
+            finally:
+                os.close(fd)
+        return pool.ctl
+
+    def read(self, ref: SlotRef) -> bytes:
+        """A copy of the payload ``ref`` names (for what leaves this host or is decoded
+        here); SlotLost if it cannot be read."""
+        name = ref.name
+        try:
+            fd = os.open(self.dir / name, os.O_RDONLY | _FLAGS)
+            try:
+                if os.fstat(fd).st_size < ref._length:
+                    raise OSError(f"{ref._length} bytes expected, the file has fewer")
+                with mmap.mmap(fd, ref._length, prot=mmap.PROT_READ) as mm:
+                    return mm[:]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SlotLost(f"shared-memory slot {self.dir / name} (epoch {ref._pool.epoch}) cannot be read: {exc}; "
+                           "a process other than the broker removed or truncated it") from None
+
+    @property
+    def holding(self) -> int:
+        """Slots the broker holds now."""
+        return self.adopted - self.released
+
+    def resolve(self, frames: list[Any]) -> list[Any]:
+        """``frames`` with every SlotRef replaced by its payload (for a reader elsewhere)."""
+        return [f.bytes if type(f) is SlotRef else f for f in frames]
+
+    def resolve_for(self, epoch: int, frames: list[Any]) -> list[Any]:
+        """``frames`` as worker ``epoch`` must get them: descriptors of slots it can map
+        (it shares the directory and is the same user as the slot's producer), the payload
+        of any other."""
+        uid = self.uids.get(epoch)
+        if uid is None:
+            return self.resolve(frames)
+        return [f.bytes if type(f) is SlotRef and f._pool.uid != uid else f for f in frames]
+
+    def readable_by(self, epoch: int) -> bool:
+        return epoch in self.uids
+
+    def stats(self) -> dict[str, Any]:
+        """For the status: the directory, workers sharing it, slots taken, held, removed."""
+        return {"dir": str(self.dir), "workers": len(self.uids), "adopted": self.adopted, "held": self.holding,
+                "unlinked": self.unlinked}
+
+    # -- incarnations end ----------------------------------------------------------------------
+
+    def reap(self, alive: Callable[[int], bool]) -> None:
+        """Pools of incarnations that ended: unlink the slots the broker does not hold (the
+        rest go as they are released), and forget a pool once none is left."""
+        ended = [p for e, p in self.pools.items() if not alive(e)]
+        if not ended:
+            return
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            names = []
+        for pool in ended:
+            self.uids.pop(pool.epoch, None)
+            pool.dead = True
+            head = pool.prefix + "-"
+            for name in names:
+                if name.startswith(head):
+                    tail = name[len(head):]
+                    if tail != "ctl" and not (tail.isdigit() and int(tail) in pool.live):
+                        self._unlink(name)
+            if not pool.live:
+                self._finish(pool)
+
+    def _finish(self, pool: _Pool) -> None:
+        if pool.ctl is not None:
+            pool.ctl.close()
+            pool.ctl = None
+        self._unlink(ctl_name(pool.prefix))
+        self.pools.pop(pool.epoch, None)
+
+    def sweep(self) -> int:
+        """Unlink every file of this run's pools (the broker starts or ends: no slot of
+        them is needed, a restarted broker's values were spilled to its store)."""
+        n = 0
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return 0
+        for name in names:
+            if name.startswith(self.prefix):
+                n += self._unlink(name)
+        for pool in self.pools.values():
+            pool.dead = True
+            if pool.ctl is not None:
+                pool.ctl.close()
+                pool.ctl = None
+        return n
+
+    def _unlink(self, name: str) -> int:
+        try:
+            os.unlink(self.dir / name)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.warning("broker: cannot remove shared-memory slot %s: %s", name, exc)
+            return 0
+        self.unlinked += 1
+        return 1

@@ -1,0 +1,266 @@
+"""The worker's side of the shared-memory path (see :mod:`pipelogic._shm`).
+
+:class:`SlotPool` places this incarnation's large outputs into reusable slot files;
+:class:`SlotReader` maps the slots its inputs name, and before the worker answers a tick
+tells the producer which of them the user code still holds (KEPT), so they are never
+overwritten under it. No sockets here.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pipelogic._shm import (
+    CTL_SLOTS,
+    FREE,
+    GONE,
+    HELD,
+    KEPT,
+    MAGIC,
+    Descriptor,
+    ctl_name,
+    decode_descriptor,
+    enabled,
+    encode_descriptor,
+    shm_dir,
+    slot_name,
+)
+
+__all__ = ["SlotPool", "SlotReader", "make_probe", "remove_probe"]
+
+log = logging.getLogger("pipelogic.worker")
+
+_ROUND = 64 * 1024  # slot capacities are rounded up to this: frames of one stream vary a little
+_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def make_probe() -> str:
+    """Create the handshake's probe file in the shared-memory directory and return its
+    name ('' when the path is off or the directory is not usable: no shared memory then)."""
+    if not enabled():
+        return ""
+    name = f"pipelogic-probe-{secrets.token_hex(12)}"
+    try:
+        fd = os.open(shm_dir() / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
+        os.close(fd)
+    except OSError:
+        return ""
+    return name
+
+
+def remove_probe(name: str) -> None:
+    if name:
+        try:
+            os.unlink(shm_dir() / name)
+        except OSError:
+            pass
+
+
+class _Slot:
+    __slots__ = ("capacity", "index", "mm")
+
+    def __init__(self, index: int, capacity: int, mm: mmap.mmap) -> None:
+        self.index = index
+        self.capacity = capacity
+        self.mm = mm
+
+
+class SlotPool:
+    """The slots of one worker incarnation (pool ``prefix``). :meth:`place` copies a
+    payload into a FREE slot (or a new one) and returns its descriptor, or None: below
+    ``min_bytes``, past ``max_bytes`` of slots, or when the directory is full (the payload
+    then goes over the socket, as without shared memory; nothing is lost)."""
+
+    def __init__(self, directory: Path, prefix: str, min_bytes: int, max_bytes: int) -> None:
+        self.dir = directory
+        self.prefix = prefix
+        self.min_bytes = min_bytes
+        self.max_bytes = max_bytes
+        self.slots: list[_Slot] = []
+        self.total = 0
+        self._spare: list[int] = []  # indices of abandoned slots, for new ones
+        self._next_index = 0
+        self._ctl: mmap.mmap | None = None
+        self.broken = False  # the directory refused us: sockets only from now on
+        self.placed = self.fallbacks = self.abandoned = self.created = 0
+
+    def _control(self) -> mmap.mmap:
+        if self._ctl is None:
+            fd = os.open(self.dir / ctl_name(self.prefix), os.O_RDWR | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
+            try:
+                os.ftruncate(fd, CTL_SLOTS)
+                self._ctl = mmap.mmap(fd, CTL_SLOTS)
+            finally:
+                os.close(fd)
+        return self._ctl
+
+    def place(self, buf: Any) -> bytes | None:
+        n = buf.nbytes if isinstance(buf, memoryview) else len(buf)
+        if n < self.min_bytes or self.broken:
+            return None
+        try:
+            ctl = self._control()
+            best: _Slot | None = None
+            for s in list(self.slots):
+                state = ctl[s.index]
+                if state == GONE:  # released, but a consumer still maps it: never overwrite, let it go
+                    self._abandon(s, ctl)
+                elif state == FREE and s.capacity >= n and (best is None or s.capacity < best.capacity):
+                    best = s
+            if best is None:
+                best = self._new(n, ctl)
+                if best is None:
+                    self.fallbacks += 1
+                    return None
+            best.mm[:n] = buf
+            ctl[best.index] = HELD  # the broker owns it from the moment the descriptor is out
+        except OSError as exc:
+            self.broken = True
+            log.warning("shared memory %s: %s; large values go over the socket from now on", self.dir, exc)
+            return None
+        self.placed += 1
+        return encode_descriptor(self.prefix, best.index, n)
+
+    def _new(self, n: int, ctl: mmap.mmap) -> _Slot | None:
+        cap = -(-n // _ROUND) * _ROUND
+        if self.total + cap > self.max_bytes:
+            # Make room from FREE slots too small to be of use for this size.
+            for s in [s for s in self.slots if ctl[s.index] == FREE and s.capacity < n]:
+                self._drop(s)
+                if self.total + cap <= self.max_bytes:
+                    break
+            if self.total + cap > self.max_bytes:
+                return None
+        if self._spare:
+            index = self._spare.pop()
+        elif self._next_index < CTL_SLOTS:
+            index = self._next_index
+            self._next_index += 1
+        else:
+            return None
+        path = self.dir / slot_name(self.prefix, index)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _FLAGS, 0o600)
+        try:
+            try:
+                # Reserve the pages now: writing to a tmpfs mapping past the file system's
+                # size kills the process with SIGBUS, an allocation error does not.
+                os.posix_fallocate(fd, 0, cap)
+            except OSError as exc:
+                os.unlink(path)
+                if exc.errno in (errno.ENOSPC, errno.EFBIG):
+                    self._spare.append(index)
+                    return None
+                raise
+            mm = mmap.mmap(fd, cap)
+        finally:
+            os.close(fd)
+        slot = _Slot(index, cap, mm)
+        self.slots.append(slot)
+        self.total += cap
+        self.created += 1
+        ctl[index] = FREE
+        return slot
+
+    def _drop(self, s: _Slot) -> None:
+        self.slots.remove(s)
+        self.total -= s.capacity
+        s.mm.close()
+        try:
+            os.unlink(self.dir / slot_name(self.prefix, s.index))
+        except FileNotFoundError:
+            pass
+        self._spare.append(s.index)
+
+    def _abandon(self, s: _Slot, ctl: mmap.mmap) -> None:
+        self._drop(s)
+        ctl[s.index] = FREE
+        self.abandoned += 1
+
+    def close(self) -> None:
+        """This incarnation ends: unmap everything and remove the slots nobody holds.
+        Held ones (HELD, KEPT) stay for the broker, which removes them (and the control file) once it
+        no longer needs them."""
+        log.debug("shared memory pool %s: %d placed, %d slots created, %d abandoned (kept by a consumer), "
+                  "%d over the socket", self.prefix, self.placed, self.created, self.abandoned, self.fallbacks)
+        ctl = self._ctl
+        for s in list(self.slots):
+            state = ctl[s.index] if ctl is not None else FREE
+            s.mm.close()
+            if state not in (HELD, KEPT):
+                try:
+                    os.unlink(self.dir / slot_name(self.prefix, s.index))
+                except FileNotFoundError:
+                    pass
+        self.slots.clear()
+        self.total = 0
+        if ctl is not None:
+            ctl.close()
+            self._ctl = None
+
+
+class SlotReader:
+    """Maps the slots named by input descriptors (read-only, shared). The user function
+    gets a memoryview of the mapping, as it would get one of a received frame.
+    :meth:`settle` runs before the worker answers: a mapping it cannot close is still
+    referenced by user code (a frame kept in state, say), so its slot is marked KEPT."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.pending: list[tuple[mmap.mmap, Descriptor]] = []
+        self._ctls: dict[str, mmap.mmap] = {}
+        self.kept = 0
+
+    def resolve(self, frame: Any) -> Any:
+        buf = getattr(frame, "buffer", frame)
+        if len(buf) > 128 or bytes(buf[:8]) != MAGIC:
+            return buf
+        d = decode_descriptor(buf)
+        fd = os.open(self.dir / d.name, os.O_RDONLY | _FLAGS)
+        try:
+            size = os.fstat(fd).st_size
+            if size < d.length:
+                raise ValueError(f"shared-memory slot {d.name} has {size} bytes, the descriptor says {d.length}")
+            mm = mmap.mmap(fd, d.length, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        self.pending.append((mm, d))
+        return memoryview(mm)
+
+    def settle(self) -> None:
+        if not self.pending:
+            return
+        for mm, d in self.pending:
+            try:
+                mm.close()
+            except BufferError:
+                self._mark_kept(d)
+        self.pending.clear()
+
+    def _mark_kept(self, d: Descriptor) -> None:
+        self.kept += 1
+        ctl = self._ctls.get(d.prefix)
+        if ctl is None:
+            try:
+                fd = os.open(self.dir / ctl_name(d.prefix), os.O_RDWR | _FLAGS)
+            except FileNotFoundError:
+                return  # the producer's pool is gone: the broker unlinks its slots, never reuses them
+            try:
+                ctl = mmap.mmap(fd, CTL_SLOTS)
+            finally:
+                os.close(fd)
+            if len(self._ctls) >= 64:
+                self._ctls.pop(next(iter(self._ctls))).close()
+            self._ctls[d.prefix] = ctl
+        ctl[d.index] = KEPT
+
+    def close(self) -> None:
+        self.settle()
+        for ctl in self._ctls.values():
+            ctl.close()
+        self._ctls.clear()

@@ -1,0 +1,241 @@
+"""The shared-memory path end to end (real broker, real worker processes, a real tmpfs
+directory under /dev/shm): large ``Bytes`` travel as slot descriptors between processes
+that share the directory and as bytes to any that does not, with nothing lost, nothing
+overwritten that user code still holds, memory bounded under a stalled consumer, and
+every slot file gone once the processes that needed it are (SIGKILL included).
+
+The components (tests/integration/chaos/blobs, digest): ``blobs`` turns ``x`` into its
+8 bytes repeated to 1 MiB; ``digest`` checks the blob and answers ``x * 2 + 1``, or a
+negative code (-1 corrupt, -2 a kept view changed, -3 it came another way than expected).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from chaos_reference import COMPONENTS, up_process
+from helpers import BrokerProc, reap, wait_until
+from test_chaos import verdict
+
+from pipelogic.client import BrokerClient
+from pipelogic.errors import PipelogicError
+
+BLOBS = COMPONENTS / "blobs"
+DIGEST = COMPONENTS / "digest"
+SHM = Path("/dev/shm")
+
+pytestmark = pytest.mark.skipif(not SHM.is_dir(), reason="no /dev/shm on this machine")
+
+
+@pytest.fixture
+def shm_env(cli_env):
+    """A private directory on /dev/shm for this test's pools; removed afterwards."""
+    d = SHM / f"pltest-{uuid.uuid4().hex[:10]}"
+    d.mkdir()
+    env = dict(cli_env, PIPELOGIC_SHM="1", PIPELOGIC_SHM_DIR=str(d))
+    try:
+        yield env, d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def pipeline(n: int, digest_config: dict, settings: dict | None = None, rate: int = 0) -> str:
+    numbers: dict = {"source": "sequence", "count": n}
+    if rate:
+        numbers["rate"] = rate
+    return json.dumps({
+        "name": "blobs",
+        "settings": settings or {},
+        "components": {
+            "numbers": numbers,
+            "blobs": {"path": str(BLOBS)},
+            "digest": {"path": str(DIGEST), "config": digest_config},
+            "out": {"sink": "jsonl", "path": "out.jsonl"},
+        },
+        "connections": ["numbers -> blobs", "blobs -> digest", "digest -> out"],
+    })
+
+
+def reference(n: int) -> list[int]:
+    return [2 * x + 1 for x in range(n)]
+
+
+def read_out(tmp_path: Path) -> list[int]:
+    out = tmp_path / "out.jsonl"
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def files(d: Path) -> list[str]:
+    return sorted(os.listdir(d))
+
+
+def worker(component: Path, vertex: str, endpoint: str, env: dict, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(component)], stderr=subprocess.PIPE,
+                            text=True, env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex, **extra))
+
+
+def shm_status(client: BrokerClient) -> dict | None:
+    try:
+        return client.status().broker.get("shm")
+    except PipelogicError:
+        return None
+
+
+def test_large_values_go_through_shared_memory_and_leave_nothing_behind(tmp_path, shm_env):
+    env, d = shm_env
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(400, {"expect": "shm"}))
+    with up_process(f, env, "--timeout", "90") as up:
+        rc = up.proc.wait(120)
+    assert rc == 0, up.output[-3000:]
+    assert verdict(read_out(tmp_path), reference(400)) == "ALL-RECORDS-DELIVERED", up.output[-3000:]
+    assert files(d) == []
+
+
+def test_a_worker_that_does_not_share_the_directory_gets_the_bytes(tmp_path, shm_env):
+    """The producer places its blobs in slots; the consumer (PIPELOGIC_SHM=0, as a worker on
+    another host or in a container without a shared /dev/shm) gets them as frames."""
+    env, d = shm_env
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(200, {"expect": "socket"}))
+    broker = BrokerProc(f, env)
+    procs = [worker(BLOBS, "blobs", broker.endpoint, env),
+             worker(DIGEST, "digest", broker.endpoint, env, PIPELOGIC_SHM="0")]
+    try:
+        client = BrokerClient(broker.endpoint, timeout_s=2.0)
+        seen = wait_until(lambda: (s := shm_status(client)) and s["adopted"] > 0 and s, what="a slot adopted")
+        assert seen["workers"] == 1, seen  # only the producer proved it shares the directory
+        assert broker.proc.wait(60) == 0, "".join(broker.lines)[-3000:]
+        assert [p.wait(30) for p in procs] == [0, 0]
+    finally:
+        reap(procs, broker)
+    assert verdict(read_out(tmp_path), reference(200)) == "ALL-RECORDS-DELIVERED", "".join(broker.lines)[-3000:]
+    assert files(d) == []
+
+
+def test_kept_views_are_never_overwritten(tmp_path, shm_env):
+    """User code that holds on to its inputs past their ticks (the last 8 here) must find
+    them unchanged: their slots are marked KEPT and their producer lets them go."""
+    env, d = shm_env
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(300, {"expect": "shm", "keep": 8}))
+    with up_process(f, env, "--timeout", "90") as up:
+        rc = up.proc.wait(120)
+    got = read_out(tmp_path)
+    assert rc == 0, up.output[-3000:]
+    assert -2 not in got, "a slot was overwritten while user code still held it"
+    assert verdict(got, reference(300)) == "ALL-RECORDS-DELIVERED", up.output[-3000:]
+    assert files(d) == []
+
+
+def test_stalled_consumer_bounded_lossless_and_a_crashed_producers_slots_reclaimed(tmp_path, shm_env):
+    """A consumer that stops: its buffer (8 MiB here) and its credit (8 ticks) bound the
+    slots its producer can fill, so the pool stops growing. The producer is SIGKILLed while
+    the broker holds its slots: the broker removes the slots it does not hold at once, and
+    the rest as the consumer, released, takes them. A new producer finishes the run: every
+    value once, in order, and no slot file left."""
+    env, d = shm_env
+    hold = tmp_path / "hold"
+    hold.touch()
+    n = 200
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(n, {"expect": "shm", "hold_path": str(hold)},
+                          {"buffer_bytes": 8 << 20, "credit": 8, "heartbeat_ms": 300}))
+    broker = BrokerProc(f, env)
+    client = BrokerClient(broker.endpoint, timeout_s=2.0)
+    producer = worker(BLOBS, "blobs", broker.endpoint, env)
+    procs = [producer, worker(DIGEST, "digest", broker.endpoint, env)]
+    try:
+        wait_until(lambda: (s := shm_status(client)) and s["held"] >= 8, what="slots held for the stalled consumer")
+        # Stalled: the pool stops growing well below the run's 200 MiB.
+        counts = []
+        for _ in range(20):
+            counts.append(len(files(d)))
+            time.sleep(0.1)
+        assert max(counts) <= 24, counts
+        assert counts[-1] == counts[10], f"the pool kept growing under a stalled consumer: {counts}"
+        held = shm_status(client)["held"]
+        assert 8 <= held <= 20, held
+
+        producer.send_signal(signal.SIGKILL)
+        producer.wait(10)
+        # The dead pool: only the slots the broker holds, and its control file, remain.
+        wait_until(lambda: len(files(d)) == held + 1, what=f"the dead producer's free slots removed ({files(d)})")
+        procs.append(worker(BLOBS, "blobs", broker.endpoint, env))
+        hold.unlink()
+        assert broker.proc.wait(90) == 0, "".join(broker.lines)[-3000:]
+        assert [p.wait(30) for p in procs[1:]] == [0, 0]
+    finally:
+        reap(procs, broker)
+    assert verdict(read_out(tmp_path), reference(n)) == "ALL-RECORDS-DELIVERED", "".join(broker.lines)[-3000:]
+    assert files(d) == []
+
+
+class Nemesis(threading.Thread):
+    """SIGKILLs the blobs or the digest worker at random moments; notes the most slot
+    files it sees at once."""
+
+    def __init__(self, endpoint: str, d: Path, seed: int, kills: int) -> None:
+        super().__init__(daemon=True)
+        self.client = BrokerClient(endpoint, timeout_s=1.0)
+        self.dir = d
+        self.rng = random.Random(seed)
+        self.target = kills
+        self.kills: list[str] = []
+        self.most_files = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.rng.uniform(0.2, 0.5)):
+            self.most_files = max(self.most_files, len(files(self.dir)))
+            if len(self.kills) >= self.target:
+                continue
+            try:
+                st = self.client.status()
+            except PipelogicError:
+                continue
+            live = [(v["name"], v["pid"]) for v in st.vertices
+                    if v["name"] in ("blobs", "digest") and v["state"] == "running"]
+            if not live:
+                continue
+            name, pid = self.rng.choice(live)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            self.kills.append(name)
+
+
+def test_sigkill_chaos_with_shared_memory_exactly_once(tmp_path, shm_env):
+    env, d = shm_env
+    seed = int(os.environ.get("PIPELOGIC_CHAOS_SEED", random.randrange(1 << 30)))
+    n = 3000
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(n, {"expect": "shm"}, {"heartbeat_ms": 500, "buffer_bytes": 32 << 20}, rate=400))
+    with up_process(f, env, "--max-restarts", "1000", "--backoff-max", "0.25", "--timeout", "150") as up:
+        nemesis = Nemesis(up.endpoint, d, seed, kills=10)
+        nemesis.start()
+        rc = up.proc.wait(180)
+        nemesis.stop.set()
+        nemesis.join(5)
+    line = verdict(read_out(tmp_path), reference(n))
+    report = f"seed={seed} kills={nemesis.kills} most slot files={nemesis.most_files} verdict: {line}\n{up.output[-3000:]}"
+    print(report)
+    assert len(nemesis.kills) >= 6, f"the run ended before 6 kills: {report}"
+    assert {"blobs", "digest"} <= set(nemesis.kills), report
+    assert rc == 0, report
+    assert line == "ALL-RECORDS-DELIVERED", report
+    # Dead pools are reaped as the run goes: never more than a few pools' worth at once.
+    assert nemesis.most_files <= 200, report
+    assert files(d) == [], report

@@ -1,0 +1,260 @@
+"""The shared-memory path's pieces without sockets: descriptors, a producer's pool, a
+consumer's reader and the broker's registry, wired together by hand over a temporary
+directory (the same files a real run uses, on whatever file system the directory is)."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+from backend_stub.slots import SlotLost, SlotRef, SlotRegistry
+from backend_stub.store import _frame
+from pipelogic._shm import (
+    CTL_SLOTS,
+    FREE,
+    GONE,
+    HELD,
+    KEPT,
+    MAGIC,
+    ctl_name,
+    decode_descriptor,
+    encode_descriptor,
+    pool_prefix,
+    slot_name,
+)
+from pipelogic.errors import ProtocolError
+from pipelogic.worker._shm import SlotPool, SlotReader
+
+MIB = 1 << 20
+RUN = "0123456789abcdef0123456789abcdef"
+
+
+def payload(x: int, n: int = MIB) -> bytes:
+    return x.to_bytes(8, "little") * (n // 8)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A registry, a producer pool for epoch 7 and a reader, over one directory."""
+    reg = SlotRegistry(RUN, tmp_path)
+    offer = reg.register(7, os.getuid())
+    pool = SlotPool(tmp_path, offer["prefix"], 512 * 1024, 64 * MIB)
+    reader = SlotReader(tmp_path)
+    yield reg, pool, reader, tmp_path
+    reader.close()
+    pool.close()
+
+
+def results(*frames):
+    """Split Results entries of one tick, one output, one value: (frame, *buffers)."""
+    return [(0, [[(b"value", *frames)]], None)]
+
+
+def adopt(reg, epoch, desc):
+    entries = results(desc)
+    reg.adopt(epoch, entries)
+    return entries[0][1][0][0][1]
+
+
+# -- descriptors ------------------------------------------------------------------------------
+
+
+def test_descriptor_round_trip_and_rejections():
+    prefix = pool_prefix(RUN, 42)
+    d = decode_descriptor(encode_descriptor(prefix, 5, 6_220_800))
+    assert (d.prefix, d.index, d.length, d.name) == (prefix, 5, 6_220_800, f"{prefix}-5")
+    bad = {
+        "not magic": b"x" * 40,
+        "other pool name": encode_descriptor("../../etc/passwd", 1, 10),
+        "slot out of range": encode_descriptor(prefix, CTL_SLOTS, 10),
+        "empty": encode_descriptor(prefix, 1, 0),
+        "no name": MAGIC + bytes(12),
+        "too long": encode_descriptor(prefix, 1, 10) + b"0" * 200,
+    }
+    for what, frame in bad.items():
+        with pytest.raises(ValueError):
+            decode_descriptor(frame)
+        assert what
+
+
+# -- the producer's pool ---------------------------------------------------------------------
+
+
+def test_small_payloads_stay_on_the_socket(world):
+    _, pool, _, d = world
+    assert pool.place(b"x" * 1000) is None
+    assert os.listdir(d) == []
+
+
+def test_a_slot_is_reused_once_the_broker_gives_it_back(world):
+    reg, pool, _reader, _d = world
+    ref = adopt(reg, 7, pool.place(payload(1)))
+    assert type(ref) is SlotRef and len(ref) == MIB and ref.bytes == payload(1)
+    assert pool._ctl is not None and pool._ctl[ref._index] == HELD
+    second = adopt(reg, 7, pool.place(payload(2)))  # the first is held: a second slot
+    assert second._index != ref._index and pool.created == 2
+    index = ref._index
+    del ref
+    gc.collect()
+    assert pool._ctl[index] == FREE
+    third = adopt(reg, 7, pool.place(payload(3)))
+    assert third._index == index and pool.created == 2  # reused, not created
+    assert third.bytes == payload(3) and second.bytes == payload(2)
+
+
+def test_the_pool_is_bounded_and_falls_back_to_the_socket(tmp_path):
+    reg = SlotRegistry(RUN, tmp_path)
+    pool = SlotPool(tmp_path, reg.register(1, os.getuid())["prefix"], 512 * 1024, 3 * MIB)
+    refs = [adopt(reg, 1, pool.place(payload(i))) for i in range(3)]
+    assert pool.place(payload(9)) is None and pool.fallbacks == 1
+    del refs[0]
+    gc.collect()
+    assert pool.place(payload(9)) is not None  # room again
+    pool.close()
+
+
+def test_reader_maps_the_slot_and_marks_what_user_code_keeps(world):
+    reg, pool, reader, d = world
+    ref = adopt(reg, 7, pool.place(payload(4)))
+    view = reader.resolve(bytes(ref))
+    assert bytes(view) == payload(4)
+    del view  # the user's function returned and dropped its input
+    reader.settle()
+    assert pool._ctl[ref._index] == HELD  # not kept: nothing marked
+    # User code keeps a view past the tick: settle marks the slot KEPT...
+    ref2 = adopt(reg, 7, pool.place(payload(5)))
+    kept = reader.resolve(bytes(ref2))
+    reader.settle()
+    assert pool._ctl[ref2._index] == KEPT and reader.kept == 1
+    # The producer does not touch it while the broker holds it...
+    index = ref2._index
+    for i in range(2):
+        adopt(reg, 7, pool.place(payload(10 + i)))
+    assert pool._ctl[index] == KEPT and pool.abandoned == 0
+    # ...the broker's release marks it GONE, and the producer lets it go instead of reusing it.
+    del ref, ref2
+    gc.collect()
+    assert pool._ctl[index] == GONE
+    for i in range(4):
+        adopt(reg, 7, pool.place(payload(10 + i)))  # dropped at once: released
+    assert pool.abandoned == 1
+    assert slot_name(pool.prefix, index) not in os.listdir(d)
+    assert bytes(kept) == payload(5)  # the kept view still reads what it was given
+    del kept
+
+
+def test_reader_leaves_other_frames_alone(tmp_path):
+    reader = SlotReader(tmp_path)
+    frame = b"y" * (64 * 1024)
+    assert reader.resolve(frame) is frame
+    assert reader.pending == []
+
+
+def test_reader_refuses_a_slot_shorter_than_its_descriptor(world):
+    _reg, pool, reader, _d = world
+    desc = pool.place(payload(1))
+    forged = encode_descriptor(pool.prefix, decode_descriptor(desc).index, 2 * MIB)
+    with pytest.raises(ValueError, match="has 1048576 bytes"):
+        reader.resolve(forged)
+
+
+# -- the broker's registry ------------------------------------------------------------------
+
+
+def test_registry_refuses_forged_and_repeated_descriptors(world):
+    reg, pool, _, _ = world
+    desc = pool.place(payload(1))
+    with pytest.raises(ProtocolError, match="no pool"):
+        adopt(reg, 8, desc)  # an epoch that did not prove it shares the directory
+    other = reg.register(9, os.getuid())["prefix"]
+    with pytest.raises(ProtocolError, match="not of its own"):
+        adopt(reg, 9, desc)  # another worker's slot
+    with pytest.raises(ProtocolError, match="not a shared-memory descriptor|bad pool name"):
+        adopt(reg, 7, MAGIC + b"\x01" * 12 + b"junk")
+    ref = adopt(reg, 7, desc)
+    with pytest.raises(ProtocolError, match="sent again"):
+        adopt(reg, 7, desc)
+    assert ref.bytes == payload(1) and other
+
+
+def test_payload_frames_and_values_without_buffers_are_untouched(world):
+    reg, _, _, _ = world
+    big = b"z" * (64 * 1024)
+    entries = [(0, [[(b"v",), (b"w", big)]], None)]
+    reg.adopt(7, entries)
+    assert entries[0][1][0] == [(b"v",), (b"w", big)]
+
+
+def test_frames_leaving_the_host_carry_the_payload(world):
+    reg, pool, _, _ = world
+    ref = adopt(reg, 7, pool.place(payload(6)))
+    assert reg.resolve([b"header", ref, b"x"]) == [b"header", payload(6), b"x"]
+    assert _frame(ref) == payload(6)  # what the recovery store writes: the bytes, spilled
+    assert ref.buffer == payload(6)  # what sinks and dead letters decode
+
+
+def test_a_dead_pool_is_reclaimed_as_the_broker_lets_go(world):
+    reg, pool, _, d = world
+    held = adopt(reg, 7, pool.place(payload(1)))
+    freed = adopt(reg, 7, pool.place(payload(2)))
+    freed_name = freed.name
+    del freed
+    gc.collect()
+    pool._ctl = None  # the producer dies without closing anything (SIGKILL)
+    pool.slots.clear()
+    reg.reap(lambda epoch: False)
+    left = sorted(os.listdir(d))
+    assert freed_name not in left
+    assert left == sorted([held.name, ctl_name(pool.prefix)])
+    assert reg.readable_by(7) is False
+    name = held.name
+    del held
+    gc.collect()
+    assert os.listdir(d) == [], f"{name} and the control file stay after the last release"
+    assert reg.pools == {}
+
+
+def test_a_live_pool_is_left_alone_and_sweep_clears_the_run(world):
+    reg, pool, _, d = world
+    ref = adopt(reg, 7, pool.place(payload(1)))
+    reg.reap(lambda epoch: True)
+    assert len(os.listdir(d)) == 2
+    (d / "unrelated-file").write_bytes(b"keep me")
+    assert reg.sweep() == 2
+    assert os.listdir(d) == ["unrelated-file"]
+    del ref
+    gc.collect()  # a release after the sweep is harmless
+
+
+def test_probe_names_are_checked(tmp_path, monkeypatch):
+    reg = SlotRegistry(RUN, tmp_path)
+    (tmp_path / ("pipelogic-probe-" + "ab" * 12)).touch()
+    (tmp_path / "target").touch()
+    os.symlink(tmp_path / "target", tmp_path / ("pipelogic-probe-" + "cd" * 12))
+    assert reg.probe("pipelogic-probe-" + "ab" * 12) == os.getuid()
+    assert reg.probe("pipelogic-probe-" + "cd" * 12) is None  # a symlink proves nothing
+    for name in ("../target", "", "pipelogic-probe-" + "ef" * 12):
+        assert reg.probe(name) is None
+    monkeypatch.setenv("PIPELOGIC_SHM", "0")
+    assert reg.probe("pipelogic-probe-" + "ab" * 12) is None
+
+
+def test_descriptors_go_only_to_a_worker_of_the_producers_user(world):
+    reg, pool, _, _ = world
+    ref = adopt(reg, 7, pool.place(payload(3)))
+    reg.register(20, os.getuid())
+    reg.register(21, os.getuid() + 1)
+    assert reg.resolve_for(20, [b"h", ref]) == [b"h", ref]  # maps it itself
+    assert reg.resolve_for(21, [b"h", ref]) == [b"h", payload(3)]  # another user: 0600 files
+    assert reg.resolve_for(22, [b"h", ref]) == [b"h", payload(3)]  # does not share the directory
+    assert reg.stats()["held"] == 1
+
+
+def test_a_slot_removed_behind_the_brokers_back_is_reported(world):
+    reg, pool, _, d = world
+    ref = adopt(reg, 7, pool.place(payload(3)))
+    os.unlink(d / ref.name)
+    with pytest.raises(SlotLost, match="a process other than the broker removed or truncated it"):
+        _ = ref.bytes
