@@ -5,7 +5,7 @@ of a shared-memory slot; ``socket``: a received frame).
 
 ``keep``: hold on to views of the last ``keep`` inputs past their ticks, as user code that
 keeps frames in memory does (their slots must never be overwritten). ``hold_path``: while
-that file exists, the first tick waits (a stalled consumer)."""
+that file exists, ticks after the first ``hold_after`` wait (a consumer that stalls)."""
 
 import mmap
 import os
@@ -15,8 +15,10 @@ from pipelogic.worker import config, run
 
 EXPECT = str(config.expect)
 HOLD = str(config.hold_path)
+HOLD_AFTER = int(config.hold_after)
 KEEP = int(config.keep)
 kept: list[tuple[int, memoryview]] = []
+done = 0
 
 
 def intact(x: int, b: memoryview) -> bool:
@@ -24,8 +26,10 @@ def intact(x: int, b: memoryview) -> bool:
 
 
 def digest(b: memoryview) -> int:
-    while HOLD and os.path.exists(HOLD):
+    global done
+    while HOLD and done >= HOLD_AFTER and os.path.exists(HOLD):
         time.sleep(0.02)
+    done += 1
     b = memoryview(b)
     x = int.from_bytes(b[:8], "little")
     via = "shm" if isinstance(b.obj, mmap.mmap) else "socket"
