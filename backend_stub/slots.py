@@ -49,6 +49,9 @@ __all__ = ["SlotLost", "SlotRef", "SlotRegistry"]
 
 log = logging.getLogger("pipelogic.broker")
 
+ANYONE = -1
+"""The user of a pool whose files are 0666: any worker sharing the directory maps them."""
+
 _PROBE = re.compile(r"pipelogic-probe-[0-9a-f]{24}")
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -64,7 +67,7 @@ class _Pool:
     def __init__(self, epoch: int, prefix: str, uid: int) -> None:
         self.epoch = epoch
         self.prefix = prefix
-        self.uid = uid  # who owns its files (0600): only a worker of that user can map them
+        self.uid = uid  # who may map its files: their owner (0600), or ANYONE (0666)
         self.live: set[int] = set()  # slot indices the broker holds
         self.ctl: mmap.mmap | None = None
         self.dead = False
@@ -116,8 +119,9 @@ class SlotRegistry:
     # -- the handshake ---------------------------------------------------------------------
 
     def probe(self, name: str) -> int | None:
-        """The user owning the probe file a Hello names, if it is in our directory and we
-        can open it as we must open that worker's slots (read and write); else None."""
+        """The user owning the probe file a Hello names (ANYONE if the worker makes its
+        files 0666), if it is in our directory and we can open it as we must open that
+        worker's slots (read and write); else None."""
         if not name or not enabled() or not _PROBE.fullmatch(name):
             return None
         try:
@@ -128,7 +132,9 @@ class SlotRegistry:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        return st.st_uid if stat.S_ISREG(st.st_mode) else None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return ANYONE if st.st_mode & 0o666 == 0o666 else st.st_uid
 
     def register(self, epoch: int, uid: int) -> dict[str, Any]:
         """Worker incarnation ``epoch`` (of user ``uid``) shares the directory: its pool,
@@ -250,7 +256,7 @@ class SlotRegistry:
         uid = self.uids.get(epoch)
         if uid is None:
             return self.resolve(frames)
-        return [f.bytes if type(f) is SlotRef and f._pool.uid != uid else f for f in frames]
+        return [f.bytes if type(f) is SlotRef and f._pool.uid not in (uid, ANYONE) else f for f in frames]
 
     def readable_by(self, epoch: int) -> bool:
         return epoch in self.uids

@@ -36,6 +36,7 @@ __all__ = [
     "decode_descriptor",
     "encode_descriptor",
     "enabled",
+    "file_mode",
     "is_descriptor",
     "max_bytes",
     "min_bytes",
@@ -83,6 +84,17 @@ def max_bytes() -> int:
     """A worker's pool never grows past this many bytes (``PIPELOGIC_SHM_POOL_BYTES``,
     default 512 MiB); beyond it payloads go over the socket as before."""
     return int(os.environ.get("PIPELOGIC_SHM_POOL_BYTES", 512 * 1024 * 1024))
+
+
+def file_mode() -> int:
+    """The mode of pool files: 0600 (only processes of the same user map each other's
+    slots; the default, right for a directory the whole host shares, as /dev/shm), or 0666
+    with ``PIPELOGIC_SHM_MODE=666``, for a directory only the pipeline's processes can
+    reach whatever their users (a tmpfs volume mounted into its containers only)."""
+    mode = os.environ.get("PIPELOGIC_SHM_MODE", "600").strip().lstrip("0o") or "600"
+    if mode not in ("600", "666"):
+        raise ValueError(f"PIPELOGIC_SHM_MODE: expected 600 or 666, got {os.environ.get('PIPELOGIC_SHM_MODE')!r}")
+    return int(mode, 8)
 
 
 def pool_prefix(run: str, epoch: int) -> str:

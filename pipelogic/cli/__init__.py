@@ -238,8 +238,11 @@ def init(name: str, directory: str) -> None:
 @click.option("--port", type=int, default=5550, show_default=True, help="The broker's port on the compose network.")
 @click.option("--keys/--no-keys", default=True, show_default=True,
               help="CurveZMQ between the containers, with keys the broker makes on a volume.")
+@click.option("--shared-memory", "shared_memory", default="", metavar="SIZE",
+              help="Large values between the containers through shared memory: a tmpfs volume of SIZE "
+                   "(e.g. 1g) mounted into each (needs --no-keys; docs/containers.md).")
 def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None, port: int,
-            keys: bool) -> None:
+            keys: bool, shared_memory: str) -> None:
     """Write a compose file that runs PIPELINE_FILE in containers (docker-compose or Swarm)."""
     from pipelogic.containers import (
         RUNTIME_IMAGE,
@@ -262,7 +265,8 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
             if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
                 chosen[name] = build_component_image(v.component.directory, wheels=wheels,
                                                      log=lambda line: click.echo(line, err=True))
-    text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line(), keys=keys))
+    text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line(), keys=keys,
+                                                  shared_memory=shared_memory))
     if output == "-":
         click.echo(text, nl=False)
         return

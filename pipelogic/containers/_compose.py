@@ -26,6 +26,7 @@ at run time (a Swarm virtual IP forwards declared ports only).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ PIPELINE_MOUNT = "/pipeline"
 COMPONENT_MOUNT = "/component"
 KEYS_VOLUME = "keys"
 KEYS_MOUNT = "/keys"
+SHM_VOLUME = "shm"
+SHM_MOUNT = "/shm"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class ComposeOptions:
     connect_timeout_s: int = 300  # how long a worker waits for the broker before it exits
     command: str = ""  # the command line that made the file, for its header
     keys: bool = True  # CurveZMQ between the containers (docs/security.md)
+    shared_memory: str = ""  # the size of a tmpfs volume every container maps slots in ("": none)
 
 
 def _host_paths(p: Pipeline) -> list[Path]:
@@ -117,6 +121,18 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
     if unknown:
         raise ContainerError(f"--image names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a component vertex of {pipeline.name}")
 
+    shm_env: dict[str, str] = {}
+    if opts.shared_memory:
+        if opts.keys:
+            raise ContainerError(
+                "--shared-memory needs --no-keys: a shared directory has no per-key access control, so a "
+                "broker with keys never offers it (docs/security.md)"
+            )
+        if not re.fullmatch(r"[1-9][0-9]*[kmg]?", opts.shared_memory.lower()):
+            raise ContainerError(f"--shared-memory: expected a size such as 512m or 2g, got {opts.shared_memory!r}")
+        # A private tmpfs: only this pipeline's containers mount it, so its files may be
+        # 0666 (workers run as a uid of the image, the broker as the pipeline's owner).
+        shm_env = {"PIPELOGIC_SHM_DIR": SHM_MOUNT, "PIPELOGIC_SHM_MODE": "666"}
     restart = {"condition": "on-failure", "delay": "1s"}
     uids = worker_uids([v.name for v in workers])
     services: dict[str, Any] = {
@@ -132,6 +148,11 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         }
     }
     volumes: dict[str, Any] = {f"{BROKER_SERVICE}-state": {}}
+    if shm_env:
+        volumes[SHM_VOLUME] = {"driver_opts": {"type": "tmpfs", "device": "tmpfs",
+                                               "o": f"size={opts.shared_memory.lower()},mode=1777"}}
+        services[BROKER_SERVICE]["volumes"].append(f"{SHM_VOLUME}:{SHM_MOUNT}")
+        services[BROKER_SERVICE]["environment"] = dict(shm_env)
     if opts.keys:
         # The broker makes the keys on this volume when it first starts (as root, before it
         # drops to the pipeline owner's uid); each worker runs as a uid of its own and can
@@ -166,6 +187,9 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         volume = f"{v.name}-state"
         volumes[volume] = {}
         svc["volumes"] = [*mounts, f"{volume}:/state"]
+        if shm_env:
+            svc["volumes"].append(f"{SHM_VOLUME}:{SHM_MOUNT}")
+            svc["environment"].update(shm_env)
         if opts.keys:
             svc["user"] = f"{uids[v.name]}:{uids[v.name]}"
             svc["environment"]["PIPELOGIC_CURVE_KEY"] = f"{KEYS_MOUNT}/workers/{v.name}.key_secret"

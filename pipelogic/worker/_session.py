@@ -27,14 +27,12 @@ import zmq
 
 from pipelogic import _faults, transport
 from pipelogic import protocol as P
-from pipelogic._shm import shm_dir
 from pipelogic._tracebacks import user_traceback
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
     BrokerUnavailable,
     DecodeError,
     OutputTypeError,
-    ProtocolError,
     PullRequestError,
     ReturnShapeError,
     SnapshotValueError,
@@ -45,10 +43,11 @@ from pipelogic.errors import (
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
 from pipelogic.types import InputsPullRequest
 from pipelogic.worker._config import Config
+from pipelogic.worker._greet import StopRequested, greet
 from pipelogic.worker._inputs import InputDecoder
-from pipelogic.worker._link import BrokerLink, BrokerLost, handshake, hello_for
+from pipelogic.worker._link import BrokerLink, BrokerLost
 from pipelogic.worker._results import HeldResults, hold_limit
-from pipelogic.worker._shm import SlotPool, SlotReader, make_probe, remove_probe
+from pipelogic.worker._shm import SharedMemory
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import (
@@ -65,10 +64,6 @@ log = logging.getLogger("pipelogic.worker")
 _TICK_ERRORS = (WorkerError, ReturnShapeError, OutputTypeError, DecodeError, PullRequestError)
 _POLL_MS = 100  # how often the loop looks at stop requests, liveness and due snapshots
 _active: Session | None = None
-
-
-class StopRequested(Exception):
-    """SIGTERM while waiting for the broker (internal)."""
 
 
 def active_session() -> Session | None:
@@ -148,8 +143,7 @@ class Session:
         self.ctx = zmq.Context()
         self.link: BrokerLink | None = None
         self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
-        self.pool: SlotPool | None = None  # this incarnation's shared-memory slots, if offered
-        self.reader: SlotReader | None = None
+        self.shm = SharedMemory()  # this incarnation's shared-memory slots, if the broker offered them
         try:
             self._accept(self._handshake(settings.connect_timeout_s, rejoin=False))
         except BaseException:
@@ -165,48 +159,8 @@ class Session:
     # -- handshake -------------------------------------------------------------------------
 
     def _handshake(self, timeout_s: float, rejoin: bool) -> P.Welcome:
-        """Hello until welcomed. Refusals and mismatches raise; no answer within
-        ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
-        within a second (StopRequested)."""
-        s = self.settings
-        probe = make_probe()  # the broker finds it if it shares our shared-memory directory
-        hello = hello_for(self.vertex, [str(t) for t in self.spec.input_types], [str(t) for t in self.spec.output_types],
-                          join=self._locked_out is not None, shm=probe)
-        waited: list[bool] = []
-
-        def waiting() -> None:
-            waited.append(True)
-            if not rejoin:  # a rejoin said so already
-                log.warning("vertex %s: waiting for the broker at %s (up to %g s)", self.vertex, s.broker, timeout_s)
-
-        try:
-            msg = handshake(self.ctx, s.broker, hello, timeout_s, lambda: self.stop_requested,
-                            0.5 if rejoin else 2.0, waiting)
-        finally:
-            remove_probe(probe)
-        if msg is None and self.stop_requested:
-            raise StopRequested()
-        if msg is None:
-            raise BrokerUnavailable(
-                f"vertex {self.vertex}: no answer from the broker at {s.broker} within "
-                f"{timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S and "
-                "PIPELOGIC_REJOIN_TIMEOUT_S set the waits)"
-            )
-        if waited:
-            log.info("vertex %s: connected to the broker at %s", self.vertex, s.broker)
-        if isinstance(msg, P.Refuse):
-            if self._locked_out is not None and msg.reason.startswith(P.ONE_INSTANCE):
-                raise StateLocked(f"{self._locked_out} ({msg.reason.removeprefix(P.ONE_INSTANCE)})")
-            raise ProtocolError(f"vertex {self.vertex}: the broker refused this worker: {msg.reason}")
-        if not isinstance(msg, P.Welcome):
-            raise ProtocolError(f"vertex {self.vertex}: expected welcome from the broker, got {msg.KIND}")
-        if len(msg.input_types) != len(self.spec.input_types) or len(msg.output_types) != len(self.spec.output_types):
-            raise ProtocolError(
-                f"vertex {self.vertex}: the broker's pipeline has {len(msg.input_types)} input(s) and "
-                f"{len(msg.output_types)} output(s) for this vertex, component.yml declares "
-                f"{len(self.spec.input_types)} and {len(self.spec.output_types)}"
-            )
-        return msg
+        return greet(self.ctx, self.settings.broker, self.spec, self.vertex, self._locked_out, timeout_s, rejoin,
+                     lambda: self.stop_requested)
 
     def _accept(self, welcome: P.Welcome) -> None:
         self.welcome = welcome
@@ -214,31 +168,12 @@ class Session:
         ws = welcome.settings
         self.run_id = str(ws.get("run", ""))
         self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
-        self._use_shm(ws.get("shm"))
+        self.shm.accept(ws.get("shm"), self.vertex)
         try:
             self.snaps.policy = SnapshotPolicy.parse(ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
                                                "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
         except ValueError as exc:
             raise StateError(f"vertex {self.vertex}: {exc}") from None
-
-    def _use_shm(self, offer: Any) -> None:
-        """A new incarnation: drop the previous one's pool, take the Welcome's offer."""
-        self._close_shm()
-        if isinstance(offer, dict):
-            try:
-                self.pool = SlotPool(shm_dir(), str(offer["prefix"]), int(offer["min_bytes"]), int(offer["max_bytes"]))
-            except (KeyError, TypeError, ValueError):
-                log.warning("vertex %s: ignoring a malformed shared-memory offer %r", self.vertex, offer)
-                return
-            self.reader = SlotReader(shm_dir())
-
-    def _close_shm(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
 
     def bind_config(self, config: Config) -> None:
         config._bind(self.spec.config_schema, self.welcome.config, self.welcome.config_version)
@@ -258,8 +193,8 @@ class Session:
         assert self.link is not None
         if self._held.layout:
             self._flush_results()  # what the broker applies first goes out first
-        if self.reader is not None:
-            self.reader.settle()  # a Failed (skip) releases the tick's slots too
+        if self.shm.reader is not None:
+            self.shm.reader.settle()  # a Failed (skip) releases the tick's slots too
         self.link.send(msg, payload)
 
     def _flush_results(self) -> None:
@@ -267,10 +202,10 @@ class Session:
         if self._held.layout:
             assert self.link is not None
             layout, frames = self._held.take()
-            if self.reader is not None:
+            if self.shm.reader is not None:
                 # Before the broker may give the input slots back: mark those the user
                 # code still holds, so their producer never overwrites them.
-                self.reader.settle()
+                self.shm.reader.settle()
             self.link.send(P.Results(self.epoch, layout, self._changed_stats()), frames)
             _faults.point("after-output-send")
 
@@ -309,7 +244,7 @@ class Session:
             _active = None
         if self.link is not None:
             self.link.close()
-        self._close_shm()
+        self.shm.close()
         self.ctx.term()
         self.store.unlock()
 
@@ -407,8 +342,8 @@ class Session:
     def _start_incarnation(self) -> None:
         mode = self.step.mode
         self.inputs = InputDecoder(self.vertex, list(self.welcome.input_types), self.spec.input_types,
-                                   self.reader.resolve if self.reader is not None else None)
-        self.step.place = self.pool.place if self.pool is not None else None
+                                   self.shm.reader.resolve if self.shm.reader is not None else None)
+        self.step.place = self.shm.pool.place if self.shm.pool is not None else None
         self.pull_request = self._initial_pull
         resume = self.restore() if mode.stateful else None
         self.next_tick = resume or 0

@@ -28,11 +28,12 @@ from pipelogic._shm import (
     decode_descriptor,
     enabled,
     encode_descriptor,
+    file_mode,
     shm_dir,
     slot_name,
 )
 
-__all__ = ["SlotPool", "SlotReader", "make_probe", "remove_probe"]
+__all__ = ["SharedMemory", "SlotPool", "SlotReader", "make_probe", "remove_probe"]
 
 log = logging.getLogger("pipelogic.worker")
 
@@ -47,11 +48,27 @@ def make_probe() -> str:
         return ""
     name = f"pipelogic-probe-{secrets.token_hex(12)}"
     try:
-        fd = os.open(shm_dir() / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
+        mode = file_mode()
+    except ValueError as exc:
+        log.warning("%s; shared memory is off", exc)
+        return ""
+    try:
+        fd = _create(shm_dir() / name, os.O_WRONLY, mode)
         os.close(fd)
     except OSError:
         return ""
     return name
+
+
+def _create(path: Path, flags: int, mode: int) -> int:
+    """A new file of exactly ``mode`` (the umask would strip 0666 to 0644): its fd."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _FLAGS, mode)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def remove_probe(name: str) -> None:
@@ -87,12 +104,13 @@ class SlotPool:
         self._spare: list[int] = []  # indices of abandoned slots, for new ones
         self._next_index = 0
         self._ctl: mmap.mmap | None = None
+        self.mode = file_mode()
         self.broken = False  # the directory refused us: sockets only from now on
         self.placed = self.fallbacks = self.abandoned = self.created = 0
 
     def _control(self) -> mmap.mmap:
         if self._ctl is None:
-            fd = os.open(self.dir / ctl_name(self.prefix), os.O_RDWR | os.O_CREAT | os.O_EXCL | _FLAGS, 0o600)
+            fd = _create(self.dir / ctl_name(self.prefix), os.O_RDWR, self.mode)
             try:
                 os.ftruncate(fd, CTL_SLOTS)
                 self._ctl = mmap.mmap(fd, CTL_SLOTS)
@@ -145,7 +163,11 @@ class SlotPool:
         else:
             return None
         path = self.dir / slot_name(self.prefix, index)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _FLAGS, 0o600)
+        try:
+            os.unlink(path)  # an abandoned slot's name: its old inode lives on for whoever maps it
+        except FileNotFoundError:
+            pass
+        fd = _create(path, os.O_RDWR, self.mode)
         try:
             try:
                 # Reserve the pages now: writing to a tmpfs mapping past the file system's
@@ -264,3 +286,32 @@ class SlotReader:
         for ctl in self._ctls.values():
             ctl.close()
         self._ctls.clear()
+
+
+class SharedMemory:
+    """One incarnation's side of the path: its pool and its reader, both None unless the
+    broker's Welcome offered shared memory (it found our probe)."""
+
+    def __init__(self) -> None:
+        self.pool: SlotPool | None = None
+        self.reader: SlotReader | None = None
+
+    def accept(self, offer: Any, vertex: str) -> None:
+        """A new incarnation: drop the previous one's pool, take the Welcome's offer."""
+        self.close()
+        if not isinstance(offer, dict):
+            return
+        try:
+            self.pool = SlotPool(shm_dir(), str(offer["prefix"]), int(offer["min_bytes"]), int(offer["max_bytes"]))
+        except (KeyError, TypeError, ValueError):
+            log.warning("vertex %s: ignoring a malformed shared-memory offer %r", vertex, offer)
+            return
+        self.reader = SlotReader(shm_dir())
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None

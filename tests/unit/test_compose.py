@@ -63,6 +63,22 @@ def test_a_component_image_replaces_the_mount():
     assert double["volumes"] == ["double-state:/state", "keys:/keys:ro"]
 
 
+def test_shared_memory_is_one_tmpfs_volume_mounted_into_every_container():
+    doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml",
+                                        ComposeOptions("img:1", keys=False, shared_memory="1G")))
+    assert doc["volumes"]["shm"] == {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "size=1g,mode=1777"}}
+    for name, svc in doc["services"].items():
+        assert "shm:/shm" in svc["volumes"], name
+        assert svc["environment"]["PIPELOGIC_SHM_DIR"] == "/shm", name
+        assert svc["environment"]["PIPELOGIC_SHM_MODE"] == "666", name
+    plain = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", keys=False)))
+    assert "shm" not in plain["volumes"] and "environment" not in plain["services"]["broker"]
+    with pytest.raises(ContainerError, match="--shared-memory needs --no-keys"):
+        render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", shared_memory="1g"))
+    with pytest.raises(ContainerError, match="expected a size such as 512m or 2g, got '1 GB'"):
+        render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", keys=False, shared_memory="1 GB"))
+
+
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "pipeline.yml").write_text(text)
     return tmp_path / "pipeline.yml"

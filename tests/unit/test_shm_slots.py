@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from backend_stub.slots import SlotLost, SlotRef, SlotRegistry
+from backend_stub.slots import ANYONE, SlotLost, SlotRef, SlotRegistry
 from backend_stub.store import _frame
 from pipelogic._shm import (
     CTL_SLOTS,
@@ -258,3 +258,30 @@ def test_a_slot_removed_behind_the_brokers_back_is_reported(world):
     os.unlink(d / ref.name)
     with pytest.raises(SlotLost, match="a process other than the broker removed or truncated it"):
         _ = ref.bytes
+
+
+def test_files_take_the_mode_asked_for_whatever_the_umask(tmp_path, monkeypatch):
+    from pipelogic.worker._shm import make_probe
+
+    monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))
+    old = os.umask(0o022)
+    try:
+        reg = SlotRegistry(RUN, tmp_path)
+        probe = make_probe()
+        assert (tmp_path / probe).stat().st_mode & 0o777 == 0o600
+        assert reg.probe(probe) == os.getuid()
+        monkeypatch.setenv("PIPELOGIC_SHM_MODE", "666")
+        probe = make_probe()
+        assert (tmp_path / probe).stat().st_mode & 0o777 == 0o666
+        assert reg.probe(probe) == ANYONE  # every worker sharing the directory may map its slots
+        pool = SlotPool(tmp_path, reg.register(3, ANYONE)["prefix"], 512 * 1024, 8 * MIB)
+        ref = adopt(reg, 3, pool.place(payload(1)))
+        assert (tmp_path / ref.name).stat().st_mode & 0o777 == 0o666
+        reg.register(4, os.getuid() + 1)
+        assert reg.resolve_for(4, [ref]) == [ref]  # another user, but the files are 0666
+        monkeypatch.setenv("PIPELOGIC_SHM_MODE", "644")
+        assert make_probe() == ""  # refused with a warning: shared memory off
+        del ref
+        pool.close()
+    finally:
+        os.umask(old)

@@ -1,0 +1,66 @@
+"""The worker's handshake: Hello until Welcome (or a refusal, which raises)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import zmq
+
+from pipelogic import protocol as P
+from pipelogic.component import ComponentSpec
+from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked
+from pipelogic.worker._link import handshake, hello_for
+from pipelogic.worker._shm import make_probe, remove_probe
+
+__all__ = ["StopRequested", "greet"]
+
+log = logging.getLogger("pipelogic.worker")
+
+
+class StopRequested(Exception):
+    """SIGTERM while waiting for the broker (internal)."""
+
+
+def greet(ctx: zmq.Context, broker: str, spec: ComponentSpec, vertex: str, locked_out: StateLocked | None,
+          timeout_s: float, rejoin: bool, stop_requested: Callable[[], bool]) -> P.Welcome:
+    """Hello until welcomed. Refusals and mismatches raise; no answer within
+    ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
+    within a second (StopRequested)."""
+    probe = make_probe()  # the broker finds it if it shares our shared-memory directory
+    hello = hello_for(vertex, [str(t) for t in spec.input_types], [str(t) for t in spec.output_types],
+                      join=locked_out is not None, shm=probe)
+    waited: list[bool] = []
+
+    def waiting() -> None:
+        waited.append(True)
+        if not rejoin:  # a rejoin said so already
+            log.warning("vertex %s: waiting for the broker at %s (up to %g s)", vertex, broker, timeout_s)
+
+    try:
+        msg = handshake(ctx, broker, hello, timeout_s, stop_requested, 0.5 if rejoin else 2.0, waiting)
+    finally:
+        remove_probe(probe)
+    if msg is None and stop_requested():
+        raise StopRequested()
+    if msg is None:
+        raise BrokerUnavailable(
+            f"vertex {vertex}: no answer from the broker at {broker} within "
+            f"{timeout_s:g} s (set PIPELOGIC_BROKER? PIPELOGIC_CONNECT_TIMEOUT_S and "
+            "PIPELOGIC_REJOIN_TIMEOUT_S set the waits)"
+        )
+    if waited:
+        log.info("vertex %s: connected to the broker at %s", vertex, broker)
+    if isinstance(msg, P.Refuse):
+        if locked_out is not None and msg.reason.startswith(P.ONE_INSTANCE):
+            raise StateLocked(f"{locked_out} ({msg.reason.removeprefix(P.ONE_INSTANCE)})")
+        raise ProtocolError(f"vertex {vertex}: the broker refused this worker: {msg.reason}")
+    if not isinstance(msg, P.Welcome):
+        raise ProtocolError(f"vertex {vertex}: expected welcome from the broker, got {msg.KIND}")
+    if len(msg.input_types) != len(spec.input_types) or len(msg.output_types) != len(spec.output_types):
+        raise ProtocolError(
+            f"vertex {vertex}: the broker's pipeline has {len(msg.input_types)} input(s) and "
+            f"{len(msg.output_types)} output(s) for this vertex, component.yml declares "
+            f"{len(spec.input_types)} and {len(spec.output_types)}"
+        )
+    return msg
