@@ -27,6 +27,7 @@ from typing import Any
 
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
 from pipelogic.worker._config import Config
+from pipelogic.worker._loan import loan
 from pipelogic.worker._session import Session, WorkerSettings, main_file, on_sigterm
 from pipelogic.worker._step import Step, inspect_function
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream, VirtualStreamClosed
@@ -40,6 +41,7 @@ __all__ = [
     "VirtualStreamClosed",
     "WorkerSettings",
     "config",
+    "loan",
     "run",
     "virtual_in",
     "virtual_out",

@@ -8,11 +8,16 @@ overwritten under it. No sockets here.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import mmap
 import os
 import secrets
+import stat
+import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,18 @@ log = logging.getLogger("pipelogic.worker")
 
 _ROUND = 64 * 1024  # slot capacities are rounded up to this: frames of one stream vary a little
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _address(buf: Any) -> int | None:
+    """Where ``buf``'s memory starts (None if that cannot be told: then it is no loan)."""
+    try:
+        anchor = ctypes.c_char.from_buffer(buf)  # writable buffers (a loan is)
+    except (TypeError, ValueError):
+        return None
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor
 
 
 def make_probe() -> str:
@@ -80,12 +97,22 @@ def remove_probe(name: str) -> None:
 
 
 class _Slot:
-    __slots__ = ("capacity", "index", "mm")
+    __slots__ = ("address", "capacity", "index", "mm")
 
     def __init__(self, index: int, capacity: int, mm: mmap.mmap) -> None:
         self.index = index
         self.capacity = capacity
         self.mm = mm
+        anchor = ctypes.c_char.from_buffer(mm)
+        self.address = ctypes.addressof(anchor)
+        del anchor
+
+    def in_use(self) -> bool:
+        """Whether anything but this slot refers to its mapping: a loaned buffer (or a view
+        of it) the user still holds. Every memoryview of the mapping, and every array made
+        from one, keeps the mapping referenced until it goes; 2 is this slot's attribute
+        and getrefcount's own argument."""
+        return sys.getrefcount(self.mm) > 2
 
 
 class SlotPool:
@@ -106,7 +133,11 @@ class SlotPool:
         self._ctl: mmap.mmap | None = None
         self.mode = file_mode()
         self.broken = False  # the directory refused us: sockets only from now on
-        self.placed = self.fallbacks = self.abandoned = self.created = 0
+        self.placed = self.fallbacks = self.abandoned = self.created = self.loaned = self.sent_loans = 0
+        # Loans (:meth:`lend`) by slot index: the user's until returned as an output or dropped.
+        self._loans: dict[int, _Slot] = {}
+        # The user function (main thread) and a capture thread (virtual_in) both use the pool.
+        self._lock = threading.Lock()
 
     def _control(self) -> mmap.mmap:
         if self._ctl is None:
@@ -119,37 +150,89 @@ class SlotPool:
         return self._ctl
 
     def place(self, buf: Any) -> bytes | None:
+        """The descriptor to send in place of ``buf`` (copied into a slot, or a loaned slot
+        itself, with no copy), or None: send ``buf`` over the socket."""
         n = buf.nbytes if isinstance(buf, memoryview) else len(buf)
         if n < self.min_bytes or self.broken:
             return None
-        try:
-            ctl = self._control()
-            best: _Slot | None = None
-            for s in list(self.slots):
-                state = ctl[s.index]
-                if state == GONE:  # released, but a consumer still maps it: never overwrite, let it go
-                    self._abandon(s, ctl)
-                elif state == FREE and s.capacity >= n and (best is None or s.capacity < best.capacity):
-                    best = s
-            if best is None:
-                best = self._new(n, ctl)
-                if best is None:
-                    self.fallbacks += 1
-                    return None
-            best.mm[:n] = buf
-            ctl[best.index] = HELD  # the broker owns it from the moment the descriptor is out
-        except OSError as exc:
-            self.broken = True
-            log.warning("shared memory %s: %s; large values go over the socket from now on", self.dir, exc)
-            return None
+        with self._lock:
+            try:
+                ctl = self._control()
+                index = self._loaned_at(buf, n) if self._loans else None
+                if index is None:
+                    best = self._free_slot(n, ctl)
+                    if best is None:
+                        self.fallbacks += 1
+                        return None
+                    best.mm[:n] = buf
+                    index = best.index
+                ctl[index] = HELD  # the broker owns it from the moment the descriptor is out
+            except OSError as exc:
+                self._broken(exc)
+                return None
         self.placed += 1
-        return encode_descriptor(self.prefix, best.index, n)
+        return encode_descriptor(self.prefix, index, n)
+
+    def lend(self, n: int) -> memoryview | None:
+        """A writable buffer of ``n`` bytes in a slot (None: below ``min_bytes``, or no
+        room). Returned as (the whole of) a ``Bytes`` output it is sent with no copy; from
+        then on it belongs to the broker and must not be written. Dropped unreturned, the
+        slot goes back to the pool."""
+        if n < self.min_bytes or self.broken:
+            return None
+        with self._lock:
+            try:
+                slot = self._free_slot(n, self._control())
+            except OSError as exc:
+                self._broken(exc)
+                return None
+            if slot is None:
+                return None
+            # The slot's own mapping, already faulted in: a fresh one would cost a page
+            # fault per page written, more than the copy it saves.
+            self._loans[slot.index] = slot
+        self.loaned += 1
+        return memoryview(slot.mm)[:n]
+
+    def _loaned_at(self, buf: Any, n: int) -> int | None:
+        """The loaned slot ``buf`` is (the whole of, from its start), if any."""
+        address = _address(buf)
+        for index, slot in self._loans.items():
+            if address == slot.address:
+                del self._loans[index]
+                self.sent_loans += 1
+                return index
+        return None
+
+    def _free_slot(self, n: int, ctl: mmap.mmap) -> _Slot | None:
+        """The smallest FREE slot of at least ``n`` bytes, else a new one (None: no room)."""
+        self._reclaim_loans()
+        best: _Slot | None = None
+        for s in list(self.slots):
+            state = ctl[s.index]
+            if state == GONE:  # released, but a consumer still maps it: never overwrite, let it go
+                self._abandon(s, ctl)
+            elif (state == FREE and s.capacity >= n and s.index not in self._loans
+                  and (best is None or s.capacity < best.capacity) and not s.in_use()):
+                # (in use: a loan sent and released that the user still holds; left alone)
+                best = s
+        return best if best is not None else self._new(n, ctl)
+
+    def _reclaim_loans(self) -> None:
+        """Loans the user dropped without returning them are FREE again."""
+        for index, slot in list(self._loans.items()):
+            if not slot.in_use():
+                del self._loans[index]
+
+    def _broken(self, exc: OSError) -> None:
+        self.broken = True
+        log.warning("shared memory %s: %s; large values go over the socket from now on", self.dir, exc)
 
     def _new(self, n: int, ctl: mmap.mmap) -> _Slot | None:
         cap = -(-n // _ROUND) * _ROUND
         if self.total + cap > self.max_bytes:
             # Make room from FREE slots too small to be of use for this size.
-            for s in [s for s in self.slots if ctl[s.index] == FREE and s.capacity < n]:
+            for s in [s for s in self.slots if ctl[s.index] == FREE and s.capacity < n and s.index not in self._loans]:
                 self._drop(s)
                 if self.total + cap <= self.max_bytes:
                     break
@@ -192,7 +275,8 @@ class SlotPool:
     def _drop(self, s: _Slot) -> None:
         self.slots.remove(s)
         self.total -= s.capacity
-        s.mm.close()
+        if not s.in_use():
+            s.mm.close()  # else the user's views keep the mapping; it goes with them
         try:
             os.unlink(self.dir / slot_name(self.prefix, s.index))
         except FileNotFoundError:
@@ -205,21 +289,29 @@ class SlotPool:
         self.abandoned += 1
 
     def close(self) -> None:
-        """This incarnation ends: unmap everything and remove the slots nobody holds.
+        """This incarnation ends: unmap everything and remove the slots nobody holds
+        (loans outstanding keep their mapping; their files go).
         Held ones (HELD, KEPT) stay for the broker, which removes them (and the control file) once it
         no longer needs them."""
-        log.debug("shared memory pool %s: %d placed, %d slots created, %d abandoned (kept by a consumer), "
-                  "%d over the socket", self.prefix, self.placed, self.created, self.abandoned, self.fallbacks)
+        log.debug("shared memory pool %s: %d placed (%d of them loans), %d loaned, %d slots created, %d abandoned "
+                  "(kept by a consumer), %d over the socket", self.prefix, self.placed, self.sent_loans, self.loaned,
+                  self.created, self.abandoned, self.fallbacks)
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         ctl = self._ctl
         for s in list(self.slots):
             state = ctl[s.index] if ctl is not None else FREE
-            s.mm.close()
+            if not s.in_use():
+                s.mm.close()
             if state not in (HELD, KEPT):
                 try:
                     os.unlink(self.dir / slot_name(self.prefix, s.index))
                 except FileNotFoundError:
                     pass
         self.slots.clear()
+        self._loans.clear()
         self.total = 0
         if ctl is not None:
             ctl.close()
@@ -228,13 +320,20 @@ class SlotPool:
 
 class SlotReader:
     """Maps the slots named by input descriptors (read-only, shared). The user function
-    gets a memoryview of the mapping, as it would get one of a received frame.
-    :meth:`settle` runs before the worker answers: a mapping it cannot close is still
-    referenced by user code (a frame kept in state, say), so its slot is marked KEPT."""
+    gets a memoryview of the mapping, as it would get one of a received frame. Mappings
+    are kept for the next value in the same slot (a fresh one costs a page fault per page
+    read), and remade when the slot's file was replaced (another inode).
+
+    :meth:`settle` runs before the worker answers: a mapping that anything but this reader
+    still refers to is held by user code (a frame kept in state, say), so its slot is marked
+    KEPT, and the reader lets that mapping go rather than hand it out again."""
+
+    _CACHED = 32
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.pending: list[tuple[mmap.mmap, Descriptor]] = []
+        self.pending: list[Descriptor] = []
+        self._maps: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()  # slot name -> (inode, mapping)
         self._ctls: dict[str, mmap.mmap] = {}
         self.kept = 0
 
@@ -243,25 +342,45 @@ class SlotReader:
         if len(buf) > 128 or bytes(buf[:8]) != MAGIC:
             return buf
         d = decode_descriptor(buf)
+        name = d.name
+        st = os.stat(self.dir / name, follow_symlinks=False)
+        entry = self._maps.get(name)
+        if entry is None or entry[0] != st.st_ino or len(entry[1]) < d.length:
+            if entry is not None:
+                self._forget(name)
+            entry = (st.st_ino, self._map(d))
+            self._maps[name] = entry
+            if len(self._maps) > self._CACHED:
+                self._forget(next(iter(self._maps)))
+        else:
+            self._maps.move_to_end(name)
+        self.pending.append(d)
+        return memoryview(entry[1])[:d.length]
+
+    def _map(self, d: Descriptor) -> mmap.mmap:
         fd = os.open(self.dir / d.name, os.O_RDONLY | _FLAGS)
         try:
-            size = os.fstat(fd).st_size
-            if size < d.length:
-                raise ValueError(f"shared-memory slot {d.name} has {size} bytes, the descriptor says {d.length}")
-            mm = mmap.mmap(fd, d.length, prot=mmap.PROT_READ)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size < d.length:
+                raise ValueError(f"shared-memory slot {d.name} has {st.st_size} bytes, the descriptor says {d.length}")
+            return mmap.mmap(fd, st.st_size, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
-        self.pending.append((mm, d))
-        return memoryview(mm)
+
+    def _forget(self, name: str) -> None:
+        _ino, mm = self._maps.pop(name)
+        if sys.getrefcount(mm) <= 2:  # (this local and the argument) no view of it is left
+            mm.close()
 
     def settle(self) -> None:
         if not self.pending:
             return
-        for mm, d in self.pending:
-            try:
-                mm.close()
-            except BufferError:
+        for d in self.pending:
+            entry = self._maps.get(d.name)
+            # Held: anything but the cache's tuple (and the argument) refers to the mapping.
+            if entry is not None and sys.getrefcount(entry[1]) > 2:
                 self._mark_kept(d)
+                del self._maps[d.name]  # the user's views keep it mapped; never handed out again
         self.pending.clear()
 
     def _mark_kept(self, d: Descriptor) -> None:
@@ -283,6 +402,8 @@ class SlotReader:
 
     def close(self) -> None:
         self.settle()
+        for name in list(self._maps):
+            self._forget(name)
         for ctl in self._ctls.values():
             ctl.close()
         self._ctls.clear()

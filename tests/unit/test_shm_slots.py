@@ -4,6 +4,7 @@ directory (the same files a real run uses, on whatever file system the directory
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 
@@ -285,3 +286,82 @@ def test_files_take_the_mode_asked_for_whatever_the_umask(tmp_path, monkeypatch)
         pool.close()
     finally:
         os.umask(old)
+
+
+# -- loans --------------------------------------------------------------------------------------
+
+
+def test_a_loan_returned_as_output_is_sent_without_a_copy(world):
+    reg, pool, reader, _ = world
+    buf = pool.lend(MIB)
+    assert buf is not None and not buf.readonly and pool.loaned == 1
+    buf[:] = payload(7)
+    desc = pool.place(buf)  # the loan itself: no copy, its slot is sent
+    ref = adopt(reg, 7, desc)
+    assert pool._ctl[ref._index] == HELD and pool._loans == {}
+    view = reader.resolve(bytes(ref))
+    assert bytes(view) == payload(7)
+    del view
+    reader.settle()
+
+
+def test_a_loan_is_not_handed_out_twice_and_comes_back_when_dropped(world):
+    _, pool, _, _ = world
+    first = pool.lend(MIB)
+    second = pool.lend(MIB)
+    assert first is not None and second is not None
+    index_of = {ctypes.addressof(ctypes.c_char.from_buffer(b)): i for i, (_, b) in enumerate([(0, first), (1, second)])}
+    assert len(index_of) == 2  # two slots, not one lent twice
+    # A value placed while both are out does not land in either.
+    assert pool.place(payload(1)) is not None and pool.created == 3
+    created = pool.created
+    del first, second  # dropped unreturned: the slots are the pool's again
+    assert pool.lend(MIB) is not None and pool.created == created
+
+
+def test_part_of_a_loan_or_plain_memory_is_copied(world):
+    reg, pool, reader, _ = world
+    buf = pool.lend(2 * MIB)
+    assert buf is not None
+    buf[:MIB] = payload(3)
+    ref = adopt(reg, 7, pool.place(buf[MIB // 2:]))  # not from the loan's start: copied into another slot
+    assert ref.bytes == bytes(buf[MIB // 2:])
+    assert len(pool._loans) == 1
+
+
+def test_loan_outside_a_worker_is_plain_memory():
+    from pipelogic.worker import loan
+
+    mv = loan(1000)
+    assert isinstance(mv, memoryview) and len(mv) == 1000 and not mv.readonly
+    np = pytest.importorskip("numpy")
+    arr = loan((4, 5, 3), "uint16")
+    assert arr.shape == (4, 5, 3) and arr.dtype == np.uint16 and arr.flags.writeable
+    with pytest.raises(ValueError, match="negative size"):
+        loan((-1, 2))
+
+
+def test_reader_reuses_a_slots_mapping_until_its_file_is_replaced(world):
+    reg, pool, reader, d = world
+    ref = adopt(reg, 7, pool.place(payload(1)))
+    name = ref.name
+    first = reader.resolve(bytes(ref))
+    assert bytes(first) == payload(1)
+    mapping = id(first.obj)  # (an id: holding the mapping itself would count as keeping it)
+    del first
+    reader.settle()
+    del ref
+    gc.collect()  # released: FREE, so the next value reuses the slot
+    ref = adopt(reg, 7, pool.place(payload(2)))
+    assert ref.name == name
+    again = reader.resolve(bytes(ref))
+    assert id(again.obj) == mapping and bytes(again) == payload(2)  # the same mapping, the new value
+    del again
+    reader.settle()
+    # The producer replaces the file (as after abandoning a kept slot): a new mapping.
+    os.unlink(d / name)
+    (d / name).write_bytes(payload(3))
+    fresh = reader.resolve(bytes(ref))
+    assert id(fresh.obj) != mapping and bytes(fresh) == payload(3)
+    del fresh
+    reader.settle()
