@@ -17,6 +17,7 @@ import msgpack
 
 from pipelogic.errors import DecodeError
 from pipelogic.types import Named, Type, codec_for, create_type
+from pipelogic.worker._shm import SlotGone
 
 __all__ = ["InputDecoder"]
 
@@ -55,6 +56,8 @@ class InputDecoder:
                 try:
                     data = msgpack.unpackb(_buf(v[0]), raw=False, strict_map_key=True)
                     decoded.append(codec.dec(data, [self.buf(b) for b in v[1:]]))
+                except SlotGone:
+                    raise  # not a bad frame: a tick of a broker that is gone
                 except Exception as exc:  # noqa: BLE001 - any bad frame is a DecodeError here
                     raise DecodeError(f"vertex {self.vertex}: input {j}: cannot decode a message: {exc}") from None
             if self.any_unpack and self.unpack[j]:

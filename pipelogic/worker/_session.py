@@ -47,7 +47,7 @@ from pipelogic.worker._greet import StopRequested, greet
 from pipelogic.worker._inputs import InputDecoder
 from pipelogic.worker._link import BrokerLink, BrokerLost
 from pipelogic.worker._results import HeldResults, hold_limit
-from pipelogic.worker._shm import SharedMemory
+from pipelogic.worker._shm import SharedMemory, SlotGone
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Mode, Step
 from pipelogic.worker._virtual import (
@@ -502,7 +502,10 @@ class Session:
                     assert self.virtual_in is not None
                     virtual = self.virtual_in.take(0, len(self.virtual_in))
             try:
-                inputs = self.inputs.decode(per_input, mode.streaming)
+                try:
+                    inputs = self.inputs.decode(per_input, mode.streaming)
+                except SlotGone as exc:
+                    raise BrokerLost(str(exc)) from None
                 if inputs is None:  # a Nothing dropped by the Maybe unpack adapter: no call, no output
                     held.add_empty(tick, mode.n_outputs, None)
                     self.ticks_done += 1

@@ -38,12 +38,18 @@ from pipelogic._shm import (
     slot_name,
 )
 
-__all__ = ["SharedMemory", "SlotPool", "SlotReader", "make_probe", "remove_probe"]
+__all__ = ["SharedMemory", "SlotGone", "SlotPool", "SlotReader", "make_probe", "remove_probe"]
 
 log = logging.getLogger("pipelogic.worker")
 
 _ROUND = 64 * 1024  # slot capacities are rounded up to this: frames of one stream vary a little
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class SlotGone(Exception):
+    """A tick names a slot whose file is gone: a broker that started since removed its
+    predecessor's pools, so the tick is from a broker that no longer exists (the worker
+    rejoins, and the new broker replays the tick with the payload from its store)."""
 
 
 def _address(buf: Any) -> int | None:
@@ -343,7 +349,10 @@ class SlotReader:
             return buf
         d = decode_descriptor(buf)
         name = d.name
-        st = os.stat(self.dir / name, follow_symlinks=False)
+        try:
+            st = os.stat(self.dir / name, follow_symlinks=False)
+        except FileNotFoundError:
+            raise SlotGone(f"shared-memory slot {name} is gone: the broker that sent it has restarted") from None
         entry = self._maps.get(name)
         if entry is None or entry[0] != st.st_ino or len(entry[1]) < d.length:
             if entry is not None:

@@ -320,7 +320,7 @@ def test_a_loan_is_not_handed_out_twice_and_comes_back_when_dropped(world):
 
 
 def test_part_of_a_loan_or_plain_memory_is_copied(world):
-    reg, pool, reader, _ = world
+    reg, pool, _reader, _ = world
     buf = pool.lend(2 * MIB)
     assert buf is not None
     buf[:MIB] = payload(3)
@@ -365,3 +365,20 @@ def test_reader_reuses_a_slots_mapping_until_its_file_is_replaced(world):
     assert id(fresh.obj) != mapping and bytes(fresh) == payload(3)
     del fresh
     reader.settle()
+
+
+def test_a_tick_naming_a_removed_slot_is_from_a_broker_that_is_gone(world):
+    """A restarted broker removes its predecessor's pools: a tick of the old broker still
+    being decoded names a slot that is gone. That is no bad input (which fails the run)
+    but the sign to rejoin."""
+    from pipelogic.worker._inputs import InputDecoder
+    from pipelogic.worker._shm import SlotGone
+
+    reg, pool, reader, _d = world
+    desc = pool.place(payload(1))
+    reg.sweep()
+    with pytest.raises(SlotGone, match="has restarted"):
+        reader.resolve(desc)
+    dec = InputDecoder("v", ["Bytes"], [], reader.resolve)
+    with pytest.raises(SlotGone):
+        dec.decode([[(b"\xc7\x04\x01\x00\x00\x00\x00", desc)]], False)
