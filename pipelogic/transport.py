@@ -117,6 +117,13 @@ def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
             routing_id: bytes | None = None) -> zmq.Socket:
     """Connect a new socket, with the CurveZMQ keys the environment names, if any
     (:func:`pipelogic.keys.client_keys`), and ``routing_id`` as its identity."""
+    sock = _client(ctx, kind, hwm, routing_id)
+    sock.connect(endpoint)
+    return sock
+
+
+def _client(ctx: zmq.Context, kind: int, hwm: int | None = None, routing_id: bytes | None = None) -> zmq.Socket:
+    """A new socket set up to connect (keys, identity, options), not connected yet."""
     sock = _opts(ctx.socket(kind), hwm)
     if routing_id is not None:
         sock.setsockopt(zmq.ROUTING_ID, routing_id)
@@ -125,7 +132,6 @@ def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys.public, keys.secret, keys.server
     if kind == zmq.PUSH:
         sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.connect(endpoint)
     return sock
 
 
@@ -181,9 +187,12 @@ def request(ctx: zmq.Context, endpoint: str, frames: Sequence[Any], timeout_s: f
     request): returns the reply frames without the empty delimiter, or None on timeout.
     Raises HandshakeRefused at once when the broker's security handshake fails (a socket
     monitor sees it; zmq itself would only retry in silence)."""
-    sock = connect(ctx, zmq.DEALER, endpoint)
+    sock = _client(ctx, zmq.DEALER)
+    # The monitor first: a handshake that fails before it is attached is never reported,
+    # and libzmq does not try again after a mechanism mismatch.
     monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
     try:
+        sock.connect(endpoint)
         sock.send_multipart([b"", *frames])
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
