@@ -178,6 +178,11 @@ class Broker:
                 if self.results in events:
                     self._drain(self.results, self._data, now, "frames" if self.keys else "hot")
                 if self._store_retry_at == 0.0:  # while the store cannot commit, nothing new moves
+                    if self.results in events:
+                        # Ticks first: what answered results made room for goes out before
+                        # the sources refill and the sinks write (the latency of a tick).
+                        self._run(sch.pump_workers())
+                        self._flush()
                     self._run(sch.pump(now))
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
@@ -226,9 +231,12 @@ class Broker:
         """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
         frame copied), ``frames`` (every frame a zmq.Frame), ``hot`` (the header as bytes,
         payload frames as zmq.Frames forwarded without a copy)."""
-        for _ in range(_MAX_DRAIN):
+        for i in range(_MAX_DRAIN):
             try:
                 if how == "hot":
+                    # The poll said the first one is here; after it, ask before receiving.
+                    if i and not transport.waiting(sock):
+                        return
                     frames = transport.recv(sock, transport.NOBLOCK)
                 else:
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=how == "bytes")

@@ -64,12 +64,16 @@ def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, li
     if vs.virtual_source:
         return [], None, []
     if not vs.streaming:
-        if all(b.queue for b in vs.inputs):
-            starts = [(b.consumed, 0, 1) for b in vs.inputs] if record else []
-            for b in vs.inputs:
-                b.consumed += 1
-            return [[b.pop()] for b in vs.inputs], None, starts
-        return None
+        inputs = vs.inputs
+        for b in inputs:
+            if not b.queue:
+                return None
+        starts = [(b.consumed, 0, 1) for b in inputs] if record else []
+        composition = []
+        for b in inputs:
+            b.consumed += 1
+            composition.append([b.pop()])
+        return composition, None, starts
     if vs.pull_request is None:
         return None
     d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs],

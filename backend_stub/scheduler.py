@@ -100,6 +100,7 @@ class Scheduler:
                 if fresh:
                     vs.sink.resume(0, 0)
             self.vertices[name] = vs
+        self._workers_in_order = [vs for vs in self.vertices.values() if vs.v.kind == "component"]
         # Where each vertex's dead-letter file ends: a restarted broker cuts it back here.
         self.dead_letter_offsets = {
             n: deadletter.size(deadletter.dead_letter_path(pipeline, vs))
@@ -429,6 +430,18 @@ class Scheduler:
             self.done = True
         return actions
 
+    def pump_workers(self) -> list[Action]:
+        """One pass of :meth:`pump` over the worker vertices only: the ticks that can go
+        now, without waiting for the sources and sinks (the loop sends these first, then
+        pumps everything)."""
+        actions: list[Action] = []
+        if self.failed is not None or self.done:
+            return actions
+        for vs in self._workers_in_order:
+            if not vs.finished or self._catching_up(vs):
+                self._pump_worker(vs, actions)
+        return actions
+
     @staticmethod
     def _catching_up(vs: VertexState) -> bool:
         """A finished vertex whose worker (re)connected after the end: it still gets the
@@ -537,18 +550,29 @@ class Scheduler:
         frames: list[Any] = []
         credit = self.settings.credit
         max_bytes = self.settings.inflight_bytes
+        batch = self.settings.batch
+        streaming = vs.streaming
+        fits: int | None = None  # how many more new ticks the consumers' buffers take
         # Credit in ticks and in bytes (the broker holds each in-flight tick's values for a
         # replay); one tick always goes, however large.
-        while vs.outstanding < credit and (vs.outstanding == 0 or vs.inflight_bytes < max_bytes):
+        while (out := vs.sent - vs.expect) < credit and (out == 0 or vs.inflight_bytes < max_bytes):
             if vs.sent < vs.next_tick:
                 inf = vs.entry(vs.sent)  # a replay: exactly the composition it had
                 vs.sent += 1
             else:
                 # New ticks; a streaming vertex's next pull request comes with each result.
-                if vs.finished or (vs.streaming and not vs.virtual_source and vs.outstanding > 0):
+                if vs.finished or (streaming and not vs.virtual_source and out > 0):
                     break
                 # Synchronous: each in-flight tick may still add one message per consumer.
-                if room(self.vertices, self.settings, vs, 0 if vs.streaming else vs.outstanding) < 1:
+                # The consumers' buffers do not change while this loop runs, so the room
+                # is computed once: each new tick takes one of it (none when streaming,
+                # where only the queued messages count). Without consumers the room is
+                # the capacity, and counting it down only ends this pass early.
+                if fits is None:
+                    fits = room(self.vertices, self.settings, vs, 0 if streaming else out)
+                elif not streaming:
+                    fits -= 1
+                if fits < 1:
                     break
                 new = take_tick(vs, self.journal)
                 if new is None:
@@ -559,11 +583,11 @@ class Scheduler:
             for values in inf.composition:
                 for v in values:
                     frames.extend(v)
-            if len(layout) >= self.settings.batch:
-                actions.append(Action("send", vs.epoch, P.encode(P.Ticks(vs.epoch, layout), frames)))
+            if len(layout) >= batch:
+                actions.append(Action("send", vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
                 layout, frames = [], []
         if layout:
-            actions.append(Action("send", vs.epoch, P.encode(P.Ticks(vs.epoch, layout), frames)))
+            actions.append(Action("send", vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
         if vs.finished:
             # A worker that (re)connected after the end: once it has caught up, stop it.
             if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:

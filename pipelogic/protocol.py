@@ -68,6 +68,8 @@ __all__ = [
     "decode",
     "decode_header",
     "encode",
+    "encode_results",
+    "encode_ticks",
     "split_values",
 ]
 
@@ -425,6 +427,18 @@ def encode(msg: Message, payload: Sequence[Any] = ()) -> list[Any]:
     if payload:
         return [header, *payload]
     return [header]
+
+
+def encode_ticks(epoch: int, layout: list[Any], payload: Sequence[Any]) -> list[Any]:
+    """``encode(Ticks(epoch, layout), payload)`` without building the message object: the
+    broker sends one per tick at ``batch: 1``."""
+    return [pack([PROTOCOL_VERSION, "ticks", {"epoch": epoch, "layout": layout}]), *payload]
+
+
+def encode_results(epoch: int, layout: list[Any], stats: dict[str, Any] | None, payload: Sequence[Any]) -> list[Any]:
+    """``encode(Results(epoch, layout, stats), payload)`` without building the message
+    object: a worker sends one per tick at ``credit: 1``."""
+    return [pack([PROTOCOL_VERSION, "results", {"epoch": epoch, "layout": layout, "stats": stats}]), *payload]
 
 
 def decode_header(frame: Any) -> Message:

