@@ -546,9 +546,13 @@ class Scheduler:
                     and all(b.closed and not b.queue for b in vs.inputs)):
                 self._finish(vs, actions)  # nothing will ever arrive
             return
+        credit = self.settings.credit
+        if vs.sent - vs.expect >= credit and vs.applied != vs.next_tick:
+            # No credit left (the usual case when pumped between results): nothing to send,
+            # and with ticks formed and not applied, nothing finishes.
+            return
         layout: list[Any] = []
         frames: list[Any] = []
-        credit = self.settings.credit
         max_bytes = self.settings.inflight_bytes
         batch = self.settings.batch
         streaming = vs.streaming
