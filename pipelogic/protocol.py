@@ -422,23 +422,23 @@ class Goodbye(Message):
 
 def encode(msg: Message, payload: Sequence[Any] = ()) -> list[Any]:
     """The frames of ``msg`` followed by its payload frames."""
-    body = {name: getattr(msg, name) for name in msg._SCHEMA}
-    header = pack([PROTOCOL_VERSION, msg.KIND, body])
-    if payload:
-        return [header, *payload]
-    return [header]
+    return _frames(msg.KIND, {name: getattr(msg, name) for name in msg._SCHEMA}, payload)
+
+
+def _frames(kind: str, body: dict[str, Any], payload: Sequence[Any]) -> list[Any]:
+    return [pack([PROTOCOL_VERSION, kind, body]), *payload]
 
 
 def encode_ticks(epoch: int, layout: list[Any], payload: Sequence[Any]) -> list[Any]:
     """``encode(Ticks(epoch, layout), payload)`` without building the message object: the
     broker sends one per tick at ``batch: 1``."""
-    return [pack([PROTOCOL_VERSION, "ticks", {"epoch": epoch, "layout": layout}]), *payload]
+    return _frames(Ticks.KIND, {"epoch": epoch, "layout": layout}, payload)
 
 
 def encode_results(epoch: int, layout: list[Any], stats: dict[str, Any] | None, payload: Sequence[Any]) -> list[Any]:
     """``encode(Results(epoch, layout, stats), payload)`` without building the message
     object: a worker sends one per tick at ``credit: 1``."""
-    return [pack([PROTOCOL_VERSION, "results", {"epoch": epoch, "layout": layout, "stats": stats}]), *payload]
+    return _frames(Results.KIND, {"epoch": epoch, "layout": layout, "stats": stats}, payload)
 
 
 def decode_header(frame: Any) -> Message:

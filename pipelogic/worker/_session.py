@@ -221,15 +221,15 @@ class Session:
             pass
 
     def stats(self) -> dict[str, Any]:
-        vin = self.virtual_in
-        return {
-            "ticks": self.ticks_done,
-            "virtual_dropped": vin.dropped if vin is not None else 0,
-            "nothing_dropped": self.inputs.dropped if getattr(self, "inputs", None) is not None else 0,
-            "virtual_out_lost": self.vout.lost if getattr(self, "vout", None) is not None else 0,
-            "virtual_queued": len(vin) if vin is not None else 0,
-            "virtual_closed": vin.closed if vin is not None else False,
-        }
+        return {"ticks": self.ticks_done, **dict(zip(_COUNTERS, self._counters()))}
+
+    def _counters(self) -> tuple[Any, ...]:
+        """The values of ``_COUNTERS``, as a tuple: cheap to compare before every Results."""
+        vin, inputs, vout = self.virtual_in, getattr(self, "inputs", None), getattr(self, "vout", None)
+        if vin is None:
+            return (0, inputs.dropped if inputs is not None else 0, vout.lost if vout is not None else 0, 0, False)
+        return (vin.dropped, inputs.dropped if inputs is not None else 0, vout.lost if vout is not None else 0,
+                len(vin), vin.closed)
 
     def send_stats(self) -> None:
         """A heartbeat from the main thread, so final counters reach the broker."""
@@ -554,11 +554,7 @@ class Session:
     def _changed_stats(self) -> dict[str, Any] | None:
         """The worker's counters if they moved since they were last sent (not counting
         ticks, which move every time), else None."""
-        # Compared as a tuple: this runs before every Results, on the per-tick path.
-        vin, inputs, vout = self.virtual_in, getattr(self, "inputs", None), getattr(self, "vout", None)
-        counters = (vin.dropped if vin is not None else 0, inputs.dropped if inputs is not None else 0,
-                    vout.lost if vout is not None else 0, len(vin) if vin is not None else 0,
-                    vin.closed if vin is not None else False)
+        counters = self._counters()  # a tuple: this runs before every Results
         if counters == self._sent_stats:
             return None
         self._sent_stats = counters
@@ -571,6 +567,10 @@ class Session:
                 return True
             if item is None and (self.stop_requested or self.lost is not None):
                 return True
+
+
+# The worker's counters besides ``ticks``, as the broker's status shows them.
+_COUNTERS = ("virtual_dropped", "nothing_dropped", "virtual_out_lost", "virtual_queued", "virtual_closed")
 
 
 def main_file() -> str | None:

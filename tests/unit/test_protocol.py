@@ -105,3 +105,16 @@ def test_a_version_equal_to_one_in_python_is_not_version_one(version):
     header = msgpack.packb([version, "goodbye", {"epoch": 1}])
     with pytest.raises(ProtocolVersionError):
         P.decode([header])
+
+
+@pytest.mark.parametrize("stats", [None, {"ticks": 3, "virtual_dropped": 1}])
+def test_fast_encoders_match_encode(stats):
+    """encode_ticks/encode_results spell the Ticks and Results fields out for speed: they
+    must stay byte-identical to encode() of the message, payload frames included."""
+    layout = [[7, [[0], [1, 0]], None], [8, [[], [0]], [0, 1, 2]]]
+    payload = [b"a", b"b", b"c", b"d", b"e"]
+    assert P.encode_ticks(5, layout, payload) == P.encode(P.Ticks(5, layout), payload)
+    assert P.encode_results(5, layout, stats, payload) == P.encode(P.Results(5, layout, stats), payload)
+    assert P.encode_ticks(5, [], []) == P.encode(P.Ticks(5, []))
+    msg, frames = P.decode(P.encode_results(5, layout, stats, payload))
+    assert msg == P.Results(5, layout, stats) and frames == payload
