@@ -111,7 +111,9 @@ class Broker:
         self.hellos = HelloLimiter(list(pipeline.vertices))
         self.workers: dict[int, tuple[zmq.Socket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
-        self._stop = threading.Event()
+        # A plain flag, not a threading.Event: stop() runs in signal handlers, and Event.set
+        # takes a lock that a second signal arriving inside it would wait for forever.
+        self._stopping = False
         self._done_at: float | None = None
         self._thread: threading.Thread | None = None
         self.max_buffered = 0
@@ -140,7 +142,9 @@ class Broker:
             self.error = exc
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop serving after the current loop turn. Safe from any thread and from a signal
+        handler (it takes no lock)."""
+        self._stopping = True
 
     def join(self, timeout_s: float | None = None) -> bool:
         """Wait for the loop to end; True if it did. Re-raises a crash of the loop."""
@@ -166,7 +170,7 @@ class Broker:
         hb = sch.settings.heartbeat_ms
         try:
             self._run(sch.pump())
-            while not self._stop.is_set():
+            while not self._stopping:
                 busy = any(self.outbox.values()) or any(
                     vs.source is not None and vs.source.rate and not vs.finished for vs in sch.vertices.values()
                 )
