@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.model import Inflight, Journal, Settings, Value, VertexState
+from backend_stub.model import Inflight, Journal, Settings, Value, VertexState, value_size
 from pipelogic.pulling import decide
 
 __all__ = ["could_form", "form_tick", "room", "take_tick", "virtual_queue"]
@@ -58,22 +58,12 @@ def virtual_queue(vs: VertexState) -> tuple[int | None, bool]:
 
 
 def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
-    """Take the next tick's messages off the input queues: (composition, virtual
-    shift, starts) or None if no tick can form. ``record``: note where each input's part
-    starts (only a recovery store needs it)."""
+    """Take the next tick's messages off the input queues of a virtual source or a
+    streaming vertex (:func:`take_tick` forms synchronous ticks itself): (composition,
+    virtual shift, starts) or None if no tick can form. ``record``: note where each
+    input's part starts (only a recovery store needs it)."""
     if vs.virtual_source:
         return [], None, []
-    if not vs.streaming:
-        inputs = vs.inputs
-        for b in inputs:
-            if not b.queue:
-                return None
-        starts = [(b.consumed, 0, 1) for b in inputs] if record else []
-        composition = []
-        for b in inputs:
-            b.consumed += 1
-            composition.append([b.pop()])
-        return composition, None, starts
     if vs.pull_request is None:
         return None
     d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs],
@@ -96,15 +86,34 @@ def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, li
 def take_tick(vs: VertexState, journal: Journal | None) -> Inflight | None:
     """Form the next tick, log it (and journal it for the recovery store), count it as
     sent; None if no tick can form now."""
-    entry = form_tick(vs, record=journal is not None)
-    if entry is None:
-        return None
-    inf = Inflight(vs.next_tick, *entry)
-    size = 0
-    for values in inf.composition:
-        for v in values:  # value_size inlined: this runs once per tick
-            size += len(v[0]) if len(v) == 1 else sum(len(f) for f in v)
-    inf.size = size
+    inputs = vs.inputs
+    if inputs and "streaming" not in vs.features:
+        # Synchronous (the usual case, once per tick on the hot path): one message of each
+        # input, once every input has one (the zip rule).
+        for b in inputs:
+            if not b.queue:
+                return None
+        starts = [(b.consumed, 0, 1) for b in inputs] if journal is not None else []
+        composition = []
+        size = 0
+        for b in inputs:
+            v = b.queue.popleft()
+            n = len(v[0]) if len(v) == 1 else value_size(v)
+            b.nbytes -= n
+            b.consumed += 1
+            size += n
+            composition.append([v])
+        inf = Inflight(vs.next_tick, composition, None, starts, size)
+    else:
+        entry = form_tick(vs, record=journal is not None)
+        if entry is None:
+            return None
+        inf = Inflight(vs.next_tick, *entry)
+        size = 0
+        for values in inf.composition:
+            for v in values:
+                size += len(v[0]) if len(v) == 1 else value_size(v)
+        inf.size = size
     vs.log.append(inf)
     if journal is not None:
         journal.ticks.append((vs.name, inf))

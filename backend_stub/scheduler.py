@@ -49,6 +49,7 @@ from backend_stub.model import (
 )
 from backend_stub.observe import status_of
 from backend_stub.refusals import Refusals
+from backend_stub.results import apply_results
 from backend_stub.tap import Taps
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
@@ -229,7 +230,7 @@ class Scheduler:
             if vs.replicated:
                 replicas.take_results(vs, vs.instances[epoch], entries, self._emit, bool(self.settings.redelivery))
             else:
-                self._results(vs, entries)
+                apply_results(vs, entries, self._emit, self._pull, bool(self.settings.redelivery))
             if not pump:
                 return []
         elif vs.replicated and not isinstance(msg, (P.Sync, P.Checkpoint, P.Heartbeat, P.Failed)):
@@ -340,32 +341,6 @@ class Scheduler:
             msg = str(exc)
             self._fail(msg if vs.name in msg else f"component {vs.name}: {msg}")
             return None
-
-    def _results(self, vs: VertexState, entries: list[Any]) -> None:
-        for tick, per_output, pr in entries:
-            if tick != vs.expect or tick >= vs.sent:
-                raise ProtocolError(
-                    f"vertex {vs.name}: result for tick {tick}, expected {vs.expect}"
-                    if tick < vs.sent else f"vertex {vs.name}: result for tick {tick}, which was never sent"
-                )
-            if not vs.streaming and any(len(vals) > 1 for vals in per_output):
-                raise ProtocolError(f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode")
-            vs.expect += 1
-            if tick >= vs.log_base:
-                vs.inflight_bytes -= vs.entry(tick).size
-            if tick < vs.applied:
-                vs.duplicates += 1  # a replayed tick already applied: its outputs went out once
-                continue
-            vs.applied += 1
-            vs.ticks += 1
-            for k, values in enumerate(per_output):
-                if values:
-                    self._emit(vs, k, values)
-            if pr is not None and vs.streaming:
-                vs.pull_request = self._pull(vs, pr)
-        if vs.sent == vs.expect:
-            vs.inflight_bytes = 0  # nothing in flight: whatever the accounting missed is gone
-        vs.trim(bool(self.settings.redelivery))
 
     def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
         if msg.tick < vs.applied:

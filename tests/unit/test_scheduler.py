@@ -106,6 +106,24 @@ def test_results_out_of_order_are_protocol_errors(tmp_path, comp):
         s.on_message(P.Results(epoch, [[1, [[0]], None]]), [msgpack.packb(1)], 0.0)
 
 
+def test_results_before_a_bad_entry_are_applied_and_delivered(tmp_path, comp):
+    """A Results message applies its entries in order and emits their values once per
+    message: an entry that breaks the protocol still leaves the good ones before it
+    applied and delivered, none lost and none applied twice."""
+    s = Scheduler(pipeline(tmp_path, comp, count=4), Settings(credit=4, batch=4))
+    epoch, actions = connect(s)
+    sent = ticks_of(actions)
+    assert [t for t, _, _ in sent] == [0, 1, 2, 3]
+    layout = [[0, [[0]], None], [1, [[0]], None], [3, [[0]], None]]  # tick 2 skipped
+    with pytest.raises(ProtocolError, match="result for tick 3, expected 2"):
+        s.on_message(P.Results(epoch, layout), [msgpack.packb(v) for v in (10, 11, 13)], 0.0)
+    c = s.vertices["c"]
+    assert (c.applied, c.expect, c.out_counts[0]) == (2, 2, 2)
+    assert [msgpack.unpackb(v[0]) for v in s.vertices["out"].inputs[0].queue] == [10, 11]
+    answer(s, epoch, sent[2:])  # the rest, answered properly
+    assert s.vertices["out"].sink.values == [10, 11, 2 + 102, 3 + 103]
+
+
 def test_config_set_validates_against_schema(tmp_path, component):
     cdir = component("k", """
         name: k
