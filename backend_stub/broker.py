@@ -124,8 +124,12 @@ class Broker:
         self.slots: SlotRegistry | None = None
         if self.keys is None and shm_enabled():
             self.slots = SlotRegistry(self.scheduler.run)
-            self.slots.sweep()  # an earlier broker's pools of this run: its values were spilled
-            self.scheduler.adopt = self.slots.adopt
+            # Sweeps an earlier broker's pools of this run (its values were spilled to the
+            # store) and those of runs whose broker was killed and never came back.
+            if self.slots.claim():
+                self.scheduler.adopt = self.slots.adopt
+            else:
+                self.slots = None
         self._next_reap = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -508,5 +512,5 @@ class Broker:
         if self.auth is not None:
             self.auth.stop()
         if self.slots is not None:
-            self.slots.sweep()
+            self.slots.close()
         self.ctx.term()

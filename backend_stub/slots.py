@@ -17,11 +17,14 @@ a restarted broker needs no slot of an earlier one), sinks and dead letters.
 from __future__ import annotations
 
 import builtins
+import errno
+import fcntl
 import logging
 import mmap
 import os
 import re
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,8 @@ ANYONE = -1
 """The user of a pool whose files are 0666: any worker sharing the directory maps them."""
 
 _PROBE = re.compile(r"pipelogic-probe-[0-9a-f]{24}")
+_LOCK = re.compile(r"(pipelogic-[0-9a-f]{1,8}-)lock")
+_LOCK_WAIT_S = 2.0  # how long a starting broker waits for a sweeper that holds its run's lock
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
@@ -112,9 +117,76 @@ class SlotRegistry:
         self.dir = directory if directory is not None else shm_dir()
         self.run = run
         self.prefix = run_prefix(run)
+        self.lock_name = self.prefix + "lock"
+        self._lock_fd: int | None = None
         self.pools: dict[int, _Pool] = {}
         self.uids: dict[int, int] = {}  # epochs that map slots themselves: their user
         self.adopted = self.released = self.unlinked = 0
+
+    # -- the run's lock ------------------------------------------------------------------------
+
+    def claim(self) -> bool:
+        """Start using the directory: take this run's lock file (``<run prefix>lock``, held
+        while this broker lives; the kernel drops it when the process dies, SIGKILL
+        included), then remove this run's pools of an earlier broker and every pool of a
+        run whose broker died without coming back (its lock file is free). False if the
+        lock cannot be had (the directory is unusable, or another live process holds it):
+        the broker then keeps to sockets, since without the lock another broker would
+        take this run's pools for a dead run's."""
+        fd = _take_lock(self.dir / self.lock_name)
+        if fd is None:
+            return False
+        self._lock_fd = fd
+        self.sweep()
+        swept = self.sweep_dead_runs()
+        if swept:
+            log.info("broker: removed the shared-memory pools of %d run(s) whose broker died", swept)
+        return True
+
+    def sweep_dead_runs(self) -> int:
+        """Remove the pool files of every run in the directory whose lock file no live
+        process holds (its broker was killed and never restarted); returns how many runs.
+        Only lock files of this user are considered: another user's are theirs to remove."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return 0
+        runs = 0
+        for name in names:
+            m = _LOCK.fullmatch(name)
+            if m is None or name == self.lock_name:
+                continue
+            path = self.dir / name
+            try:
+                fd = os.open(path, os.O_RDONLY | _FLAGS)
+            except OSError:
+                continue
+            try:
+                if os.fstat(fd).st_uid != os.geteuid():
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its broker lives
+                if not _same_file(path, fd):
+                    continue  # swept by someone else meanwhile
+                prefix = m.group(1)
+                for other in names:
+                    if other.startswith(prefix) and other != name:
+                        _remove(self.dir / other)
+                _remove(path)  # last, while holding its lock: a broker restarting that run waits for it
+                runs += 1
+            finally:
+                os.close(fd)
+        return runs
+
+    def close(self) -> None:
+        """The broker ends: remove this run's pools and its lock file."""
+        self.sweep()
+        if self._lock_fd is not None:
+            _remove(self.dir / self.lock_name)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- the handshake ---------------------------------------------------------------------
 
@@ -306,7 +378,7 @@ class SlotRegistry:
         except OSError:
             return 0
         for name in names:
-            if name.startswith(self.prefix):
+            if name.startswith(self.prefix) and name != self.lock_name:
                 n += self._unlink(name)
         for pool in self.pools.values():
             pool.dead = True
@@ -325,3 +397,45 @@ class SlotRegistry:
             return 0
         self.unlinked += 1
         return 1
+
+
+def _take_lock(path: Path) -> int | None:
+    """Open (creating it) and exclusively flock the lock file ``path``; its fd, or None if
+    it cannot be had within _LOCK_WAIT_S. A sweeper of a dead run holds the lock only while
+    it removes that run's files, and unlinks the lock file last: after waiting for it, the
+    file is checked to still be the one at ``path``, else it is made anew."""
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
+        except OSError as exc:
+            log.warning("broker: cannot create the shared-memory lock file %s: %s; keeping to sockets", path, exc)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
+                log.warning("broker: the shared-memory lock file %s is held by another process; keeping to "
+                            "sockets", path)
+                return None
+            time.sleep(0.01)
+            continue
+        if _same_file(path, fd):
+            return fd
+        os.close(fd)  # removed while we waited: make it anew
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    """Unlink, quietly: what is gone already or not ours to remove stays as it is."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

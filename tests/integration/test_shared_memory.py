@@ -81,6 +81,11 @@ def files(d: Path) -> list[str]:
     return sorted(os.listdir(d))
 
 
+def pool_files(d: Path) -> list[str]:
+    """The slot and control files: not a live broker's lock file (``pipelogic-<run>-lock``)."""
+    return [name for name in files(d) if not name.endswith("-lock")]
+
+
 def worker(component: Path, vertex: str, endpoint: str, env: dict, **extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(component)], stderr=subprocess.PIPE,
                             text=True, env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex, **extra))
@@ -178,7 +183,7 @@ def test_stalled_consumer_bounded_lossless_and_a_crashed_producers_slots_reclaim
         # Stalled: the pool stops growing well below the run's 200 MiB.
         counts = []
         for _ in range(20):
-            counts.append(len(files(d)))
+            counts.append(len(pool_files(d)))
             time.sleep(0.1)
         assert max(counts) <= 24, counts
         assert counts[-1] == counts[10], f"the pool kept growing under a stalled consumer: {counts}"
@@ -188,7 +193,8 @@ def test_stalled_consumer_bounded_lossless_and_a_crashed_producers_slots_reclaim
         producer.send_signal(signal.SIGKILL)
         producer.wait(10)
         # The dead pool: only the slots the broker holds, and its control file, remain.
-        wait_until(lambda: len(files(d)) == held + 1, what=f"the dead producer's free slots removed ({files(d)})")
+        wait_until(lambda: len(pool_files(d)) == held + 1,
+                   what=f"the dead producer's free slots removed ({files(d)})")
         procs.append(worker(BLOBS, "blobs", broker.endpoint, env))
         hold.unlink()
         assert broker.proc.wait(90) == 0, "".join(broker.lines)[-3000:]
@@ -213,7 +219,7 @@ def test_a_killed_producers_pool_is_removed_while_the_run_goes_on(tmp_path, shm_
     procs = [producer, worker(DIGEST, "digest", broker.endpoint, env)]
     try:
         wait_until(lambda: (s := shm_status(client)) and s["adopted"] >= 10, what="values through shared memory")
-        pool = {name.rsplit("-", 1)[0] for name in files(d)}
+        pool = {name.rsplit("-", 1)[0] for name in pool_files(d)}
         assert len(pool) == 1, files(d)
         producer.send_signal(signal.SIGKILL)
         producer.wait(10)
@@ -225,6 +231,39 @@ def test_a_killed_producers_pool_is_removed_while_the_run_goes_on(tmp_path, shm_
     finally:
         reap(procs, broker)
     assert verdict(read_out(tmp_path), reference(n)) == "ALL-RECORDS-DELIVERED", "".join(broker.lines)[-3000:]
+    assert files(d) == []
+
+
+def test_a_broker_killed_for_good_leaves_files_until_the_next_broker_starts(tmp_path, shm_env):
+    """SIGKILL the broker and both workers mid-run and never restart them: their pools stay
+    in the directory (nobody is left to remove them). The next broker to start there, of
+    another run (``--fresh``, as after giving up on it), finds that run's lock file free
+    (the kernel dropped the dead broker's flock) and removes every file of it, and leaves
+    nothing of its own when it ends."""
+    env, d = shm_env
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(100, {"expect": "shm"}, {"heartbeat_ms": 300}, rate=25))
+    state = tmp_path / "state"
+    broker = BrokerProc(f, env, "--state-dir", str(state))
+    client = BrokerClient(broker.endpoint, timeout_s=2.0)
+    procs = [worker(BLOBS, "blobs", broker.endpoint, env), worker(DIGEST, "digest", broker.endpoint, env)]
+    try:
+        wait_until(lambda: (s := shm_status(client)) and s["adopted"] >= 5, what="values through shared memory")
+        for p in [broker.proc, *procs]:
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+        left = files(d)
+        assert pool_files(d) and any(name.endswith("-lock") for name in left), left
+    finally:
+        reap(procs, broker)
+    g = tmp_path / "next.yml"
+    g.write_text(pipeline(20, {"expect": "any"}))
+    nxt = BrokerProc(g, env, "--state-dir", str(tmp_path / "state2"), "--fresh")
+    try:
+        wait_until(lambda: not set(left) & set(files(d)), what=f"the dead run's files removed ({files(d)})")
+        assert any("removed the shared-memory pools of 1 run(s)" in line for line in nxt.lines), "".join(nxt.lines)
+    finally:
+        nxt.stop()
     assert files(d) == []
 
 

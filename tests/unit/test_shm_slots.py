@@ -23,6 +23,7 @@ from pipelogic._shm import (
     decode_descriptor,
     encode_descriptor,
     pool_prefix,
+    run_prefix,
     slot_name,
 )
 from pipelogic.errors import ProtocolError
@@ -382,3 +383,78 @@ def test_a_tick_naming_a_removed_slot_is_from_a_broker_that_is_gone(world):
     dec = InputDecoder("v", ["Bytes"], [], reader.resolve)
     with pytest.raises(SlotGone):
         dec.decode([[(b"\xc7\x04\x01\x00\x00\x00\x00", desc)]], False)
+
+
+# -- a run's lock: the pools of a broker killed for good ----------------------------------------
+
+
+def _fake_run(d, run: str) -> list[str]:
+    """The files a run's broker and one worker leave when both are SIGKILLed: the lock
+    file (no longer held) and a pool of two slots and its control file."""
+    prefix = pool_prefix(run, 3)
+    names = [f"{run_prefix(run)}lock", slot_name(prefix, 0), slot_name(prefix, 1), ctl_name(prefix)]
+    for n in names:
+        (d / n).write_bytes(b"x")
+    return names
+
+
+def test_a_starting_broker_removes_the_pools_of_runs_whose_broker_died(tmp_path):
+    import fcntl
+
+    dead = _fake_run(tmp_path, "dead" + "0" * 28)
+    live = _fake_run(tmp_path, "1" * 32)
+    holder = os.open(tmp_path / live[0], os.O_RDONLY)  # a live broker's lock: held
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    (tmp_path / "unrelated-file").write_bytes(b"keep me")
+    try:
+        reg = SlotRegistry(RUN, tmp_path)
+        assert reg.claim()
+        left = set(os.listdir(tmp_path))
+        assert not left & set(dead)  # every file of the dead run, its lock file last
+        assert set(live) <= left  # a live run is left alone
+        assert {"unrelated-file", reg.lock_name} <= left
+        # This registry's lock is held now: a second one of the run cannot have it, and
+        # another broker's start does not take this run for a dead one.
+        other = SlotRegistry("abcdef" + "2" * 26, tmp_path)
+        assert other.claim() and reg.lock_name in os.listdir(tmp_path)
+        other.close()
+        reg.close()
+        assert reg.lock_name not in os.listdir(tmp_path)
+    finally:
+        os.close(holder)
+    # The live run's broker died since: the next start removes its files.
+    reg = SlotRegistry(RUN, tmp_path)
+    assert reg.claim()
+    assert sorted(os.listdir(tmp_path)) == sorted(["unrelated-file", reg.lock_name])
+    reg.close()
+
+
+def test_a_broker_whose_lock_is_held_keeps_to_sockets(tmp_path, monkeypatch):
+    import fcntl
+
+    import backend_stub.slots as slots
+
+    monkeypatch.setattr(slots, "_LOCK_WAIT_S", 0.05)
+    reg = SlotRegistry(RUN, tmp_path)
+    holder = os.open(tmp_path / reg.lock_name, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        assert not reg.claim()
+    finally:
+        os.close(holder)
+    assert reg.claim()  # free again
+    reg.close()
+
+
+def test_the_sweep_keeps_the_runs_own_lock_file(tmp_path):
+    reg = SlotRegistry(RUN, tmp_path)
+    assert reg.claim()  # as a broker starts: before any worker registers
+    pool = SlotPool(tmp_path, reg.register(7, os.getuid())["prefix"], 512 * 1024, 64 * MIB)
+    ref = adopt(reg, 7, pool.place(payload(1)))
+    assert reg.sweep() == 2  # the slot and its control file, not the lock
+    assert os.listdir(tmp_path) == [reg.lock_name]
+    del ref
+    gc.collect()
+    pool.close()
+    reg.close()
+    assert os.listdir(tmp_path) == []
