@@ -408,6 +408,9 @@ def _take_lock(path: Path) -> int | None:
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
+        except FileNotFoundError:
+            log.info("broker: no shared-memory directory %s; keeping to sockets", path.parent)
+            return None
         except OSError as exc:
             log.warning("broker: cannot create the shared-memory lock file %s: %s; keeping to sockets", path, exc)
             return None

@@ -444,6 +444,7 @@ def test_a_broker_whose_lock_is_held_keeps_to_sockets(tmp_path, monkeypatch):
         os.close(holder)
     assert reg.claim()  # free again
     reg.close()
+    assert not SlotRegistry(RUN, tmp_path / "no-such-directory").claim()
 
 
 def test_the_sweep_keeps_the_runs_own_lock_file(tmp_path):
