@@ -141,6 +141,9 @@ class SlotRegistry:
         swept = self.sweep_dead_runs()
         if swept:
             log.info("broker: removed the shared-memory pools of %d run(s) whose broker died", swept)
+        probes = self.sweep_dead_probes()
+        if probes:
+            log.info("broker: removed %d shared-memory probe file(s) of workers that were killed", probes)
         return True
 
     def sweep_dead_runs(self) -> int:
@@ -156,29 +159,30 @@ class SlotRegistry:
             m = _LOCK.fullmatch(name)
             if m is None or name == self.lock_name:
                 continue
-            path = self.dir / name
-            try:
-                fd = os.open(path, os.O_RDONLY | _FLAGS)
-            except OSError:
-                continue
-            try:
-                if os.fstat(fd).st_uid != os.geteuid():
-                    continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # its broker lives
-                if not _same_file(path, fd):
-                    continue  # swept by someone else meanwhile
-                prefix = m.group(1)
+            prefix = m.group(1)
+
+            def remove_run(prefix: str = prefix, lock: str = name) -> None:
                 for other in names:
-                    if other.startswith(prefix) and other != name:
+                    if other.startswith(prefix) and other != lock:
                         _remove(self.dir / other)
-                _remove(path)  # last, while holding its lock: a broker restarting that run waits for it
+
+            if _remove_if_free(self.dir / name, remove_run):
                 runs += 1
-            finally:
-                os.close(fd)
         return runs
+
+    def sweep_dead_probes(self) -> int:
+        """Remove the handshake probe files of this user that no live worker holds (a worker
+        holds its probe's flock until it removes it: one killed while it waited to be
+        welcomed leaves it behind); returns how many."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return 0
+        n = 0
+        for name in names:
+            if _PROBE.fullmatch(name) and _remove_if_free(self.dir / name, lambda: None):
+                n += 1
+        return n
 
     def close(self) -> None:
         """The broker ends: remove this run's pools and its lock file."""
@@ -427,6 +431,31 @@ def _take_lock(path: Path) -> int | None:
         if _same_file(path, fd):
             return fd
         os.close(fd)  # removed while we waited: make it anew
+
+
+def _remove_if_free(path: Path, before: Callable[[], None]) -> bool:
+    """If no live process holds the flock of ``path`` (a file of this user): take it, run
+    ``before`` (remove what the file vouched for), then unlink ``path`` while still holding
+    it, so whoever waits for that lock finds the file gone and makes a new one. True if
+    it was removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _FLAGS)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            return False  # another user's: theirs to remove
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its process lives
+        if not _same_file(path, fd):
+            return False  # removed by someone else meanwhile
+        before()
+        _remove(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _same_file(path: Path, fd: int) -> bool:

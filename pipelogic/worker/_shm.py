@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import logging
 import mmap
 import os
@@ -64,9 +65,17 @@ def _address(buf: Any) -> int | None:
         del anchor
 
 
+_PROBES: dict[str, int] = {}  # probe name -> the fd holding its lock while the handshake lasts
+
+
 def make_probe() -> str:
     """Create the handshake's probe file in the shared-memory directory and return its
-    name ('' when the path is off or the directory is not usable: no shared memory then)."""
+    name ('' when the path is off or the directory is not usable: no shared memory then).
+    The probe stays while the worker waits to be welcomed (minutes, while it rejoins a
+    broker that is gone), so this process holds an exclusive flock on it until
+    :func:`remove_probe`; a probe whose lock is free belongs to a worker that was killed,
+    and a starting broker removes it. It is made under a hidden name and renamed once
+    locked, so no sweeper ever sees it unlocked while its worker lives."""
     if not enabled():
         return ""
     name = f"pipelogic-probe-{secrets.token_hex(12)}"
@@ -75,11 +84,22 @@ def make_probe() -> str:
     except ValueError as exc:
         log.warning("%s; shared memory is off", exc)
         return ""
+    hidden = shm_dir() / f".{name}"
     try:
-        fd = _create(shm_dir() / name, os.O_WRONLY, mode)
-        os.close(fd)
+        fd = _create(hidden, os.O_RDONLY, mode)
     except OSError:
         return ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(hidden, shm_dir() / name)
+    except OSError:
+        os.close(fd)
+        try:
+            os.unlink(hidden)
+        except OSError:
+            pass
+        return ""
+    _PROBES[name] = fd
     return name
 
 
@@ -95,11 +115,15 @@ def _create(path: Path, flags: int, mode: int) -> int:
 
 
 def remove_probe(name: str) -> None:
+    """Remove a probe of :func:`make_probe`, then let go of its lock."""
     if name:
         try:
             os.unlink(shm_dir() / name)
         except OSError:
             pass
+        fd = _PROBES.pop(name, None)
+        if fd is not None:
+            os.close(fd)
 
 
 class _Slot:

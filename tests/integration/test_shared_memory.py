@@ -235,11 +235,12 @@ def test_a_killed_producers_pool_is_removed_while_the_run_goes_on(tmp_path, shm_
 
 
 def test_a_broker_killed_for_good_leaves_files_until_the_next_broker_starts(tmp_path, shm_env):
-    """SIGKILL the broker and both workers mid-run and never restart them: their pools stay
-    in the directory (nobody is left to remove them). The next broker to start there, of
-    another run (``--fresh``, as after giving up on it), finds that run's lock file free
-    (the kernel dropped the dead broker's flock) and removes every file of it, and leaves
-    nothing of its own when it ends."""
+    """SIGKILL the broker mid-run, then both workers while they wait to rejoin it, and never
+    restart them: their pools and the workers' handshake probes stay in the directory
+    (nobody is left to remove them). The next broker to start there, of another run
+    (``--fresh``, as after giving up on it), finds that run's lock file and the probes
+    free (the kernel dropped the dead processes' flocks), removes every one of those files,
+    and leaves nothing of its own when it ends."""
     env, d = shm_env
     f = tmp_path / "pipeline.yml"
     f.write_text(pipeline(100, {"expect": "shm"}, {"heartbeat_ms": 300}, rate=25))
@@ -249,7 +250,13 @@ def test_a_broker_killed_for_good_leaves_files_until_the_next_broker_starts(tmp_
     procs = [worker(BLOBS, "blobs", broker.endpoint, env), worker(DIGEST, "digest", broker.endpoint, env)]
     try:
         wait_until(lambda: (s := shm_status(client)) and s["adopted"] >= 5, what="values through shared memory")
-        for p in [broker.proc, *procs]:
+        broker.proc.send_signal(signal.SIGKILL)
+        broker.proc.wait(10)
+        # The workers notice and wait to be welcomed again, each with a probe file: kill
+        # them there, so they leave their probes too.
+        wait_until(lambda: sum(name.startswith("pipelogic-probe-") for name in files(d)) == 2,
+                   what=f"both workers waiting to rejoin ({files(d)})")
+        for p in procs:
             p.send_signal(signal.SIGKILL)
             p.wait(10)
         left = files(d)
@@ -261,7 +268,8 @@ def test_a_broker_killed_for_good_leaves_files_until_the_next_broker_starts(tmp_
     nxt = BrokerProc(g, env, "--state-dir", str(tmp_path / "state2"), "--fresh")
     try:
         wait_until(lambda: not set(left) & set(files(d)), what=f"the dead run's files removed ({files(d)})")
-        assert any("removed the shared-memory pools of 1 run(s)" in line for line in nxt.lines), "".join(nxt.lines)
+        log = "".join(nxt.lines)
+        assert "removed the shared-memory pools of 1 run(s)" in log and "removed 2 shared-memory probe" in log, log
     finally:
         nxt.stop()
     assert files(d) == []

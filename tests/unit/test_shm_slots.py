@@ -459,3 +459,22 @@ def test_the_sweep_keeps_the_runs_own_lock_file(tmp_path):
     pool.close()
     reg.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_workers_probe_is_removed_a_live_ones_kept(tmp_path, monkeypatch):
+    from pipelogic.worker import _shm as worker_shm
+
+    monkeypatch.setenv("PIPELOGIC_SHM", "1")
+    monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))
+    live = worker_shm.make_probe()
+    dead = worker_shm.make_probe()
+    assert sorted(os.listdir(tmp_path)) == sorted([live, dead])  # renamed once locked
+    os.close(worker_shm._PROBES.pop(dead))  # its worker was SIGKILLed: the kernel drops the lock
+    reg = SlotRegistry(RUN, tmp_path)
+    assert reg.claim()
+    assert sorted(os.listdir(tmp_path)) == sorted([live, reg.lock_name])
+    assert reg.probe(live) is not None  # a live worker's handshake still works
+    worker_shm.remove_probe(live)
+    assert live not in worker_shm._PROBES
+    reg.close()
+    assert os.listdir(tmp_path) == []
