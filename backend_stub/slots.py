@@ -138,51 +138,40 @@ class SlotRegistry:
             return False
         self._lock_fd = fd
         self.sweep()
-        swept = self.sweep_dead_runs()
-        if swept:
-            log.info("broker: removed the shared-memory pools of %d run(s) whose broker died", swept)
-        probes = self.sweep_dead_probes()
+        runs, probes = self.sweep_dead()
+        if runs:
+            log.info("broker: removed the shared-memory pools of %d run(s) whose broker died", runs)
         if probes:
             log.info("broker: removed %d shared-memory probe file(s) of workers that were killed", probes)
         return True
 
-    def sweep_dead_runs(self) -> int:
-        """Remove the pool files of every run in the directory whose lock file no live
-        process holds (its broker was killed and never restarted); returns how many runs.
-        Only lock files of this user are considered: another user's are theirs to remove."""
+    def sweep_dead(self) -> tuple[int, int]:
+        """Remove what processes killed for good left in the directory: the pool files of
+        every run whose lock file no live process holds (its broker was killed and never
+        restarted), and the handshake probes no live worker holds (a worker holds its
+        probe's flock until it removes it: one killed while it waited to be welcomed leaves
+        it behind). Only files of this user are considered: another user's are theirs to
+        remove. Returns (runs, probes) removed."""
         try:
             names = os.listdir(self.dir)
         except OSError:
-            return 0
-        runs = 0
+            return 0, 0
+        runs = probes = 0
         for name in names:
+            if _PROBE.fullmatch(name):
+                probes += _remove_if_free(self.dir / name, lambda: None)
+                continue
             m = _LOCK.fullmatch(name)
             if m is None or name == self.lock_name:
                 continue
-            prefix = m.group(1)
 
-            def remove_run(prefix: str = prefix, lock: str = name) -> None:
+            def remove_run(prefix: str = m.group(1), lock: str = name) -> None:
                 for other in names:
                     if other.startswith(prefix) and other != lock:
                         _remove(self.dir / other)
 
-            if _remove_if_free(self.dir / name, remove_run):
-                runs += 1
-        return runs
-
-    def sweep_dead_probes(self) -> int:
-        """Remove the handshake probe files of this user that no live worker holds (a worker
-        holds its probe's flock until it removes it: one killed while it waited to be
-        welcomed leaves it behind); returns how many."""
-        try:
-            names = os.listdir(self.dir)
-        except OSError:
-            return 0
-        n = 0
-        for name in names:
-            if _PROBE.fullmatch(name) and _remove_if_free(self.dir / name, lambda: None):
-                n += 1
-        return n
+            runs += _remove_if_free(self.dir / name, remove_run)
+        return runs, probes
 
     def close(self) -> None:
         """The broker ends: remove this run's pools and its lock file."""
