@@ -108,12 +108,9 @@ def take_tick(vs: VertexState, journal: Journal | None) -> Inflight | None:
         entry = form_tick(vs, record=journal is not None)
         if entry is None:
             return None
-        inf = Inflight(vs.next_tick, *entry)
-        size = 0
-        for values in inf.composition:
-            for v in values:
-                size += len(v[0]) if len(v) == 1 else value_size(v)
-        inf.size = size
+        composition, extra, starts = entry
+        size = sum(value_size(v) for values in composition for v in values)
+        inf = Inflight(vs.next_tick, composition, extra, starts, size)
     vs.log.append(inf)
     if journal is not None:
         journal.ticks.append((vs.name, inf))
