@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "request",
     "send",
     "send_to",
+    "term",
     "waiting",
 ]
 
@@ -176,6 +178,29 @@ def waiting(sock: zmq.Socket) -> bool:
     builds an exception for that (about 2.6 us here, against 1 us for this check)."""
     events: int = _RAW_GET(sock, _EVENTS)  # type: ignore[assignment]  # an int for EVENTS
     return bool(events & _POLLIN)
+
+
+def term(ctx: zmq.Context, timeout_s: float = 2.0) -> bool:
+    """Terminate ``ctx``, whose sockets are closed, waiting at most ``timeout_s``; False
+    if it did not finish (then it finishes in the background, or with the process).
+
+    Why a bound: ``zmq_ctx_term`` waits for libzmq's I/O thread, and that thread resolves
+    a connect's host name with a blocking getaddrinfo each time it reconnects. A worker
+    that closes just after its broker container exited has sockets reconnecting to a
+    name that no longer exists, and with a slow DNS server (Docker's embedded DNS asks the
+    host's servers about names it does not know) each lookup blocks for seconds; an
+    unbounded term then left a finished worker hanging until its health check killed it.
+    Nothing is lost by not waiting: every socket has LINGER 0."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            ctx.term()
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="pipelogic-zmq-term", daemon=True).start()
+    return done.wait(timeout_s)
 
 
 def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:

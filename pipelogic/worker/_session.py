@@ -147,7 +147,7 @@ class Session:
         try:
             self._accept(self._handshake(settings.connect_timeout_s, rejoin=False))
         except BaseException:
-            self.ctx.term()
+            transport.term(self.ctx)
             self.store.unlock()
             raise
         self.virtual_in: VirtualInputStream | None = None
@@ -245,7 +245,9 @@ class Session:
         if self.link is not None:
             self.link.close()
         self.shm.close()
-        self.ctx.term()
+        if not transport.term(self.ctx):
+            log.warning("vertex %s: zmq did not close its connections within 2 s (a slow DNS lookup of %s?); "
+                        "exiting without waiting", self.vertex, self.settings.broker)
         self.store.unlock()
 
     # -- state -----------------------------------------------------------------------------

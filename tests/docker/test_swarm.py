@@ -54,6 +54,24 @@ def swarm(engine):
                 n.remove()
 
 
+def what_ran(engine, stack: str) -> str:
+    """For a failure message: the stack's tasks, each container's exit and health checks,
+    and the services' logs (a worker logs to stderr)."""
+    out = [docker("stack", "ps", stack, "--no-trunc", check=False).stdout]
+    for c in engine.api.containers(all=True, filters={"label": f"com.docker.stack.namespace={stack}"}):
+        state = engine.api.inspect_container(c["Id"])["State"]
+        health = state.get("Health") or {}
+        checks = [f"{h.get('End', '')[11:23]} exit {h.get('ExitCode')}: {h.get('Output', '').strip()}"
+                  for h in health.get("Log", [])]
+        out.append(f"{c['Names'][0]}: {state.get('Status')} exit {state.get('ExitCode')} "
+                   f"started {state.get('StartedAt', '')[11:23]} finished {state.get('FinishedAt', '')[11:23]} "
+                   f"health {health.get('Status')}\n  " + "\n  ".join(checks))
+    for service in ("broker", "double"):
+        logs = docker("service", "logs", "--timestamps", "--raw", f"{stack}_{service}", check=False)
+        out.append(f"--- {service}:\n{logs.stdout}{logs.stderr}")
+    return "\n".join(out)
+
+
 def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_image):
     hello = copy_examples(tmp_path) / "hello"
     pipeline = hello / "pipeline.yml"
@@ -72,8 +90,7 @@ def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_
             raise AssertionError(f"broker task {states}: {[t['Status'].get('Err') for t in tasks]}")
         return "complete" if "complete" in states else ""
 
-    wait_for(broker_state, 180, "the broker task to complete",
-             lambda: docker("stack", "ps", stack, "--no-trunc", check=False).stdout)
+    wait_for(broker_state, 180, "the broker task to complete", lambda: what_ran(engine, stack))
     reference = hello_reference(tmp_path / "local")
     for name in ("counts.jsonl", "labels.jsonl"):
         assert (hello / "out" / name).read_bytes() == (reference / name).read_bytes()
@@ -82,9 +99,7 @@ def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_
         tasks = docker("stack", "ps", stack, "--format", "{{.Name}} {{.CurrentState}}").stdout
         return tasks if tasks.count("Complete") >= 6 else ""
 
-    tasks = wait_for(all_complete, 60, "every task to complete",
-                     lambda: docker("stack", "ps", stack, check=False).stdout
-                     + docker("service", "logs", f"{stack}_double", check=False).stdout)
+    tasks = wait_for(all_complete, 60, "every task to complete", lambda: what_ran(engine, stack))
     # The broker and five workers (double as two instances), each exited 0.
     assert tasks.count("Complete") == 6, tasks
     assert sum(line.startswith(f"{stack}_double.") for line in tasks.splitlines()) == 2, tasks

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 
+import yaml
 from dockerlib import (
     compose_for,
     counter_fold,
@@ -104,3 +105,29 @@ def test_docker_kill_of_the_broker_resumes_the_run_from_its_volume(tmp_path, pro
     assert [int(x) for x in lines(out)] == counter_fold(n)
     assert "resuming run" in p.logs("broker")
     assert "rejoined the broker" in p.logs("counter")
+
+
+def test_a_worker_stopped_while_its_broker_is_gone_exits_0_when_dns_does_not_answer(tmp_path, project):
+    """Docker's DNS asks the host's servers about a name it no longer knows (the broker's,
+    once its container is gone). When they do not answer, libzmq's I/O thread sits in a
+    getaddrinfo for seconds at each reconnect, and closing the zmq context waits for it:
+    a worker stopped then, or finishing just as its broker exited, hung until Docker's
+    SIGKILL (137) or its health check. The worker no longer waits for that lookup."""
+    pipeline = slow_counter_pipeline(tmp_path, 1_000_000, 2000)
+    out = pipeline.parent / "out" / "sums.jsonl"
+    file = compose_for(pipeline)
+    spec = yaml.safe_load(file.read_text())
+    spec["services"]["counter"]["dns"] = ["192.0.2.1"]  # TEST-NET-1: nothing there answers
+    file.write_text(yaml.safe_dump(spec))
+    p = project(file)
+    p.compose("up", "-d")
+    wait_for(lambda: len(lines(out)) > 100, 60, "the first outputs", lambda: p.logs("broker"))
+    # Killed (a stopped broker would close its workers) and removed: its name leaves the DNS.
+    p.container("broker").remove(force=True)
+    wait_for(lambda: "rejoining" in p.logs("counter"), 60, "the counter to miss its broker",
+             lambda: p.logs("counter"))
+    counter = p.container("counter")
+    counter.stop(timeout=10)  # Docker's default grace period
+    counter.reload()
+    assert counter.attrs["State"]["ExitCode"] == 0, p.logs("counter")
+    assert "stopped while the broker was gone" in p.logs("counter")
