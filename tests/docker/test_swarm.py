@@ -1,6 +1,7 @@
 """The generated compose file deploys unchanged with `docker stack deploy` on a one-node
 Swarm made for the test (and left afterwards, with everything it created); a vertex with
-``replicas: 2`` runs as two tasks and the output is what one instance gives."""
+``replicas: 2`` runs as two tasks and the output is what one instance gives, and a
+component that takes 45 s to load is not killed as unhealthy meanwhile."""
 
 from __future__ import annotations
 
@@ -74,6 +75,11 @@ def what_ran(engine, stack: str) -> str:
 
 def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_image):
     hello = copy_examples(tmp_path) / "hello"
+    # A component that loads slowly (a model, at import): nothing beats meanwhile, and a
+    # Swarm kills a task whose health check fails. 45 s is past what the checks allowed
+    # before the image's start period became 5 minutes (20 s + 3 retries of 5 s).
+    main = hello.parent / "double" / "src" / "main.py"
+    main.write_text("import time\n\ntime.sleep(45)  # loading a model\n" + main.read_text())
     pipeline = hello / "pipeline.yml"
     pipeline.write_text(pipeline.read_text().replace("double:   {path: ../double}",
                                                      "double:   {path: ../double, replicas: 2}"))
