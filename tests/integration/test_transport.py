@@ -3,10 +3,8 @@ cannot finish at once (libzmq's I/O thread may sit in a DNS lookup; see transpor
 
 from __future__ import annotations
 
-import threading
-import time
-
 import zmq
+from helpers import wait_until
 
 from pipelogic import transport
 
@@ -31,7 +29,4 @@ def test_term_that_cannot_finish_returns_false_and_finishes_when_it_can():
     assert transport.term(ctx, timeout_s=0.2) is False
     assert not ctx.closed
     held.close()  # the background term then ends the context
-    deadline = time.monotonic() + 10
-    while not ctx.closed and time.monotonic() < deadline:
-        threading.Event().wait(0.01)
-    assert ctx.closed, "the context did not end after its last socket was closed"
+    wait_until(lambda: ctx.closed, 10, "the context to end after its last socket was closed")
