@@ -6,6 +6,8 @@ them); a sink receives decoded values. Files are relative to the pipeline file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -15,6 +17,7 @@ from typing import IO, Any
 
 import msgpack
 
+from pipelogic import _faults
 from pipelogic.errors import DefinitionError, PipelogicError, StateError
 from pipelogic.jsonform import from_json, to_json
 from pipelogic.pipeline import Pipeline, Vertex
@@ -36,6 +39,7 @@ class Source:
         self.produced = 0
         self.exhausted = False
         self._start: float | None = None
+        self._base = 0  # values passed over by skip(): the rate's clock counts from there
 
     def allowance(self, now: float) -> int:
         """How many values the rate allows right now (unbounded without a rate)."""
@@ -43,10 +47,12 @@ class Source:
             return 1 << 30
         if self._start is None:
             self._start = now
-        return max(0, int((now - self._start) * self.rate) + 1 - self.produced)
+        return max(0, int((now - self._start) * self.rate) + 1 - (self.produced - self._base))
 
     def skip(self, n: int) -> None:
-        """Pass over the first ``n`` values (a restarted broker resumes at its position)."""
+        """Pass over the first ``n`` values (a restarted broker resumes at its position).
+        A rated source then goes on at its rate from there, not as if it had to earn the
+        skipped values again (that stalled a source restarted at 30,000 for 30 s at 1000/s)."""
         for _ in range(n):
             try:
                 next(self._it)
@@ -54,6 +60,8 @@ class Source:
                 self.exhausted = True
                 break
             self.produced += 1
+        self._base = self.produced
+        self._start = None
 
     def take(self, n: int) -> list[Value]:
         out: list[Value] = []
@@ -115,12 +123,19 @@ def make_source(pipeline: Pipeline, v: Vertex) -> Source:
 
 
 class Sink:
-    """Writes decoded values: ``jsonl`` and ``msgpack`` files (flushed as it goes, so a
+    """Writes decoded values: ``jsonl`` and ``msgpack`` files (written as it goes, so a
     reader sees complete lines only), ``stdout``, ``null``, or ``memory`` (for tests).
 
     File sinks are exactly-once across broker restarts: ``offset`` is the size of the
     file after the last value written, the recovery store commits it (after
-    :meth:`sync`), and :meth:`resume` truncates whatever was written after that commit."""
+    :meth:`sync`), and :meth:`resume` truncates whatever was written after that commit.
+
+    A write that fails (a full disk, a read-only or vanished folder) raises ``OSError``
+    and changes nothing the run counts: ``offset`` stays where the last whole write ended,
+    and whatever part of the failed write reached the file is cut off before the next
+    write (and at :meth:`close`). The caller holds the values and retries: see
+    :meth:`hold`. While the run holds its lock (:meth:`lock`), no other broker may write
+    the file."""
 
     def __init__(self, kind: str, path: Path | None, wire_type: Type, name: str) -> None:
         self.kind = kind
@@ -132,11 +147,23 @@ class Sink:
         self.values: list[Any] = []
         self._f: IO[bytes] | None = None
         self._dirty = False
+        self._torn = False  # a failed write may have left bytes after ``offset``
+        # While writes fail: when to try again, how many failed in this streak, and why.
+        self.retry_at = 0.0
+        self.failures = 0
+        self.error: str | None = None
         if kind in ("jsonl", "msgpack"):
             assert path is not None
             path.parent.mkdir(parents=True, exist_ok=True)
             # Not truncated here: a resumed run keeps what it committed (see resume()).
-            self._f = path.open("r+b" if path.exists() else "wb")
+            # Unbuffered: a failed write leaves nothing in a buffer that a later flush or
+            # close would write out of place.
+            self._f = path.open("r+b" if path.exists() else "wb", buffering=0)
+            try:
+                self.lock()  # before resume() may cut the file
+            except BaseException:
+                self.close()
+                raise
 
     def resume(self, offset: int, count: int) -> None:
         """Continue after ``count`` values ending at byte ``offset``: a torn or
@@ -154,19 +181,33 @@ class Sink:
         self._f.seek(offset)
         self.offset = offset
 
-    def write(self, values: list[Any]) -> None:
+    def encode(self, values: list[Any]) -> bytes:
+        """The bytes ``values`` take in a file sink."""
         if self.kind == "jsonl":
-            assert self._f is not None
-            data = "".join(json.dumps(to_json(v), separators=(",", ":")) + "\n" for v in values).encode()
-            self._f.write(data)
-            self._f.flush()
-            self.offset += len(data)
-            self._dirty = True
-        elif self.kind == "msgpack":
-            assert self._f is not None
-            data = b"".join(msgpack.packb(to_json(v), use_bin_type=True) for v in values)
-            self._f.write(data)
-            self._f.flush()
+            return "".join(json.dumps(to_json(v), separators=(",", ":")) + "\n" for v in values).encode()
+        return b"".join(msgpack.packb(to_json(v), use_bin_type=True) for v in values)
+
+    def write(self, values: list[Any]) -> None:
+        """Write ``values`` whole, or raise ``OSError`` having counted none of them."""
+        if self._f is not None:
+            data = self.encode(values)
+            fd = self._f.fileno()
+            if self._torn:  # cut what a failed write left, so this one lands right after ``offset``
+                os.ftruncate(fd, self.offset)
+                self._torn = False
+            view = memoryview(data)
+            done = 0
+            try:
+                _faults.fail_point("sink")
+                while done < len(data):
+                    done += os.pwrite(fd, view[done:], self.offset + done)
+            except OSError:
+                if done:
+                    self._torn = True
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, self.offset)
+                        self._torn = False
+                raise
             self.offset += len(data)
             self._dirty = True
         elif self.kind == "stdout":
@@ -176,16 +217,78 @@ class Sink:
             self.values.extend(values)
         self.count += len(values)
 
+    def hold(self, exc: OSError, now: float) -> bool:
+        """A write failed: back off (0.1 s doubling to 2 s) before the next try. True for the
+        first failure of a streak (the one to log)."""
+        self.failures += 1
+        self.retry_at = now + min(0.1 * 2 ** (self.failures - 1), 2.0)
+        self.error = f"{type(exc).__name__}: {exc.strerror or exc}"
+        return self.failures == 1
+
+    def writable_again(self) -> int:
+        """A write went through: end a streak of failures; returns how many there were."""
+        failures, self.failures, self.retry_at, self.error = self.failures, 0, 0.0, None
+        return failures
+
     def sync(self) -> None:
         """Make what was written durable (before the store commits ``offset``)."""
         if self._f is not None and self._dirty:
             os.fsync(self._f.fileno())
             self._dirty = False
 
+    def lock(self) -> None:
+        """Take the file for this run: StateError if another broker writes it now (two
+        pipelines writing one file would interleave their lines)."""
+        if self._f is None:
+            return
+        try:
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(self.path)
+            raise StateError(
+                f"sink {self.name}: {self.path} is being written by another running pipeline{holder}; "
+                "give this sink another path, or stop the other run first"
+            ) from None
+
     def close(self) -> None:
+        """Close the file, cutting any tail a failed write left. Never raises: the values
+        that count were written and synced before."""
         if self._f is not None:
-            self._f.close()
+            with contextlib.suppress(OSError):
+                if self._torn:
+                    os.ftruncate(self._f.fileno(), self.offset)
+            with contextlib.suppress(OSError):
+                self._f.close()
             self._f = None
+
+
+def _lock_holder(path: Path | None) -> str:
+    """``: pid N, <its command line>`` for the process that holds a flock on ``path``
+    (from /proc/locks, so it names the other pipeline's file), or "" where that cannot be
+    told (another pid namespace, not Linux)."""
+    if path is None:
+        return ""
+    try:
+        st = path.stat()
+        with open("/proc/locks") as f:
+            rows = f.read().splitlines()
+    except OSError:
+        return ""
+    for row in rows:
+        parts = row.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a blocked waiter has "->")
+        if len(parts) < 6 or parts[1] != "FLOCK" or "->" in parts:
+            continue
+        dev_ino = parts[5].split(":")
+        if len(dev_ino) == 3 and dev_ino[2] == str(st.st_ino) and int(dev_ino[0], 16) == os.major(st.st_dev) \
+                and int(dev_ino[1], 16) == os.minor(st.st_dev):
+            pid = parts[4]
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                cmd = ""
+            return f" (pid {pid}{': ' + cmd if cmd else ''})"
+    return ""
 
 
 def make_sink(pipeline: Pipeline, v: Vertex) -> Sink:

@@ -124,6 +124,8 @@ def status_of(sch: Scheduler) -> P.StatusReply:
             "dropped_at_end": vs.dropped_at_end,
             "dead_lettered": vs.dead_lettered,
         })
+        if vs.sink is not None and vs.sink.error is not None:
+            vertices[-1]["blocked"] = f"cannot write {vs.sink.path}: {vs.sink.error}"
         if vs.replicated:
             vertices[-1].update(replicas=vs.v.replicas, lost_pids=list(vs.lost_pids), instances=[
                 {"instance": i.name, "epoch": e, "pid": i.pid, "host": i.host,

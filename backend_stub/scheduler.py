@@ -397,7 +397,7 @@ class Scheduler:
                 if vs.source is not None:
                     self._pump_source(vs, now)
                 elif vs.sink is not None:
-                    self._pump_sink(vs)
+                    self._pump_sink(vs, now)
                 else:
                     self._pump_worker(vs, actions)
         # Done once every vertex finished and every stateful worker confirmed its final state.
@@ -467,16 +467,21 @@ class Scheduler:
         if vs.source.exhausted:
             self._finish(vs)
 
-    def _pump_sink(self, vs: VertexState) -> None:
-        assert vs.sink is not None
+    def _pump_sink(self, vs: VertexState, now: float) -> None:
+        """Write what the sink's input holds. A file sink that cannot write (a full disk, a
+        read-only folder) holds: its values stay queued, uncounted, and backpressure stops
+        its producers until a retry (with backoff) goes through. Nothing is counted consumed
+        before it is written; the store commits it only after the file is synced."""
+        sink = vs.sink
+        assert sink is not None
         buf = vs.inputs[0]
-        if buf.queue and vs.sink.kind == "null":  # nothing to write: no need to decode
+        if buf.queue and sink.kind == "null":  # nothing to write: no need to decode
             n = buf.clear()
-            vs.sink.count += n
+            sink.count += n
             vs.ticks += n
             buf.consumed += n
-        elif buf.queue:
-            codec = vs.sink.codec
+        elif buf.queue and now >= sink.retry_at:
+            codec = sink.codec
             decoded = []
             for v in buf.queue:
                 try:
@@ -485,15 +490,22 @@ class Scheduler:
                 except Exception as exc:  # noqa: BLE001 - a bad value fails the run, not the broker
                     self._fail(f"sink {vs.name}: cannot decode a value: {exc}")
                     return
-            buf.consumed += buf.clear()
             try:
-                vs.sink.write(decoded)
+                sink.write(decoded)
             except OSError as exc:
-                self._fail(f"sink {vs.name}: {exc}")
+                if sink.path is None:  # stdout: a closed pipe does not come back
+                    self._fail(f"sink {vs.name}: {exc}")
+                elif sink.hold(exc, now):
+                    log.error("sink %s: cannot write %s (%s); the pipeline waits and retries with backoff; "
+                              "nothing is lost", vs.name, sink.path, sink.error)
                 return
+            buf.consumed += buf.clear()
             vs.ticks += len(decoded)
+            if sink.failures:
+                log.warning("sink %s: %s is writable again after %d failed write(s); going on",
+                            vs.name, sink.path, sink.writable_again())
         if buf.closed and not buf.queue:
-            vs.sink.close()
+            sink.close()
             vs.finished = True
 
     @staticmethod

@@ -5,8 +5,8 @@ Off unless the environment asks, and then cheap: one dict lookup per point.
 - ``PIPELOGIC_CRASH_AT=label:k[,label:k...]`` SIGKILLs this process the k-th time ``label``
   is reached (labels are listed in :data:`LABELS`).
 - ``PIPELOGIC_FAIL_AT=op:k[,op:k...]`` makes the k-th ``write`` raise ``OSError(ENOSPC)``,
-  the k-th ``fsync`` raise ``OSError(EIO)``, or the broker's k-th store ``commit`` raise
-  ``OSError(ENOSPC)``; ``op:kxn`` fails n times from the k-th on (a disk that fills up and
+  the k-th ``fsync`` raise ``OSError(EIO)``, the broker's k-th store ``commit`` or file-sink
+  write (``sink``) raise ``OSError(ENOSPC)``; ``op:kxn`` fails n times from the k-th on (a disk that fills up and
   is freed again).
 """
 

@@ -21,6 +21,8 @@ def _state(v: dict[str, Any]) -> str:
     stuck = v.get("stuck_s") or 0
     if stuck:
         return f"STUCK {stuck:.0f}s"
+    if v.get("blocked"):
+        return "BLOCKED"
     if "instances" in v and v["state"] not in ("finished", "failed"):  # replicated: how many serve it
         running = sum(1 for i in v["instances"] if i["state"] == "running")
         return f"{v['state']} {running}/{v['replicas']}"
@@ -55,6 +57,12 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
         if v.get("stuck_s"):
             lines.append(f"stuck: {v['name']} has input waiting but completed no tick for {v['stuck_s']:.0f} s "
                          f"(pid {v.get('pid')}; is its function blocked?)")
+    for v in st.vertices:
+        if v.get("blocked"):
+            lines.append(f"blocked: {v['name']} {v['blocked']}; the pipeline waits and retries (nothing is lost)")
+    store_error = (st.broker or {}).get("store_error")
+    if store_error:
+        lines.append(f"blocked: the broker cannot write its recovery store ({store_error}); the pipeline waits")
     refused = (st.broker or {}).get("refused") or {}
     if refused:
         who = ", ".join(f"{peer}: {n}" for peer, n in sorted(refused.items()))
@@ -84,5 +92,7 @@ def progress_line(st: P.StatusReply, rates: dict[str, float]) -> str:
         parts.append(f"{label} {s['count']}" + (f" ({r:.0f}/s)" if r else ""))
     lost = sum(sum((v.get("lost") or {}).values()) for v in st.vertices)
     stuck = [v["name"] for v in st.vertices if v.get("stuck_s")]
-    tail = (f"  lost {lost}" if lost else "") + (f"  STUCK {','.join(stuck)}" if stuck else "")
+    blocked = [v["name"] for v in st.vertices if v.get("blocked")]
+    tail = (f"  lost {lost}" if lost else "") + (f"  STUCK {','.join(stuck)}" if stuck else "") + \
+        (f"  BLOCKED {','.join(blocked)}" if blocked else "")
     return f"[{st.state}] " + "  ".join(parts) + tail
