@@ -13,8 +13,9 @@ from typing import Any
 
 from backend_stub.model import Action, VertexState
 from pipelogic import protocol as P
-from pipelogic.component import check_config_value
+from pipelogic.component import check_config_total, check_config_value
 from pipelogic.errors import PipelogicError
+from pipelogic.limits import preview
 from pipelogic.types import encode
 
 __all__ = ["ConfigDesk"]
@@ -48,7 +49,10 @@ class ConfigDesk:
                 new[k] = check_config_value(schema[k], text)
             except PipelogicError as exc:
                 return [_reply(client, False, vs.config_version, False,
-                               f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {text!r}: {exc}")]
+                               f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {preview(text)}: {exc}")]
+        too_large = check_config_total(schema, {**vs.v.config, **new})
+        if too_large:  # refused before it is kept: what is persisted must reach the workers
+            return [_reply(client, False, vs.config_version, False, f"vertex {vs.name}: {too_large}")]
         vs.v.config.update(new)
         vs.config_version += 1
         wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}

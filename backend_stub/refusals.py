@@ -32,9 +32,12 @@ class Refusals:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def refuse(self, peer: str, why: str, now: float | None = None) -> None:
+    def refuse(self, peer: str, why: str, now: float | None = None, bug: bool = False) -> None:
         """Count a refused message from ``peer``; log ``why`` unless that peer was logged
-        less than the interval ago (the next line says how many were not)."""
+        less than the interval ago (the next line says how many were not). With ``bug``
+        (called while handling an unexpected exception) the line is an error with the
+        traceback: a bug is loud, but a peer that triggers it a thousand times a second
+        gets one traceback per interval, not a thousand."""
         now = time.monotonic() if now is None else now
         self.counts[peer] += 1
         if now < self._next_log.get(peer, 0.0):
@@ -42,5 +45,8 @@ class Refusals:
             return
         quiet = self._quiet.pop(peer, 0)
         more = f" ({quiet} more from {peer} since the last report)" if quiet else ""
-        self._log.warning("refused a message from %s: %s%s", peer, why[:500], more)
+        if bug:
+            self._log.error("refused a message from %s: %s%s", peer, why[:500], more, exc_info=True)
+        else:
+            self._log.warning("refused a message from %s: %s%s", peer, why[:500], more)
         self._next_log[peer] = now + self._interval

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from pipelogic.errors import DefinitionError
+from pipelogic.limits import MAX_DEFINITION_BYTES, MAX_NESTING, MAX_YAML_NODES, human_bytes
 
 __all__ = ["Problems", "load_yaml", "near", "position"]
 
@@ -79,8 +80,70 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)
 
 
+def _prescan(text: str, file: Path) -> None:
+    """Refuse what would hang or blow up the loader, from the parser's events (which come
+    without recursion and without expanding aliases): nesting deeper than MAX_NESTING, and
+    more than MAX_YAML_NODES values counting each alias as the subtree it stands for."""
+    sizes: dict[str, int] = {}  # anchor -> values its subtree holds
+    stack: list[list[Any]] = [[None, 0]]  # [anchor, values in this open collection so far]
+    total = 0
+    events = yaml.parse(text, Loader=_FastLoader)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            return
+        except yaml.YAMLError:
+            return  # a syntax error: the loader reports it, with its own wording and position
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) > MAX_NESTING:
+                raise DefinitionError(f"{_at(file, event)}: lists and mappings nest more than "
+                                      f"{MAX_NESTING} deep (the limit for a definition file)")
+            stack.append([event.anchor, 1])
+            n = 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, done = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = done
+            stack[-1][1] += done
+            continue
+        elif isinstance(event, yaml.ScalarEvent):
+            n = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            stack[-1][1] += 1
+        elif isinstance(event, yaml.AliasEvent):
+            n = sizes.get(event.anchor or "", 1)
+            stack[-1][1] += n
+        else:
+            continue
+        total += n
+        if total > MAX_YAML_NODES:
+            raise DefinitionError(
+                f"{_at(file, event)}: more than {MAX_YAML_NODES:,} values (an alias counts as "
+                "all it repeats; the limit for a definition file): put large data in a jsonl or msgpack "
+                "source file")
+
+
+def _at(file: Path, event: yaml.Event) -> str:
+    m = event.start_mark
+    return f"{file}:{m.line + 1}:{m.column + 1}" if m is not None else str(file)
+
+
+_FastLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # only to read events faster
+
+
 def load_yaml(file: Path) -> Any:
-    """Parse ``file``; a syntax error is a DefinitionError ``file:line:col: problem``."""
+    """Parse ``file``; a syntax error is a DefinitionError ``file:line:col: problem``.
+    Files over MAX_DEFINITION_BYTES, nested over MAX_NESTING or holding over MAX_YAML_NODES
+    values (aliases expanded) are refused first, with the limit in the message."""
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        raise DefinitionError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    if size > MAX_DEFINITION_BYTES:
+        raise DefinitionError(f"{file}: {human_bytes(size)} is over the {human_bytes(MAX_DEFINITION_BYTES)} "
+                              "limit for a definition file; put large data in a jsonl or msgpack source file")
     try:
         text = file.read_text("utf-8")
     except UnicodeDecodeError as exc:
@@ -88,6 +151,7 @@ def load_yaml(file: Path) -> Any:
     except OSError as exc:
         raise DefinitionError(f"{file}: cannot read: {exc.strerror or exc}") from None
     try:
+        _prescan(text, file)
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -149,6 +213,8 @@ class Problems:
         mark = position(self.root, parts, value)
         where = f"{self.file}:{mark[0]}:{mark[1]}" if mark is not None else str(self.file)
         key = _dotted(parts)
+        if len(message) > 2000:  # a huge value quoted in a message: its start says enough
+            message = message[:2000] + f"... ({len(message):,} characters)"
         self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
     def extend(self, problems: Iterable[str]) -> None:

@@ -24,9 +24,11 @@ from typing import Any
 from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.errors import DefinitionError, PipelogicError, TypeMismatch, TypeParseError
 from pipelogic.files import FileSlot, parse_slots
-from pipelogic.types import Type, codec_for, create_type, parse_literal
+from pipelogic.limits import MAX_CONFIG_BYTES, MAX_CONFIG_VALUE_BYTES, human_bytes, preview
+from pipelogic.types import Type, codec_for, create_type, encode_frame, parse_literal
 
-__all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_sources", "load_component", "parse_component",
+__all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_config_total",
+           "check_sources", "load_component", "parse_component",
            "not_a_name", "parse_type", "type_typos"]
 
 _MISSING: Any = object()
@@ -73,20 +75,54 @@ def check_config_value(param: ConfigParam, value: Any) -> Any:
     is read as a pipelang literal. For a String or Char, a string in double quotes is read
     as a quoted literal (``"abc"`` is abc) and any other string as it is (``123`` is
     "123"), the same from pipeline.yml and from ``config set``. Returns the normalised
-    value; raises PipelogicError."""
+    value; raises PipelogicError.
+
+    A value is at most MAX_CONFIG_VALUE_BYTES, as text and encoded (config travels in
+    every worker's Welcome: what is accepted here must be deliverable)."""
+    if isinstance(value, str) and len(value) > MAX_CONFIG_VALUE_BYTES // 4 and \
+            len(value.encode("utf-8", "surrogatepass")) > MAX_CONFIG_VALUE_BYTES:
+        raise PipelogicError(f"{human_bytes(len(value.encode('utf-8', 'surrogatepass')))} of text is over the "
+                             f"{human_bytes(MAX_CONFIG_VALUE_BYTES)} limit for one config value "
+                             "(large data belongs in a file slot: file_schema in component.yml)")
+    checked = _check_config_value(param, value)
+    size = config_size(param, checked)
+    if size > MAX_CONFIG_VALUE_BYTES:
+        raise PipelogicError(f"the value takes {human_bytes(size)} encoded, over the "
+                             f"{human_bytes(MAX_CONFIG_VALUE_BYTES)} limit for one config value "
+                             "(large data belongs in a file slot: file_schema in component.yml)")
+    return checked
+
+
+def config_size(param: ConfigParam, value: Any) -> int:
+    """Bytes ``value`` takes on the wire."""
+    frame, bufs = encode_frame(value, param.type)
+    return len(frame) + sum(memoryview(b).nbytes for b in bufs)
+
+
+def check_config_total(schema: dict[str, ConfigParam], config: dict[str, Any]) -> str | None:
+    """Why the config values of one vertex are too large to deliver together (over
+    MAX_CONFIG_BYTES encoded), or None."""
+    total = sum(config_size(schema[k], v) for k, v in config.items() if k in schema)
+    if total <= MAX_CONFIG_BYTES:
+        return None
+    return (f"its config values take {human_bytes(total)} together, over the {human_bytes(MAX_CONFIG_BYTES)} "
+            "limit for one vertex (they travel in each worker's Welcome; large data belongs in a file slot)")
+
+
+def _check_config_value(param: ConfigParam, value: Any) -> Any:
     if isinstance(value, str) and str(param.type) in ("String", "Char"):
         if len(value) >= 2 and value[0] == value[-1] == '"':
             try:
                 value = json.loads(value)
             except ValueError:
-                raise TypeMismatch(param.type_text, f"a malformed quoted string ({value!r})") from None
+                raise TypeMismatch(param.type_text, f"a malformed quoted string ({preview(value)})") from None
         return codec_for(param.type).check(value)
     if isinstance(value, str) and str(param.type) not in ("String", "Char"):
         try:
             return parse_literal(value, param.type)
         except TypeParseError:
             # Not a literal at all: say what was expected rather than how parsing failed.
-            raise TypeMismatch(param.type_text, f"str ({value!r})") from None
+            raise TypeMismatch(param.type_text, f"str ({preview(value)})") from None
     return codec_for(param.type).check(value)
 
 

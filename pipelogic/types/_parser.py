@@ -29,6 +29,7 @@ import re
 from typing import Any
 
 from pipelogic.errors import TypeParseError
+from pipelogic.limits import MAX_NESTING
 from pipelogic.types._ast import (
     ATOMIC_NAMES,
     Atomic,
@@ -56,7 +57,12 @@ _TOKEN = re.compile(
 
 
 def _q(text: str) -> str:
+    if len(text) > 120:  # a huge literal: quote its start, not all of it, in every error
+        return '"' + text[:100] + f'..." ({len(text):,} characters)'
     return '"' + text + '"'
+
+
+_OPEN, _CLOSE = "[({<", "])}>"
 
 
 class _Tokens:
@@ -65,6 +71,7 @@ class _Tokens:
         self.toks: list[tuple[str, str, int]] = []  # (kind, text, column)
         pos = 0
         n = len(text)
+        depth = 0  # the parsers recurse per bracket: refuse what would exhaust the stack first
         while True:
             while pos < n and text[pos].isspace():
                 pos += 1
@@ -77,6 +84,15 @@ class _Tokens:
                 )
             kind = m.lastgroup or ""
             start = m.start(kind)
+            if kind == "punct":
+                tok = m.group(kind)
+                if tok in _OPEN:
+                    depth += 1
+                    if depth > MAX_NESTING:
+                        raise TypeParseError(f"nested more than {MAX_NESTING} deep (the limit) at column "
+                                             f"{start + 1} in {_q(text)}")
+                elif tok in _CLOSE:
+                    depth -= 1
             self.toks.append((kind, m.group(kind), start + 1))
             pos = m.end()
         self.i = 0
