@@ -8,6 +8,8 @@ a shared one could not address a given worker).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
 import os
@@ -42,6 +44,30 @@ log = logging.getLogger("backend_stub")
 
 LINGER_S = 10.0  # how long a finished run waits for late instances of a replicated vertex
 _MAX_DRAIN = 256  # messages read from one socket per loop turn, so no peer starves the rest
+CONTROL_MAX_FRAMES = 4  # [client, empty, header] and at most one more
+MAX_MESSAGE_BYTES = transport.MAX_FRAME_BYTES  # a whole results message, header and payload frames
+TICK_PORT_MAX_FRAME = 1024  # a worker never sends on its tick socket: anything sent there is a stranger's
+
+
+def _total(frames: list[Any]) -> int:
+    return sum(len(f) for f in frames)
+
+
+_libc: Any = None
+
+
+def _give_back(size: int) -> None:
+    """After dropping a large message: return the freed memory to the system (glibc keeps
+    freed heap otherwise, and a broker that once held a stranger's 400 MB would keep it)."""
+    global _libc
+    if size < 16 * 1024 * 1024:
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _loopback(listen: str) -> bool:
@@ -108,6 +134,7 @@ class Broker:
                         "inputs and forge its results; `pipelogic keys` and --keys turn on CurveZMQ "
                         "(docs/security.md)", listen)
         self._next_key_check = 0.0
+        self._next_stray_check = 0.0
         self.hellos = HelloLimiter(list(pipeline.vertices))
         self.workers: dict[int, tuple[zmq.Socket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
@@ -182,7 +209,7 @@ class Broker:
                 now = time.monotonic()
                 # With keys, frames stay zmq.Frames: they carry the ZAP handler's User-Id.
                 if self.control in events:
-                    self._drain(self.control, self._control, now, "frames" if self.keys else "bytes")
+                    self._drain(self.control, self._control, now, "frames")
                 if self.results in events:
                     self._drain(self.results, self._data, now, "frames" if self.keys else "hot")
                 if self._store_retry_at == 0.0:  # while the store cannot commit, nothing new moves
@@ -200,6 +227,9 @@ class Broker:
                 if self.slots is not None and now >= self._next_reap:
                     self._next_reap = now + 0.5
                     self.slots.reap(sch.by_epoch.__contains__)
+                if now >= self._next_stray_check:
+                    self._next_stray_check = now + 1.0
+                    self._drop_strays(now)
                 if self.keys is not None and now >= self._next_key_check:
                     self._next_key_check = now + 1.0
                     self._revoke(self.keys.reload())
@@ -234,6 +264,19 @@ class Broker:
                   "refused": dict(self.scheduler.refusals.counts),
                   "shm": self.slots.stats() if self.slots is not None else None}
         return dataclasses.replace(st, broker=broker)
+
+    def _drop_strays(self, now: float) -> None:
+        """Read and drop what was sent to a tick socket (workers only receive there), counted
+        as refused from that vertex's tick port; at most one message per peer waits there."""
+        for epoch, (sock, _token) in self.workers.items():
+            for _ in range(_MAX_DRAIN):
+                try:
+                    sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                vs = self.scheduler.by_epoch.get(epoch)
+                self.scheduler.refusals.refuse(f"tick port of {vs.name if vs is not None else epoch}",
+                                               "a message sent to a tick socket (only the broker sends there)", now)
 
     def _drain(self, sock: zmq.Socket, handle: Any, now: float, how: str) -> None:
         """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
@@ -299,9 +342,13 @@ class Broker:
         """Messages refused so far (per peer: ``scheduler.refusals.counts``)."""
         return self.scheduler.refusals.total
 
-    def _peer(self, msg: P.Message | None) -> str:
-        """Who a data message says it is from: the vertex of a live epoch, else unknown."""
+    def _peer(self, msg: P.Message | None, user: bytes | None = None) -> str:
+        """Who sent a data message: with keys, the key that sent it unless that key
+        registered the epoch it names (a forger is counted under its own key, not under its
+        victim); else the vertex of a live epoch, else unknown."""
         epoch = getattr(msg, "epoch", None)
+        if self.keys is not None and (user is None or type(epoch) is not int or self.epoch_keys.get(epoch) != user):
+            return self.keys.name(user)
         vs = self.scheduler.by_epoch.get(epoch) if type(epoch) is int else None
         return vs.name if vs is not None else "unknown"
 
@@ -321,10 +368,22 @@ class Broker:
         if len(frames) < 3 or bytes(frames[1]) != b"":
             refuse("control", "control: not a [client, empty, header, ...] message", now)
             return []
+        # Frames arrive uncopied (zmq.Frames): a message over the limits is dropped before
+        # anything is copied out of it. zmq already took it whole (it hands a multipart message
+        # over only once all of it arrived), so memory it held is given back at once.
+        size = _total(frames)
+        if len(frames) > CONTROL_MAX_FRAMES or size > P.MAX_HEADER_BYTES + 1024:
+            refuse("control", f"control: a message of {len(frames)} frames and {size:,} bytes (a control "
+                   f"message is one header of at most {P.MAX_HEADER_BYTES:,} bytes)", now)
+            del frames
+            _give_back(size)
+            return []
         user: bytes | None = None
-        if self.keys is not None:  # frames are zmq.Frames: the ZAP handler's User-Id is on them
+        if self.keys is not None:  # the ZAP handler's User-Id is on the frames
             user = (frames[2].get("User-Id") or "").encode() or None
             frames = [frames[0].bytes, b"", *frames[2:]]
+        else:
+            frames = [f.bytes for f in frames]
         client = frames[0]
         try:
             msg, _ = P.decode(frames[2:])
@@ -355,11 +414,10 @@ class Broker:
             if isinstance(msg, P.ConfigSet):
                 return self.scheduler.config_set(msg, client, now)
         except PipelogicError as exc:
-            log.warning("control: %s failed: %s", msg.KIND, exc)
+            refuse("control", f"control: {msg.KIND} failed: {exc}", now)  # logged at most once per interval
             return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
-        except Exception as exc:  # no request may crash the broker; a bug is logged loudly
-            refuse("control", f"control: internal error while handling {msg.KIND}", now)
-            log.exception("control: internal error while handling %s", msg.KIND)
+        except Exception as exc:  # noqa: BLE001 - no request may crash the broker; refuse() logs the traceback
+            refuse("control", f"control: internal error while handling {msg.KIND}", now, bug=True)
             return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))]
         refuse("control", f"control: {msg.KIND} is not a control request", now)
         return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
@@ -395,8 +453,13 @@ class Broker:
         # A ROUTER that sends only to the peer holding this secret routing id: a stranger
         # connecting to the port receives nothing (a PUSH would hand it every other tick).
         token = os.urandom(16)
+        # Nothing should arrive on it (the worker only receives): a peer that sends gets a
+        # one-message queue and is cut off at the first frame over TICK_PORT_MAX_FRAME, and
+        # what does arrive is read and dropped (_drop_strays). The send queue stays unbounded:
+        # the scheduler's credit bounds what is sent.
         sock, ep = transport.bind_sibling(self.ctx, zmq.ROUTER, self.listen, f"w{epoch}", hwm=0,
-                                          curve=curve, domain=worker_domain(epoch))
+                                          curve=curve, domain=worker_domain(epoch),
+                                          max_frame=TICK_PORT_MAX_FRAME, rcvhwm=1)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a peer not (yet) there fails: retried
         self.workers[epoch] = (sock, token)
         self.outbox[epoch] = deque()
@@ -411,10 +474,19 @@ class Broker:
 
     def _data(self, frames: list[Any], now: float) -> list[Action]:
         msg: P.Message | None = None
+        user: bytes | None = None
         try:
-            msg, payload = P.decode(frames)
             if self.keys is not None:
                 user = (frames[0].get("User-Id") or "").encode() or None
+            if len(frames) > 1:  # payload frames: bound the whole message, not only each frame
+                size = _total(frames)
+                if size > MAX_MESSAGE_BYTES:
+                    del frames
+                    _give_back(size)
+                    raise ProtocolError(f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,}: "
+                                        "PIPELOGIC_MAX_FRAME_BYTES)")
+            msg, payload = P.decode(frames)
+            if self.keys is not None:
                 epoch = getattr(msg, "epoch", None)
                 if user is None or type(epoch) is not int or self.epoch_keys.get(epoch) != user:
                     raise ProtocolError(f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, "
@@ -422,10 +494,10 @@ class Broker:
             # The loop pumps once after draining the socket, not once per message.
             return self.scheduler.on_message(msg, payload, now, pump=False)
         except PipelogicError as exc:  # malformed, or well-formed but impossible: dropped, counted
-            self.scheduler.refusals.refuse(self._peer(msg), f"data: {exc}", now)
-        except Exception:  # a bug: log it loudly, keep serving the other peers
-            self.scheduler.refusals.refuse(self._peer(msg), "data: internal error", now)
-            log.exception("data: internal error while handling a message")
+            self.scheduler.refusals.refuse(self._peer(msg, user), f"data: {exc}", now)
+        except Exception:  # noqa: BLE001 - a bug: refuse() logs its traceback; keep serving the other peers
+            self.scheduler.refusals.refuse(self._peer(msg, user), "data: internal error while handling a message",
+                                           now, bug=True)
         return []
 
     def _run(self, actions: list[Action], committed: bool = False) -> None:

@@ -63,15 +63,19 @@ def _opts(sock: zmq.Socket, hwm: int | None = None) -> zmq.Socket:
 
 def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
          curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
-         max_frame: int | None = None) -> tuple[zmq.Socket, str]:
+         max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[zmq.Socket, str]:
     """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port).
     ``curve``: the server's (public, secret) key pair; then only clients the ZAP handler
     admits for ``domain`` can connect, and everything on the wire is encrypted.
     ``max_frame``: a peer sending a larger frame is disconnected (default MAX_FRAME_BYTES);
-    set here because zmq copies options into the listener when it binds."""
+    ``rcvhwm``: messages queued per peer before zmq stops reading from it (overrides
+    ``hwm`` for receiving); both set here because zmq copies options into the listener
+    when it binds."""
     sock = _opts(ctx.socket(kind), hwm)
     if max_frame is not None:
         sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
+    if rcvhwm is not None:
+        sock.setsockopt(zmq.RCVHWM, rcvhwm)
     if curve is not None:
         sock.curve_server = True
         sock.curve_publickey, sock.curve_secretkey = curve
@@ -89,16 +93,15 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
 
 
 def bind_sibling(ctx: zmq.Context, kind: int, listen: str, suffix: str, hwm: int | None = None,
-                 curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic") -> tuple[zmq.Socket, str]:
+                 curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
+                 max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[zmq.Socket, str]:
     """Bind a data socket beside the control endpoint: a fresh port on the same interface
-    for tcp, a sibling path for ipc."""
+    for tcp, a sibling path for ipc (options as for :func:`bind`)."""
     m = _TCP.match(listen)
     if m:
-        return bind(ctx, kind, f"tcp://{m.group('host')}:*", hwm, curve, domain)
-    if listen.startswith("ipc://"):
-        return bind(ctx, kind, f"{listen}.{suffix}", hwm, curve, domain)
-    if listen.startswith("inproc://"):
-        return bind(ctx, kind, f"{listen}.{suffix}", hwm, curve, domain)
+        return bind(ctx, kind, f"tcp://{m.group('host')}:*", hwm, curve, domain, max_frame, rcvhwm)
+    if listen.startswith(("ipc://", "inproc://")):
+        return bind(ctx, kind, f"{listen}.{suffix}", hwm, curve, domain, max_frame, rcvhwm)
     raise ValueError(f"unsupported endpoint {listen!r}; use tcp://host:port or ipc://path")
 
 

@@ -80,7 +80,8 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
                 BrokerClient(broker.endpoint, timeout_s=5).request(msg or P.StatusRequest())
             return str(info.value)
 
-        # An admitted key forging d's results with d's epoch: refused and counted, nothing lands.
+        # An admitted key forging d's results with d's epoch: refused and counted under the key
+        # that sent it, not under its victim d (issue 29); nothing lands.
         _as(monkeypatch, folder / "workers" / "x.key_secret", server)
         control_port = int(broker.endpoint.rsplit(":", 1)[1])
         for port in listening_ports(broker.proc.pid):
@@ -95,9 +96,10 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
                 push.close()
         _as(monkeypatch, ops, server)
         deadline_refused = time.monotonic() + 10
-        while (BrokerClient(broker.endpoint).status().broker.get("refused") or {}).get("d", 0) < 1:
+        while (BrokerClient(broker.endpoint).status().broker.get("refused") or {}).get("worker key 'x'", 0) < 1:
             assert time.monotonic() < deadline_refused, "".join(broker.lines)[-2000:]
             time.sleep(0.05)
+        assert "d" not in (BrokerClient(broker.endpoint).status().broker.get("refused") or {})
 
         # A plaintext client; the wrong broker key; a key the broker does not know.
         assert "requires CurveZMQ keys and this client has none" in refused(None, None)
@@ -138,7 +140,9 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
     assert out == [2 * i for i in range(6000)]
     log = "".join(broker.lines)
     assert "keys: refused a connection" in log  # the unknown and the revoked key
-    assert "authorised for x, not d" in log
+    # The Hello as d with x's key is refused (the client saw why, above) and counted under x;
+    # its line is not logged again: refusals are logged once per key per interval.
+    assert "refused a message from worker key 'x'" in log and '"worker key \'x\'": 2' in log
     assert "needs an operator key" in log
 
 

@@ -11,7 +11,7 @@ import zmq
 from pipelogic import protocol as P
 from pipelogic import transport
 from pipelogic.client import BrokerClient
-from tests.helpers import BrokerProc, listening_ports, rss_kb
+from tests.helpers import BrokerProc, listening_ports, rss_kb, wait_until
 
 PIPE = """
     name: probed
@@ -200,3 +200,104 @@ def test_a_100_mb_control_message_is_dropped_before_the_broker_holds_it(tmp_path
         assert rss_kb(pid) - before < 50 * 1024
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+
+
+def peak_kb(pid: int) -> int:
+    """A process's peak resident memory so far in KiB (VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def _settled_rss_kb(pid: int, endpoint: str, refused_before: dict, key: str) -> int:
+    """The broker's RSS once it counted the probe's message as refused under ``key``."""
+    client = BrokerClient(endpoint)
+    wait_until(lambda: client.status().broker["refused"].get(key, 0) > refused_before.get(key, 0), 30,
+               f"the broker to refuse the message (as {key})")
+    return rss_kb(pid)
+
+
+def test_a_stranger_writing_into_tick_ports_does_not_grow_the_broker(tmp_path, cli_env):
+    """Issue 29: a DEALER writing 1 MB messages into a worker's tick port (a ROUTER bound
+    with no receive limit, never read) took the broker from 141 to 896 MB. Now each tick
+    port takes frames of at most 1 KiB and one message per peer, read and dropped."""
+    def probe(endpoint, epoch):
+        st = BrokerClient(endpoint).status()
+        pid = int(st.broker["pid"])
+        before = rss_kb(pid)
+        control_port = int(endpoint.rsplit(":", 1)[1])
+        ctx = zmq.Context.instance()
+        sent = 0
+        strangers = []
+        for port in listening_ports(pid):
+            if port == control_port:
+                continue
+            small = ctx.socket(zmq.DEALER)  # a small message: read and dropped, counted
+            small.setsockopt(zmq.LINGER, 0)
+            small.connect(f"tcp://127.0.0.1:{port}")
+            small.send(b"hello", zmq.NOBLOCK)
+            # A ROUTER (tick) port takes a DEALER; the PULL (results) port refuses it.
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.SNDTIMEO, 500)  # blocks while zmq moves it to the broker
+            dealer.connect(f"tcp://127.0.0.1:{port}")
+            strangers += [small, dealer]
+            payload = bytes(1024 * 1024)
+            for _ in range(300):
+                try:
+                    dealer.send(payload)
+                    sent += 1
+                except zmq.Again:
+                    break
+        time.sleep(0.3)
+        grown = rss_kb(pid) - before
+        for sock in strangers:
+            sock.close(0)
+        assert sent > 0
+        assert grown < 50 * 1024, (sent, grown)
+        client = BrokerClient(endpoint)
+        wait_until(lambda: any(k.startswith("tick port of") for k in client.status().broker["refused"]), 10,
+                   "the broker to read and drop the stranger's small message")
+
+    assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+
+
+def test_a_control_message_of_many_large_frames_is_dropped_and_its_memory_given_back(tmp_path, cli_env):
+    """Issue 29: one multipart message of 100 x 4 MiB frames on the control socket peaked at
+    892 MB and settled at 472 MB. zmq hands a multipart message over only once it arrived
+    whole (that peak is zmq's); the broker then refuses it without copying it and gives the
+    memory back."""
+    def probe(endpoint, epoch):
+        st = BrokerClient(endpoint).status()
+        pid, refused = int(st.broker["pid"]), dict(st.broker["refused"])
+        before, peak_before = rss_kb(pid), peak_kb(pid)
+        ctx = zmq.Context.instance()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 10_000)
+        dealer.connect(endpoint)
+        frame = bytes(4 * 1024 * 1024 - 4096)  # each under the control socket's frame limit
+        dealer.send_multipart([b"", *[frame] * 60])  # 240 MB in one message
+        dealer.close()
+        after = _settled_rss_kb(pid, endpoint, refused, "control")
+        assert after - before < 50 * 1024, (before, after)
+        # zmq held it once; the broker never copied it (a copy would double the peak).
+        assert peak_kb(pid) - peak_before < 330 * 1024, (peak_before, peak_kb(pid))
+
+    assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
+
+
+def test_a_results_message_over_the_total_limit_is_refused_and_its_memory_given_back(tmp_path, cli_env):
+    """Issue 29: header + 8 x 100 MB frames on the results port peaked at 920 MB: each frame
+    was under the frame limit. A results message is bounded as a whole too (here the limit
+    is lowered to 64 MiB; frames of 40 MB, 160 MB in all)."""
+    env = dict(cli_env, PIPELOGIC_MAX_FRAME_BYTES=str(64 * 1024 * 1024))
+
+    def probe(endpoint, epoch):
+        st = BrokerClient(endpoint).status()
+        pid, refused = int(st.broker["pid"]), dict(st.broker["refused"])
+        before = rss_kb(pid)
+        header = P.encode(P.Results(epoch, []))[0]
+        _send_data(pid, endpoint, [[header, *[bytes(40 * 1000 * 1000)] * 4]])
+        after = _settled_rss_kb(pid, endpoint, refused, "unknown")
+        assert after - before < 50 * 1024, (before, after)
+
+    assert run_probed(tmp_path, env, probe) == [2 * i for i in range(3000)]
