@@ -27,14 +27,17 @@ from typing import Any
 from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.component import (
     ComponentSpec,
+    check_config_total,
     check_config_value,
     check_sources,
     load_component,
     not_a_name,
     parse_type,
 )
+from pipelogic.datapaths import check_data_paths
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.files import bind_files
+from pipelogic.limits import preview
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Named, Type, Var, substitute, unify
 
@@ -86,6 +89,7 @@ class Pipeline:
     vertices: dict[str, Vertex]
     order: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
+    outside: list[Path] = field(default_factory=list)  # allow_paths_outside, resolved
 
     @property
     def directory(self) -> Path:
@@ -98,7 +102,7 @@ class Pipeline:
 
 
 # The keys each kind of vertex takes; anything else is an error with a hint.
-TOP_KEYS = ("name", "components", "connections", "settings")
+TOP_KEYS = ("name", "components", "connections", "settings", "allow_paths_outside")
 SETTINGS_KEYS = ("buffer_capacity", "buffer_bytes", "credit", "batch", "heartbeat_ms", "liveness", "redelivery", "snapshot")
 _SOURCE_KEYS = {
     "sequence": ("source", "count", "start", "step", "rate"),
@@ -245,12 +249,15 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
             try:
                 v.config[k] = check_config_value(param, cfg[k])
             except PipelogicError as exc:
-                problems.add([*key, "config", k], f"declared type {param.type_text}, value {cfg[k]!r}: {exc}",
+                problems.add([*key, "config", k], f"declared type {param.type_text}, value {preview(cfg[k])}: {exc}",
                              value=True)
         elif param.has_default:
             v.config[k] = param.default
         else:
             problems.add([*key, "config", k], f"no value and no default (declared type {param.type_text})")
+    too_large = check_config_total(comp.config_schema, v.config)
+    if too_large:
+        problems.add([*key, "config"], too_large)
     return v
 
 
@@ -355,13 +362,14 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
             if p is None and Port(v.name, j) not in fed_by_broken and not misspelt:
                 problems.add(["components", v.name], f"input {j} ({v.input_types[j]}) is not connected")
     settings = _settings(data, problems)
+    outside = check_data_paths(data, file, vertices, problems)
     if problems:
         problems.raise_if_any()
     order = _topological(vertices, problems)
     if not problems:
         _check_types(vertices, order, edges, problems)
     problems.raise_if_any()
-    return Pipeline(str(name), file, vertices, order, settings)
+    return Pipeline(str(name), file, vertices, order, settings, outside)
 
 
 def parse_scale(items: Iterable[str]) -> dict[str, int]:

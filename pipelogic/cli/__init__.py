@@ -146,6 +146,8 @@ def validate(path: str) -> None:
     if problems:
         raise DefinitionError(problems)
     click.echo(f"ok: pipeline {pl.name}: {len(pl.vertices)} vertices ({p})")
+    for folder in pl.outside:
+        click.echo(f"note: {p}: allow_paths_outside: reads and writes files in {folder}, outside the pipeline's folder")
     for name in pl.order:
         v = pl.vertices[name]
         for k, outs in enumerate(v.outputs):
@@ -271,6 +273,9 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
         click.echo(text, nl=False)
         return
     out.write_text(text, encoding="utf-8")
+    for folder in pl.outside:
+        click.echo(f"note: allow_paths_outside: the broker container mounts {folder}, outside the pipeline's folder",
+                   err=True)
     click.echo(f"wrote {out}: run it with `docker-compose -f {out} up` "
                f"(images: scripts/build-images)")
 

@@ -218,6 +218,8 @@ class Supervisor:
         workers = [_Worker(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
                    for n, v in pipeline.vertices.items() if v.component is not None for k in range(v.replicas)]
         self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(workers)} worker(s), state in {state_dir}")
+        for folder in pipeline.outside:
+            self.echo(f"note: allow_paths_outside: this run reads and writes files in {folder}, outside the pipeline's folder")
         width = max([len(w.label) for w in workers] + [6])
         old = {sig: signal.signal(sig, self._sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
         client = BrokerClient(self.endpoint, timeout_s=1.0)

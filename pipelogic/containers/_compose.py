@@ -3,9 +3,11 @@
 The file runs the pipeline as ``pipelogic up`` would, one container per process:
 
 - ``broker``: the runtime image running ``pipelogic broker``, with the built-in sources and
-  sinks. The folder that holds the pipeline, its components and its file sinks is
-  bind-mounted at ``/pipeline``, so every path in pipeline.yml means what it means on the
-  host and a file sink's output appears at its path beside the pipeline file. It starts as
+  sinks. The pipeline's folder (and each folder its ``allow_paths_outside`` lists) is
+  bind-mounted read-write, each component folder read-only, each at its place under
+  ``/pipeline`` (its path from the folders' common root), so every relative path in
+  pipeline.yml means what it means on the host and a file sink's output appears at its path
+  beside the pipeline file; nothing else of the host is mounted. It starts as
   root only to take the uid of that folder's owner (``--run-as-owner-of``): the output is
   owned by the user who owns the pipeline, not by root. Its recovery store is on the named
   volume ``broker-state``: a broker container killed or restarted resumes the same run.
@@ -33,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from pipelogic.datapaths import data_paths
 from pipelogic.errors import ContainerError
 from pipelogic.files import FILES_DIR, GENERATED_DIR
 from pipelogic.keys import worker_uids
@@ -62,20 +65,23 @@ class ComposeOptions:
     shared_memory: str = ""  # the size of a tmpfs volume every container maps slots in ("": none)
 
 
-def _host_paths(p: Pipeline) -> list[Path]:
-    """Every host path the broker reads or writes: the pipeline, each component (the broker
-    loads its component.yml), file sources, file sinks and dead-letter files."""
-    paths = [p.file.resolve().parent]
-    for v in p.vertices.values():
-        if v.component is not None:
-            paths.append(v.component.directory.resolve())
-            if v.on_error == "skip":
-                dl = v.params.get("dead_letter")
-                target = p.path(dl) if isinstance(dl, str) else p.path(f".pipelogic/dead-letter/{v.name}.jsonl")
-                paths.append(target.resolve().parent)
-        elif isinstance(v.params.get("path"), str):
-            paths.append(p.path(v.params["path"]).resolve().parent)
-    return paths
+def _broker_folders(p: Pipeline) -> tuple[list[Path], list[Path]]:
+    """The host folders the broker needs: (read-write, read-only). It writes in the
+    pipeline's folder (file sinks, dead letters; `parse_pipeline` keeps every data path in
+    it) and in the folders ``allow_paths_outside`` lists; it only reads its components'
+    folders (each component.yml). A folder inside another it already sees is not listed."""
+    rw = _outermost([p.file.resolve().parent, *p.outside])
+    ro = _outermost([v.component.directory.resolve() for v in p.vertices.values() if v.component is not None])
+    ro = [d for d in ro if not any(d.is_relative_to(w) for w in rw)]
+    return rw, ro
+
+
+def _outermost(folders: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for f in sorted(set(folders), key=lambda x: (len(x.parts), str(x))):
+        if not any(f.is_relative_to(o) for o in out):
+            out.append(f)
+    return out
 
 
 def _file_mounts(p: Pipeline, v: Vertex, out_dir: Path, env: dict[str, str]) -> list[str]:
@@ -104,14 +110,19 @@ def _relative(target: Path, start: Path) -> str:
 def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> str:
     """The compose file for ``pipeline``, to be written at ``out_file`` (host paths in it
     are relative to that file's folder). Raises ContainerError when a vertex cannot run
-    from the runtime image alone or the paths have no common folder but ``/``."""
+    from the runtime image alone."""
     out_dir = out_file.resolve().parent
-    root = Path(os.path.commonpath([str(x) for x in _host_paths(pipeline)]))
-    if root == Path(root.anchor):
-        raise ContainerError(
-            f"{pipeline.file}: the pipeline, its components and its files share no folder but "
-            f"{root}; keep them under one project folder to mount it into the broker"
-        )
+    for key, value in data_paths(pipeline.vertices):
+        # The broker's (a `files:` slot is mounted at a path of its own in its worker).
+        if key[2] != "files" and Path(value).is_absolute():
+            raise ContainerError(
+                f"{pipeline.file}: {'.'.join(key)}: {value} is absolute; the broker's container sees the "
+                f"pipeline's folders under {PIPELINE_MOUNT}, so give it relative to pipeline.yml")
+    rw, ro = _broker_folders(pipeline)
+    # Each folder appears at /pipeline/<its path from the folders' common root>, so every
+    # path in pipeline.yml (relative, or absolute under an allowed folder) means inside what
+    # it means outside; nothing else of the host is mounted.
+    root = Path(os.path.commonpath([str(x) for x in (*rw, *ro)]))
     inside = Path(PIPELINE_MOUNT)
     pipe_in = inside / pipeline.file.resolve().relative_to(root)
     workers = [v for v in pipeline.vertices.values() if v.component is not None]
@@ -141,7 +152,9 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
             "command": ["broker", str(pipe_in), "--listen", f"tcp://0.0.0.0:{opts.port}",
                         "--state-dir", "/state", "--run-as-owner-of", str(pipe_in.parent)],
             "user": "0:0",
-            "volumes": [f"{_relative(root, out_dir)}:{PIPELINE_MOUNT}", f"{BROKER_SERVICE}-state:/state"],
+            "volumes": [*(f"{_relative(d, out_dir)}:{inside / d.relative_to(root)}" for d in rw),
+                        *(f"{_relative(d, out_dir)}:{inside / d.relative_to(root)}:ro" for d in ro),
+                        f"{BROKER_SERVICE}-state:/state"],
             "networks": ["pipeline"],
             "restart": "on-failure",
             "deploy": {"endpoint_mode": "dnsrr", "replicas": 1, "restart_policy": restart},

@@ -31,8 +31,10 @@ def test_services_volumes_and_paths():
     assert broker["command"] == ["broker", "/pipeline/hello/pipeline.yml", "--listen", "tcp://0.0.0.0:5550",
                                  "--state-dir", "/state", "--run-as-owner-of", "/pipeline/hello",
                                  "--keys", "/keys", "--init-keys"]
-    # the pipeline, its components and outputs; the recovery store and the keys on volumes
-    assert broker["volumes"] == ["./examples:/pipeline", "broker-state:/state", "keys:/keys"]
+    # the pipeline's folder (its outputs) read-write, its components read-only and nothing
+    # else of the host; the recovery store and the keys on volumes
+    comps = [f"./examples/{c}:/pipeline/{c}:ro" for c in ("counter", "detector", "double", "scale")]
+    assert broker["volumes"] == ["./examples/hello:/pipeline/hello", *comps, "broker-state:/state", "keys:/keys"]
     assert broker["deploy"]["endpoint_mode"] == "dnsrr"
     assert not any("ports" in s for s in services.values())  # nothing published
     counter = services["counter"]
@@ -48,7 +50,7 @@ def test_services_volumes_and_paths():
                                    "keys"}
     # Written elsewhere, the host paths are relative to the file's folder.
     elsewhere = yaml.safe_load(render_compose(load_pipeline(HELLO), HELLO.parent / "compose.yaml", ComposeOptions("img:1")))
-    assert elsewhere["services"]["broker"]["volumes"] == ["..:/pipeline", "broker-state:/state", "keys:/keys"]
+    assert elsewhere["services"]["broker"]["volumes"][:2] == [".:/pipeline/hello", "../counter:/pipeline/counter:ro"]
     # --no-keys: plain TCP on the compose network, no keys volume, the image's user
     plain = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", ComposeOptions("img:1", keys=False)))
     assert "--keys" not in plain["services"]["broker"]["command"] and "keys" not in plain["volumes"]
@@ -106,3 +108,23 @@ def test_apt_sources_reads_enabled_files_of_both_forms(tmp_path):
     (apt / "sources.list.d" / "extra.list").write_text("deb http://mirror.example/debian bookworm main\n")
     (apt / "sources.list.d" / "old.list.disabled").write_text("deb http://x/ y main\n")
     assert [p.name for p in apt_sources(tmp_path)] == ["debian.sources", "extra.list"]
+
+
+def test_the_broker_mounts_allowed_outside_folders_and_refuses_absolute_data_paths(tmp_path):
+    """Issue 29, item 7: data outside the pipeline's folder only where pipeline.yml allows
+    it, mounted read-write at its place under /pipeline; nothing else of the host."""
+    (tmp_path / "shared").mkdir()
+    p = tmp_path / "proj" / "pipeline.yml"
+    p.parent.mkdir()
+    body = (f"name: t\nallow_paths_outside: [../shared]\ncomponents:\n  n: {{source: sequence, count: 3}}\n"
+            f"  d: {{path: {ROOT / 'examples' / 'double'}}}\n  out: {{sink: jsonl, path: SINK}}\n"
+            "connections: [n -> d, d -> out]\n")
+    p.write_text(body.replace("SINK", "../shared/x.jsonl"))
+    doc = yaml.safe_load(render_compose(load_pipeline(p), p.parent / "compose.yaml", ComposeOptions("img:1")))
+    vols = doc["services"]["broker"]["volumes"]
+    # tmp_path and examples/ share only /, so each folder sits at its full path under /pipeline
+    assert "../shared:" + str(Path("/pipeline") / (tmp_path / "shared").relative_to("/")) in vols, vols
+    assert not any(v.split(":")[1] == "/pipeline" for v in vols)  # never the whole common root
+    p.write_text(body.replace("SINK", str(tmp_path / "shared" / "x.jsonl")))
+    with pytest.raises(ContainerError, match=r"components\.out\.path: .* is absolute.*relative to pipeline\.yml"):
+        render_compose(load_pipeline(p), p.parent / "compose.yaml", ComposeOptions("img:1"))
