@@ -225,6 +225,12 @@ def client_keys(env: dict[str, str] | None = None) -> ClientKeys | None:
                 key_file = str(d / "operators" / f"{operator}.key_secret")
             elif vertex and (d / "workers" / f"{vertex}.key_secret").is_file():
                 key_file = str(d / "workers" / f"{vertex}.key_secret")
+            elif vertex:
+                # A worker never stands in with an operator key: the broker would refuse it
+                # as "not a worker key", which hides that its own key is gone.
+                raise KeyFileError(
+                    f"{d / 'workers' / vertex}.key_secret: vertex {vertex} has no worker key in {folder}: "
+                    f"it was revoked (deleted) or never made; `pipelogic keys worker {folder} {vertex}` makes one")
             else:
                 ops = sorted((d / "operators").glob("*.key_secret"))
                 if len(ops) != 1:

@@ -31,9 +31,14 @@ def kill_mid_stream(tmp_path, project, n: int, service: str):
     wait_for(lambda: len(lines(out)) > n // 3, 60, "a third of the stream", lambda: p.logs("broker"))
     victim = p.container(service)
     victim.kill()
-    victim.reload()
-    if victim.status != "running":  # the restart policy may take a moment; else start it
-        wait_for(lambda: _running_again(victim), 15, f"the restart policy to restart the {service}")
+    # Docker takes `docker kill` for a manual stop: no restart policy restarts it (a crash
+    # or an OOM kill is restarted). The operator brings it back with the command that
+    # docs/containers.md gives, run here as written.
+    wait_for(lambda: _settled(victim), 15, f"the {service} container to exit")
+    if victim.status == "exited":
+        p.compose("start", service)
+        victim.reload()
+    assert victim.status == "running", victim.status
     assert p.wait_exit("broker") == 0, p.logs("broker")
     return p, out
 
@@ -47,11 +52,10 @@ def test_docker_kill_of_a_stateful_worker_continues_its_state_from_the_volume(tm
     assert final_status(p.logs("broker"))["counter"]["restarts"] == 1
 
 
-def _running_again(c) -> bool:
+def _settled(c) -> bool:
+    """Exited and left so (20.10), or restarted by its policy (an engine that does)."""
     c.reload()
-    if c.status == "exited" and c.attrs["RestartCount"] == 0 and c.attrs["State"]["ExitCode"] == 137:
-        c.start()
-    return c.status == "running"
+    return c.status == "exited" or (c.status == "running" and c.attrs["RestartCount"] > 0)
 
 
 def test_docker_stop_snapshots_and_exits_0_within_the_grace_period(tmp_path, project, engine, runtime_image):
@@ -97,8 +101,9 @@ def test_a_worker_container_started_before_the_broker_joins(tmp_path, project):
 
 
 def test_docker_kill_of_the_broker_resumes_the_run_from_its_volume(tmp_path, project):
-    """T14 in containers: the broker container is SIGKILLed mid-stream; its restart policy
-    brings it back on the broker-state volume, the workers rejoin, every output once."""
+    """T14 in containers: the broker container is SIGKILLed mid-stream; `docker-compose
+    start broker` brings it back on the broker-state volume, the workers rejoin, every
+    output once."""
     n = 20_000
     p, out = kill_mid_stream(tmp_path, project, n, "broker")
     assert p.wait_exit("counter", 30) == 0, p.logs("counter")

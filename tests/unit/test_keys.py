@@ -41,3 +41,18 @@ def test_a_client_finds_its_key_in_a_folder_by_vertex_or_operator(tmp_path):
     with pytest.raises(KeyFileError, match="public key file"):
         client_keys({"PIPELOGIC_CURVE_KEY": str(d / "operators" / "ops.key"),
                      "PIPELOGIC_CURVE_SERVER_KEY": str(d / "broker.key")})
+
+
+def test_a_worker_whose_key_was_revoked_says_so_and_never_stands_in_with_an_operator_key(tmp_path):
+    d = tmp_path / "keys"
+    create_broker_key(d)
+    create_key(d, "workers", "w1")
+    create_key(d, "operators", "up")
+    for f in (d / "workers").glob("w1.key*"):
+        f.unlink()  # revoked
+    with pytest.raises(KeyFileError) as err:
+        client_keys({"PIPELOGIC_KEYS": str(d), "PIPELOGIC_COMPONENT": "w1"})
+    assert "vertex w1 has no worker key" in str(err.value) and "revoked" in str(err.value)
+    assert "pipelogic keys worker" in str(err.value)
+    op = client_keys({"PIPELOGIC_KEYS": str(d)})  # an operator's tool still finds its key
+    assert op is not None and op.source.endswith("operators/up.key_secret")
