@@ -8,8 +8,6 @@ a shared one could not address a given worker).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import logging
 import os
@@ -27,6 +25,14 @@ from zmq.auth.thread import ThreadAuthenticator
 from backend_stub import replicas
 from backend_stub.admission import HelloLimiter
 from backend_stub.auth import KeyRing, start_authenticator, worker_domain
+from backend_stub.bounds import (
+    CONTROL_MAX_BYTES,
+    CONTROL_MAX_FRAMES,
+    MAX_MESSAGE_BYTES,
+    TICK_PORT_MAX_FRAME,
+    give_back,
+    total,
+)
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
@@ -44,30 +50,6 @@ log = logging.getLogger("backend_stub")
 
 LINGER_S = 10.0  # how long a finished run waits for late instances of a replicated vertex
 _MAX_DRAIN = 256  # messages read from one socket per loop turn, so no peer starves the rest
-CONTROL_MAX_FRAMES = 4  # [client, empty, header] and at most one more
-MAX_MESSAGE_BYTES = transport.MAX_FRAME_BYTES  # a whole results message, header and payload frames
-TICK_PORT_MAX_FRAME = 1024  # a worker never sends on its tick socket: anything sent there is a stranger's
-
-
-def _total(frames: list[Any]) -> int:
-    return sum(len(f) for f in frames)
-
-
-_libc: Any = None
-
-
-def _give_back(size: int) -> None:
-    """After dropping a large message: return the freed memory to the system (glibc keeps
-    freed heap otherwise, and a broker that once held a stranger's 400 MB would keep it)."""
-    global _libc
-    if size < 16 * 1024 * 1024:
-        return
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def _loopback(listen: str) -> bool:
@@ -371,12 +353,12 @@ class Broker:
         # Frames arrive uncopied (zmq.Frames): a message over the limits is dropped before
         # anything is copied out of it. zmq already took it whole (it hands a multipart message
         # over only once all of it arrived), so memory it held is given back at once.
-        size = _total(frames)
-        if len(frames) > CONTROL_MAX_FRAMES or size > P.MAX_HEADER_BYTES + 1024:
+        size = total(frames)
+        if len(frames) > CONTROL_MAX_FRAMES or size > CONTROL_MAX_BYTES:
             refuse("control", f"control: a message of {len(frames)} frames and {size:,} bytes (a control "
                    f"message is one header of at most {P.MAX_HEADER_BYTES:,} bytes)", now)
             del frames
-            _give_back(size)
+            give_back(size)
             return []
         user: bytes | None = None
         if self.keys is not None:  # the ZAP handler's User-Id is on the frames
@@ -479,10 +461,10 @@ class Broker:
             if self.keys is not None:
                 user = (frames[0].get("User-Id") or "").encode() or None
             if len(frames) > 1:  # payload frames: bound the whole message, not only each frame
-                size = _total(frames)
+                size = total(frames)
                 if size > MAX_MESSAGE_BYTES:
                     del frames
-                    _give_back(size)
+                    give_back(size)
                     raise ProtocolError(f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,}: "
                                         "PIPELOGIC_MAX_FRAME_BYTES)")
             msg, payload = P.decode(frames)
