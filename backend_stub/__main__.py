@@ -21,6 +21,7 @@ from pipelogic import _logging
 from pipelogic.errors import DefinitionError, StateError
 from pipelogic.keys import KeyFileError, init_container_keys, worker_uids
 from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale
+from pipelogic.runs import remove_address, write_address
 from pipelogic.transport import DEFAULT_BROKER
 
 EXIT_STORE = 4
@@ -119,18 +120,7 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
                                  "over from one, is listening there); stop it, or listen elsewhere: "
                                  "--listen tcp://127.0.0.1:0 picks a free port")
         return _cannot_start(EXIT_LISTEN, f"cannot listen on {listen}: {exc}")
-    if server is not None:
-        broker.metrics = server
-        logging.getLogger("backend_stub").info("metrics at %s", server.url)
-    # Where workers connect (the port, if 0 was asked for). On stdout for `pipelogic up`,
-    # which reads it first; standalone, stdout is left to a stdout sink's data alone.
-    click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", err=not supervised)
-    sys.stdout.flush()
-    log = logging.getLogger("backend_stub")
-    workers = sum(1 for v in pipeline.vertices.values() if v.component is not None)
-    log.debug("pipeline %s from %s: %d vertices, %d to be served by workers", pipeline.name, pipeline.file,
-              len(pipeline.vertices), workers)
-
+    # Before the address is told to anyone: a SIGTERM from whoever read it is a graceful stop.
     stopped: list[int] = []
 
     def _term(signum: int, frame: object) -> None:
@@ -139,9 +129,28 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
+    if server is not None:
+        broker.metrics = server
+        logging.getLogger("backend_stub").info("metrics at %s", server.url)
+    # Where workers connect (the port, if 0 was asked for). On stdout for `pipelogic up`,
+    # which reads it first; standalone, stdout is left to a stdout sink's data alone.
+    click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", err=not supervised)
+    sys.stdout.flush()
+    log = logging.getLogger("backend_stub")
+    if state_dir:  # where `status`, `tap` and `config set` find this broker (pipelogic/runs.py)
+        try:
+            write_address(Path(state_dir), broker.endpoint, Path(pipeline_file), pipeline.name)
+        except OSError as exc:
+            log.warning("cannot record the broker's address in %s (%s): operator commands need --broker", state_dir, exc)
+    workers = sum(1 for v in pipeline.vertices.values() if v.component is not None)
+    log.debug("pipeline %s from %s: %d vertices, %d to be served by workers", pipeline.name, pipeline.file,
+              len(pipeline.vertices), workers)
+
     try:
         broker.serve()
     finally:
+        if state_dir:
+            remove_address(Path(state_dir))
         if broker.metrics is not None:
             broker.metrics.close()
     sch = broker.scheduler

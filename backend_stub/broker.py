@@ -37,7 +37,7 @@ from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
 from backend_stub.slots import SlotLost, SlotRegistry
-from backend_stub.store import UNSAFE, open_run
+from backend_stub.store import UNSAFE, RecoveryStore, open_run
 from pipelogic import _faults, _health, transport
 from pipelogic import protocol as P
 from pipelogic._shm import enabled as shm_enabled
@@ -74,10 +74,9 @@ class Broker:
         each message is checked against what its key may do (docs/security.md)."""
         self.pipeline = pipeline
         settings = settings or Settings.from_pipeline(pipeline)
-        self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
+        self.store: RecoveryStore | None = None
         self.observer = Observer()
         self.instance = uuid.uuid4().hex[:12]  # tells workers that a restarted broker is another one
-        self.scheduler.broker_instance = self.instance
         self.listen = listen
         self.exit_when_done = exit_when_done
         self.commit_s = commit_ms / 1000
@@ -104,6 +103,9 @@ class Broker:
                                                          max_frame=P.MAX_HEADER_BYTES)
             self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results",
                                                                          curve=curve)
+            # Only once it listens is the run recorded (and are its sink files opened): a
+            # broker that cannot bind leaves no unfinished run behind to be "resumed".
+            self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
         except BaseException:
             if self.auth is not None:
                 self.auth.stop()
@@ -111,6 +113,7 @@ class Broker:
             if self.store is not None:
                 self.store.close()
             raise
+        self.scheduler.broker_instance = self.instance
         if self.keys is None and not _loopback(listen):
             log.warning("listening on %s without keys: anyone who can reach it can register as a vertex, take its "
                         "inputs and forge its results; `pipelogic keys` and --keys turn on CurveZMQ "

@@ -23,6 +23,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from pipelogic.errors import HandshakeRefused
 from pipelogic.keys import client_keys
+from pipelogic.runs import DEFAULT_ADDRESS
 
 __all__ = [
     "DEFAULT_BROKER",
@@ -42,7 +43,7 @@ __all__ = [
     "waiting",
 ]
 
-DEFAULT_BROKER = "tcp://127.0.0.1:5550"
+DEFAULT_BROKER = DEFAULT_ADDRESS  # a standalone broker's; `up` picks a free port (pipelogic/runs.py)
 MAX_FRAME_BYTES = int(os.environ.get("PIPELOGIC_MAX_FRAME_BYTES", str(512 * 1024 * 1024)))
 _TCP = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+|\*)$")
 

@@ -14,7 +14,20 @@ from pipelogic.transport import DEFAULT_BROKER
 
 __all__ = ["main"]
 
-_BROKER_HELP = "Broker control endpoint (default: $PIPELOGIC_BROKER, else tcp://127.0.0.1:5550)."
+_BROKER_HELP = ("Broker control endpoint (default: $PIPELOGIC_BROKER, else the broker of --pipeline, else of the one "
+                "pipeline running in this folder, else tcp://127.0.0.1:5550).")
+_PIPELINE_HELP = "Find the broker of this running pipeline file (its state directory records the address)."
+
+
+def _pipeline_option(f: Any) -> Any:
+    return click.option("--pipeline", "-p", "pipeline_file", type=click.Path(exists=True), default=None,
+                        help=_PIPELINE_HELP)(f)
+
+
+def _address(address: str | None, pipeline_file: str | None) -> str:
+    from pipelogic.runs import resolve_broker
+
+    return resolve_broker(address, Path(pipeline_file) if pipeline_file else None)
 
 
 EXIT_DEFINITION = 2
@@ -61,8 +74,10 @@ def main(debug: bool, log_level: str | None) -> None:
 
 @main.command()
 @click.argument("pipeline_file", type=click.Path(exists=True))
-@click.option("--listen", default=DEFAULT_BROKER, show_default=True, help="Broker endpoint to bind (port 0: any free port).")
-@click.option("--state-dir", type=click.Path(), default=None, help="State snapshots (default: .pipelogic/state beside the pipeline).")
+@click.option("--listen", default="tcp://127.0.0.1:0", show_default=True,
+              help="Broker endpoint to bind (port 0: a free port; `status`, `tap` and `config set` find it).")
+@click.option("--state-dir", type=click.Path(), default=None,
+              help="The run's state: the broker's store and the snapshots (default: .pipelogic/<file stem>/ beside the pipeline).")
 @click.option("--max-restarts", type=int, default=5, show_default=True, help="Restarts of a crashed worker before the run fails.")
 @click.option("--backoff-max", type=float, default=10.0, show_default=True, help="Longest wait before restarting a crashed worker (the wait doubles from 0.25 s).")
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
@@ -156,33 +171,38 @@ def validate(path: str) -> None:
 
 
 @main.command()
+@click.argument("pipeline_arg", metavar="[PIPELINE_FILE]", required=False, type=click.Path(exists=True))
 @click.option("--broker", "address", default=None, help=_BROKER_HELP)
+@_pipeline_option
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option("--watch", "-w", "watch", type=float, default=None, is_flag=False, flag_value=1.0,
               metavar="[SECONDS]", help="Redraw every SECONDS (default 1) until Ctrl-C.")
 @click.option("--timeout", "timeout_s", type=float, default=1.0, show_default=True,
               help="Seconds to wait for the broker's answer.")
-def status(address: str | None, as_json: bool, watch: float | None, timeout_s: float) -> None:
+def status(pipeline_arg: str | None, address: str | None, pipeline_file: str | None, as_json: bool,
+           watch: float | None, timeout_s: float) -> None:
     """Show the vertices of the running pipeline: state, ticks, rate, queues, restarts,
-    errors, losses, and any vertex that is stuck."""
+    errors, losses, and any vertex that is stuck. Run beside `pipelogic up` it needs no
+    flags; with several pipelines running in the folder, name one (PIPELINE_FILE)."""
     from pipelogic.cli._status import show_status
 
-    sys.exit(show_status(address, as_json, watch, timeout_s))
+    sys.exit(show_status(_address(address, pipeline_arg or pipeline_file), as_json, watch, timeout_s))
 
 
 @main.command("tap")
 @click.argument("stream", metavar="VERTEX[.i]")
 @click.option("--broker", "address", default=None, help=_BROKER_HELP)
+@_pipeline_option
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None, help="Stop after N messages.")
 @click.option("--raw", is_flag=True, help="Print each message's frames (base64) instead of its JSON form.")
-def tap_command(stream: str, address: str | None, count: int | None, raw: bool) -> None:
+def tap_command(stream: str, address: str | None, pipeline_file: str | None, count: int | None, raw: bool) -> None:
     """Print the messages flowing on output stream VERTEX[.i] as JSON lines, live.
 
     The pipeline is neither slowed nor changed: a tap that cannot keep up loses messages
     (it says how many on stderr)."""
     from pipelogic.cli._tap import tap
 
-    sys.exit(tap(address, stream, count, raw))
+    sys.exit(tap(_address(address, pipeline_file), stream, count, raw))
 
 
 @main.group()
@@ -194,8 +214,10 @@ def config() -> None:
 @click.argument("vertex")
 @click.argument("assignments", nargs=-1, required=True)
 @click.option("--broker", "address", default=None, help=_BROKER_HELP)
+@_pipeline_option
 @click.option("--wait", "wait_s", type=float, default=5.0, show_default=True, help="Seconds to wait for the worker to apply it.")
-def config_set(vertex: str, assignments: tuple[str, ...], address: str | None, wait_s: float) -> None:
+def config_set(vertex: str, assignments: tuple[str, ...], address: str | None, pipeline_file: str | None,
+               wait_s: float) -> None:
     """Set config values: pipelogic config set VERTEX key=value ... (values are pipelang literals)."""
     from pipelogic.client import BrokerClient
 
@@ -205,7 +227,7 @@ def config_set(vertex: str, assignments: tuple[str, ...], address: str | None, w
             raise click.BadParameter(f"expected key=value, got {a!r}", param_hint="ASSIGNMENTS")
         k, v = a.split("=", 1)
         values[k.strip()] = v
-    reply = BrokerClient(address, timeout_s=2.0).config_set(vertex, values, wait_s)
+    reply = BrokerClient(_address(address, pipeline_file), timeout_s=2.0).config_set(vertex, values, wait_s)
     if not reply.ok:
         raise ConfigError(f"{vertex}: {reply.error or 'refused'}")
     if reply.applied:

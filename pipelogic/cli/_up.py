@@ -33,6 +33,7 @@ from pipelogic.cli._worker import EXIT_START
 from pipelogic.client import BrokerClient
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale, source_problems
+from pipelogic.runs import default_state_dir
 
 __all__ = ["Supervisor"]
 
@@ -65,6 +66,7 @@ class _Worker:
     started: float = 0.0
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
+    finished: bool = False  # exited because its vertex's streams ended: never started again
 
     @property
     def label(self) -> str:
@@ -164,6 +166,15 @@ class Supervisor:
             args += ["--scale", item]
         return self._spawn([*args, "--fresh"] if fresh else args, env, "broker | ", capture_first=True)
 
+    def _note_old_state(self, state_dir: Path) -> None:
+        """Before one state directory per pipeline file, every pipeline of a folder shared
+        ``.pipelogic/state``: say how to continue a run left there."""
+        old = self.file.resolve().parent / ".pipelogic" / "state"
+        if not state_dir.exists() and (old / ".broker").exists():
+            self.echo(f"note: {old} holds a run kept by an earlier pipelogic (one state directory for the whole "
+                      f"folder); this run starts in {state_dir}. To continue that one instead: "
+                      f"pipelogic up {self.file} --state-dir {old}")
+
     def _ensure_keys(self, pipeline: Any) -> None:
         """A key folder for this run: made when missing (the broker's pair, a worker key per
         component vertex, an operator key for `up` itself), else used as it is."""
@@ -198,7 +209,9 @@ class Supervisor:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PIPELOGIC_SUPERVISED="1")
         # The children's stderr is a pipe to us: they stamp their lines when we are not on a terminal.
         env.setdefault("PIPELOGIC_LOG_TIMESTAMPS", "0" if sys.stdout.isatty() else "1")
-        state_dir = Path(self.state_dir) if self.state_dir else pipeline.directory / ".pipelogic" / "state"
+        state_dir = Path(self.state_dir) if self.state_dir else default_state_dir(self.file)
+        if not self.state_dir:
+            self._note_old_state(state_dir)
         env["PIPELOGIC_STATE_DIR"] = str(state_dir)
         if self.keys is not None:
             self._ensure_keys(pipeline)
@@ -325,6 +338,8 @@ class Supervisor:
         self.interrupted = True
 
     def _supervise(self, w: _Worker, env: dict[str, str], width: int, client: BrokerClient, now: float) -> str:
+        if w.finished:
+            return ""
         if w.proc is None:
             if now >= w.next_start and w.exit_codes and not self._still_running(client):
                 w.next_start = now + 0.5  # a restart only into a run that goes on
@@ -355,11 +370,16 @@ class Supervisor:
                 w.next_start = now + 2.0
                 return ""
             if st.state != "running":
+                w.finished = True
                 return ""  # done, or failed: the broker reports the cause and exits
             vertex = next((v for v in st.vertices if v["name"] == w.name), None)
             if vertex is not None and vertex["state"] == "finished":
                 if rc == 0:
-                    return ""  # closed by the broker: its stream ended
+                    # Closed by the broker: its stream ended. The run goes on for other
+                    # vertices, but this one has nothing left to do (starting it again was
+                    # issue 25's "second double worker").
+                    w.finished = True
+                    return ""
                 return f"worker {w.name} failed after its stream ended (exit code {rc}; its error is above)"
             if time.monotonic() >= deadline:
                 break
