@@ -179,7 +179,7 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 @click.option("--serve-forever", is_flag=True, help="Keep serving after the pipeline finished.")
 @click.option("--buffer-capacity", type=int, default=None, help="Messages per input buffer.")
 @click.option("--credit", type=int, default=None, help="Ticks in flight per worker.")
-@click.option("--heartbeat-ms", type=int, default=None)
+@click.option("--heartbeat-ms", type=int, default=None, help="How often broker and workers beat, in ms.")
 @click.option("--run-as-owner-of", "owner_of", type=click.Path(exists=True), default=None,
               help="Started as root: switch to the uid/gid of this path's owner first (containers).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
@@ -206,4 +206,4 @@ def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: 
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name=os.environ.pop("PIPELOGIC_BROKER_PROG", None) or "python -m backend_stub")

@@ -243,7 +243,9 @@ class Broker:
     def status(self) -> P.StatusReply:
         st = self.observer.decorate(self.scheduler, self.scheduler.status(), time.monotonic())
         store = self.store
-        broker = {"pid": os.getpid(), "instance": self.instance, "start": self.scheduler.incarnation,
+        sch = self.scheduler
+        start = sch.incarnation - sch.run_start + 1 if sch.run_start else 0  # this broker's start, in this run
+        broker = {"pid": os.getpid(), "instance": self.instance, "start": start,
                   "store": str(store.dir) if store is not None else None,
                   "commits": store.commits if store is not None else 0, "store_error": self.store_error,
                   "refused": dict(self.scheduler.refusals.counts),

@@ -181,6 +181,9 @@ class VertexState:
     errors: int = 0
     restarts: int = 0
     connects: int = 0
+    # Connects since this broker started (not stored): the first one after a broker start
+    # is a rejoin or a resume the user asked for, not a restart of the worker.
+    connects_here: int = 0
     last_seen: float = 0.0
     worker_stats: dict[str, Any] = field(default_factory=dict)
     out_counts: list[int] = field(default_factory=list)

@@ -72,7 +72,8 @@ class Scheduler:
         self.vertices: dict[str, VertexState] = {}
         self.by_epoch: dict[int, VertexState] = {}
         self._next_epoch = 1
-        self.incarnation = 0  # how many times a broker started on this run's store (0: no store)
+        self.incarnation = 0  # how many times a broker started on this store, all runs (0: no store)
+        self.run_start = 0  # the incarnation that began this run (epochs count across runs; starts, per run)
         self.journal: Journal | None = None  # set by a broker with a recovery store
         self.broker_instance = ""  # this broker process (workers tell a restart by it)
         self.failed: str | None = None
@@ -129,8 +130,9 @@ class Scheduler:
             return self._admit_instance(vs, msg, now)
         if vs.epoch is not None:
             self._fence(vs)
-        if vs.connects > 0:
+        if vs.connects_here > 0:
             vs.restarts += 1  # a new incarnation, after a crash or a graceful stop
+        vs.connects_here += 1
         epoch = self._next_epoch
         self._next_epoch += 1
         vs.epoch = epoch

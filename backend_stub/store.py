@@ -73,6 +73,8 @@ class StoredRun:
         self.description: dict[str, Any] = meta.get("description", {})
         self.finished: bool = bool(meta.get("finished", False))
         self.incarnation: int = int(meta.get("incarnation", 0))
+        # The broker start that began this run (a store from before it was kept: 1).
+        self.first_incarnation: int = int(meta.get("first_incarnation", 1))
 
 
 class RecoveryStore:
@@ -131,7 +133,8 @@ class RecoveryStore:
         self.db.execute("BEGIN IMMEDIATE")
         for table in ("meta", "vertex", "value", "tick"):
             self.db.execute(f"DELETE FROM {table}")
-        self._put_meta(run=sch.run, description=description, incarnation=incarnation, finished=False)
+        self._put_meta(run=sch.run, description=description, incarnation=incarnation, finished=False,
+                       first_incarnation=incarnation)
         self.db.execute("COMMIT")
         self._lows.clear()
         self._bases.clear()
@@ -246,7 +249,9 @@ def open_run(pipeline: Pipeline, settings: Settings, state_dir: Path | None, fre
                 )
             sch = Scheduler(pipeline, settings, fresh=False)
             store.resume(sch, stored, incarnation)
-            log(f"resuming run {stored.run[:8]} from {store.dir} (broker start {incarnation})")
+            sch.run_start = stored.first_incarnation
+            log(f"resuming run {stored.run[:8]} from {store.dir} (broker start {incarnation - sch.run_start + 1} "
+                "of this run)")
         else:
             sch = Scheduler(pipeline, settings)
             if stored is not None and stored.finished:
@@ -254,6 +259,7 @@ def open_run(pipeline: Pipeline, settings: Settings, state_dir: Path | None, fre
             elif stored is not None:
                 log(f"starting a fresh run: the unfinished run {stored.run[:8]} is discarded (--fresh)")
             store.begin(sch, description, incarnation)
+            sch.run_start = incarnation
         sch.epoch_base(incarnation)
         sch.journal = Journal()
     except BaseException:

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from pipelogic.errors import ConfigError, DefinitionError, PipelogicError
-from pipelogic.transport import DEFAULT_BROKER
 
 __all__ = ["main"]
 
@@ -92,8 +91,8 @@ def main(debug: bool, log_level: str | None) -> None:
 def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
        progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None, keys: str | None,
        scale: tuple[str, ...]) -> None:
-    """Run PIPELINE_FILE: the broker plus one process per component (``replicas: N`` or
-    ``--scale VERTEX=N``: N processes), until drained.
+    """Run PIPELINE_FILE: the broker plus one process per component (replicas: N or
+    --scale VERTEX=N: N processes), until drained.
 
     An unfinished run of the same pipeline (interrupted, or killed) is continued from its
     state directory; a finished one starts anew."""
@@ -104,14 +103,14 @@ def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int
     sys.exit(sup.run())
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("pipeline_file", type=click.Path(exists=True))
-@click.option("--listen", default=DEFAULT_BROKER, show_default=True)
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
 @click.pass_context
-def broker(ctx: click.Context, pipeline_file: str, listen: str) -> None:
-    """Run the broker stub alone (same as python -m backend_stub)."""
-    args = [sys.executable, "-m", "backend_stub", pipeline_file, "--listen", listen, *ctx.args]
-    os.execv(sys.executable, args)
+def broker(ctx: click.Context) -> None:
+    """Run the broker stub alone (same as python -m backend_stub); --help lists its options."""
+    # Everything, --help included, goes to the broker's own command line, which owns the
+    # options (pipelogic never imports backend_stub); its usage line says `pipelogic broker`.
+    os.environ["PIPELOGIC_BROKER_PROG"] = "pipelogic broker"
+    os.execv(sys.executable, [sys.executable, "-m", "backend_stub", *ctx.args])
 
 
 @main.command()
@@ -247,7 +246,11 @@ def init(name: str, directory: str) -> None:
         path = scaffold(name, Path(directory))
     except FileExistsError as exc:
         raise PipelogicError(str(exc)) from None
-    click.echo(f"created {path}: edit src/main.py, then run: python -m pytest {path / 'tests'}")
+    import importlib.util
+
+    # The test it wrote runs under pytest, which pipelogic itself does not need.
+    install = "" if importlib.util.find_spec("pytest") else "python -m pip install pytest, then "
+    click.echo(f"created {path}: edit src/main.py, then run: {install}python -m pytest {path / 'tests'}")
 
 
 @main.command()

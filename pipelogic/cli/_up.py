@@ -16,6 +16,7 @@ dies (a parent-death signal), so none keeps writing after it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -42,6 +43,14 @@ _PR_SET_PDEATHSIG = 1
 # Broker exit codes that a restart cannot fix (backend_stub/__main__.py).
 _BROKER_FINAL = {0: "done or stopped", 1: "the pipeline failed", 2: "invalid pipeline",
                  4: "recovery store unusable", 5: "cannot listen"}
+
+
+def _failed(st: P.StatusReply, vertices: set[str]) -> P.StatusReply:
+    """The last status the broker gave, as the run ended: `up` failed it (a worker that
+    cannot start, or that crashed too often), which the broker, still waiting for the
+    worker, did not know."""
+    rows = [dict(v, state="failed") if v["name"] in vertices else v for v in st.vertices]
+    return dataclasses.replace(st, state="failed", vertices=rows)
 
 
 def _child_setup() -> None:
@@ -96,6 +105,7 @@ class Supervisor:
         self.broker_error = ""
         self.final_status: P.StatusReply | None = None
         self.pumps: list[threading.Thread] = []
+        self.failed_vertices: set[str] = set()  # vertices whose worker failed the run (up decided it)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -313,6 +323,8 @@ class Supervisor:
         for t in self.pumps:
             t.join(2)
         st = self.final_status or final or getattr(self, "last_status", None)
+        if st is not None and failure:
+            st = _failed(st, self.failed_vertices)
         if st is not None:
             self.echo(status_table(st, with_error=False))  # the cause is said once, below
         if failure:
@@ -380,17 +392,20 @@ class Supervisor:
                     # issue 25's "second double worker").
                     w.finished = True
                     return ""
+                self.failed_vertices.add(w.name)
                 return f"worker {w.name} failed after its stream ended (exit code {rc}; its error is above)"
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
         if rc == EXIT_START:
+            self.failed_vertices.add(w.name)
             return (f"worker {w.name} failed to start (its error is above); not restarted: a failure "
                     "before the first tick repeats on every restart")
         if rc == 0:
             self.echo(f"{w.label.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
                       "stop it: did main.py return from run(), or call sys.exit or os._exit?)", err=True)
         if w.restarts >= self.max_restarts:
+            self.failed_vertices.add(w.name)
             return f"worker {w.label} exited with code {rc} {w.restarts + 1} times; giving up"
         w.restarts += 1
         w.streak = w.streak + 1 if now - w.started < _HEALTHY_S else 1

@@ -29,6 +29,26 @@ def test_init_scaffolds_a_component_whose_test_passes(tmp_path):
     assert t.returncode == 0, t.stdout + t.stderr
 
 
+def test_init_says_how_to_install_pytest_when_it_is_missing(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a))
+    r = CliRunner().invoke(main, ["init", "scaler", "-d", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "python -m pip install pytest, then python -m pytest" in r.output
+
+
+def test_broker_help_lists_every_option_of_the_broker(cli_env):
+    """Issue 25, item 6: `pipelogic broker --help` showed --listen alone."""
+    r = subprocess.run([sys.executable, "-m", "pipelogic", "broker", "--help"], capture_output=True, text=True,
+                       env=cli_env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Usage: pipelogic broker [OPTIONS] PIPELINE_FILE")
+    for option in ("--listen", "--state-dir", "--keys", "--metrics", "--fresh", "--scale", "--serve-forever"):
+        assert option in r.stdout, option
+
+
 def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, cli_env):
     component("cfg", """
         name: cfg

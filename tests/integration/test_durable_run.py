@@ -205,6 +205,11 @@ def test_interrupted_up_snapshots_stops_everything_and_continues(tmp_path, cli_e
     want, want_state = fold_counter(n)
     assert sink(tmp_path) == want
     assert final_state(state) == want_state
+    # A resume the user asked for is not a restart; broker starts count within this run
+    # (issue 25, item 4).
+    assert "(broker start 2 of this run)" in again.stdout + again.stderr
+    row = next(line.split() for line in again.stdout.splitlines() if line.startswith("counter "))
+    assert row[7] == "0", again.stdout  # the restarts column
 
 
 def test_a_changed_pipeline_is_refused_unless_fresh_and_a_finished_run_starts_anew(tmp_path, cli_env):

@@ -159,6 +159,10 @@ def test_a_component_that_fails_at_start_is_reported_once_and_not_retried(tmp_pa
     assert "restarting" not in out and "failed to start" in out
     assert internal_frames(out) == [], out
     assert time.monotonic() - t0 < 60
+    # The final table tells the truth (issue 25, item 4): the run failed, and so did w.
+    assert "pipeline p: failed" in r.stdout, r.stdout
+    row = next(line.split() for line in r.stdout.splitlines() if line.startswith("w "))
+    assert row[2] == "failed", r.stdout
 
 
 # -- 5. a worker that exits 0 on its own --------------------------------------------------------
