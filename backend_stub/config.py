@@ -9,10 +9,12 @@ broker restart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from backend_stub.model import Action, VertexState
 from pipelogic import protocol as P
+from pipelogic._yamlfile import near
 from pipelogic.component import check_config_total, check_config_value
 from pipelogic.errors import PipelogicError
 from pipelogic.limits import preview
@@ -31,16 +33,21 @@ class ConfigDesk:
     def __init__(self) -> None:
         self.pending: list[tuple[Any, str, int, float]] = []
 
-    def set(self, vs: VertexState | None, msg: P.ConfigSet, client: Any, now: float) -> list[Action]:
-        """Validate and push an update of ``vs`` (None: no such component vertex)."""
+    def set(self, vs: VertexState | None, msg: P.ConfigSet, client: Any, now: float,
+            components: Iterable[str] = ()) -> list[Action]:
+        """Validate and push an update of ``vs`` (None: no such component vertex;
+        ``components``: the component vertices, to suggest one for a misspelt name)."""
         if vs is None or vs.v.component is None:
-            return [_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}")]
+            names = list(components)
+            return [_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}{near(msg.vertex, names)} "
+                                                    f"(component vertices: {', '.join(names) or 'none'})")]
         schema = vs.v.component.config_schema
         new: dict[str, Any] = {}
         for k, text in msg.values.items():
             if k not in schema:
                 return [_reply(client, False, vs.config_version, False,
-                               f"vertex {vs.name}: {k!r} is not in config_schema (declared: {', '.join(schema) or 'none'})")]
+                               f"vertex {vs.name}: {k!r} is not in config_schema{near(k, schema)} "
+                               f"(declared: {', '.join(schema) or 'none'})")]
             if not schema[k].mutable:
                 return [_reply(client, False, vs.config_version, False,
                                f"vertex {vs.name}: {k} is not mutable (mutable: false in config_schema); "

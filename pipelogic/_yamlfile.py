@@ -11,6 +11,7 @@ read ``file: key.path: ...``.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,27 @@ def _at(file: Path, event: yaml.Event) -> str:
 _FastLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # only to read events faster
 
 
+def _hint(exc: yaml.MarkedYAMLError, text: str) -> str:
+    """A hint for the common slips behind a YAML syntax error (a tab, a missing space after
+    a colon, a bracket or a quote left open), or ""."""
+    problem, context = exc.problem or "", exc.context or ""
+    opened = exc.context_mark.line + 1 if exc.context_mark is not None else None
+    if "'\\t'" in problem or "\t" in problem:
+        return "; YAML indents with spaces, never tabs"
+    if "quoted scalar" in context and "end of stream" in problem:
+        return f"; the quote opened on line {opened} is not closed"
+    if "flow mapping" in context or "flow sequence" in context:
+        bracket = "}" if "mapping" in context else "]"
+        return f"; is a '{bracket}' missing at the end of line {opened}, or a ',' between two entries?"
+    if "mapping values are not allowed" in problem:
+        return "; a key needs a space after its ':' (key: value), and a value with ': ' in it needs quotes"
+    if exc.problem_mark is not None:
+        line = text.splitlines()[exc.problem_mark.line] if exc.problem_mark.line < len(text.splitlines()) else ""
+        if re.search(r"^\s*[\w-]+:[^\s/]", line):
+            return "; a key needs a space after its ':' (key: value)"
+    return ""
+
+
 def load_yaml(file: Path) -> Any:
     """Parse ``file``; a syntax error is a DefinitionError ``file:line:col: problem``.
     Files over MAX_DEFINITION_BYTES, nested over MAX_NESTING or holding over MAX_YAML_NODES
@@ -160,7 +182,7 @@ def load_yaml(file: Path) -> Any:
         context = f" ({exc.context} at line {exc.context_mark.line + 1})" if (
             exc.context and exc.problem and exc.context_mark is not None
             and mark is not exc.context_mark) else ""
-        raise DefinitionError(f"{where}: not valid YAML: {what}{context}") from None
+        raise DefinitionError(f"{where}: not valid YAML: {what}{context}{_hint(exc, text)}") from None
     except yaml.YAMLError as exc:
         raise DefinitionError(f"{file}: not valid YAML: {exc}") from None
 

@@ -155,11 +155,19 @@ def _source_type(v: Vertex, problems: Problems) -> Type | None:
 def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | None:
     key: list[Any] = ["components", name]
     if not _NAME.match(str(name)):
-        problems.add(key, f"vertex names are letters, digits, '_' and '-', got {name!r}")
+        hint = " (a key needs a space after its ':': `name: {...}`)" if ":" in str(name) else ""
+        problems.add(key, f"vertex names are letters, digits, '_' and '-', got {name!r}{hint}")
         return None
     if not isinstance(spec, dict):
         problems.add(key, f"expected a mapping, got {spec!r}", value=True)
         return None
+    if "source" not in spec and "sink" not in spec:
+        # `snk: jsonl` reads as a component (its `path:` then a missing folder): say what was meant.
+        for k in spec:
+            hint = near(str(k), ("source", "sink"))
+            if hint and k not in COMPONENT_KEYS:
+                problems.add([*key, k], f"unknown key {k!r}{hint}")
+                return None
     kinds = [k for k in ("path", "source", "sink") if k in spec]
     if "sink" in spec or "source" in spec:
         kinds = [k for k in ("source", "sink") if k in spec]

@@ -59,6 +59,8 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
     broker = bs.Broker(pipeline, listen, bs.Settings.from_pipeline(pipeline, **settings),
                        state_dir=Path(state_dir) if durable_broker else None).start()
     procs: list[subprocess.Popen[bytes]] = []
+    logs: dict[int, tuple[str, Any]] = {}  # a worker process's pid -> its vertex, its stderr (a temp file)
+    log_failed: Any = None
     threads: list[threading.Thread] = []
     errors: list[BaseException] = []
     try:
@@ -78,9 +80,13 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                 assert v.component is not None
                 env = dict(os.environ, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT=name,
                            PIPELOGIC_STATE_DIR=str(state_dir))
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "pipelogic", "worker", str(v.component.directory)], env=env
-                ))
+                # Its stderr to a file (a pipe could fill and block it): a worker that fails
+                # is then reported with its own error, and the rest is passed on at the end.
+                log = tempfile.TemporaryFile()
+                proc = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(v.component.directory)],
+                                        env=env, stderr=log)
+                procs.append(proc)
+                logs[proc.pid] = (name, log)
         deadline = time.monotonic() + timeout_s
         while not broker.join(0.05):
             dead = [p for p in procs if p.poll() not in (None, 0)]
@@ -90,7 +96,10 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                 if broker.scheduler.failed:
                     break
                 if dead:
-                    raise PipelineFailed(f"a worker process exited with code {dead[0].returncode}: {dead[0].args!r}")
+                    name, log = logs.pop(dead[0].pid)  # said in the exception, not again below
+                    log_failed = log
+                    raise PipelineFailed(f"worker {name} exited with code {dead[0].returncode}:\n"
+                                         f"{_said(log, error_only=True)}")
                 if errors:
                     raise PipelineFailed(f"a worker raised: {errors[0]}") from errors[0]
                 raise PipelineFailed(f"pipeline {pipeline.name} did not finish within {timeout_s:g} s")
@@ -108,12 +117,31 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        if log_failed is not None:
+            log_failed.close()
+        for name, log in logs.values():
+            text = _said(log)
+            if text:  # what the workers logged, where a test runner shows it
+                sys.stderr.write("".join(f"{name} | {line}\n" for line in text.splitlines()))
+            log.close()
     if broker.scheduler.failed:
         cause = errors[0] if errors else None
         raise PipelineFailed(broker.scheduler.failed) from cause
     if errors:
         raise PipelineFailed(f"a worker raised: {errors[0]}") from errors[0]
     return broker
+
+
+def _said(log: Any, error_only: bool = False) -> str:
+    """What a worker wrote to its stderr file; ``error_only``: from its ``error:`` line on
+    (a worker prints its failure once, with the user's frames), at most 60 lines."""
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    lines = text.splitlines()
+    if error_only:
+        start = next((i for i, line in enumerate(lines) if line.startswith("error:")), max(0, len(lines) - 60))
+        lines = lines[start:start + 60]
+    return "\n".join(lines)
 
 
 def run_component(

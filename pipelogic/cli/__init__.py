@@ -135,6 +135,7 @@ def validate(path: str) -> None:
     """Check a component (component.yml and src/main.py) or a pipeline.yml and every
     component it uses; report every problem as file:line:column. Exit code 2 if any."""
     from pipelogic._yamlfile import load_yaml
+    from pipelogic.cli._checks import static_problems
     from pipelogic.component import check_sources, parse_component
     from pipelogic.pipeline import parse_pipeline, source_problems
 
@@ -151,15 +152,26 @@ def validate(path: str) -> None:
     if not is_pipeline:
         spec = parse_component(data, p.resolve())
         problems = check_sources(spec)
-        if problems:
-            raise DefinitionError(problems)
+        errors, warnings = static_problems(spec) if not problems else ([], [])
+        if problems or errors:
+            raise DefinitionError(problems + errors)
         click.echo(f"ok: component {spec.name} ({p})")
+        for w in warnings:
+            click.echo(f"warning: {w}")
         return
     pl = parse_pipeline(data, p.resolve())
     problems = source_problems(pl)
+    warnings = []
+    if not problems:
+        for comp in {v.component.directory: v.component for v in pl.vertices.values() if v.component}.values():
+            errors, said = static_problems(comp)
+            problems += errors
+            warnings += said
     if problems:
         raise DefinitionError(problems)
     click.echo(f"ok: pipeline {pl.name}: {len(pl.vertices)} vertices ({p})")
+    for w in warnings:
+        click.echo(f"warning: {w}")
     for folder in pl.outside:
         click.echo(f"note: {p}: allow_paths_outside: reads and writes files in {folder}, outside the pipeline's folder")
     for name in pl.order:

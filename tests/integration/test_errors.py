@@ -86,3 +86,16 @@ def test_reading_an_undeclared_config_key_fails_fast(tmp_path):
     with pytest.raises(PipelineFailed, match="config has no parameter 'nope'"):
         run_component(f, [[1]], input_types=["Int64"], output_types=["Int64"])
     assert config is not None
+
+
+def test_run_component_reports_a_worker_that_cannot_start_with_its_own_error(component):
+    """Issue 25, item 5: the failure read "a worker process exited with code 2: [...]"
+    and the cause was somewhere in the 80 lines above it."""
+    cdir = component("broken", "name: broken\nworker: {input_type: Int64, output_type: Int64}\n",
+                     "import not_a_module_xyz\n")
+    with pytest.raises(PipelineFailed) as err:
+        run_component(cdir, [[1, 2, 3]], timeout_s=60)
+    text = str(err.value)
+    assert text.startswith("worker component exited with code 2:\nerror: the component failed to start"), text
+    assert "ModuleNotFoundError: No module named 'not_a_module_xyz'" in text
+    assert 'main.py", line 1' in text  # the user's frame
