@@ -18,6 +18,7 @@ from backend_stub.broker import Broker
 from backend_stub.metrics import MetricsServer
 from backend_stub.scheduler import Settings
 from pipelogic import _logging
+from pipelogic.cli._display import status_table
 from pipelogic.errors import DefinitionError, StateError
 from pipelogic.keys import KeyFileError, init_container_keys, worker_uids
 from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale
@@ -157,9 +158,20 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     st = broker.status()
     final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams,
              "error": st.error, "broker": st.broker}
-    # `up` prints its table from it; standalone (a container's log) it is the last word, on stderr.
-    click.echo("PIPELOGIC_FINAL=" + json.dumps(final), err=not supervised)
-    sys.stdout.flush()
+    if supervised:  # `up` prints its table from it
+        click.echo("PIPELOGIC_FINAL=" + json.dumps(final))
+        sys.stdout.flush()
+    else:
+        # A container's log (or a terminal) ends with the table `up` prints; the whole status,
+        # as JSON, goes to the state directory (final.json) for tools and tests.
+        if state_dir:
+            try:
+                tmp = Path(state_dir) / ".final.json.tmp"
+                tmp.write_text(json.dumps(final) + "\n")
+                os.replace(tmp, Path(state_dir) / "final.json")
+            except OSError as exc:
+                log.warning("cannot write the final status to %s: %s", state_dir, exc)
+        click.echo(status_table(st, with_error=False), err=True)  # headed "pipeline NAME: STATE"
     if sch.failed:
         if not supervised:  # `up` reports it, once
             click.echo(f"pipeline failed: {sch.failed}", err=True)

@@ -144,7 +144,8 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         # A private tmpfs: only this pipeline's containers mount it, so its files may be
         # 0666 (workers run as a uid of the image, the broker as the pipeline's owner).
         shm_env = {"PIPELOGIC_SHM_DIR": SHM_MOUNT, "PIPELOGIC_SHM_MODE": "666"}
-    restart = {"condition": "on-failure", "delay": "1s"}
+    # No `delay`: docker-compose ignores it and warned once per service on every command.
+    restart = {"condition": "on-failure"}
     uids = worker_uids([v.name for v in workers])
     services: dict[str, Any] = {
         BROKER_SERVICE: {

@@ -10,7 +10,6 @@ import yaml
 from dockerlib import (
     compose_for,
     counter_fold,
-    final_status,
     lines,
     slow_counter_pipeline,
     wait_for,
@@ -49,7 +48,7 @@ def test_docker_kill_of_a_stateful_worker_continues_its_state_from_the_volume(tm
     assert [int(x) for x in lines(out)] == counter_fold(n)
     ticks = restored_ticks(p.logs("counter"))
     assert ticks and ticks[-1] > 0, p.logs("counter")  # continued, not restarted from empty
-    assert final_status(p.logs("broker"))["counter"]["restarts"] == 1
+    assert p.final_status()["counter"]["restarts"] == 1
 
 
 def _settled(c) -> bool:
@@ -81,7 +80,7 @@ def test_docker_stop_snapshots_and_exits_0_within_the_grace_period(tmp_path, pro
     ticks = restored_ticks(p.logs("counter"))
     assert ticks and ticks[0] >= 2000, p.logs("counter")
     # The stop snapshot covered every tick it answered: nothing was computed twice.
-    assert final_status(p.logs("broker"))["counter"]["duplicates"] == 0
+    assert p.final_status()["counter"]["duplicates"] == 0
 
 
 def test_a_worker_container_started_before_the_broker_joins(tmp_path, project):

@@ -199,9 +199,13 @@ def test_the_standalone_broker_leaves_stdout_to_a_stdout_sink_and_stops_cleanly(
     assert r.returncode == 0, r.stderr
     assert r.stdout == 'o: "a"\no: "b"\no: "c"\n', r.stdout  # the sink's lines and nothing else
     assert "PIPELOGIC_BROKER=tcp://127.0.0.1:" in r.stderr
-    # Not on a terminal: log lines are stamped.
-    stamped = [x for x in r.stderr.splitlines() if not x.startswith("PIPELOGIC_")]
+    # Not on a terminal: log lines are stamped. The last word is the table `up` prints.
+    lines = r.stderr.splitlines()
+    table = lines.index("pipeline s: done")
+    assert lines[table + 1].startswith("vertex  kind"), lines[table:]
+    stamped = [x for x in lines[:table] if not x.startswith("PIPELOGIC_")]
     assert stamped and all(x[:4].isdigit() and x[4] == "-" for x in stamped), stamped
+    assert all(x[:4].isdigit() for x in lines[table + 2 + 2:]), lines  # log lines after the table (n, o: 2 rows)
     # A SIGTERM stops it gracefully with exit 0.
     f2 = write(tmp_path, "name: t\ncomponents:\n  n: {source: sequence, count: 1000000, rate: 10}\n  o: {sink: null}\n"
                          "connections: [n -> o]\n")
