@@ -274,14 +274,18 @@ def init(name: str, directory: str) -> None:
 @click.option("--build", is_flag=True, help="Build an image for each component that has src/requirements.txt.")
 @click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
               help="With --build: install requirements from this folder of wheels.")
+@click.option("--tag-prefix", default="pipelogic/", show_default=True,
+              help="With --build: the images are PREFIX<component name>:latest.")
+@click.option("--runtime", default=None, metavar="IMAGE",
+              help="The runtime image the services run (and --build builds on); default: ours, as built.")
 @click.option("--port", type=int, default=5550, show_default=True, help="The broker's port on the compose network.")
 @click.option("--keys/--no-keys", default=True, show_default=True,
               help="CurveZMQ between the containers, with keys the broker makes on a volume.")
 @click.option("--shared-memory", "shared_memory", default="", metavar="SIZE",
               help="Large values between the containers through shared memory: a tmpfs volume of SIZE "
                    "(e.g. 1g) mounted into each (needs --no-keys; docs/containers.md).")
-def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None, port: int,
-            keys: bool, shared_memory: str) -> None:
+def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None,
+            tag_prefix: str, runtime: str | None, port: int, keys: bool, shared_memory: str) -> None:
     """Write a compose file that runs PIPELINE_FILE in containers (docker-compose or Swarm)."""
     from pipelogic.containers import (
         RUNTIME_IMAGE,
@@ -292,6 +296,7 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
     from pipelogic.pipeline import load_pipeline
 
     pl = load_pipeline(pipeline_file)
+    runtime_image = runtime or RUNTIME_IMAGE
     chosen: dict[str, str] = {}
     for item in images:
         vertex, sep, tag = item.partition("=")
@@ -302,9 +307,10 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
     if build:
         for name, v in pl.vertices.items():
             if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
-                chosen[name] = build_component_image(v.component.directory, wheels=wheels,
-                                                     log=lambda line: click.echo(line, err=True))
-    text = render_compose(pl, out, ComposeOptions(RUNTIME_IMAGE, chosen, port, command=_command_line(), keys=keys,
+                chosen[name] = build_component_image(v.component.directory, wheels=wheels, runtime=runtime_image,
+                                                     log=lambda line: click.echo(line, err=True),
+                                                     tag_prefix=tag_prefix)
+    text = render_compose(pl, out, ComposeOptions(runtime_image, chosen, port, command=_command_line(), keys=keys,
                                                   shared_memory=shared_memory))
     if output == "-":
         click.echo(text, nl=False)
@@ -331,11 +337,15 @@ def image() -> None:
 @click.option("-t", "--tag", default=None, help="Image tag (default: pipelogic/NAME:latest).")
 @click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
               help="Install src/requirements.txt from this folder of wheels (no index needed).")
-def image_build(component_dir: str, tag: str | None, wheels: str | None) -> None:
+@click.option("--tag-prefix", default="pipelogic/", show_default=True,
+              help="Without -t, the image is PREFIX<component name>:latest.")
+@click.option("--runtime", default=None, metavar="IMAGE", help="Build on this runtime image (default: ours, as built).")
+def image_build(component_dir: str, tag: str | None, wheels: str | None, tag_prefix: str, runtime: str | None) -> None:
     """Build an image that runs COMPONENT_DIR on top of the runtime image, with no mount."""
-    from pipelogic.containers import build_component_image
+    from pipelogic.containers import RUNTIME_IMAGE, build_component_image
 
-    built = build_component_image(component_dir, tag, wheels, log=lambda line: click.echo(line, err=True))
+    built = build_component_image(component_dir, tag, wheels, runtime or RUNTIME_IMAGE,
+                                  log=lambda line: click.echo(line, err=True), tag_prefix=tag_prefix)
     click.echo(built)
 
 

@@ -279,21 +279,51 @@ def image_fingerprint(root: Path, base_id: str, deps: Path) -> str:
 # -- building ----------------------------------------------------------------------------------
 
 
-def _build(client: Any, tag: str, log: Log, **build_args: Any) -> None:
+_OUTPUT_LINES = 25  # of a failed step's output, shown with its error
+# What pip says when no package index can be reached (DNS, network, TLS, a proxy).
+_NO_INDEX = ("Could not find a version that satisfies", "No matching distribution found", "Network is unreachable",
+             "Temporary failure in name resolution", "Max retries exceeded", "SSLError", "ProxyError",
+             "Failed to establish a new connection", "CERTIFICATE_VERIFY_FAILED")
+
+
+def _build(client: Any, tag: str, log: Log, hint: Callable[[str], str] | None = None, **build_args: Any) -> None:
     """docker build through the SDK (``build_args`` go to ``APIClient.build``), streaming
-    the steps to ``log``; a failed step raises ContainerError with the engine's message."""
+    the steps to ``log``; a failed step raises ContainerError with the engine's message,
+    the step's last lines of output (pip's, say) and ``hint(output)``."""
+    from collections import deque
+
     from docker.errors import APIError
 
+    output: deque[str] = deque(maxlen=_OUTPUT_LINES)
     try:
         for chunk in client.api.build(tag=tag, rm=True, forcerm=True, decode=True, **build_args):
             if "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                raise ContainerError(f"building {tag} failed: {detail.strip()}")
+                said = "\n".join(f"  | {line}" for line in output)
+                extra = hint("\n".join(output)) if hint is not None else ""
+                raise ContainerError(f"building {tag} failed: {detail.strip()}" + (f"\n{said}" if said else "") + extra)
             text = str(chunk.get("stream", "")).rstrip()
             if text.startswith("Step "):
                 log(f"  {text}")
+                output.clear()  # what the failing step said, not the steps before it
+            elif text:
+                output.extend(line for line in text.splitlines() if line.strip())
     except APIError as exc:
         raise ContainerError(f"building {tag} failed: {exc.explanation or exc}") from None
+
+
+def _wheels_hint(python: str | None) -> Callable[[str], str]:
+    """For a component build without --wheels: when pip could not reach an index, how to
+    install from wheels instead."""
+    def hint(output: str) -> str:
+        if not any(sign in output for sign in _NO_INDEX):
+            return ""
+        version = f" --python-version {python}" if python else ""
+        return ("\nno package index was reachable from the build (or it lacks a pinned version): build with "
+                "--wheels DIR, DIR filled where an index is reachable with\n"
+                f"  pip download --only-binary :all:{version} --platform manylinux2014_{platform.machine() or 'x86_64'} -d DIR "
+                "-r src/requirements.txt\n(the image's Python" + (f" is {python}" if python else "") + ")")
+    return hint
 
 
 def build_runtime_image(base: str | None = None, offline: bool = False, rebuild: bool = False,
@@ -368,16 +398,17 @@ def _add_tree(tar: tarfile.TarFile, src: Path, arcname: str) -> None:
 
 
 def build_component_image(component_dir: str | Path, tag: str | None = None, wheels: str | Path | None = None,
-                          runtime: str = RUNTIME_IMAGE, log: Log = _say) -> str:
+                          runtime: str = RUNTIME_IMAGE, log: Log = _say, tag_prefix: str = "pipelogic/") -> str:
     """Build an image that runs the component in ``component_dir`` with no mount: the
-    runtime image, the component at ``/component``, and ``src/requirements.txt``
-    installed (from ``wheels``, a folder of wheel files, when given; else from the index
-    the engine reaches). Returns the tag."""
+    runtime image (``runtime``), the component at ``/component``, and
+    ``src/requirements.txt`` installed (from ``wheels``, a folder of wheel files, when
+    given; else from the index the engine reaches). ``tag`` defaults to
+    ``<tag_prefix><component name>:latest``. Returns the tag."""
     from pipelogic.component import load_component
 
     spec = load_component(component_dir)
     cdir = spec.directory
-    tag = tag or f"pipelogic/{spec.name}:latest"
+    tag = tag or f"{tag_prefix}{spec.name}:latest"
     client = docker_client()
     if _image(client, runtime) is None:
         raise ContainerError(f"the runtime image {runtime} is not built yet: run scripts/build-images first")
@@ -396,7 +427,10 @@ def build_component_image(component_dir: str | Path, tag: str | None = None, whe
             _add_tree(tar, wheel_dir, "wheels")
     buf.seek(0)
     log(f"building {tag}: component {spec.name} from {cdir} on {runtime}")
-    _build(client, tag, log, fileobj=buf, custom_context=True)
+    found = _image(client, runtime)
+    labels = (found.labels if found is not None else None) or {}
+    hint = _wheels_hint(labels.get("org.pipelogic.python")) if has_reqs and wheel_dir is None else None
+    _build(client, tag, log, hint, fileobj=buf, custom_context=True)
     return tag
 
 

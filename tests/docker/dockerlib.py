@@ -68,9 +68,9 @@ class Project:
         c.reload()
         return c if c.status == "exited" else None
 
-    def final_status(self) -> dict[str, dict[str, Any]]:
-        """The broker's final status, vertices by name: final.json on its state volume
-        (its log ends with the table `up` prints instead)."""
+    def final(self) -> dict[str, Any]:
+        """The broker's final status: final.json on its state volume (its log ends with the
+        table `up` prints instead)."""
         import io
         import json
         import tarfile
@@ -79,8 +79,11 @@ class Project:
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.extractfile(tar.getmembers()[0])
             assert member is not None
-            status = json.loads(member.read())
-        return {v["name"]: v for v in status["vertices"]}
+            return dict(json.loads(member.read()))
+
+    def final_status(self) -> dict[str, dict[str, Any]]:
+        """The broker's final status, vertices by name."""
+        return {v["name"]: v for v in self.final()["vertices"]}
 
     def volume(self, vertex: str) -> str:
         return f"{self.name}_{vertex}-state"

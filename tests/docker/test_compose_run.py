@@ -142,6 +142,6 @@ def test_large_values_cross_containers_through_a_shared_memory_volume(tmp_path, 
     for service in ("blobs", "digest"):
         assert p.container(service).attrs["State"]["ExitCode"] == 0, p.logs(service)
     assert [int(x) for x in lines(d / "out" / "values.jsonl")] == [2 * x + 1 for x in range(n)], logs
-    final = json.loads(next(x for x in reversed(logs.splitlines()) if x.startswith("PIPELOGIC_FINAL=")).split("=", 1)[1])
+    final = p.final()
     shm = final["broker"]["shm"]
     assert shm["adopted"] == n and shm["held"] == 0, shm  # every blob went through a slot

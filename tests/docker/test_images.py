@@ -71,7 +71,7 @@ def component_image(engine, runtime_image, tmp_path):
         run(plgreet.greet)
         """))
     tag = "pltest/greeter:latest"
-    done = subprocess.run([sys.executable, "-m", "pipelogic", "image", "build", str(comp), "-t", tag,
+    done = subprocess.run([sys.executable, "-m", "pipelogic", "image", "build", str(comp), "--tag-prefix", "pltest/",
                            "--wheels", str(wheels)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == tag
@@ -99,3 +99,20 @@ def test_a_component_image_runs_its_component_with_no_mount(component_image, pro
     mounts = p.container("greeter").attrs["Mounts"]
     # The component is in the image: no mount but its state and the keys volume.
     assert sorted(m["Destination"] for m in mounts) == ["/keys", "/state"], mounts
+
+
+def test_a_failed_pip_install_shows_pips_words_and_how_to_build_from_wheels(engine, runtime_image, tmp_path):
+    """Issue 25, item 5: the failure said only that a step returned a non-zero code."""
+    comp = tmp_path / "needy"
+    (comp / "src").mkdir(parents=True)
+    (comp / "component.yml").write_text("name: needy\nworker: {input_type: Int64, output_type: Int64}\n")
+    (comp / "src" / "requirements.txt").write_text("plnotapackage==1.0\n")
+    (comp / "src" / "main.py").write_text("from pipelogic.worker import run\nrun(lambda x: x)\n")
+    done = subprocess.run([sys.executable, "-m", "pipelogic", "image", "build", str(comp), "--tag-prefix", "pltest/"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr
+    err = done.stderr
+    assert "building pltest/needy:latest failed: " in err, err
+    assert "  | " in err and "plnotapackage" in err  # pip's own last lines
+    assert "--wheels DIR" in err and "pip download --only-binary :all: --python-version 3." in err, err
+    assert not engine.images.list(name="pltest/needy")
