@@ -255,7 +255,9 @@ class VertexState:
         if self.failed:
             return "failed"
         if self.finished:
-            return "finished"
+            # A component's worker has not confirmed the end yet (a stateful one: written its
+            # final state): "finished" would hide a final snapshot that fails.
+            return "finished" if self.goodbye or self.v.kind != "component" else "finishing"
         if self.v.kind != "component":
             return "running"
         if self.replicated:

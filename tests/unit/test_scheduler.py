@@ -192,3 +192,15 @@ def test_buffers_and_inflight_ticks_are_bounded_in_bytes(tmp_path, component):
     assert peak_inflight <= 4 * mb + len(value)
     assert 7 * mb <= peak_buffer <= 8 * mb + 16 * len(value)  # filled, never past the bound + b's credit
     assert s.vertices["b"].outstanding == 0  # b waits for room, rather than growing e's buffer
+
+
+def test_a_stateful_vertex_is_finished_only_once_its_worker_confirmed_its_final_state(tmp_path, comp):
+    """Issue 25, item 4: a stateful vertex showed `finished` while its final snapshot
+    failed; it is `finishing` until the worker's Goodbye (sent once the state is written)."""
+    s = Scheduler(pipeline(tmp_path, comp, count=2), Settings(credit=4, batch=2))
+    epoch, actions = connect(s, features=("stateful",))
+    answer(s, epoch, ticks_of(actions))
+    state = {v["name"]: v["state"] for v in s.status().vertices}
+    assert state["c"] == "finishing" and s.vertices["c"].finished and not s.done
+    s.on_message(P.Goodbye(epoch), [], 0.0)
+    assert {v["name"]: v["state"] for v in s.status().vertices}["c"] == "finished"
