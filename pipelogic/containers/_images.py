@@ -172,6 +172,23 @@ def build_local_base(client: Any, tag: str, log: Log = _say) -> None:
         raise ContainerError(f"docker import did not produce {tag}")
 
 
+PYTHON_LABEL = "org.pipelogic.python"  # X.Y of the image's python3 (what wheels for it must match)
+
+
+def _image_python(client: Any, image: str) -> str | None:
+    """``X.Y`` of ``image``'s python3: its label, else asked of the image; None if unknown."""
+    found = _image(client, image)
+    label = ((found.labels if found is not None else None) or {}).get(PYTHON_LABEL)
+    if label:
+        return str(label)
+    try:
+        out = client.containers.run(image, ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                    entrypoint="python3", remove=True)
+        return bytes(out).decode().strip() or None
+    except Exception:  # noqa: BLE001 - only a hint depends on it
+        return None
+
+
 def _base_python(client: Any, base: str) -> str:
     """``X.Y`` of the base image's python3 (wheels must match it)."""
     out = client.containers.run(base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True)
@@ -306,23 +323,26 @@ def _build(client: Any, tag: str, log: Log, hint: Callable[[str], str] | None = 
             if text.startswith("Step "):
                 log(f"  {text}")
                 output.clear()  # what the failing step said, not the steps before it
-            elif text:
-                output.extend(line for line in text.splitlines() if line.strip())
+            elif text:  # the step's own words, not the engine's bookkeeping
+                output.extend(line for line in text.splitlines() if line.strip() and not line.startswith(
+                    (" ---> ", "Removing intermediate container")))
     except APIError as exc:
         raise ContainerError(f"building {tag} failed: {exc.explanation or exc}") from None
 
 
-def _wheels_hint(python: str | None) -> Callable[[str], str]:
+def _wheels_hint(python: Callable[[], str | None]) -> Callable[[str], str]:
     """For a component build without --wheels: when pip could not reach an index, how to
-    install from wheels instead."""
+    install from wheels instead (``python()``: the image's Python, asked only then)."""
     def hint(output: str) -> str:
         if not any(sign in output for sign in _NO_INDEX):
             return ""
-        version = f" --python-version {python}" if python else ""
-        return ("\nno package index was reachable from the build (or it lacks a pinned version): build with "
+        version = python()
+        arch = platform.machine() or "x86_64"
+        return ("\nno package index was reachable from the build (or it lacks that version): build with "
                 "--wheels DIR, DIR filled where an index is reachable with\n"
-                f"  pip download --only-binary :all:{version} --platform manylinux2014_{platform.machine() or 'x86_64'} -d DIR "
-                "-r src/requirements.txt\n(the image's Python" + (f" is {python}" if python else "") + ")")
+                f"  pip download --only-binary :all:{f' --python-version {version}' if version else ''} "
+                f"--platform manylinux2014_{arch} -d DIR -r src/requirements.txt"
+                + (f"\n(the image's Python is {version})" if version else ""))
     return hint
 
 
@@ -349,7 +369,8 @@ def build_runtime_image(base: str | None = None, offline: bool = False, rebuild:
         shutil.copytree(deps, ctx / "deps", ignore=shutil.ignore_patterns("*.json"))
         package_wheel(root, ctx / "pkg")
         log(f"building {tag} on {base_ref} (Python {python})")
-        _build(client, tag, log, path=str(ctx), buildargs={"BASE_IMAGE": base_ref}, labels={FINGERPRINT_LABEL: fp})
+        _build(client, tag, log, path=str(ctx), buildargs={"BASE_IMAGE": base_ref},
+               labels={FINGERPRINT_LABEL: fp, PYTHON_LABEL: python})
     _tag_latest(client, tag)
     return tag
 
@@ -427,9 +448,7 @@ def build_component_image(component_dir: str | Path, tag: str | None = None, whe
             _add_tree(tar, wheel_dir, "wheels")
     buf.seek(0)
     log(f"building {tag}: component {spec.name} from {cdir} on {runtime}")
-    found = _image(client, runtime)
-    labels = (found.labels if found is not None else None) or {}
-    hint = _wheels_hint(labels.get("org.pipelogic.python")) if has_reqs and wheel_dir is None else None
+    hint = _wheels_hint(lambda: _image_python(client, runtime)) if has_reqs and wheel_dir is None else None
     _build(client, tag, log, hint, fileobj=buf, custom_context=True)
     return tag
 
