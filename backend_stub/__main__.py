@@ -202,10 +202,10 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 @click.option("--log-level", type=click.Choice(_logging.LEVELS), default=None,
               help="Log level (also PIPELOGIC_LOG_LEVEL); logs go to stderr.")
 @click.option("--keys", type=click.Path(file_okay=False), default=None, envvar="PIPELOGIC_BROKER_KEYS",
-              help="A key folder (`pipelogic keys init`): CurveZMQ on every socket, only its keys admitted.")
+              help="A key folder (pipelogic keys init): CurveZMQ on every socket, only its keys admitted.")
 @click.option("--init-keys", is_flag=True,
               help="With --keys, in a container started as root: make the missing keys on the keys volume, "
-                   "each secret owned by the worker uid that uses it (what `pipelogic compose` files do).")
+                   "each secret owned by the worker uid that uses it (what pipelogic compose files do).")
 @click.option("--scale", multiple=True, metavar="VERTEX=N",
               help="Run a stateless component vertex as N worker instances (overrides its replicas:).")
 def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,

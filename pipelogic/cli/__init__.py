@@ -74,7 +74,7 @@ def main(debug: bool, log_level: str | None) -> None:
 @main.command()
 @click.argument("pipeline_file", type=click.Path(exists=True))
 @click.option("--listen", default="tcp://127.0.0.1:0", show_default=True,
-              help="Broker endpoint to bind (port 0: a free port; `status`, `tap` and `config set` find it).")
+              help="Broker endpoint to bind (port 0: a free port; status, tap and config set find it).")
 @click.option("--state-dir", type=click.Path(), default=None,
               help="The run's state: the broker's store and the snapshots (default: .pipelogic/<file stem>/ beside the pipeline).")
 @click.option("--max-restarts", type=int, default=5, show_default=True, help="Restarts of a crashed worker before the run fails.")
@@ -193,7 +193,7 @@ def validate(path: str) -> None:
 def status(pipeline_arg: str | None, address: str | None, pipeline_file: str | None, as_json: bool,
            watch: float | None, timeout_s: float) -> None:
     """Show the vertices of the running pipeline: state, ticks, rate, queues, restarts,
-    errors, losses, and any vertex that is stuck. Run beside `pipelogic up` it needs no
+    errors, losses, and any vertex that is stuck. Run beside pipelogic up it needs no
     flags; with several pipelines running in the folder, name one (PIPELINE_FILE)."""
     from pipelogic.cli._status import show_status
 
@@ -270,7 +270,7 @@ def init(name: str, directory: str) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Where to write (default: compose.yaml beside the pipeline); - for stdout.")
 @click.option("--image", "images", multiple=True, metavar="VERTEX=TAG",
-              help="Run VERTEX from an image made by `pipelogic image build` (repeatable).")
+              help="Run VERTEX from an image made by pipelogic image build (repeatable).")
 @click.option("--build", is_flag=True, help="Build an image for each component that has src/requirements.txt.")
 @click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
               help="With --build: install requirements from this folder of wheels.")

@@ -93,3 +93,26 @@ def test_validate_checks_imports_and_the_run_function_without_running_main(tmp_p
     r = _validate(cdir)
     assert r.exit_code == 0, r.output
     assert "warning: " in r.output and "imports 'not_a_module_xyz'" in r.output and "helper" not in r.output
+
+
+def test_every_help_text_is_plain_text():
+    """Issue 25, item 6: no rst or markdown markup (``x``, `x`) in what --help prints."""
+    import click
+    from click.testing import CliRunner
+
+    from backend_stub.__main__ import main as broker_main
+    from pipelogic.cli import main
+
+    def commands(group: click.Group, prefix: list[str]):
+        for name, cmd in group.commands.items():
+            if name == "broker":
+                continue  # it hands everything to the broker's own command line (below)
+            yield [*prefix, name]
+            if isinstance(cmd, click.Group):
+                yield from commands(cmd, [*prefix, name])
+
+    helps = [CliRunner().invoke(main, [*path, "--help"]).output for path in [[], *commands(main, [])]]
+    helps.append(CliRunner().invoke(broker_main, ["--help"]).output)
+    assert len(helps) > 15
+    for text in helps:
+        assert text.startswith("Usage:") and "`" not in text, text
