@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -122,8 +123,11 @@ def test_the_broker_mounts_allowed_outside_folders_and_refuses_absolute_data_pat
     p.write_text(body.replace("SINK", "../shared/x.jsonl"))
     doc = yaml.safe_load(render_compose(load_pipeline(p), p.parent / "compose.yaml", ComposeOptions("img:1")))
     vols = doc["services"]["broker"]["volumes"]
-    # tmp_path and examples/ share only /, so each folder sits at its full path under /pipeline
-    assert "../shared:" + str(Path("/pipeline") / (tmp_path / "shared").relative_to("/")) in vols, vols
+    # Each folder sits at its path from the folders' common root under /pipeline.
+    shared, double = (tmp_path / "shared").resolve(), (ROOT / "examples" / "double").resolve()
+    root = Path(os.path.commonpath([p.parent.resolve(), shared, double]))
+    assert f"../shared:{Path('/pipeline') / shared.relative_to(root)}" in vols, vols
+    assert f"{Path('/pipeline') / double.relative_to(root)}:ro" in " ".join(vols), vols
     assert not any(v.split(":")[1] == "/pipeline" for v in vols)  # never the whole common root
     p.write_text(body.replace("SINK", str(tmp_path / "shared" / "x.jsonl")))
     with pytest.raises(ContainerError, match=r"components\.out\.path: .* is absolute.*relative to pipeline\.yml"):
