@@ -120,6 +120,7 @@ class Broker:
                         "(docs/security.md)", listen)
         self._next_key_check = 0.0
         self._next_stray_check = 0.0
+        self._dropped_bytes = 0  # of messages refused for their size, to give back (see _drain)
         self.hellos = HelloLimiter(list(pipeline.vertices))
         self.workers: dict[int, tuple[zmq.Socket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
@@ -241,14 +242,14 @@ class Broker:
         return now - self._done_at < LINGER_S and any(replicas.expecting(vs) for vs in sch.vertices.values())
 
     def status(self) -> P.StatusReply:
-        st = self.observer.decorate(self.scheduler, self.scheduler.status(), time.monotonic())
-        store = self.store
         sch = self.scheduler
+        st = self.observer.decorate(sch, sch.status(), time.monotonic())
+        store = self.store
         start = sch.incarnation - sch.run_start + 1 if sch.run_start else 0  # this broker's start, in this run
         broker = {"pid": os.getpid(), "instance": self.instance, "start": start,
                   "store": str(store.dir) if store is not None else None,
                   "commits": store.commits if store is not None else 0, "store_error": self.store_error,
-                  "refused": dict(self.scheduler.refusals.counts),
+                  "refused": dict(sch.refusals.counts),
                   "shm": self.slots.stats() if self.slots is not None else None}
         return dataclasses.replace(st, broker=broker)
 
@@ -281,7 +282,12 @@ class Broker:
             except zmq.Again:
                 return
             self._events += 1
-            self._run(handle(frames, now))
+            actions = handle(frames, now)
+            del frames  # the last reference: a message the handler dropped is freed here...
+            if self._dropped_bytes:  # ...so its memory can be handed back now
+                give_back(self._dropped_bytes)
+                self._dropped_bytes = 0
+            self._run(actions)
 
     def _commit(self, now: float, final: bool = False) -> bool:
         """Group commit: at most every ``commit_ms``, at once when durable actions wait
@@ -329,12 +335,16 @@ class Broker:
         """Messages refused so far (per peer: ``scheduler.refusals.counts``)."""
         return self.scheduler.refusals.total
 
+    def _registered(self, user: bytes | None, epoch: Any) -> bool:
+        """Whether the key ``user`` registered the live incarnation ``epoch`` (with keys)."""
+        return user is not None and type(epoch) is int and self.epoch_keys.get(epoch) == user
+
     def _peer(self, msg: P.Message | None, user: bytes | None = None) -> str:
         """Who sent a data message: with keys, the key that sent it unless that key
         registered the epoch it names (a forger is counted under its own key, not under its
         victim); else the vertex of a live epoch, else unknown."""
         epoch = getattr(msg, "epoch", None)
-        if self.keys is not None and (user is None or type(epoch) is not int or self.epoch_keys.get(epoch) != user):
+        if self.keys is not None and not self._registered(user, epoch):
             return self.keys.name(user)
         vs = self.scheduler.by_epoch.get(epoch) if type(epoch) is int else None
         return vs.name if vs is not None else "unknown"
@@ -357,13 +367,12 @@ class Broker:
             return []
         # Frames arrive uncopied (zmq.Frames): a message over the limits is dropped before
         # anything is copied out of it. zmq already took it whole (it hands a multipart message
-        # over only once all of it arrived), so memory it held is given back at once.
+        # over only once all of it arrived): _drain gives that memory back once it is freed.
         size = total(frames)
         if len(frames) > CONTROL_MAX_FRAMES or size > CONTROL_MAX_BYTES:
             refuse("control", f"control: a message of {len(frames)} frames and {size:,} bytes (a control "
                    f"message is one header of at most {P.MAX_HEADER_BYTES:,} bytes)", now)
-            del frames
-            give_back(size)
+            self._dropped_bytes += size
             return []
         user: bytes | None = None
         if self.keys is not None:  # the ZAP handler's User-Id is on the frames
@@ -468,14 +477,13 @@ class Broker:
             if len(frames) > 1:  # payload frames: bound the whole message, not only each frame
                 size = total(frames)
                 if size > MAX_MESSAGE_BYTES:
-                    del frames
-                    give_back(size)
+                    self._dropped_bytes += size
                     raise ProtocolError(f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,}: "
                                         "PIPELOGIC_MAX_FRAME_BYTES)")
             msg, payload = P.decode(frames)
             if self.keys is not None:
                 epoch = getattr(msg, "epoch", None)
-                if user is None or type(epoch) is not int or self.epoch_keys.get(epoch) != user:
+                if not self._registered(user, epoch):
                     raise ProtocolError(f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, "
                                         "which did not register it")
             # The loop pumps once after draining the socket, not once per message.

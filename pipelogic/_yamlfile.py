@@ -149,7 +149,8 @@ def _hint(exc: yaml.MarkedYAMLError, text: str) -> str:
     if "mapping values are not allowed" in problem:
         return "; a key needs a space after its ':' (key: value), and a value with ': ' in it needs quotes"
     if exc.problem_mark is not None:
-        line = text.splitlines()[exc.problem_mark.line] if exc.problem_mark.line < len(text.splitlines()) else ""
+        lines = text.splitlines()
+        line = lines[exc.problem_mark.line] if exc.problem_mark.line < len(lines) else ""
         if re.search(r"^\s*[\w-]+:[^\s/]", line):
             return "; a key needs a space after its ':' (key: value)"
     return ""

@@ -403,10 +403,15 @@ def apply_scale(p: Pipeline, scale: dict[str, int]) -> None:
         v.replicas = n
 
 
+def components_of(p: Pipeline) -> list[ComponentSpec]:
+    """The components the pipeline uses, once per directory, in directory order."""
+    found = {v.component.directory: v.component for v in p.vertices.values() if v.component is not None}
+    return [found[d] for d in sorted(found)]
+
+
 def source_problems(p: Pipeline) -> list[str]:
     """``check_sources`` for each component the pipeline uses, once per directory."""
-    components = {v.component.directory: v.component for v in p.vertices.values() if v.component is not None}
-    return [problem for d in sorted(components) for problem in check_sources(components[d])]
+    return [problem for c in components_of(p) for problem in check_sources(c)]
 
 
 def _topological(vertices: dict[str, Vertex], problems: Problems) -> list[str]:

@@ -104,17 +104,15 @@ def find_broker(pipeline_file: Path | None = None, folder: Path | None = None) -
     """The endpoint of the running broker of ``pipeline_file``, or of the one pipeline
     running in ``folder`` (default: the current folder); None if there is none.
     PipelogicError when the file's pipeline is not running, or several run in the folder."""
+    if pipeline_file is not None and Path(pipeline_file).is_dir():
+        folder, pipeline_file = Path(pipeline_file), None  # a pipeline's folder, given for its file
     if pipeline_file is not None:
-        p = Path(pipeline_file)
-        if p.is_dir():
-            folder, p = p, None  # type: ignore[assignment]
-        else:
-            live = _read(default_state_dir(p) / ADDRESS_FILE)
-            if live is None or not _alive(live.pid):
-                raise PipelogicError(f"{p}: this pipeline is not running here (no live broker recorded in "
-                                     f"{default_state_dir(p) / ADDRESS_FILE}); start it with `pipelogic up {p}`, "
-                                     "or give --broker")
-            return live.endpoint
+        recorded = default_state_dir(pipeline_file) / ADDRESS_FILE
+        live = _read(recorded)
+        if live is None or not _alive(live.pid):
+            raise PipelogicError(f"{pipeline_file}: this pipeline is not running here (no live broker recorded in "
+                                 f"{recorded}); start it with `pipelogic up {pipeline_file}`, or give --broker")
+        return live.endpoint
     running = live_brokers(folder if folder is not None else Path.cwd())
     if not running:
         return None

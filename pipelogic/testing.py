@@ -60,7 +60,7 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                        state_dir=Path(state_dir) if durable_broker else None).start()
     procs: list[subprocess.Popen[bytes]] = []
     logs: dict[int, tuple[str, Any]] = {}  # a worker process's pid -> its vertex, its stderr (a temp file)
-    log_failed: Any = None
+    reported: set[int] = set()  # workers whose stderr a PipelineFailed already quotes
     threads: list[threading.Thread] = []
     errors: list[BaseException] = []
     try:
@@ -96,10 +96,10 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                 if broker.scheduler.failed:
                     break
                 if dead:
-                    name, log = logs.pop(dead[0].pid)  # said in the exception, not again below
-                    log_failed = log
+                    name, log = logs[dead[0].pid]
+                    reported.add(dead[0].pid)
                     raise PipelineFailed(f"worker {name} exited with code {dead[0].returncode}:\n"
-                                         f"{_said(log, error_only=True)}")
+                                         + "\n".join(_said(log, error_only=True)))
                 if errors:
                     raise PipelineFailed(f"a worker raised: {errors[0]}") from errors[0]
                 raise PipelineFailed(f"pipeline {pipeline.name} did not finish within {timeout_s:g} s")
@@ -117,12 +117,9 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        if log_failed is not None:
-            log_failed.close()
-        for name, log in logs.values():
-            text = _said(log)
-            if text:  # what the workers logged, where a test runner shows it
-                sys.stderr.write("".join(f"{name} | {line}\n" for line in text.splitlines()))
+        for pid, (name, log) in logs.items():
+            if pid not in reported:  # what the workers logged, where a test runner shows it
+                sys.stderr.write("".join(f"{name} | {line}\n" for line in _said(log)))
             log.close()
     if broker.scheduler.failed:
         cause = errors[0] if errors else None
@@ -132,16 +129,15 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
     return broker
 
 
-def _said(log: Any, error_only: bool = False) -> str:
-    """What a worker wrote to its stderr file; ``error_only``: from its ``error:`` line on
-    (a worker prints its failure once, with the user's frames), at most 60 lines."""
+def _said(log: Any, error_only: bool = False) -> list[str]:
+    """The lines a worker wrote to its stderr file; ``error_only``: from its ``error:`` line
+    on (a worker prints its failure once, with the user's frames), at most 60."""
     log.seek(0)
-    text = log.read().decode(errors="replace")
-    lines = text.splitlines()
+    lines: list[str] = log.read().decode(errors="replace").splitlines()
     if error_only:
         start = next((i for i, line in enumerate(lines) if line.startswith("error:")), max(0, len(lines) - 60))
         lines = lines[start:start + 60]
-    return "\n".join(lines)
+    return lines
 
 
 def run_component(

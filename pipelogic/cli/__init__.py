@@ -137,7 +137,7 @@ def validate(path: str) -> None:
     from pipelogic._yamlfile import load_yaml
     from pipelogic.cli._checks import static_problems
     from pipelogic.component import check_sources, parse_component
-    from pipelogic.pipeline import parse_pipeline, source_problems
+    from pipelogic.pipeline import components_of, parse_pipeline, source_problems
 
     p = Path(path)
     if p.is_dir():
@@ -163,7 +163,7 @@ def validate(path: str) -> None:
     problems = source_problems(pl)
     warnings = []
     if not problems:
-        for comp in {v.component.directory: v.component for v in pl.vertices.values() if v.component}.values():
+        for comp in components_of(pl):
             errors, said = static_problems(comp)
             problems += errors
             warnings += said

@@ -90,17 +90,18 @@ def test_a_symlink_inside_that_points_outside_is_outside(tmp_path):
         load_pipeline(f)
 
 
+def _sharing(tmp_path: Path, **sinks: str) -> Path:
+    """A pipeline in tmp_path/p that lists tmp_path/shared under allow_paths_outside, with a
+    jsonl sink at each of the given paths."""
+    (tmp_path / "shared").mkdir(exist_ok=True)
+    body = "".join(f"  {name}: {{sink: jsonl, path: {path}}}\n" for name, path in sinks.items())
+    return _pipeline(tmp_path / "p", "name: t\nallow_paths_outside: [../shared]\ncomponents:\n"
+                     f"  n: {{source: sequence, count: 3}}\n{body}"
+                     f"connections: [{', '.join(f'n -> {name}' for name in sinks)}]\n")
+
+
 def test_allow_paths_outside_lets_the_listed_folders_only(tmp_path):
-    (tmp_path / "shared").mkdir()
-    f = _pipeline(tmp_path / "p", """
-        name: t
-        allow_paths_outside: [../shared]
-        components:
-          n: {source: sequence, count: 3}
-          out: {sink: jsonl, path: ../shared/sub/x.jsonl}
-          out2: {sink: jsonl, path: ../other/x.jsonl}
-        connections: [n -> out, n -> out2]
-    """)
+    f = _sharing(tmp_path, out="../shared/sub/x.jsonl", out2="../other/x.jsonl")
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     assert "components.out2.path" in str(err.value) and "components.out.path" not in str(err.value)
@@ -124,15 +125,7 @@ def test_the_whole_file_system_cannot_be_allowed(tmp_path, entry):
 
 
 def test_validate_prints_the_opt_in(tmp_path, cli_env):
-    (tmp_path / "shared").mkdir()
-    f = _pipeline(tmp_path / "p", """
-        name: t
-        allow_paths_outside: [../shared]
-        components:
-          n: {source: sequence, count: 3}
-          out: {sink: jsonl, path: ../shared/x.jsonl}
-        connections: [n -> out]
-    """)
+    f = _sharing(tmp_path, out="../shared/x.jsonl")
     r = subprocess.run([sys.executable, "-m", "pipelogic", "validate", str(f)], capture_output=True, text=True,
                        env=cli_env, timeout=60)
     assert r.returncode == 0, r.stderr
