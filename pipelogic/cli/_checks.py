@@ -1,7 +1,7 @@
 """What `pipelogic validate` can tell about a component's ``src/main.py`` without running
 any of it: the modules it imports at the top exist here, and the function it gives to
-``run()`` takes as many inputs as component.yml declares (the rule the worker applies at
-start). Only the source is read (``ast``) and module specs are looked up
+``run()`` takes as many inputs as component.yml declares and the special parameters its
+options need (the rules the worker applies at start). Only the source is read (``ast``) and module specs are looked up
 (``importlib.util.find_spec`` on top-level names, which runs no package code)."""
 
 from __future__ import annotations
@@ -81,10 +81,19 @@ def _arity(tree: ast.Module, main: Path, n_inputs: int, component: str) -> list[
         first_default = len(every) - len(args.defaults)  # defaults belong to the last ones
         positional = [i >= first_default for i, a in enumerate(every) if a.arg not in _SPECIAL]
         required = positional.count(False)
+        where = f"{main}:{call.lineno}:{call.col_offset + 1}: component {component}: worker function {fn.name!r}"
         if args.vararg is None and not (required <= n_inputs <= len(positional)):
-            problems.append(f"{main}:{call.lineno}:{call.col_offset + 1}: component {component}: worker function "
-                            f"{fn.name!r} takes {len(positional)} positional input(s) but component.yml declares "
+            problems.append(f"{where} takes {len(positional)} positional input(s) but component.yml declares "
                             f"{n_inputs} input stream(s)")
+        # The special parameters, by name wherever they are (a **kwargs function gets them too).
+        names = {a.arg for a in [*every, *args.kwonlyargs]}
+        stateful = any(k.arg == "initial_state" for k in call.keywords)
+        if stateful and "state" not in names and args.kwarg is None:
+            problems.append(f"{where}: initial_state is given, so the function must take a `state` parameter")
+        if "state" in names and not stateful and not any(k.arg is None for k in call.keywords):
+            problems.append(f"{where} has a `state` parameter: pass initial_state=... to run()")
+        if n_inputs == 0 and "virtual_input" not in names and args.kwarg is None:
+            problems.append(f"{where}: a component without input streams must take a `virtual_input` parameter")
     return problems
 
 

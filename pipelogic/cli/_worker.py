@@ -20,6 +20,7 @@ from pipelogic.errors import (
     BrokerUnavailable,
     PipelogicError,
     SnapshotCorrupt,
+    SnapshotValueError,
     StateError,
 )
 
@@ -85,7 +86,8 @@ def run_component(component_dir: Path) -> int:
     except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything
         started = progress.ticks > 0
         supervised = os.environ.get("PIPELOGIC_SUPERVISED") == "1"
-        transient = started or isinstance(exc, _TRANSIENT)
+        # A state that cannot be snapshotted fails again after any restart, even mid-run: no restart loop.
+        transient = not isinstance(exc, SnapshotValueError) and (started or isinstance(exc, _TRANSIENT))
         if not (supervised and getattr(exc, "reported_to_broker", False)):
             # Under `pipelogic up` the broker's report of a failed tick is the one shown.
             _report(exc, "" if transient else "the component failed to start: ")

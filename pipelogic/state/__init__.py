@@ -7,7 +7,7 @@ broker; this package only makes each snapshot atomic, durable, checked and singl
 from pipelogic.state._fs import FileSystem, OsFileSystem
 from pipelogic.state._policy import DEFAULT_POLICY, SnapshotPolicy
 from pipelogic.state._store import Snapshot, SnapshotStore, decode_snapshot, encode_snapshot
-from pipelogic.state._values import pack_state, unpack_state
+from pipelogic.state._values import SourceClasses, pack_state, unpack_state
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -16,6 +16,7 @@ __all__ = [
     "Snapshot",
     "SnapshotPolicy",
     "SnapshotStore",
+    "SourceClasses",
     "decode_snapshot",
     "encode_snapshot",
     "pack_state",

@@ -21,10 +21,14 @@ The broker is found at ``$PIPELOGIC_BROKER``; the component directory is
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from pipelogic.errors import SnapshotValueError
+from pipelogic.state import SourceClasses
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
 from pipelogic.worker._config import Config
 from pipelogic.worker._loan import loan
@@ -149,6 +153,8 @@ def run(
     """
     global _session
     progress.run_called = True
+    caller = sys._getframe(1)
+    called_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
     if state_codec is not None and (initial_state is _NOT_GIVEN or not isinstance(state_codec, tuple)
                                     or len(state_codec) != 2 or not all(callable(f) for f in state_codec)):
         raise TypeError("state_codec must be a pair of functions (to_plain, from_plain), given with initial_state")
@@ -174,6 +180,8 @@ def run(
             initial_pull_request.check_inputs(mode.n_inputs, session.vertex)
         from pipelogic.types import create_type
 
+        code = getattr(worker_function, "__code__", None)
+        roots = [session.settings.component_dir] + ([Path(code.co_filename).parent] if code is not None else [])
         step = Step(
             worker_function,
             mode,
@@ -181,7 +189,13 @@ def run(
             session.vertex,
             None if initial_state is _NOT_GIVEN else initial_state,
             state_codec,
+            SourceClasses(roots),
         )
+        if mode.stateful:
+            try:  # refused here, not after the run has produced output
+                step.pack_state(session.vertex)
+            except SnapshotValueError as exc:
+                raise SnapshotValueError(f"{called_at}: run(initial_state=...): {exc}") from None
         session.serve(step, initial_pull_request, virtual_in, virtual_out)
         _drain_virtual_out(session)
         session.say_goodbye()

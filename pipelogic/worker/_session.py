@@ -274,7 +274,13 @@ class Session:
         tick = self.next_tick
         if tick <= self.snaps.tick or self._locked_out is not None:
             return False  # one more instance, without the lock: the lock holder's state only
-        data = self.step.pack_state(self.vertex)  # an unserialisable state fails here, first
+        try:
+            data = self.step.pack_state(self.vertex)  # an unserialisable state fails here, first
+        except SnapshotValueError as exc:
+            # Permanent: a restart would run into it again. The broker fails the run with it.
+            self.send(P.Failed(self.epoch, tick, f"{exc} (at the snapshot after tick {tick - 1})", "", True))
+            exc.reported_to_broker = True  # type: ignore[attr-defined]
+            raise
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
         return self.snaps.take(tick, data, self.run_id, meta,
                                confirm=lambda t: self._confirm(t, timeout_s),
@@ -327,10 +333,8 @@ class Session:
         self._initial_pull = pull_request
         self._initial_state = None
         if step.mode.stateful:
-            try:  # what a rejoin after a new run resets the state to
-                self._initial_state = step.pack_state(self.vertex)
-            except SnapshotValueError:
-                pass  # reported at the first snapshot, as before
+            # What a rejoin after a new run resets the state to (run() checked that it packs).
+            self._initial_state = step.pack_state(self.vertex)
         _active = self
         while True:
             try:

@@ -18,7 +18,7 @@ from pipelogic.errors import (
     TypeMismatch,
     WorkerError,
 )
-from pipelogic.state import pack_state, unpack_state
+from pipelogic.state import SourceClasses, pack_state, unpack_state
 from pipelogic.types import InputsPullRequest, Type, codec_for
 from pipelogic.types._pack import pack
 
@@ -86,8 +86,11 @@ def inspect_function(
     ]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params.values())
     required = [p for p in positional if p.default is p.empty]
-    has_state = "state" in params
-    has_virtual = "virtual_input" in params
+    # A ``**kwargs`` function receives the special parameters too (``state`` when stateful,
+    # ``virtual_input`` when the component has no input streams, which needs it).
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    has_state = "state" in params or (var_kw and stateful)
+    has_virtual = "virtual_input" in params or (var_kw and n_inputs == 0)
     where = f"component {component}: worker function {getattr(fn, '__name__', fn)!r}"
     if not varargs and not (len(required) <= n_inputs <= len(positional)):
         raise TypeError(
@@ -103,6 +106,30 @@ def inspect_function(
             f"{where}: a component without input streams must take a `virtual_input` parameter"
         )
     return Mode(n_inputs, n_outputs, stateful, streaming, has_virtual, virtual_output)
+
+
+def _positional_slots(fn: Callable[..., Any]) -> list[str | None] | None:
+    """The positional parameters in order, a special one by its name and an input as None;
+    None if no special parameter is positional."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    slots = [p.name if p.name in _SPECIAL else None for p in params
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return slots if any(s is not None for s in slots) else None
+
+
+def _bind(slots: list[str | None], inputs: list[Any], special: dict[str, Any]) -> list[Any]:
+    """The positional arguments for ``slots``: inputs in order, special values in their
+    places (taken out of ``special``) up to the last input; further inputs (``*args``) after."""
+    args: list[Any] = []
+    left = list(inputs)
+    for slot in slots:
+        if not left:
+            break
+        args.append(left.pop(0) if slot is None else special.pop(slot))
+    return args + left
 
 
 @dataclass
@@ -126,14 +153,20 @@ class Step:
         vertex: str,
         initial_state: Any = None,
         state_codec: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None,
+        classes: SourceClasses | None = None,
     ) -> None:
         self.fn = fn
         self.state_codec = state_codec
+        self.classes = classes  # the component's own dataclasses, NamedTuples and enums
         self.mode = mode
         self.output_codecs = [codec_for(t) for t in output_types]
         self.vertex = vertex
         self.state = initial_state
         self.keys = set(mode.result_keys())
+        # Where the special parameters sit among the positional ones: the platform's docs
+        # put ``state`` and ``virtual_input`` first (``def f(state, x)``), so they are bound
+        # by name wherever they are. None: none is positional, inputs go first as they are.
+        self._slots = _positional_slots(fn)
         # Out-of-band buffers: ``place`` puts one into a shared-memory slot and returns
         # the descriptor frame that replaces it (None: it goes over the socket).
         self.place: Callable[[Any], bytes | None] | None = None
@@ -144,11 +177,15 @@ class Step:
 
     def pack_state(self, vertex: str) -> bytes:
         """The state as snapshot bytes (through ``state_codec``'s first function, if any)."""
-        return pack_state(self._codec(0, self.state, vertex, SnapshotValueError), vertex)
+        return pack_state(self._codec(0, self.state, vertex, SnapshotValueError), vertex, self.classes)
 
     def load_state(self, data: bytes, vertex: str) -> None:
         """Set the state from snapshot bytes (through ``state_codec``'s second function)."""
-        self.state = self._codec(1, unpack_state(data), vertex, StateError)
+        try:
+            plain = unpack_state(data, self.classes)
+        except SnapshotValueError as exc:
+            raise SnapshotValueError(f"vertex {vertex}: {exc}") from None
+        self.state = self._codec(1, plain, vertex, StateError)
 
     def _codec(self, which: int, state: Any, vertex: str, error: type[StateError]) -> Any:
         if self.state_codec is None:
@@ -167,7 +204,10 @@ class Step:
         if m.virtual_input:
             kwargs["virtual_input"] = virtual if virtual is not None else []
         try:
-            result = self.fn(*inputs, **kwargs)
+            if self._slots is None:
+                result = self.fn(*inputs, **kwargs)
+            else:
+                result = self.fn(*_bind(self._slots, inputs, kwargs), **kwargs)
         except Exception as exc:
             raise WorkerError(
                 f"vertex {self.vertex}: the worker function raised {type(exc).__name__} on tick {tick}: {exc}"

@@ -56,12 +56,89 @@ def test_a_state_codec_snapshots_a_deque_and_restores_it_after_a_crash(tmp_path,
     assert got == want
 
 
-def test_without_a_state_codec_the_first_snapshot_says_what_to_do(tmp_path, cli_env):
-    make(tmp_path, MAIN.replace(", state_codec=(lambda w: list(w.items), Window)", ""))
+def test_a_state_that_cannot_be_snapshotted_is_refused_at_run_naming_the_call(tmp_path, cli_env):
+    main = MAIN.replace(", state_codec=(lambda w: list(w.items), Window)", "")
+    make(tmp_path, main)
     r = run_up(tmp_path, PIPE, cli_env)
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert "cannot snapshot a value of type __main__.Window" in out and "state_codec=(to_plain, from_plain)" in out
+    line = textwrap.dedent(main).split("\n").index("run(f, initial_state=Window())") + 1
+    assert (f"main.py:{line}: run(initial_state=...): vertex win: state: cannot snapshot a value of type "
+            "__main__.Window") in out
+    assert "state_codec=(to_plain, from_plain)" in out
+    assert "restarting" not in out and not (tmp_path / "out.jsonl").read_text().strip()
+
+
+# The natural way, as the platform's docs write it: state first, a deque window, a dataclass
+# of collections and an enum; no codec. Killed (SIGKILL) twice, and after one more snapshot
+# a state that grows a socket: refused at the snapshot, naming the path, never restarted.
+NATURAL = """
+    import os
+    import socket
+    from collections import Counter, defaultdict, deque
+    from dataclasses import dataclass, field
+    from enum import Enum
+    from pathlib import Path
+    from pipelogic.worker import run
+
+    HERE = Path(__file__).parent
+
+    class Parity(Enum):
+        EVEN = 0
+        ODD = 1
+
+    @dataclass
+    class Stats:
+        by_rest: defaultdict = field(default_factory=lambda: defaultdict(int))
+        parity: Counter = field(default_factory=Counter)
+        last: Parity = Parity.EVEN
+
+    def smooth(state, x):
+        window, stats = state["window"], state["stats"]
+        for at in (17, 41):
+            mark = HERE / f"killed-at-{at}"
+            if x == at and not mark.exists():
+                mark.write_text("")
+                os.kill(os.getpid(), 9)
+        assert type(window) is deque and window.maxlen == 3, window
+        window.append(x)
+        stats.by_rest[x % 3] += 1  # a KeyError if it came back as a dict
+        stats.parity[Parity(x % 2)] += 1
+        stats.last = Parity(x % 2)
+        if x == BREAK_AT:
+            state["window"] = deque([1, socket.socket()], maxlen=3)
+        return {"output": sum(window) * 1000 + stats.by_rest[x % 3], "state": state}
+
+    run(smooth, initial_state={"window": deque(maxlen=3), "stats": Stats()})
+"""
+
+
+def natural_want(n):
+    rests = [0, 0, 0]
+    out = []
+    for i in range(n):
+        rests[i % 3] += 1
+        out.append(sum(range(max(0, i - 2), i + 1)) * 1000 + rests[i % 3])
+    return out
+
+
+def test_a_natural_state_survives_kill_9_twice_with_its_types(tmp_path, cli_env):
+    make(tmp_path, NATURAL.replace("BREAK_AT", "-1"))
+    r = run_up(tmp_path, PIPE, cli_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.count("exited with code -9") == 2, r.stderr
+    got = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().split()]
+    assert got == natural_want(60)
+
+
+def test_a_state_that_stops_being_snapshottable_fails_the_run_once_naming_the_path(tmp_path, cli_env):
+    make(tmp_path, NATURAL.replace("BREAK_AT", "50"))
+    r = run_up(tmp_path, PIPE, cli_env)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "state['window'][1]: cannot snapshot a value of type socket.socket" in out, out
+    assert "at the snapshot after tick 50" in out
+    assert out.count("restarting in") == 2, out  # the two kills only
 
 
 CHUNKS = """

@@ -1,12 +1,25 @@
 """State serialisation, the snapshot policy, and the snapshot store on a real directory."""
 
+import collections
+import dataclasses
+import datetime as dt
+import enum
 import os
+import socket
+import sys
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
+import msgpack
 import numpy as np
 import pytest
 
 from pipelogic.errors import SnapshotCorrupt, SnapshotValueError, StateLocked
-from pipelogic.state import SnapshotPolicy, SnapshotStore, pack_state, unpack_state
+from pipelogic.state import SnapshotPolicy, SnapshotStore, SourceClasses, pack_state, unpack_state
+from pipelogic.state._values import _NAMEDTUPLE
 from pipelogic.types import Record, Variant
 
 
@@ -92,3 +105,98 @@ def test_store_removes_uncommitted_temp_files(tmp_path):
     (tmp_path / "snapshot-000000000002.tmp").write_bytes(b"half")
     snap = SnapshotStore(tmp_path, "v").load()
     assert snap.tick == 1 and not list(tmp_path.glob("*.tmp"))
+
+
+# -- the platform's "state is Any": the types a natural component keeps (issue 24) ----------
+
+class Mode(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+class Perm(enum.Flag):
+    R = 1
+    W = 2
+
+
+class Point(NamedTuple):
+    x: int
+    y: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    items: collections.deque
+    seen: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def __post_init__(self) -> None:
+        raise AssertionError("restoring a snapshot must not call the class")
+
+
+OWN = SourceClasses([Path(__file__).parent])
+
+
+def test_collections_times_numbers_and_own_classes_come_back_as_the_same_types():
+    state = {
+        "deque": collections.deque([1, 2, 3], maxlen=3), "unbounded": collections.deque("ab"),
+        "counter": collections.Counter("abca"), "ordered": collections.OrderedDict(b=1, a=2),
+        "dd": collections.defaultdict(list, {"k": [1]}), "dd_none": collections.defaultdict(None, {1: 2}),
+        "dd_counter": collections.defaultdict(collections.Counter),
+        "when": dt.datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Europe/Paris")),
+        "offset": dt.datetime(2026, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=3))), "naive": dt.datetime(2026, 1, 2, 3),
+        "day": dt.date(2020, 2, 29), "clock": dt.time(1, 2, 3, 4), "span": dt.timedelta(days=-1, seconds=5, microseconds=7),
+        "price": Decimal("1.10"), "ratio": Fraction(2**70, 3), "mode": Mode.SLOW, "perm": Perm.R | Perm.W,
+        "point": Point(1, 2.5), "nested": [Point(2), {Mode.FAST: collections.deque([Point(3)], maxlen=1)}],
+    }
+    back = unpack_state(pack_state(state, "v", OWN), OWN)
+    for key, value in state.items():
+        assert back[key] == value and type(back[key]) is type(value), key
+    assert back["deque"].maxlen == 3 and back["unbounded"].maxlen is None
+    assert back["dd"].default_factory is list and back["dd_counter"].default_factory is collections.Counter
+    back["dd"]["new"].append(1)  # a defaultdict still makes missing keys
+    assert back["when"].tzinfo is ZoneInfo("Europe/Paris") and back["when"].utcoffset() == state["when"].utcoffset()
+    assert str(back["price"]) == "1.10" and back["mode"] is Mode.SLOW
+    assert list(back["ordered"]) == ["b", "a"]
+
+
+def test_a_frozen_dataclass_is_restored_without_calling_it():
+    w = object.__new__(Window)
+    object.__setattr__(w, "items", collections.deque([1, 2], maxlen=2))
+    object.__setattr__(w, "seen", collections.Counter({"x": 2}))
+    back = unpack_state(pack_state(w, "v", OWN), OWN)
+    assert type(back) is Window and back.items.maxlen == 2 and back.seen == collections.Counter({"x": 2})
+
+
+def test_classes_outside_the_components_source_are_refused_both_ways():
+    @dataclasses.dataclass
+    class Local:
+        x: int = 0
+
+    with pytest.raises(SnapshotValueError, match="state\\['a'\\]: .*Local.*inside a function"):
+        pack_state({"a": Local()}, "v", OWN)
+    # Not under the roots: this module's classes are not "own" to a component elsewhere.
+    elsewhere = SourceClasses(["/nonexistent-component"])
+    with pytest.raises(SnapshotValueError, match="not defined in the component's own source"):
+        pack_state(Point(1), "v", elsewhere)
+    with pytest.raises(SnapshotValueError, match="collections.defaultdict.*factory"):
+        pack_state(collections.defaultdict(lambda: 0), "v", OWN)
+    with pytest.raises(SnapshotValueError, match=r"state\.items\[0\]: cannot snapshot a value of type socket.socket"):
+        pack_state(_window_with_socket(), "v", OWN)
+    # A snapshot that names a class it may not build is refused, and nothing is imported.
+    data = pack_state(Point(1), "v", OWN)
+    with pytest.raises(SnapshotValueError, match="does not define"):
+        unpack_state(data, elsewhere)
+    forged = msgpack.packb(msgpack.ExtType(_NAMEDTUPLE, msgpack.packb(["this_module_does_not_exist_24", "Point", [1]])))
+    assert "this_module_does_not_exist_24" not in sys.modules
+    with pytest.raises(SnapshotValueError, match="this_module_does_not_exist_24.Point"):
+        unpack_state(forged, OWN)
+    assert "this_module_does_not_exist_24" not in sys.modules
+
+
+def _window_with_socket() -> Window:
+    w = object.__new__(Window)
+    sock = socket.socket()
+    sock.close()
+    object.__setattr__(w, "items", collections.deque([sock]))
+    object.__setattr__(w, "seen", collections.Counter())
+    return w

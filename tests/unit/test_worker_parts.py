@@ -55,6 +55,32 @@ def test_stateful_step_keeps_state():
     assert s.call([2], None, 1).outputs == [[(b"\x0d",)]] and s.state == 13
 
 
+def test_special_parameters_are_bound_by_name_wherever_they_are():
+    # The platform's older docs put them first; a **kwargs function receives them too.
+    s = step(lambda state, x: {"output": state + x, "state": state + x}, stateful=True, initial=10)
+    assert s.call([1], None, 0).outputs == [[(b"\x0b",)]] and s.state == 11
+
+    def both(virtual_input, state, x, y=5):
+        return {"output": state + x + y + len(virtual_input), "state": state}
+
+    s = Step(both, mode_of(both, n_in=2, stateful=True), [create_type("Int64")], "v", 100)
+    assert s.call([1, 2], ["a"], 0).outputs == [[(b"\x68",)]]  # 100 + 1 + 2 + 1
+
+    def kw(x, **extra):
+        return {"output": x + extra["state"], "state": extra["state"] + 1}
+
+    s = step(kw, stateful=True, initial=3)
+    assert s.mode.stateful and s.call([1], None, 0).outputs == [[(b"\x04",)]] and s.state == 4
+    src = mode_of(lambda **kw: 1, n_in=0)
+    assert src.source
+
+    def star(state, *xs):
+        return {"output": sum(xs) + state, "state": state}
+
+    s = Step(star, mode_of(star, n_in=3, stateful=True), [create_type("Int64")], "v", 1)
+    assert s.call([1, 2, 3], None, 0).outputs == [[(b"\x07",)]]
+
+
 def test_virtual_in_non_blocking_drops_and_counts():
     q = VirtualInputStream(maxsize=3)
     q.push(1, 2, 3, 4, 5, blocking=False)
