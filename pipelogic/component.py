@@ -25,6 +25,7 @@ from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.errors import DefinitionError, PipelogicError, TypeMismatch, TypeParseError
 from pipelogic.files import FileSlot, parse_slots
 from pipelogic.limits import MAX_CONFIG_BYTES, MAX_CONFIG_VALUE_BYTES, human_bytes, preview
+from pipelogic.porting import build_system_note
 from pipelogic.types import Type, codec_for, create_type, encode_frame, parse_literal
 
 __all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_config_total",
@@ -64,6 +65,7 @@ class ComponentSpec:
     language: str = "py"
     raw: dict[str, Any] = field(default_factory=dict)
     file_slots: dict[str, FileSlot] = field(default_factory=dict)  # read and generated files
+    notes: list[str] = field(default_factory=list)  # how it differs here: validate's warnings
 
     @property
     def main(self) -> Path:
@@ -129,30 +131,38 @@ def _check_config_value(param: ConfigParam, value: Any) -> Any:
 # The component.yml keys the runtime reads. Under ``worker`` every key is checked (a typo
 # there silently changes what the component is); at the top level only a likely typo of
 # these is refused, since the platform's files carry many more (categories, tags, ...).
-TOP_KEYS = ("name", "language", "worker")
+TOP_KEYS = ("name", "language", "worker", "platform", "tags", "build_system", "install", "xmake_packages",
+            "categories", "modalities", "neighbors", "alternatives", "http", "depends_on", "description")
 WORKER_KEYS = ("input_type", "input_types", "output_type", "output_types", "config_schema",
-               "file_schema", "generated_file_schema")
+               "file_schema", "generated_file_schema", "cache")
+CACHE_WHERE = ".pipelogic/cache/<component> beside the pipeline under `up`, a volume at /cache in containers"
 PARAM_KEYS = ("type", "default", "description", "mutable")
 
 
-def type_typos(t: Type) -> list[str]:
-    """Hints for type variables that look like misspelt type names (``int64`` for
-    ``Int64``): a lowercase name is a variable, which matches anything, so such a typo
-    would pass every check and fail at run time."""
+def type_typos(t: Type) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for type variables that look like type names. A lowercase name is
+    a variable, which matches anything, so ``int64`` for ``Int64`` would pass every check
+    and fail at run time: an error for the names of the built-in atomic types. The
+    platform's docs name variables after catalog types (``frame``, ``image``, ``point``),
+    so for those it is a warning."""
     from pipelogic.types import free_vars, known_names
     from pipelogic.types._ast import ATOMIC_NAMES
 
-    names = sorted(ATOMIC_NAMES) + [n for n in known_names() if n not in ATOMIC_NAMES]
-    out = []
+    atomic = sorted(ATOMIC_NAMES)
+    catalog = [n for n in known_names() if n not in ATOMIC_NAMES]
+    errors: list[str] = []
+    warnings: list[str] = []
     for var in sorted(free_vars(t)):
-        lowered = {n.lower(): n for n in names}
-        if var.lower() in lowered:
-            out.append(f"{var!r} is a type variable (lowercase names are); did you mean {lowered[var.lower()]!r}?")
-        elif len(var) > 3:
-            hint = near(var, names)
+        for names, out in ((atomic, errors), (catalog, warnings)):
+            lowered = {n.lower(): n for n in names}
+            if var.lower() in lowered:
+                out.append(f"{var!r} is a type variable (lowercase names are); did you mean {lowered[var.lower()]!r}?")
+                break
+            hint = near(var, names) if len(var) > 3 else ""
             if hint:
                 out.append(f"{var!r} is a type variable (lowercase names are){hint}")
-    return out
+                break
+    return errors, warnings
 
 
 def not_a_name(key: Any) -> str:
@@ -162,8 +172,9 @@ def not_a_name(key: Any) -> str:
     return f"a name must be a string, got {type(key).__name__} {key!r}{hint}"
 
 
-def parse_type(text: Any, path: list[Any], problems: Problems) -> Type | None:
-    """A type expression from a definition file, with typos of type names refused."""
+def parse_type(text: Any, path: list[Any], problems: Problems, notes: Problems | None = None) -> Type | None:
+    """A type expression from a definition file, with typos of type names refused (only
+    noted in ``notes`` where :func:`type_typos` calls them warnings, if given)."""
     if not isinstance(text, str):
         problems.add(path, f"expected a type expression, got {text!r}", value=True)
         return None
@@ -172,18 +183,23 @@ def parse_type(text: Any, path: list[Any], problems: Problems) -> Type | None:
     except PipelogicError as exc:
         problems.add(path, str(exc), value=True)
         return None
-    typos = type_typos(t)
-    for typo in typos:
+    errors, warnings = type_typos(t)
+    if notes is None:
+        errors += warnings
+    for typo in errors:
         problems.add(path, f"{typo} (in {text!r})", value=True)
-    return None if typos else t
+    if notes is not None:
+        for typo in warnings:
+            notes.add(path, f"{typo} (in {text!r}; fine if you meant a variable)", value=True)
+    return None if errors else t
 
 
-def _types(worker: dict[str, Any], single: str, plural: str, problems: Problems) -> list[Type]:
+def _types(worker: dict[str, Any], single: str, plural: str, problems: Problems, notes: Problems) -> list[Type]:
     if single in worker and plural in worker:
         problems.add(["worker", plural], f"worker has both {single} and {plural}; use one")
         return []
     if single in worker:
-        t = parse_type(worker[single], ["worker", single], problems)
+        t = parse_type(worker[single], ["worker", single], problems, notes)
         return [t] if t is not None else []
     if plural not in worker:
         return []
@@ -193,7 +209,7 @@ def _types(worker: dict[str, Any], single: str, plural: str, problems: Problems)
         return []
     out = []
     for i, text in enumerate(texts):
-        t = parse_type(text, ["worker", plural, i], problems)
+        t = parse_type(text, ["worker", plural, i], problems, notes)
         if t is not None:
             out.append(t)
     return out
@@ -202,8 +218,10 @@ def _types(worker: dict[str, Any], single: str, plural: str, problems: Problems)
 def parse_component(data: Any, file: Path) -> ComponentSpec:
     """Check a loaded component.yml mapping; raise DefinitionError listing every problem."""
     problems = Problems(file, data)
+    notes = Problems(file, data)  # what validate says as warnings
     if not isinstance(data, dict):
         raise DefinitionError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
+    _platform_keys(data, problems, notes)
     for key in data:
         hint = near(key, TOP_KEYS) if key not in TOP_KEYS else ""
         if hint:
@@ -220,8 +238,8 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         problems.add(["worker"], f"expected a mapping, got {type(worker).__name__}", value=True)
         worker = {}
     problems.unknown_keys(worker, WORKER_KEYS, ["worker"], "worker")
-    inputs = _types(worker, "input_type", "input_types", problems)
-    outputs = _types(worker, "output_type", "output_types", problems)
+    inputs = _types(worker, "input_type", "input_types", problems, notes)
+    outputs = _types(worker, "output_type", "output_types", problems, notes)
     schema: dict[str, ConfigParam] = {}
     raw_schema = worker.get("config_schema") or {}
     if not isinstance(raw_schema, dict):
@@ -236,7 +254,7 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
             problems.add(k, f"expected a mapping with a type, got {entry!r}", value=True)
             continue
         problems.unknown_keys(entry, PARAM_KEYS, k, "a config parameter")
-        t = parse_type(str(entry["type"]), [*k, "type"], problems)
+        t = parse_type(str(entry["type"]), [*k, "type"], problems, notes)
         if t is None:
             continue
         mutable = entry.get("mutable", True)
@@ -270,7 +288,31 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         language="py",
         raw=data,
         file_slots=slots,
+        notes=notes.items,
     )
+
+
+def _platform_keys(data: dict[str, Any], problems: Problems, notes: Problems) -> None:
+    """The platform's component.yml keys that do something there and nothing (or
+    something else) here: checked where they can be, and said."""
+    if "build_system" in data:
+        error, note = build_system_note(data["build_system"])
+        if error:
+            problems.add(["build_system"], error, value=True)
+        else:
+            notes.add(["build_system"], note, value=True)
+    deps = data.get("depends_on")
+    if deps:
+        names = ", ".join(map(str, deps)) if isinstance(deps, list) else str(deps)
+        notes.add(["depends_on"], f"the platform starts {names} beside the component; no such service runs here "
+                  "(docs/platform.md): start it yourself and point the component at it through its config")
+    if data.get("http"):
+        notes.add(["http"], "the platform routes these HTTP endpoints to the component; here nothing is "
+                  "routed: the component's own server is reachable only if you publish its port yourself")
+    worker = data.get("worker")
+    if isinstance(worker, dict) and worker.get("cache") is not None:
+        notes.add(["worker", "cache"], "a cache that survives runs: here the worker gets PIPELOGIC_CACHE_DIR "
+                  f"(and XDG_CACHE_HOME, HF_HOME, TORCH_HOME) on a folder kept across runs ({CACHE_WHERE})")
 
 
 def check_sources(spec: ComponentSpec) -> list[str]:

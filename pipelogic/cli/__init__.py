@@ -294,6 +294,7 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
         render_compose,
     )
     from pipelogic.pipeline import load_pipeline
+    from pipelogic.porting import has_requirements
 
     pl = load_pipeline(pipeline_file)
     runtime_image = runtime or RUNTIME_IMAGE
@@ -306,7 +307,7 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
     out = Path(output) if output and output != "-" else pl.directory / "compose.yaml"
     if build:
         for name, v in pl.vertices.items():
-            if v.component is not None and name not in chosen and (v.component.directory / "src" / "requirements.txt").is_file():
+            if v.component is not None and name not in chosen and has_requirements(v.component.directory):
                 chosen[name] = build_component_image(v.component.directory, wheels=wheels, runtime=runtime_image,
                                                      log=lambda line: click.echo(line, err=True),
                                                      tag_prefix=tag_prefix)

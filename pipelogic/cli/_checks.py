@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pipelogic.component import ComponentSpec
+from pipelogic.porting import read_requirements, requirement_notes
 from pipelogic.worker._step import _SPECIAL
 
 __all__ = ["static_problems"]
@@ -25,10 +26,10 @@ def static_problems(spec: ComponentSpec) -> tuple[list[str], list[str]]:
     try:
         tree = ast.parse(main.read_bytes(), str(main))
     except (OSError, SyntaxError, ValueError):
-        return [], []  # check_sources reports these
+        return [], spec.notes  # check_sources reports these
     errors: list[str] = []
     warnings: list[str] = []
-    has_requirements = (main.parent / "requirements.txt").is_file()
+    has_requirements = bool(read_requirements(main.parent / "requirements.txt"))
     for node, name in _top_imports(tree):
         if not _importable(name, main.parent):
             where = f"{main}:{node.lineno}:{node.col_offset + 1}"
@@ -39,7 +40,7 @@ def static_problems(spec: ComponentSpec) -> tuple[list[str], list[str]]:
                 errors.append(f"{where}: imports {name!r}, which is not installed here and src/requirements.txt "
                               "does not exist: install it, or list it there for the component's image")
     errors += _arity(tree, main, len(spec.input_types), spec.name)
-    return errors, warnings
+    return errors, spec.notes + requirement_notes(main.parent / "requirements.txt") + warnings
 
 
 def _top_imports(tree: ast.Module) -> list[tuple[ast.stmt, str]]:

@@ -16,6 +16,7 @@ import click
 
 from pipelogic import _logging
 from pipelogic._tracebacks import user_traceback
+from pipelogic.component import load_component
 from pipelogic.errors import (
     BrokerUnavailable,
     PipelogicError,
@@ -58,6 +59,29 @@ def _report(exc: BaseException, header: str = "") -> None:
     click.echo(f"error: {header}{text}", err=True)
 
 
+def _cache_env(cdir: Path) -> None:
+    """``worker.cache`` in component.yml (the platform keeps model caches across deploys):
+    PIPELOGIC_CACHE_DIR is a folder kept across runs (given by the compose file, else
+    ``.pipelogic/cache/<component>`` in the folder the worker runs in, the pipeline's under
+    `up`), and the caches of common model libraries point into it unless already set."""
+    try:
+        spec = load_component(cdir)
+    except PipelogicError:
+        return  # the session reports it
+    worker = spec.raw.get("worker")
+    if not isinstance(worker, dict) or worker.get("cache") is None:
+        return
+    folder = Path(os.environ.get("PIPELOGIC_CACHE_DIR") or Path(".pipelogic") / "cache" / spec.name).resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        click.echo(f"warning: worker.cache: cannot create {folder}: {exc}", err=True)
+        return
+    os.environ["PIPELOGIC_CACHE_DIR"] = str(folder)
+    for var, sub in (("XDG_CACHE_HOME", "."), ("HF_HOME", "huggingface"), ("TORCH_HOME", "torch")):
+        os.environ.setdefault(var, str(folder / sub))
+
+
 def run_component(component_dir: Path) -> int:
     """Run ``component_dir/src/main.py`` as ``__main__``; return the exit code."""
     _logging.setup()
@@ -68,6 +92,7 @@ def run_component(component_dir: Path) -> int:
                    "pipelogic.worker.run)", err=True)
         return EXIT_START
     os.environ["PIPELOGIC_COMPONENT_DIR"] = str(cdir)
+    _cache_env(cdir)
     sys.path.insert(0, str(main_py.parent))
     sys.argv = [str(main_py)]
     from pipelogic.cli._signals import install_sigterm

@@ -40,11 +40,13 @@ from pipelogic.errors import ContainerError
 from pipelogic.files import FILES_DIR, GENERATED_DIR
 from pipelogic.keys import worker_uids
 from pipelogic.pipeline import Pipeline, Vertex
+from pipelogic.porting import has_requirements
 
 __all__ = ["ComposeOptions", "render_compose"]
 
 BROKER_SERVICE = "broker"
 PIPELINE_MOUNT = "/pipeline"
+CACHE_MOUNT = "/cache"
 COMPONENT_MOUNT = "/component"
 KEYS_VOLUME = "keys"
 KEYS_MOUNT = "/keys"
@@ -182,7 +184,7 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         svc: dict[str, Any] = {}
         if v.name in opts.images:
             svc["image"] = opts.images[v.name]
-        elif (cdir / "src" / "requirements.txt").is_file():
+        elif has_requirements(cdir):
             raise ContainerError(
                 f"vertex {v.name}: component {v.component.name} has src/requirements.txt, which the "
                 f"runtime image does not have installed: build its image (pipelogic image build "
@@ -201,6 +203,11 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         volume = f"{v.name}-state"
         volumes[volume] = {}
         svc["volumes"] = [*mounts, f"{volume}:/state"]
+        if isinstance(v.component.raw.get("worker"), dict) and v.component.raw["worker"].get("cache") is not None:
+            # worker.cache: model caches kept across runs, one volume per component.
+            volumes[f"cache-{v.component.name}"] = {}
+            svc["volumes"].append(f"cache-{v.component.name}:{CACHE_MOUNT}")
+            svc["environment"]["PIPELOGIC_CACHE_DIR"] = CACHE_MOUNT
         if shm_env:
             svc["volumes"].append(f"{SHM_VOLUME}:{SHM_MOUNT}")
             svc["environment"].update(shm_env)

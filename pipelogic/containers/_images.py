@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from pipelogic.errors import ContainerError
+from pipelogic.porting import PLATFORM_BASE, has_requirements
 
 __all__ = [
     "DEFAULT_BASE",
     "LOCAL_BASE",
     "RUNTIME_IMAGE",
+    "SLIM_IMAGE",
     "build_component_image",
     "build_runtime_image",
     "docker_client",
@@ -43,7 +45,13 @@ __all__ = [
 ]
 
 VERSION = metadata.version("pipelogic")
+# Two variants (docs/containers.md): the default carries what the platform's runtime image
+# carries (numpy, opencv, pyyaml, protobuf, pika), so a component ported from it imports
+# what it expects; "slim" carries only pipelogic's own dependencies.
 RUNTIME_IMAGE = f"pipelogic/runtime:{VERSION}"
+SLIM_IMAGE = f"pipelogic/runtime:{VERSION}-slim"
+VARIANTS = {"full": [f"{name}=={version}" for name, version in PLATFORM_BASE.items()], "slim": []}
+VARIANT_LABEL = "org.pipelogic.variant"
 DEFAULT_BASE = "python:3.11-slim"
 LOCAL_BASE = "pipelogic/base:bookworm"
 FINGERPRINT_LABEL = "org.pipelogic.fingerprint"
@@ -220,11 +228,11 @@ def _wheel_platforms() -> list[str]:
     return [f"{t}_{arch}" for t in tags] + [f"linux_{arch}"]
 
 
-def dependency_wheels(cache: Path, python: str, log: Log = _say) -> Path:
-    """Binary wheels of the runtime's dependencies for ``python`` (``X.Y``), cached in
-    ``cache``: downloaded again only when the requirements change."""
-    reqs = _requirements()
-    folder = cache / f"deps-py{python.replace('.', '')}"
+def dependency_wheels(cache: Path, python: str, log: Log = _say, variant: str = "full") -> Path:
+    """Binary wheels of the runtime's dependencies for ``python`` (``X.Y``) and the image
+    ``variant``, cached in ``cache``: downloaded again only when the requirements change."""
+    reqs = _requirements() + VARIANTS[variant]
+    folder = cache / f"deps-py{python.replace('.', '')}-{variant}"
     stamp = folder / "requirements.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == reqs and any(folder.glob("*.whl")):
         return folder
@@ -347,8 +355,13 @@ def _wheels_hint(python: Callable[[], str | None]) -> Callable[[str], str]:
 
 
 def build_runtime_image(base: str | None = None, offline: bool = False, rebuild: bool = False,
-                        tag: str = RUNTIME_IMAGE, cache: Path | None = None, log: Log = _say) -> str:
-    """Build (or find up to date) the runtime image; returns its tag. Also tags ``:latest``."""
+                        tag: str | None = None, cache: Path | None = None, log: Log = _say,
+                        variant: str = "full") -> str:
+    """Build (or find up to date) the runtime image of ``variant`` ("full" or "slim");
+    returns its tag. Also tags ``:latest`` (``:slim`` for the slim one)."""
+    if variant not in VARIANTS:
+        raise ContainerError(f"unknown runtime image variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    tag = tag or (SLIM_IMAGE if variant == "slim" else RUNTIME_IMAGE)
     client = docker_client()
     root = source_root()
     cache = cache or root / "build" / "docker"
@@ -356,28 +369,28 @@ def build_runtime_image(base: str | None = None, offline: bool = False, rebuild:
     base_img = client.images.get(base_ref)
     python = base_img.labels.get("org.pipelogic.python") if base_img.labels else None
     python = python or _base_python(client, base_ref)
-    deps = dependency_wheels(cache / "wheels", python, log)
+    deps = dependency_wheels(cache / "wheels", python, log, variant)
     fp = image_fingerprint(root, base_img.id, deps)
     have = _image(client, tag)
     if have is not None and not rebuild and (have.labels or {}).get(FINGERPRINT_LABEL) == fp:
         log(f"{tag} is up to date ({base_ref}, fingerprint {fp})")
-        _tag_latest(client, tag)
+        _tag_latest(client, tag, variant)
         return tag
     with tempfile.TemporaryDirectory(prefix="pipelogic-image-") as tmp:
         ctx = Path(tmp)
         shutil.copy(root / "docker" / "Dockerfile", ctx / "Dockerfile")
         shutil.copytree(deps, ctx / "deps", ignore=shutil.ignore_patterns("*.json"))
         package_wheel(root, ctx / "pkg")
-        log(f"building {tag} on {base_ref} (Python {python})")
+        log(f"building {tag} ({variant}) on {base_ref} (Python {python})")
         _build(client, tag, log, path=str(ctx), buildargs={"BASE_IMAGE": base_ref},
-               labels={FINGERPRINT_LABEL: fp, PYTHON_LABEL: python})
-    _tag_latest(client, tag)
+               labels={FINGERPRINT_LABEL: fp, PYTHON_LABEL: python, VARIANT_LABEL: variant})
+    _tag_latest(client, tag, variant)
     return tag
 
 
-def _tag_latest(client: Any, tag: str) -> None:
+def _tag_latest(client: Any, tag: str, variant: str) -> None:
     repo = tag.rsplit(":", 1)[0]
-    client.images.get(tag).tag(repo, "latest")
+    client.images.get(tag).tag(repo, "slim" if variant == "slim" else "latest")
 
 
 def component_dockerfile(runtime: str, name: str, requirements: bool, wheels: bool) -> str:
@@ -433,7 +446,7 @@ def build_component_image(component_dir: str | Path, tag: str | None = None, whe
     client = docker_client()
     if _image(client, runtime) is None:
         raise ContainerError(f"the runtime image {runtime} is not built yet: run scripts/build-images first")
-    has_reqs = (cdir / "src" / "requirements.txt").is_file()
+    has_reqs = has_requirements(cdir)
     wheel_dir = Path(wheels).resolve() if wheels else None
     if wheel_dir is not None and not wheel_dir.is_dir():
         raise ContainerError(f"--wheels {wheel_dir}: not a directory")

@@ -18,7 +18,7 @@ def test_runtime_image_is_non_root_small_and_health_checked(engine, runtime_imag
     assert "PIPELOGIC_STATE_DIR=/state" in cfg["Env"]
     assert cfg["Entrypoint"] == ["pipelogic"]
     assert cfg["Healthcheck"]["Test"] == ["CMD", "pipelogic", "health"]
-    assert engine.images.get(runtime_image).attrs["Size"] < 300 * 2**20
+    assert engine.images.get(runtime_image).attrs["Size"] < 450 * 2**20
     out = engine.containers.run(runtime_image, ["-c", "id -u; ls -ld /state; pipelogic health; echo rc=$?"],
                                 entrypoint="sh", remove=True).decode()
     uid, mode, health, rc = out.split("\n")[:4]
@@ -116,3 +116,86 @@ def test_a_failed_pip_install_shows_pips_words_and_how_to_build_from_wheels(engi
     assert "  | " in err and "plnotapackage" in err  # pip's own last lines
     assert "--wheels DIR" in err and "pip download --only-binary :all: --python-version 3." in err, err
     assert not engine.images.list(name="pltest/needy")
+
+
+# -- issue 24, item 1: the runtime image carries what the platform's base carries ------------
+
+PAINT = """\
+import cv2
+import numpy as np
+from pipelogic.cv import Image
+from pipelogic.worker import run
+
+def paint(n):
+    img = np.zeros((48, 64, 3), np.uint8)
+    cv2.rectangle(img, (0, 0), (n, n), (255, 255, 255), -1)
+    return Image.from_numpy(img)
+
+run(paint)
+"""
+
+MEASURE = """\
+import cv2
+import google.protobuf
+import pika
+import yaml
+from pipelogic.worker import run
+
+def measure(image):
+    gray = cv2.cvtColor(image.to_numpy(), cv2.COLOR_BGR2GRAY)
+    return int(cv2.countNonZero(gray))
+
+run(measure)
+"""
+
+
+def test_a_vision_component_written_for_the_platform_runs_on_the_runtime_image(tmp_path, project, engine,
+                                                                                runtime_image):
+    """import cv2, numpy, yaml, protobuf and pika, Image.to_numpy(), and a requirements.txt
+    with only comments (as `pipelogic init` writes one): no image of its own is needed."""
+    pipe = tmp_path / "vision"
+    for name, yml, main in (("paint", "{input_type: Int64, output_type: Image}", PAINT),
+                            ("measure", "{input_type: Image, output_type: Int64}", MEASURE)):
+        (pipe / name / "src").mkdir(parents=True)
+        (pipe / name / "component.yml").write_text(f"name: {name}\nbuild_system: 2-cuda12.8-torch2.8-onnxrtgpu1.22\n"
+                                                   f"worker: {yml}\n")
+        (pipe / name / "src" / "main.py").write_text(main)
+        (pipe / name / "src" / "requirements.txt").write_text("# the platform's base has what this needs\n\n")
+    (pipe / "pipeline.yml").write_text(textwrap.dedent("""\
+        name: vision
+        components:
+          n: {source: values, type: Int64, values: [0, 5, 10, 20]}
+          paint: {path: ./paint}
+          measure: {path: ./measure}
+          out: {sink: jsonl, path: ./out/pixels.jsonl}
+        connections: [n -> paint, paint -> measure, measure -> out]
+        """))
+    p = project(compose_for(pipe / "pipeline.yml"))
+    p.compose("up", "--no-color")
+    assert p.wait_exit("broker", 10) == 0, p.logs("broker") + p.logs("paint") + p.logs("measure")
+    assert lines(pipe / "out" / "pixels.jsonl") == ["1", "36", "121", "441"]
+    versions = engine.containers.run(runtime_image, ["-c", "import numpy, cv2, yaml, google.protobuf, pika; "
+                                     "print(numpy.__version__, cv2.__version__)"], entrypoint="python3",
+                                     remove=True).decode().split()
+    from pipelogic.porting import PLATFORM_BASE
+
+    assert versions[0] == PLATFORM_BASE["numpy"] and PLATFORM_BASE["opencv-python-headless"].startswith(versions[1])
+
+
+def test_the_slim_variant_has_only_pipelogics_dependencies(engine, runtime_image):
+    said: list[str] = []
+    slim = build_runtime_image(offline=True, variant="slim", log=said.append)
+    try:
+        image = engine.images.get(slim)
+        assert image.labels["org.pipelogic.variant"] == "slim"
+        full, small = engine.images.get(runtime_image).attrs["Size"], image.attrs["Size"]
+        assert small < full - 100 * 2**20, (full, small)
+        out = engine.containers.run(slim, ["-c", "import zmq, msgpack, yaml, pipelogic\ntry:\n import numpy\n"
+                                           "except ImportError:\n print('no numpy')"],
+                                    entrypoint="python3", remove=True).decode()
+        assert out.strip() == "no numpy"
+        print(f"runtime image sizes: full {full / 2**20:.0f} MiB, slim {small / 2**20:.0f} MiB")
+    finally:
+        for ref in (slim, slim.rsplit(":", 1)[0] + ":slim"):
+            if engine.images.list(name=ref):
+                engine.images.remove(ref, force=True)
