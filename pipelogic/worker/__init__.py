@@ -101,6 +101,16 @@ def _drain_virtual_out(session: Session) -> None:
     from pipelogic.errors import WorkerError
 
     wait_s = float(os.environ.get("PIPELOGIC_VIRTUAL_OUT_DRAIN_S", "60"))
+    unclaimed = virtual_out.unclaimed()
+    if unclaimed:
+        import logging
+
+        logging.getLogger("pipelogic.worker").warning(
+            "vertex %s: %d virtual output item(s) were never claimed (no virtual_out.set_on_push() callback): "
+            "counted as lost", session.vertex, unclaimed)
+        virtual_out.lost += unclaimed
+        session.send_stats()
+        return
     lose = os.environ.get("PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT", "fail") == "lose"
     left = virtual_out.drain(wait_s)
     if virtual_out.error is not None:
@@ -178,6 +188,13 @@ def run(
         )
         if initial_pull_request is not None:
             initial_pull_request.check_inputs(mode.n_inputs, session.vertex)
+        if use_virtual_output and virtual_out._with_tag:
+            import logging
+
+            logging.getLogger("pipelogic.worker").info(
+                "vertex %s: the virtual_out callback takes (item, tag): acknowledge mode; give each item back with "
+                "virtual_out.ack(tag) (at most %d unacknowledged, then the ticks wait)",
+                session.vertex, virtual_out.max_unacked)
         from pipelogic.types import create_type
 
         code = getattr(worker_function, "__code__", None)

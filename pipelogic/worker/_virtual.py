@@ -129,6 +129,10 @@ class VirtualOutputStream:
     """Hands each ``virtual_output`` item, in order, to the ``set_on_push`` callback on a
     runtime-managed thread.
 
+    With no callback registered, returned items are kept (the newest ``queue_size``) for a
+    callback registered later; older ones, and those still unclaimed at the end, are a
+    counted loss with one warning, not a failure.
+
     A callback taking one argument gets the item. A callback taking two gets
     ``(item, tag)`` and opts into acknowledgements: ``tag`` is the item's number in this
     worker process (0, 1, 2, ... in emission order), to give back with ``ack(tag)``. At most
@@ -171,7 +175,11 @@ class VirtualOutputStream:
             self._with_tag = len(params) >= 2
         except (TypeError, ValueError):
             self._with_tag = False
-        self._callback = callback
+        with self._cond:
+            self._callback = callback
+            queued = bool(self._q)
+        if queued:  # items kept before a callback existed: hand them over now
+            self._start()
 
     def ack(self, tag: int) -> None:
         """Acknowledge the item handed out with ``tag`` (two-argument callbacks only)."""
@@ -195,10 +203,8 @@ class VirtualOutputStream:
         if self._stopped:
             raise VirtualStreamClosed("virtual_output items returned after virtual_out.stop()")
         if self._callback is None:
-            raise VirtualStreamClosed(
-                "the worker returned virtual_output items but no callback was registered "
-                "with virtual_out.set_on_push()"
-            )
+            self._keep_unclaimed(items)
+            return
         self._start()
         with self._cond:
             for item in items:
@@ -208,10 +214,31 @@ class VirtualOutputStream:
                 self._q.append(item)
                 self._cond.notify_all()
 
+    def _keep_unclaimed(self, items: list[Any]) -> None:
+        """No callback yet: the queue keeps the newest ``queue_size`` items for one
+        registered later (the API page: the queue *can* be drained by a callback); older
+        ones are dropped and counted as lost, with one warning."""
+        with self._cond:
+            self._q.extend(items)
+            over = len(self._q) - self.queue_size
+            for _ in range(max(0, over)):
+                self._q.popleft()
+            if over > 0:
+                if not self.lost:
+                    log.warning("the worker returns virtual_output items and no callback is registered with "
+                                "virtual_out.set_on_push(): the newest %d are kept for one registered later, "
+                                "older ones are dropped and counted as lost", self.queue_size)
+                self.lost += over
+
+    def unclaimed(self) -> int:
+        """Items queued while no callback was ever registered."""
+        with self._cond:
+            return len(self._q) if self._callback is None else 0
+
     def would_block(self, n: int) -> bool:
         """Whether emitting ``n`` items now would wait for the callback (or its acks)."""
         with self._cond:
-            return self._outstanding() + n > self._bound()
+            return self._callback is not None and self._outstanding() + n > self._bound()
 
     def _bound(self) -> int:
         return self.max_unacked if self._with_tag else self.queue_size

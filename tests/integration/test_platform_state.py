@@ -244,3 +244,24 @@ def test_undelivered_virtual_outputs_at_the_end_fail_the_run_or_are_a_reported_l
     r = run_up(tmp_path, pipe, dict(env, PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT="lose"), "--fresh")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "lost: win: 2 virtual output item(s) not delivered or acknowledged by the end" in r.stdout
+
+
+def test_virtual_outputs_with_no_callback_are_a_counted_loss_not_a_failure(tmp_path, cli_env):
+    """Issue 24, item 8: the API page says the queue *can* be drained by a callback; with
+    none, the run goes on and what nobody claimed is a loss said once and counted."""
+    make(tmp_path, """
+        from pipelogic.worker import run
+
+        def f(x):
+            return {"output": x, "virtual_output": [x, x]}
+
+        run(f, use_virtual_output=True)
+    """)
+    r = run_up(tmp_path, PIPE.replace("count: 60", "count: 700").replace(", snapshot: tick", ""),
+               dict(cli_env, PIPELOGIC_LOG_LEVEL="info"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert len((tmp_path / "out.jsonl").read_text().split()) == 700
+    assert out.count("no callback is registered with virtual_out.set_on_push()") == 1, out
+    assert "1024 virtual output item(s) were never claimed" in out
+    assert "lost: win: 1400 virtual output item(s)" in r.stdout, r.stdout

@@ -143,3 +143,15 @@ def test_virtual_out_callback_errors_are_kept():
     out.emit([1])
     out.drain(5)
     assert isinstance(out.error, ZeroDivisionError)
+
+
+def test_virtual_out_without_a_callback_keeps_the_newest_and_counts_the_rest():
+    out = VirtualOutputStream(queue_size=3)
+    out.emit([1, 2])
+    out.emit([3, 4, 5])
+    assert out.lost == 2 and out.unclaimed() == 3 and not out.would_block(10)
+    got: list = []
+    done = threading.Event()
+    out.set_on_push(lambda item: (got.append(item), item == 5 and done.set()))
+    assert done.wait(5) and got == [3, 4, 5] and out.unclaimed() == 0
+    assert out.drain(5) == 0
