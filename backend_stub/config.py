@@ -10,6 +10,7 @@ broker restart.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from backend_stub.model import Action, VertexState
@@ -17,6 +18,7 @@ from pipelogic import protocol as P
 from pipelogic._yamlfile import near
 from pipelogic.component import check_config_total, check_config_value
 from pipelogic.errors import PipelogicError
+from pipelogic.files import FileSlot, types_of
 from pipelogic.limits import preview
 from pipelogic.types import encode
 
@@ -27,6 +29,21 @@ def _reply(client: Any, ok: bool, version: int, applied: bool, error: str | None
     return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)), durable=True)
 
 
+def _rebind(slot: FileSlot, text: Any, base: Path) -> tuple[str, str]:
+    """(the slot's new config value, "") for a path given to ``config set``, or ("", why not)."""
+    if not isinstance(text, str) or not text.strip('"'):
+        return "", f"expected the path of a file for slot {slot.name!r}, got {preview(text)}"
+    p = Path(text.strip('"'))
+    path = p if p.is_absolute() else (base / p).resolve()
+    if not path.is_file():
+        return "", f"{path}: no such file (a relative path is taken from the pipeline's folder)"
+    types = types_of(path)
+    if not slot.accepts(types):
+        return "", (f"{path} is a file of type {' | '.join(sorted(types - {'binary'}))} (by its extension); "
+                    f"slot {slot.name!r} takes {slot.type_text}")
+    return (path.name if slot.target else str(path)), ""
+
+
 class ConfigDesk:
     """Config requests waiting for their worker: (client, vertex, version, deadline)."""
 
@@ -34,9 +51,11 @@ class ConfigDesk:
         self.pending: list[tuple[Any, str, int, float]] = []
 
     def set(self, vs: VertexState | None, msg: P.ConfigSet, client: Any, now: float,
-            components: Iterable[str] = ()) -> list[Action]:
+            components: Iterable[str] = (), base: Path | None = None) -> list[Action]:
         """Validate and push an update of ``vs`` (None: no such component vertex;
-        ``components``: the component vertices, to suggest one for a misspelt name)."""
+        ``components``: the component vertices, to suggest one for a misspelt name). The
+        config key of a ``mutable`` file slot takes a path (relative to ``base``, the
+        pipeline's folder), checked like a binding in pipeline.yml."""
         if vs is None or vs.v.component is None:
             names = list(components)
             return [_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}{near(msg.vertex, names)} "
@@ -48,10 +67,19 @@ class ConfigDesk:
                 return [_reply(client, False, vs.config_version, False,
                                f"vertex {vs.name}: {k!r} is not in config_schema{near(k, schema)} "
                                f"(declared: {', '.join(schema) or 'none'})")]
+            slot = schema[k].slot
             if not schema[k].mutable:
+                where = (f"the path of file slot {slot.name!r}, which is not mutable (add mutable: true to the slot "
+                         "in file_schema)" if slot is not None else "not mutable (mutable: false in config_schema)")
                 return [_reply(client, False, vs.config_version, False,
-                               f"vertex {vs.name}: {k} is not mutable (mutable: false in config_schema); "
-                               "it is fixed for the run: change it in pipeline.yml and start a new run")]
+                               f"vertex {vs.name}: {k} is {where}; it is fixed for the run: change it in "
+                               "pipeline.yml and start a new run")]
+            if slot is not None:
+                value, error = _rebind(slot, text, base or Path.cwd())
+                if error:
+                    return [_reply(client, False, vs.config_version, False, f"vertex {vs.name}: {k}: {error}")]
+                new[k] = value
+                continue
             try:
                 new[k] = check_config_value(schema[k], text)
             except PipelogicError as exc:

@@ -371,7 +371,8 @@ class Scheduler:
     def config_set(self, msg: P.ConfigSet, client: Any, now: float) -> list[Action]:
         """Validate and push a live config update; the reply waits for the worker to apply it."""
         return self.config.set(self.vertices.get(msg.vertex), msg, client, now,
-                               [n for n, vs in self.vertices.items() if vs.v.component is not None])
+                               [n for n, vs in self.vertices.items() if vs.v.component is not None],
+                               self.pipeline.directory)
 
     def expire(self, now: float) -> list[Action]:
         """Answer config requests whose wait ran out; declare silent workers dead."""

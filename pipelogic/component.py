@@ -271,12 +271,12 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
                 continue
             param = ConfigParam(param.name, param.type_text, t, default, param.description, param.mutable)
         schema[str(key)] = param
-    slots = parse_slots(worker, schema, problems)
+    slots = parse_slots(worker, schema, problems, notes)
     for slot in slots.values():  # the runtime fills these parameters with the files' paths
         text = "Maybe<String>" if slot.optional else "String"
         schema[slot.config_key] = ConfigParam(slot.config_key, text, create_type(text),
                                               description=f"path of file {slot.name!r} ({slot.type_text})",
-                                              mutable=False, slot=slot)
+                                              mutable=slot.mutable, slot=slot)
     problems.raise_if_any()
     return ComponentSpec(
         name=name,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelogic.files import bound_path
 from pipelogic.limits import preview
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ def data_paths(vertices: dict[str, Vertex]) -> Iterator[tuple[list[Any], str]]:
         files = v.params.get("files")
         if isinstance(files, dict):
             for slot in v.component.file_slots.values():
-                if not slot.generated and isinstance(files.get(slot.name), str):
-                    yield [*key, "files", slot.name], files[slot.name]
+                bound = bound_path(files.get(slot.name))
+                if not slot.generated and bound is not None:
+                    at = [*key, "files", slot.name] + (["path"] if isinstance(files[slot.name], dict) else [])
+                    yield at, bound
 
 
 def check_data_paths(data: dict[str, Any], file: Path, vertices: dict[str, Vertex], problems: Problems) -> list[Path]:

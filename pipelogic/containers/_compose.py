@@ -94,7 +94,7 @@ def _file_mounts(p: Pipeline, v: Vertex, out_dir: Path, env: dict[str, str]) -> 
     slots = v.component.file_slots.values()
     for slot in slots:
         value = v.config.get(slot.config_key)
-        if not slot.generated and isinstance(value, str):
+        if not slot.generated and not slot.target and isinstance(value, str):
             mounts.append(f"{_relative(Path(value), out_dir)}:{FILES_DIR}/{slot.name}:ro")
     if mounts:
         env["PIPELOGIC_FILES_DIR"] = FILES_DIR

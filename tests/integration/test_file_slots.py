@@ -99,8 +99,8 @@ def test_slots_are_checked_when_the_pipeline_loads(tmp_path):
     with pytest.raises(DefinitionError, match=r"components\.reader\.files\.model: .*nope\.onnx: no such file"):
         load_pipeline(pipeline(tmp_path, "{model: ./nope.onnx}"))
     (tmp_path / "w.bin").write_text("x")
-    with pytest.raises(DefinitionError, match=r"components\.reader\.files\.model: .*w\.bin is not a file of type "
-                                              r"onnx \| txt"):
+    with pytest.raises(DefinitionError, match=r"components\.reader\.files\.model: .*w\.bin is a file of type bin \| "
+                                              r"weights \(by its extension\); slot 'model' of reader takes onnx \| txt"):
         load_pipeline(pipeline(tmp_path, "{model: ./w.bin}"))
     with pytest.raises(DefinitionError, match=r"components\.reader\.config\.model_path: model_path is the path of "
                                               r"file slot 'model'; bind the file under files:"):
@@ -142,3 +142,46 @@ def test_compose_mounts_bound_files_and_the_generated_folder(tmp_path):
     assert "./out/reader:/generated" in svc["volumes"]
     assert svc["environment"]["PIPELOGIC_FILES_DIR"] == "/files"
     assert svc["environment"]["PIPELOGIC_GENERATED_DIR"] == "/generated"
+
+
+# -- issue 24, item 4: the platform's file-type vocabulary, targets, generated names ----------
+
+PLATFORM = """
+    name: detector
+    worker:
+      input_type: Int64
+      output_type: String
+      file_schema:
+        model: {file_type: weights, config_key: model_path}
+        served: {file_type: onnx, config_key: served_model, target: triton, is_optional: true}
+        notes: {file_type: text | markdown, config_key: notes_path, is_optional: true}
+      generated_file_schema:
+        report: {name: Evidence report, file_type: pdf, config_key: report_path}
+        table: {name: Detections, file_type: excel, config_key: table_path}
+"""
+
+
+def test_file_types_are_the_platforms_names_and_a_binding_may_say_its_type(tmp_path):
+    make(tmp_path, PLATFORM)
+    for name in ("yolo.onnx", "yolo.pt", "model.safetensors", "net.engine", "blob.bin", "weights.dat", "NOTES.MD"):
+        (tmp_path / name).write_text("x")
+    for bound in ("./yolo.onnx", "./yolo.pt", "./model.safetensors", "./net.engine", "./blob.bin",
+                  "{path: ./weights.dat, type: weights}"):
+        pl = load_pipeline(pipeline(tmp_path, f"{{model: {bound}, notes: ./NOTES.MD}}"))
+        cfg = pl.vertices["reader"].config
+        assert cfg["model_path"].endswith(bound.split("/")[-1].rstrip("}").split(",")[0])
+        assert cfg["notes_path"].endswith("NOTES.MD") and cfg["served_model"] is None
+    # A generated file is named after its slot; `name` is a display name.
+    assert cfg["report_path"].endswith("out/reader/report.pdf") and cfg["table_path"].endswith("out/reader/table.xlsx")
+    with pytest.raises(DefinitionError, match=r"weights\.dat is a file of type dat \(by its extension\); slot "
+                                              r"'model' of detector takes weights \(say its type"):
+        load_pipeline(pipeline(tmp_path, "{model: ./weights.dat}"))
+    with pytest.raises(DefinitionError, match=r"files\.model\.typ: unknown key 'typ'; did you mean 'type'\?"):
+        load_pipeline(pipeline(tmp_path, "{model: {path: ./weights.dat, typ: weights}}"))
+    # A target: the config key holds the file's display name (its name, or the binding's).
+    pl = load_pipeline(pipeline(tmp_path, "{model: ./yolo.pt, served: ./yolo.onnx}"))
+    assert pl.vertices["reader"].config["served_model"] == "yolo.onnx"
+    pl = load_pipeline(pipeline(tmp_path, "{model: ./yolo.pt, served: {path: ./yolo.onnx, name: YOLO v8}}"))
+    assert pl.vertices["reader"].config["served_model"] == "YOLO v8"
+    notes = load_component(tmp_path / "reader").notes
+    assert any("files.served.target" not in n and "no triton runs here" in n for n in notes), notes

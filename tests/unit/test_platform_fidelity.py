@@ -194,3 +194,33 @@ def test_flush_at_end_delivers_the_tail_only_once_the_inputs_ended():
     assert decide([4], skipping, [True]).takes == ((2, 2),)
     assert InputsPullRequest.from_wire(flush.to_wire()) == flush and flush.to_wire()[-1] == "flush_at_end"
     assert InputsPullRequest.from_wire(plain.to_wire()) == plain and not InputsPullRequest.from_wire(plain.to_wire()).flush_at_end
+
+
+def test_a_mutable_file_slot_is_rebound_by_config_set_and_a_fixed_one_refused(tmp_path, component):
+    """Issue 24, item 4: `mutable` on a slot lets its binding change while the pipeline runs."""
+    cdir = component("det", """
+        name: det
+        worker:
+          input_type: Int64
+          output_type: Int64
+          file_schema:
+            model: {file_type: weights, config_key: model_path, mutable: true}
+            labels: {file_type: text, config_key: labels_path}
+    """, "")
+    for name in ("a.onnx", "b.pt", "labels.txt", "other.txt"):
+        (tmp_path / name).write_text("x")
+    p = parse_pipeline({"name": "t", "components": {
+        "a": {"source": "sequence", "count": 1},
+        "k": {"path": str(cdir), "files": {"model": "./a.onnx", "labels": "./labels.txt"}},
+        "o": {"sink": "null"}}, "connections": ["a -> k", "k -> o"]}, tmp_path / "p.yml")
+    s = Scheduler(p)
+
+    def reply(values):
+        [r] = s.config_set(P.ConfigSet("k", values), b"c", 0.0)
+        return P.decode(r.frames)[0]
+
+    assert reply({"model_path": "./b.pt"}).ok and s.vertices["k"].v.config["model_path"] == str(tmp_path / "b.pt")
+    assert "labels_path is the path of file slot 'labels', which is not mutable" in reply({"labels_path": "./other.txt"}).error
+    assert "other.txt is a file of type text | txt (by its extension); slot 'model' takes weights" in \
+        reply({"model_path": "./other.txt"}).error
+    assert "nope.onnx: no such file" in reply({"model_path": "nope.onnx"}).error
