@@ -31,6 +31,7 @@ __all__ = [
     "Polygon",
     "Rectangle",
     "Tensor",
+    "VideoFrame",
 ]
 
 _CHANNELS = {"RGB": 3, "BGR": 3, "GRAY": 1, "RGBA": 4, "BGRA": 4}
@@ -110,6 +111,7 @@ class Image(_CatalogRecord):
 
 register_class("Image", Image)
 
+VideoFrame = _make("VideoFrame", "``VideoFrame(image, timestamp)``: an Image and its time in microseconds.")
 DepthImage = _make("DepthImage", "A depth map: little-endian uint16 per pixel, scale in metres.")
 Point = _make("Point", "``Point(x, y)``.")
 Rectangle = _make("Rectangle", "``Rectangle(x, y, width, height)``.")

@@ -70,6 +70,10 @@ class Named:
     name: str
     args: tuple[Type, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not self.args and self.name in DEFAULT_ARGS:  # `Rectangle` is `Rectangle<Double>`
+            object.__setattr__(self, "args", DEFAULT_ARGS[self.name])
+
     def __str__(self) -> str:
         if not self.args:
             return self.name
@@ -127,3 +131,7 @@ def free_vars(t: Type) -> set[str]:
     for c in children:
         out |= free_vars(c)
     return out
+
+
+# Catalog types whose parameters may be left out: the bare name means these arguments.
+DEFAULT_ARGS: dict[str, tuple[Type, ...]] = {"Rectangle": (Atomic("Double"),)}

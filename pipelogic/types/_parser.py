@@ -180,26 +180,29 @@ def _atom(ts: _Tokens) -> Type:
         return RecordOf(tuple(fields))
     if ts.peek_kind() == "ident":
         col = ts.column()
-        name = ts.take()
-        if "." in name:
-            # The platform's variant form: `Image.RGB` is the unit type RGB (an option of
-            # an enumeration such as ImageFormat), so `Image.RGB | Image.BGR` = `RGB | BGR`.
-            enum, variant = name.split(".", 1)
-            if not enum[:1].isupper() or not variant[:1].isupper():
-                raise TypeParseError(f"expected Enum.Variant (both upper-case) at column {col} in "
-                                     f"{_q(ts.text)}, found {name!r}")
-            return Named(variant)
-        if name in ATOMIC_NAMES:
-            return Atomic(name)
-        if name[0].islower() or name[0] == "_":
-            return Var(name)
+        ident = ts.take()
+        if "." in ident:
+            head, second = ident.split(".", 1)
+            if not second[:1].isupper():
+                raise TypeParseError(f"expected Enum.Variant or namespace.Name at column {col} in "
+                                     f"{_q(ts.text)}, found {ident!r}")
+            if head[:1].isupper():
+                # The platform's variant form: `Image.RGB` is the unit type RGB (an option of
+                # an enumeration such as ImageFormat), so `Image.RGB | Image.BGR` = `RGB | BGR`.
+                return Named(second)
+            # A namespaced name (`workspace.BoundingBox`): one namespace here, so the name.
+            ident = second
+        if ident in ATOMIC_NAMES:
+            return Atomic(ident)
+        if ident[0].islower() or ident[0] == "_":
+            return Var(ident)
         args: list[Type] = []
         if ts.accept("<"):
             args.append(_type(ts))
             while ts.accept(","):
                 args.append(_type(ts))
             ts.expect(">")
-        return Named(name, tuple(args))
+        return Named(ident, tuple(args))
     raise ts.fail("a type")
 
 
