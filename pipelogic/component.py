@@ -16,6 +16,7 @@ Every problem is reported with the file and the key; all of them at once.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,14 +154,19 @@ def type_typos(t: Type) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     warnings: list[str] = []
     for var in sorted(free_vars(t)):
-        for names, out in ((atomic, errors), (catalog, warnings)):
-            lowered = {n.lower(): n for n in names}
-            if var.lower() in lowered:
-                out.append(f"{var!r} is a type variable (lowercase names are); did you mean {lowered[var.lower()]!r}?")
-                break
-            hint = near(var, names) if len(var) > 3 else ""
-            if hint:
-                out.append(f"{var!r} is a type variable (lowercase names are){hint}")
+        said = f"{var!r} is a type variable (lowercase names are); did you mean"
+        exact = {n.lower(): (n, out) for names, out in ((catalog, warnings), (atomic, errors)) for n in names}
+        if var.lower() in exact:
+            name, out = exact[var.lower()]
+            out.append(f"{said} {name!r}?")
+            continue
+        if len(var) <= 3:
+            continue
+        # Close to an atomic name (``strng``): a typo. Close to a catalog name: maybe meant.
+        for names, out, cutoff in ((atomic, errors, 0.8), (catalog, warnings, 0.6)):
+            found = difflib.get_close_matches(var.lower(), [n.lower() for n in names], n=1, cutoff=cutoff)
+            if found:
+                out.append(f"{said} {next(n for n in names if n.lower() == found[0])!r}?")
                 break
     return errors, warnings
 

@@ -24,6 +24,12 @@ def {func}(x):
 run({func})
 """
 
+_REQUIREMENTS = """\
+# What this component needs beyond the runtime image, one package per line, pinned with ==
+# (onnxruntime==1.22.0). The image already has numpy, opencv, pyyaml, protobuf and pika.
+# With no package listed here, the component runs on the runtime image itself.
+"""
+
 _TEST = """from pathlib import Path
 
 from pipelogic.testing import run_component
@@ -47,6 +53,6 @@ def scaffold(name: str, directory: Path) -> Path:
     (root / "tests").mkdir()
     (root / "component.yml").write_text(_COMPONENT.format(name=name))
     (root / "src" / "main.py").write_text(_MAIN.format(func=func))
-    (root / "src" / "requirements.txt").write_text("")
+    (root / "src" / "requirements.txt").write_text(_REQUIREMENTS)
     (root / "tests" / f"test_{func}.py").write_text(_TEST.format(func=func))
     return root

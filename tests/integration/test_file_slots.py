@@ -185,3 +185,71 @@ def test_file_types_are_the_platforms_names_and_a_binding_may_say_its_type(tmp_p
     assert pl.vertices["reader"].config["served_model"] == "YOLO v8"
     notes = load_component(tmp_path / "reader").notes
     assert any("files.served.target" not in n and "no triton runs here" in n for n in notes), notes
+
+
+def test_a_mutable_slot_is_rebound_while_the_pipeline_runs_and_sync_reports_it(tmp_path, cli_env):
+    import subprocess
+    import sys
+    import time
+
+    from click.testing import CliRunner
+
+    from pipelogic.cli import main
+    from tests.helpers import BrokerProc
+
+    d = tmp_path / "reader"
+    (d / "src").mkdir(parents=True)
+    (d / "component.yml").write_text(textwrap.dedent("""\
+        name: reader
+        worker:
+          input_type: Int64
+          output_type: String
+          file_schema:
+            model: {file_type: weights, config_key: model_path, mutable: true}
+        """))
+    (d / "src" / "main.py").write_text(textwrap.dedent("""\
+        from pipelogic.worker import config, run
+
+        def load():
+            return open(config.model_path).read().strip()
+
+        MODEL = [load()]
+
+        def f(x):
+            if "model_path" in config.sync():
+                MODEL[0] = load()  # rebound: load the new weights
+            return MODEL[0]
+
+        run(f)
+        """))
+    (tmp_path / "a.onnx").write_text("A")
+    (tmp_path / "b.pt").write_text("B")
+    (tmp_path / "p.yml").write_text(textwrap.dedent("""\
+        name: live
+        components:
+          n: {source: sequence, count: 100000, rate: 200}
+          reader: {path: ./reader, files: {model: ./a.onnx}}
+          o: {sink: jsonl, path: ./out.jsonl}
+        connections: [n -> reader, reader -> o]
+        """))
+    broker = BrokerProc(tmp_path / "p.yml", cli_env)
+    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(d)],
+                              env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="reader"))
+    try:
+        run = CliRunner(env={"PIPELOGIC_BROKER": broker.endpoint})
+        out = tmp_path / "out.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (out.exists() and out.read_text().strip()):
+            time.sleep(0.1)
+        r = run.invoke(main, ["config", "set", "reader", "model_path=./b.pt"])
+        assert r.exit_code == 0 and "applied by the worker" in r.output, r.output
+        r = run.invoke(main, ["config", "set", "reader", "model_path=./p.yml"])
+        assert r.exit_code != 0 and "slot 'model' takes weights" in r.output, r.output
+        while time.monotonic() < deadline and '"B"' not in out.read_text():
+            time.sleep(0.1)
+        got = [json.loads(x) for x in out.read_text().split()]
+        assert got[0] == "A" and "B" in got and got[got.index("B"):] == ["B"] * (len(got) - got.index("B"))
+    finally:
+        worker.terminate()
+        worker.wait(10)
+        broker.stop()
