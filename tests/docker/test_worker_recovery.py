@@ -135,3 +135,47 @@ def test_a_worker_stopped_while_its_broker_is_gone_exits_0_when_dns_does_not_ans
     counter.reload()
     assert counter.attrs["State"]["ExitCode"] == 0, p.logs("counter")
     assert "stopped while the broker was gone" in p.logs("counter")
+
+
+SMOOTHER = """\
+import os
+from collections import Counter, defaultdict, deque
+from pathlib import Path
+from pipelogic.worker import run
+
+MARKS = Path(os.environ.get("PIPELOGIC_STATE_DIR", "/tmp"))
+
+def smooth(state, x):  # the platform's docs' order: state first; a deque, no codec
+    window, seen = state
+    for at in (17, 41):
+        mark = MARKS / f"killed-at-{at}"
+        if x == at and not mark.exists():
+            mark.write_text("")
+            os.kill(os.getpid(), 9)
+    assert type(window) is deque and window.maxlen == 3 and type(seen) is defaultdict
+    window.append(x)
+    seen[x % 3] += 1
+    return {"output": sum(window) * 1000 + seen[x % 3], "state": state}
+
+run(smooth, initial_state=(deque(maxlen=3), defaultdict(int)))
+"""
+
+
+def test_a_deque_smoother_written_as_on_the_platform_survives_kill_9_in_a_container(tmp_path, project):
+    """Issue 24: state is Any on the platform; a deque window killed twice comes back whole."""
+    d = tmp_path / "pipe"
+    (d / "smooth" / "src").mkdir(parents=True)
+    (d / "smooth" / "component.yml").write_text("name: smooth\nworker: {input_type: Int64, output_type: Int64}\n")
+    (d / "smooth" / "src" / "main.py").write_text(SMOOTHER)
+    (d / "pipeline.yml").write_text(
+        "name: smooth\ncomponents:\n  n: {source: sequence, count: 60}\n  smooth: {path: ./smooth, snapshot: tick}\n"
+        "  out: {sink: jsonl, path: ./out/smooth.jsonl}\nconnections: [n -> smooth, smooth -> out]\n")
+    p = project(compose_for(d / "pipeline.yml"))
+    p.compose("up", "-d")
+    assert p.wait_exit("broker") == 0, p.logs("broker") + p.logs("smooth")
+    rests, want = [0, 0, 0], []
+    for i in range(60):
+        rests[i % 3] += 1
+        want.append(sum(range(max(0, i - 2), i + 1)) * 1000 + rests[i % 3])
+    assert [int(x) for x in lines(d / "out" / "smooth.jsonl")] == want
+    assert len(restored_ticks(p.logs("smooth"))) == 2, p.logs("smooth")
