@@ -151,7 +151,7 @@ def smooth(state, x):  # the platform's docs' order: state first; a deque, no co
         mark = MARKS / f"killed-at-{at}"
         if x == at and not mark.exists():
             mark.write_text("")
-            os.kill(os.getpid(), 9)
+            os._exit(137)  # as killed: no snapshot, no goodbye (PID 1 would ignore its own SIGKILL)
     assert type(window) is deque and window.maxlen == 3 and type(seen) is defaultdict
     window.append(x)
     seen[x % 3] += 1
