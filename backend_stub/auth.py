@@ -21,6 +21,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from pipelogic.keys import KeyFileError, list_keys
+from pipelogic.transport import ZContext
 
 __all__ = ["CONTROL_DOMAIN", "KeyRing", "start_authenticator", "worker_domain"]
 
@@ -125,7 +126,7 @@ class KeyRing:
         return ok
 
 
-def start_authenticator(ctx: zmq.Context, ring: KeyRing) -> ThreadAuthenticator:
+def start_authenticator(ctx: ZContext, ring: KeyRing) -> ThreadAuthenticator:
     """Run pyzmq's ZAP handler on ``ctx`` with ``ring`` deciding CURVE admissions."""
     auth = ThreadAuthenticator(ctx)
     auth.start()

@@ -43,6 +43,7 @@ from pipelogic import protocol as P
 from pipelogic._shm import enabled as shm_enabled
 from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
 from pipelogic.pipeline import Pipeline
+from pipelogic.transport import ZSocket
 
 __all__ = ["Broker"]
 
@@ -122,7 +123,7 @@ class Broker:
         self._next_stray_check = 0.0
         self._dropped_bytes = 0  # of messages refused for their size, to give back (see _drain)
         self.hellos = HelloLimiter(list(pipeline.vertices))
-        self.workers: dict[int, tuple[zmq.Socket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
+        self.workers: dict[int, tuple[ZSocket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
         # A plain flag, not a threading.Event: stop() runs in signal handlers, and Event.set
         # takes a lock that a second signal arriving inside it would wait for forever.
@@ -266,7 +267,7 @@ class Broker:
                 self.scheduler.refusals.refuse(f"tick port of {vs.name if vs is not None else epoch}",
                                                "a message sent to a tick socket (only the broker sends there)", now)
 
-    def _drain(self, sock: zmq.Socket, handle: Any, now: float, how: str) -> None:
+    def _drain(self, sock: ZSocket, handle: Any, now: float, how: str) -> None:
         """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
         frame copied), ``frames`` (every frame a zmq.Frame), ``hot`` (the header as bytes,
         payload frames as zmq.Frames forwarded without a copy)."""

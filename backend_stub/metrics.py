@@ -56,7 +56,7 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
     v_labels = ["pipeline", "vertex", "kind"]
 
     def vfam(cls: Any, name: str, doc: str, key: Any, labels: list[str] | None = None) -> Metric:
-        fam = cls(name, doc, labels=labels or v_labels)
+        fam: GaugeMetricFamily | CounterMetricFamily = cls(name, doc, labels=labels or v_labels)
         for v in st.vertices:
             value = key(v) if callable(key) else v.get(key)
             if value is not None:

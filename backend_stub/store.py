@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS tick (vertex TEXT NOT NULL, tick INTEGER NOT NULL, en
 
 
 def _pack(x: Any) -> bytes:
-    return msgpack.packb(x, use_bin_type=True)
+    packed: bytes = msgpack.packb(x, use_bin_type=True)
+    return packed
 
 
 def _unpack(b: bytes) -> Any:

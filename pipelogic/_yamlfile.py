@@ -26,7 +26,7 @@ __all__ = ["Problems", "load_yaml", "near", "position"]
 Mark = tuple[int, int]  # 1-based line and column
 
 
-class _Map(dict):
+class _Map(dict[Any, Any]):
     """A mapping that remembers where it and each of its keys and values are."""
 
     here: Mark | None = None
@@ -34,7 +34,7 @@ class _Map(dict):
     values_at: dict[Any, Mark]
 
 
-class _Seq(list):
+class _Seq(list[Any]):
     here: Mark | None = None
     items_at: list[Mark]
 

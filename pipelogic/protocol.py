@@ -466,7 +466,7 @@ def decode_header(frame: Any) -> Message:
         raise ProtocolError(f"unknown message kind {_short(kind)}")
     if type(body) is not dict:
         raise ProtocolError(f"{kind}: body must be a map, got {type(body).__name__}")
-    msg = cls._FAST(body)
+    msg: Message | None = cls._FAST(body)
     if msg is not None:
         return msg
     kwargs: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -24,6 +24,10 @@ from zmq.utils.monitor import recv_monitor_message
 from pipelogic.errors import HandshakeRefused
 from pipelogic.keys import client_keys
 from pipelogic.runs import DEFAULT_ADDRESS
+
+# pyzmq's generic socket and context types, spelled once.
+ZSocket: TypeAlias = "zmq.Socket[bytes]"
+ZContext: TypeAlias = "zmq.Context[zmq.Socket[bytes]]"
 
 __all__ = [
     "DEFAULT_BROKER",
@@ -41,6 +45,8 @@ __all__ = [
     "send_to",
     "term",
     "waiting",
+    "ZContext",
+    "ZSocket",
 ]
 
 DEFAULT_BROKER = DEFAULT_ADDRESS  # a standalone broker's; `up` picks a free port (pipelogic/runs.py)
@@ -53,7 +59,7 @@ def broker_address(explicit: str | None = None) -> str:
     return explicit or os.environ.get("PIPELOGIC_BROKER") or DEFAULT_BROKER
 
 
-def _opts(sock: zmq.Socket, hwm: int | None = None) -> zmq.Socket:
+def _opts(sock: ZSocket, hwm: int | None = None) -> ZSocket:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
     if hwm is not None:
@@ -62,9 +68,9 @@ def _opts(sock: zmq.Socket, hwm: int | None = None) -> zmq.Socket:
     return sock
 
 
-def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
+def bind(ctx: ZContext, kind: int, endpoint: str, hwm: int | None = None,
          curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
-         max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[zmq.Socket, str]:
+         max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[ZSocket, str]:
     """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port).
     ``curve``: the server's (public, secret) key pair; then only clients the ZAP handler
     admits for ``domain`` can connect, and everything on the wire is encrypted.
@@ -93,9 +99,9 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def bind_sibling(ctx: zmq.Context, kind: int, listen: str, suffix: str, hwm: int | None = None,
+def bind_sibling(ctx: ZContext, kind: int, listen: str, suffix: str, hwm: int | None = None,
                  curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
-                 max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[zmq.Socket, str]:
+                 max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[ZSocket, str]:
     """Bind a data socket beside the control endpoint: a fresh port on the same interface
     for tcp, a sibling path for ipc (options as for :func:`bind`)."""
     m = _TCP.match(listen)
@@ -120,8 +126,8 @@ def peer_endpoint(broker: str, advertised: str) -> str:
     return advertised
 
 
-def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
-            routing_id: bytes | None = None) -> zmq.Socket:
+def connect(ctx: ZContext, kind: int, endpoint: str, hwm: int | None = None,
+            routing_id: bytes | None = None) -> ZSocket:
     """Connect a new socket, with the CurveZMQ keys the environment names, if any
     (:func:`pipelogic.keys.client_keys`), and ``routing_id`` as its identity."""
     sock = _client(ctx, kind, hwm, routing_id)
@@ -129,7 +135,7 @@ def connect(ctx: zmq.Context, kind: int, endpoint: str, hwm: int | None = None,
     return sock
 
 
-def _client(ctx: zmq.Context, kind: int, hwm: int | None = None, routing_id: bytes | None = None) -> zmq.Socket:
+def _client(ctx: ZContext, kind: int, hwm: int | None = None, routing_id: bytes | None = None) -> ZSocket:
     """A new socket set up to connect (keys, identity, options), not connected yet."""
     sock = _opts(ctx.socket(kind), hwm)
     if routing_id is not None:
@@ -155,7 +161,7 @@ NOBLOCK = int(zmq.NOBLOCK)
 COPY_BELOW = 64 * 1024  # smaller bytes are copied: cheaper than tracking a zero-copy frame
 
 
-def send(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None:
+def send(sock: ZSocket, frames: Sequence[Any], flags: int = 0) -> None:
     """Send a multipart message. Frames of ``COPY_BELOW`` bytes and more (and received
     zmq.Frames, which are forwarded by reference) go zero-copy; the caller must not change
     such a buffer afterwards. With ``NOBLOCK``, zmq.Again means nothing was sent (a
@@ -165,7 +171,7 @@ def send(sock: zmq.Socket, frames: Sequence[Any], flags: int = 0) -> None:
         _RAW_SEND(sock, f, flags if i == last else flags | _SNDMORE, type(f) is bytes and len(f) < COPY_BELOW)
 
 
-def send_to(sock: zmq.Socket, routing_id: bytes, frames: Sequence[Any], flags: int = 0) -> None:
+def send_to(sock: ZSocket, routing_id: bytes, frames: Sequence[Any], flags: int = 0) -> None:
     """Send a multipart message to one peer of a ROUTER (with ``ROUTER_MANDATORY``).
     zmq.Again when that peer is not connected or cannot take it now: nothing was sent."""
     try:
@@ -177,14 +183,14 @@ def send_to(sock: zmq.Socket, routing_id: bytes, frames: Sequence[Any], flags: i
     send(sock, frames, flags)  # the rest of an accepted message always goes
 
 
-def waiting(sock: zmq.Socket) -> bool:
+def waiting(sock: ZSocket) -> bool:
     """Whether a message can be received now. Cheaper than a receive that fails: pyzmq
     builds an exception for that (about 2.6 us here, against 1 us for this check)."""
     events: int = _RAW_GET(sock, _EVENTS)  # type: ignore[assignment]  # an int for EVENTS
     return bool(events & _POLLIN)
 
 
-def term(ctx: zmq.Context, timeout_s: float = 2.0) -> bool:
+def term(ctx: ZContext, timeout_s: float = 2.0) -> bool:
     """Terminate ``ctx``, whose sockets are closed, waiting at most ``timeout_s``; False
     if it did not finish (then it finishes in the background, or with the process).
 
@@ -207,7 +213,7 @@ def term(ctx: zmq.Context, timeout_s: float = 2.0) -> bool:
     return done.wait(timeout_s)
 
 
-def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:
+def recv(sock: ZSocket, flags: int = 0) -> list[Any]:
     """Receive a multipart message as zmq.Frame objects (no copy of large payloads; a
     frame's ``.buffer`` reads it). With ``NOBLOCK``, zmq.Again when no message is waiting."""
     f = _RAW_RECV(sock, flags, False)
@@ -222,7 +228,7 @@ _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILE
                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
-def request(ctx: zmq.Context, endpoint: str, frames: Sequence[Any], timeout_s: float) -> list[bytes] | None:
+def request(ctx: ZContext, endpoint: str, frames: Sequence[Any], timeout_s: float) -> list[bytes] | None:
     """One request/reply over a fresh DEALER (so a lost reply cannot wedge the next
     request): returns the reply frames without the empty delimiter, or None on timeout.
     Raises HandshakeRefused at once when the broker's security handshake fails (a socket

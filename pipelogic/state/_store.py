@@ -56,7 +56,7 @@ class Snapshot:
 
 
 def encode_snapshot(vertex: str, snap: Snapshot) -> bytes:
-    body = msgpack.packb({
+    body: bytes = msgpack.packb({
         "vertex": vertex, "run": snap.run, "tick": snap.tick, "generation": snap.generation,
         "created": time.time(), "meta": snap.meta, "state": snap.state,
     }, use_bin_type=True)

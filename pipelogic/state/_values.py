@@ -61,7 +61,8 @@ class _Codec:
         self.classes = classes
 
     def pack(self, value: Any) -> bytes:
-        return msgpack.packb(value, default=self.default, strict_types=True, use_bin_type=True)
+        packed: bytes = msgpack.packb(value, default=self.default, strict_types=True, use_bin_type=True)
+        return packed
 
     def unpack(self, data: bytes) -> Any:
         return msgpack.unpackb(data, ext_hook=self.hook, strict_map_key=False, raw=False)

@@ -179,8 +179,10 @@ class _Float(Codec):
         if self.single:
             if math.isfinite(v) and abs(v) > _F32_MAX:
                 raise self.mismatch(v, " out of the 32-bit float range")
-            return _PACK_F.unpack(_PACK_F.pack(v))[0]
-        return v
+            rounded: float = _PACK_F.unpack(_PACK_F.pack(v))[0]
+            return rounded
+        out: float = v
+        return out
 
     def enc(self, v: Any, bufs: list[Any]) -> float:
         return self.check(v)

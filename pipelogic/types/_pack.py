@@ -7,6 +7,7 @@ each thread gets its own: a worker packs on its main thread and its heartbeat th
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -18,6 +19,7 @@ _local = threading.local()
 
 def pack(obj: Any) -> bytes:
     """``msgpack.packb(obj, use_bin_type=True)``, without building a Packer each time."""
+    fn: Callable[[Any], bytes]
     try:
         fn = _local.pack
     except AttributeError:

@@ -10,7 +10,7 @@ from pipelogic.types._ast import Type
 __all__ = ["Record", "Variant"]
 
 
-class Record(dict):
+class Record(dict[str, Any]):
     """A record value: a dict of its fields that also allows attribute access.
 
     ``Record({"x": 1.0}, "{x: Double}")`` validates and pins the type; ``Record({...})``

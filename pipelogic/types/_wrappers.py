@@ -146,7 +146,7 @@ def _type_arg(t: str | Type) -> Type:
     return as_type(t)
 
 
-class List(list):
+class List(list[Any]):
     """``List(values, "[Int32]")``: a list pinned to a list type, validated on construction."""
 
     __pipelang_type__: Type | None = None
@@ -159,7 +159,7 @@ class List(list):
         self.__pipelang_type__ = t
 
 
-class Tuple(tuple):
+class Tuple(tuple[Any, ...]):
     """``Tuple(values, "(Double, Double)")``: a tuple pinned to a tuple type."""
 
     __pipelang_type__: Type | None = None

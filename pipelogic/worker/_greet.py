@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import zmq
-
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec
 from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked
+from pipelogic.transport import ZContext
 from pipelogic.worker._link import handshake, hello_for
 from pipelogic.worker._shm import make_probe, remove_probe
 
@@ -22,7 +21,7 @@ class StopRequested(Exception):
     """SIGTERM while waiting for the broker (internal)."""
 
 
-def greet(ctx: zmq.Context, broker: str, spec: ComponentSpec, vertex: str, locked_out: StateLocked | None,
+def greet(ctx: ZContext, broker: str, spec: ComponentSpec, vertex: str, locked_out: StateLocked | None,
           timeout_s: float, rejoin: bool, stop_requested: Callable[[], bool]) -> P.Welcome:
     """Hello until welcomed. Refusals and mismatches raise; no answer within
     ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait

@@ -32,6 +32,7 @@ from pipelogic import _health, transport
 from pipelogic import protocol as P
 from pipelogic.errors import BrokerUnavailable, ProtocolError
 from pipelogic.keys import KeyFileMissing
+from pipelogic.transport import ZContext
 
 __all__ = ["BrokerLink", "BrokerLost", "handshake"]
 
@@ -44,7 +45,7 @@ class BrokerLost(BrokerUnavailable):
     """The broker went silent or restarted: rejoin (internal to the worker runtime)."""
 
 
-def handshake(ctx: zmq.Context, broker: str, hello: P.Hello, timeout_s: float,
+def handshake(ctx: ZContext, broker: str, hello: P.Hello, timeout_s: float,
               stop: Callable[[], bool] = lambda: False, attempt_s: float = 2.0,
               waiting: Callable[[], None] | None = None) -> P.Message | None:
     """Say Hello until the broker answers (its Welcome or Refuse), ``timeout_s`` passes or
@@ -99,7 +100,7 @@ def hello_for(vertex: str, input_types: list[str], output_types: list[str], join
 class BrokerLink:
     """The data sockets and heartbeat of one accepted incarnation (one Welcome)."""
 
-    def __init__(self, ctx: zmq.Context, broker: str, welcome: P.Welcome, vertex: str,
+    def __init__(self, ctx: ZContext, broker: str, welcome: P.Welcome, vertex: str,
                  stats: Callable[[], dict[str, Any]]) -> None:
         self.ctx = ctx
         self.broker = broker
