@@ -62,10 +62,20 @@ def _cannot_start(code: int, message: str) -> int:
     return code
 
 
-def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str | None = None,
-          state_dir: str | None = None, fresh: bool = False, metrics: str | None = None,
-          log_level: str | None = None, keys: str | None = None, init_keys: bool = False,
-          scale: tuple[str, ...] = (), **overrides: int | None) -> int:
+def serve(
+    pipeline_file: str,
+    listen: str,
+    exit_when_done: bool,
+    owner_of: str | None = None,
+    state_dir: str | None = None,
+    fresh: bool = False,
+    metrics: str | None = None,
+    log_level: str | None = None,
+    keys: str | None = None,
+    init_keys: bool = False,
+    scale: tuple[str, ...] = (),
+    **overrides: int | None,
+) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
 
     Exit codes: 0 the pipeline is done, or the broker was stopped by SIGTERM/SIGINT (a
@@ -88,9 +98,11 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
     if keys:  # before dropping root: the broker's secret may be readable by root alone
         try:
             if init_keys:
-                made = init_container_keys(Path(keys), worker_uids(
-                    [n for n, v in pipeline.vertices.items() if v.component is not None]),
-                    _owner_uid(owner_of))
+                made = init_container_keys(
+                    Path(keys),
+                    worker_uids([n for n, v in pipeline.vertices.items() if v.component is not None]),
+                    _owner_uid(owner_of),
+                )
                 if made:
                     logging.getLogger("backend_stub").info("keys: made %d key pair(s) in %s", len(made), keys)
             ring = KeyRing(Path(keys), logging.getLogger("backend_stub"))
@@ -109,17 +121,27 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
         except (OSError, ValueError) as exc:
             return _cannot_start(EXIT_LISTEN, f"cannot serve metrics on {metrics}: {exc}")
     try:
-        broker = Broker(pipeline, listen, Settings.from_pipeline(pipeline, **overrides), exit_when_done,
-                        Path(state_dir) if state_dir else None, fresh, keys=ring)
+        broker = Broker(
+            pipeline,
+            listen,
+            Settings.from_pipeline(pipeline, **overrides),
+            exit_when_done,
+            Path(state_dir) if state_dir else None,
+            fresh,
+            keys=ring,
+        )
     except (StateError, zmq.ZMQError) as exc:
         if server is not None:
             server.close()
         if isinstance(exc, StateError):
             return _cannot_start(EXIT_STORE, str(exc))
         if exc.errno == errno.EADDRINUSE:
-            return _cannot_start(EXIT_LISTEN, f"{listen} is in use (another pipeline, or a process left "
-                                 "over from one, is listening there); stop it, or listen elsewhere: "
-                                 "--listen tcp://127.0.0.1:0 picks a free port")
+            return _cannot_start(
+                EXIT_LISTEN,
+                f"{listen} is in use (another pipeline, or a process left "
+                "over from one, is listening there); stop it, or listen elsewhere: "
+                "--listen tcp://127.0.0.1:0 picks a free port",
+            )
         return _cannot_start(EXIT_LISTEN, f"cannot listen on {listen}: {exc}")
     # Before the address is told to anyone: a SIGTERM from whoever read it is a graceful stop.
     stopped: list[int] = []
@@ -142,10 +164,17 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
         try:
             write_address(Path(state_dir), broker.endpoint, Path(pipeline_file), pipeline.name)
         except OSError as exc:
-            log.warning("cannot record the broker's address in %s (%s): operator commands need --broker", state_dir, exc)
+            log.warning(
+                "cannot record the broker's address in %s (%s): operator commands need --broker", state_dir, exc
+            )
     workers = sum(1 for v in pipeline.vertices.values() if v.component is not None)
-    log.debug("pipeline %s from %s: %d vertices, %d to be served by workers", pipeline.name, pipeline.file,
-              len(pipeline.vertices), workers)
+    log.debug(
+        "pipeline %s from %s: %d vertices, %d to be served by workers",
+        pipeline.name,
+        pipeline.file,
+        len(pipeline.vertices),
+        workers,
+    )
 
     try:
         broker.serve()
@@ -156,8 +185,14 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
             broker.metrics.close()
     sch = broker.scheduler
     st = broker.status()
-    final = {"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices, "streams": st.streams,
-             "error": st.error, "broker": st.broker}
+    final = {
+        "pipeline": st.pipeline,
+        "state": st.state,
+        "vertices": st.vertices,
+        "streams": st.streams,
+        "error": st.error,
+        "broker": st.broker,
+    }
     if supervised:  # `up` prints its table from it
         click.echo("PIPELOGIC_FINAL=" + json.dumps(final))
         sys.stdout.flush()
@@ -192,29 +227,86 @@ def serve(pipeline_file: str, listen: str, exit_when_done: bool, owner_of: str |
 @click.option("--buffer-capacity", type=int, default=None, help="Messages per input buffer.")
 @click.option("--credit", type=int, default=None, help="Ticks in flight per worker.")
 @click.option("--heartbeat-ms", type=int, default=None, help="How often broker and workers beat, in ms.")
-@click.option("--run-as-owner-of", "owner_of", type=click.Path(exists=True), default=None,
-              help="Started as root: switch to the uid/gid of this path's owner first (containers).")
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Keep the run in a recovery store here (STATE_DIR/.broker) and resume it after a restart.")
+@click.option(
+    "--run-as-owner-of",
+    "owner_of",
+    type=click.Path(exists=True),
+    default=None,
+    help="Started as root: switch to the uid/gid of this path's owner first (containers).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the run in a recovery store here (STATE_DIR/.broker) and resume it after a restart.",
+)
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run in the store and start a new one.")
-@click.option("--metrics", default=None, metavar="HOST:PORT",
-              help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
-@click.option("--log-level", type=click.Choice(_logging.LEVELS), default=None,
-              help="Log level (also PIPELOGIC_LOG_LEVEL); logs go to stderr.")
-@click.option("--keys", type=click.Path(file_okay=False), default=None, envvar="PIPELOGIC_BROKER_KEYS",
-              help="A key folder (pipelogic keys init): CurveZMQ on every socket, only its keys admitted.")
-@click.option("--init-keys", is_flag=True,
-              help="With --keys, in a container started as root: make the missing keys on the keys volume, "
-                   "each secret owned by the worker uid that uses it (what pipelogic compose files do).")
-@click.option("--scale", multiple=True, metavar="VERTEX=N",
-              help="Run a stateless component vertex as N worker instances (overrides its replicas:).")
-def main(pipeline_file: str, listen: str, serve_forever: bool, buffer_capacity: int | None,
-         credit: int | None, heartbeat_ms: int | None, owner_of: str | None, state_dir: str | None,
-         fresh: bool, metrics: str | None, log_level: str | None, keys: str | None, init_keys: bool,
-         scale: tuple[str, ...]) -> None:
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(_logging.LEVELS),
+    default=None,
+    help="Log level (also PIPELOGIC_LOG_LEVEL); logs go to stderr.",
+)
+@click.option(
+    "--keys",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar="PIPELOGIC_BROKER_KEYS",
+    help="A key folder (pipelogic keys init): CurveZMQ on every socket, only its keys admitted.",
+)
+@click.option(
+    "--init-keys",
+    is_flag=True,
+    help="With --keys, in a container started as root: make the missing keys on the keys volume, "
+    "each secret owned by the worker uid that uses it (what pipelogic compose files do).",
+)
+@click.option(
+    "--scale",
+    multiple=True,
+    metavar="VERTEX=N",
+    help="Run a stateless component vertex as N worker instances (overrides its replicas:).",
+)
+def main(
+    pipeline_file: str,
+    listen: str,
+    serve_forever: bool,
+    buffer_capacity: int | None,
+    credit: int | None,
+    heartbeat_ms: int | None,
+    owner_of: str | None,
+    state_dir: str | None,
+    fresh: bool,
+    metrics: str | None,
+    log_level: str | None,
+    keys: str | None,
+    init_keys: bool,
+    scale: tuple[str, ...],
+) -> None:
     """Run the broker stub for PIPELINE_FILE."""
-    sys.exit(serve(pipeline_file, listen, not serve_forever, owner_of, state_dir, fresh, metrics, log_level, keys,
-                   init_keys, scale, buffer_capacity=buffer_capacity, credit=credit, heartbeat_ms=heartbeat_ms))
+    sys.exit(
+        serve(
+            pipeline_file,
+            listen,
+            not serve_forever,
+            owner_of,
+            state_dir,
+            fresh,
+            metrics,
+            log_level,
+            keys,
+            init_keys,
+            scale,
+            buffer_capacity=buffer_capacity,
+            credit=credit,
+            heartbeat_ms=heartbeat_ms,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def declared_types_differ(vs: VertexState, types: list[Any] | None) -> str:
     comp = vs.v.component
     if types is None or comp is None:
         return ""
-    if (len(types) != 2 or not all(isinstance(side, list) for side in types)
-            or not all(isinstance(t, str) for side in types for t in side)):
+    if (
+        len(types) != 2
+        or not all(isinstance(side, list) for side in types)
+        or not all(isinstance(t, str) for side in types for t in side)
+    ):
         return f"the worker's declared types are malformed: {types!r:.200}"
     try:
         got = [[str(create_type(t)) for t in side] for side in types]
@@ -57,13 +60,16 @@ def declared_types_differ(vs: VertexState, types: list[Any] | None) -> str:
     def show(sides: list[list[str]]) -> str:
         return f"inputs ({', '.join(sides[0])}) -> outputs ({', '.join(sides[1])})"
 
-    return (f"the worker's component.yml declares {show(got)}, but this vertex's component "
-            f"({comp.file}) declares {show(want)}; is PIPELOGIC_COMPONENT the right vertex, "
-            "and is the worker running the same version of the component?")
+    return (
+        f"the worker's component.yml declares {show(got)}, but this vertex's component "
+        f"({comp.file}) declares {show(want)}; is PIPELOGIC_COMPONENT the right vertex, "
+        "and is the worker running the same version of the component?"
+    )
 
 
-def hello_refusal(vertices: dict[str, VertexState], vs: VertexState | None, msg: P.Hello, now: float,
-                  settings: Settings) -> P.Refuse | None:
+def hello_refusal(
+    vertices: dict[str, VertexState], vs: VertexState | None, msg: P.Hello, now: float, settings: Settings
+) -> P.Refuse | None:
     """Why the worker saying ``msg`` cannot serve ``vs`` (its vertex, None if unknown), or
     None: a Hello that passes is a new incarnation of a one-instance vertex (fencing the
     old one) or one more instance (or a restart of one) of a replicated vertex."""
@@ -80,17 +86,27 @@ def hello_refusal(vertices: dict[str, VertexState], vs: VertexState | None, msg:
         return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
     if vs.replicated:
         return None
-    how = (f"to run it as several, declare `replicas: N` on it in pipeline.yml (or `pipelogic up "
-           f"--scale {msg.vertex}=N`)")
+    how = (
+        f"to run it as several, declare `replicas: N` on it in pipeline.yml (or `pipelogic up --scale {msg.vertex}=N`)"
+    )
     if msg.join:
-        return P.Refuse(f"{P.ONE_INSTANCE}vertex {msg.vertex} runs as one instance and another worker holds "
-                        f"its state directory; {how}")
-    if (vs.epoch is not None and msg.host and vs.host and msg.host != vs.host
-            and now - vs.last_seen <= settings.heartbeat_ms * settings.liveness / 1000):
+        return P.Refuse(
+            f"{P.ONE_INSTANCE}vertex {msg.vertex} runs as one instance and another worker holds "
+            f"its state directory; {how}"
+        )
+    if (
+        vs.epoch is not None
+        and msg.host
+        and vs.host
+        and msg.host != vs.host
+        and now - vs.last_seen <= settings.heartbeat_ms * settings.liveness / 1000
+    ):
         # A second live instance, not a restart: fencing the first one would only make the
         # two take turns.
-        return P.Refuse(f"vertex {msg.vertex} is already served by a live worker (pid {vs.pid} on host "
-                        f"{vs.host}) and runs as one instance; {how}, or scale it to 1")
+        return P.Refuse(
+            f"vertex {msg.vertex} is already served by a live worker (pid {vs.pid} on host "
+            f"{vs.host}) and runs as one instance; {how}, or scale it to 1"
+        )
     return None
 
 

@@ -45,8 +45,10 @@ class KeyRing:
         try:
             public, sec = zmq.auth.load_certificate(str(secret))
         except (OSError, ValueError) as exc:
-            raise KeyFileError(f"{secret}: the broker's secret key cannot be read ({exc}); "
-                               f"`pipelogic keys init {self.folder}` makes one") from None
+            raise KeyFileError(
+                f"{secret}: the broker's secret key cannot be read ({exc}); "
+                f"`pipelogic keys init {self.folder}` makes one"
+            ) from None
         if sec is None:
             raise KeyFileError(f"{secret}: holds no secret key")
         self.server: tuple[bytes, bytes] = (public, sec)
@@ -94,8 +96,10 @@ class KeyRing:
         if entry is None:
             return f"vertex {vertex}: {self.name(key)} is not a worker key"
         if vertex not in entry[1]:
-            return (f"vertex {vertex}: worker key {entry[0]!r} is authorised for "
-                    f"{', '.join(entry[1]) or 'no vertex'}, not {vertex}")
+            return (
+                f"vertex {vertex}: worker key {entry[0]!r} is authorised for "
+                f"{', '.join(entry[1]) or 'no vertex'}, not {vertex}"
+            )
         return None
 
     def is_operator(self, key: bytes | None) -> bool:

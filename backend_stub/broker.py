@@ -64,10 +64,17 @@ def _loopback(listen: str) -> bool:
 class Broker:
     """Serve one pipeline. ``serve()`` blocks; ``start()`` runs it on a thread."""
 
-    def __init__(self, pipeline: Pipeline, listen: str = transport.DEFAULT_BROKER,
-                 settings: Settings | None = None, exit_when_done: bool = True,
-                 state_dir: Path | None = None, fresh: bool = False, commit_ms: int = 10,
-                 keys: Path | KeyRing | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        listen: str = transport.DEFAULT_BROKER,
+        settings: Settings | None = None,
+        exit_when_done: bool = True,
+        state_dir: Path | None = None,
+        fresh: bool = False,
+        commit_ms: int = 10,
+        keys: Path | KeyRing | None = None,
+    ) -> None:
         """``state_dir``: keep the run in a recovery store there and resume an unfinished run
         of the same pipeline (StateError if the store is locked or holds a changed
         pipeline's run); None keeps everything in memory. ``keys``: a key folder
@@ -94,16 +101,22 @@ class Broker:
         try:
             if keys is not None:
                 self.keys = keys if isinstance(keys, KeyRing) else KeyRing(keys, log)
-                log.info("CurveZMQ on: %d worker key(s), %d operator key(s) from %s", len(self.keys.workers),
-                         len(self.keys.operators), self.keys.folder)
+                log.info(
+                    "CurveZMQ on: %d worker key(s), %d operator key(s) from %s",
+                    len(self.keys.workers),
+                    len(self.keys.operators),
+                    self.keys.folder,
+                )
                 self.auth = start_authenticator(self.ctx, self.keys)
             curve = self.keys.server if self.keys is not None else None
             # Control messages are headers only: a larger frame disconnects its sender before
             # the broker holds it (the data socket takes frames up to MAX_FRAME_BYTES).
-            self.control, self.endpoint = transport.bind(self.ctx, zmq.ROUTER, listen, curve=curve,
-                                                         max_frame=P.MAX_HEADER_BYTES)
-            self.results, self.results_endpoint = transport.bind_sibling(self.ctx, zmq.PULL, listen, "results",
-                                                                         curve=curve)
+            self.control, self.endpoint = transport.bind(
+                self.ctx, zmq.ROUTER, listen, curve=curve, max_frame=P.MAX_HEADER_BYTES
+            )
+            self.results, self.results_endpoint = transport.bind_sibling(
+                self.ctx, zmq.PULL, listen, "results", curve=curve
+            )
             # Only once it listens is the run recorded (and are its sink files opened): a
             # broker that cannot bind leaves no unfinished run behind to be "resumed".
             self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
@@ -116,9 +129,12 @@ class Broker:
             raise
         self.scheduler.broker_instance = self.instance
         if self.keys is None and not _loopback(listen):
-            log.warning("listening on %s without keys: anyone who can reach it can register as a vertex, take its "
-                        "inputs and forge its results; `pipelogic keys` and --keys turn on CurveZMQ "
-                        "(docs/security.md)", listen)
+            log.warning(
+                "listening on %s without keys: anyone who can reach it can register as a vertex, take its "
+                "inputs and forge its results; `pipelogic keys` and --keys turn on CurveZMQ "
+                "(docs/security.md)",
+                listen,
+            )
         self._next_key_check = 0.0
         self._next_stray_check = 0.0
         self._dropped_bytes = 0  # of messages refused for their size, to give back (see _drain)
@@ -247,11 +263,16 @@ class Broker:
         st = self.observer.decorate(sch, sch.status(), time.monotonic())
         store = self.store
         start = sch.incarnation - sch.run_start + 1 if sch.run_start else 0  # this broker's start, in this run
-        broker = {"pid": os.getpid(), "instance": self.instance, "start": start,
-                  "store": str(store.dir) if store is not None else None,
-                  "commits": store.commits if store is not None else 0, "store_error": self.store_error,
-                  "refused": dict(sch.refusals.counts),
-                  "shm": self.slots.stats() if self.slots is not None else None}
+        broker = {
+            "pid": os.getpid(),
+            "instance": self.instance,
+            "start": start,
+            "store": str(store.dir) if store is not None else None,
+            "commits": store.commits if store is not None else 0,
+            "store_error": self.store_error,
+            "refused": dict(sch.refusals.counts),
+            "shm": self.slots.stats() if self.slots is not None else None,
+        }
         return dataclasses.replace(st, broker=broker)
 
     def _drop_strays(self, now: float) -> None:
@@ -264,8 +285,11 @@ class Broker:
                 except zmq.Again:
                     break
                 vs = self.scheduler.by_epoch.get(epoch)
-                self.scheduler.refusals.refuse(f"tick port of {vs.name if vs is not None else epoch}",
-                                               "a message sent to a tick socket (only the broker sends there)", now)
+                self.scheduler.refusals.refuse(
+                    f"tick port of {vs.name if vs is not None else epoch}",
+                    "a message sent to a tick socket (only the broker sends there)",
+                    now,
+                )
 
     def _drain(self, sock: ZSocket, handle: Any, now: float, how: str) -> None:
         """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
@@ -314,12 +338,18 @@ class Broker:
             self._store_retry_at = now + delay
             self.store_error = f"{type(exc).__name__}: {exc}"
             if self._store_failures == 1:
-                log.error("broker: cannot write its recovery store %s (%s); the pipeline waits and "
-                          "retries with backoff", store.dir, exc)
+                log.error(
+                    "broker: cannot write its recovery store %s (%s); the pipeline waits and retries with backoff",
+                    store.dir,
+                    exc,
+                )
             return False
         if self._store_failures:
-            log.warning("broker: the recovery store %s is writable again after %d failed commit(s); "
-                        "going on", store.dir, self._store_failures)
+            log.warning(
+                "broker: the recovery store %s is writable again after %d failed commit(s); going on",
+                store.dir,
+                self._store_failures,
+            )
         self._store_failures = 0
         self._store_retry_at = 0.0
         self.store_error = None
@@ -356,8 +386,11 @@ class Broker:
         for epoch, key in list(self.epoch_keys.items()):
             if key in gone:
                 vs = self.scheduler.by_epoch.get(epoch)
-                log.warning("keys: a key was revoked; disconnecting %s (epoch %d)",
-                            f"vertex {vs.name}" if vs is not None else "a worker", epoch)
+                log.warning(
+                    "keys: a key was revoked; disconnecting %s (epoch %d)",
+                    f"vertex {vs.name}" if vs is not None else "a worker",
+                    epoch,
+                )
                 self._run(self.scheduler.disconnect(epoch))
                 self._drop_worker(epoch)
 
@@ -371,8 +404,12 @@ class Broker:
         # over only once all of it arrived): _drain gives that memory back once it is freed.
         size = total(frames)
         if len(frames) > CONTROL_MAX_FRAMES or size > CONTROL_MAX_BYTES:
-            refuse("control", f"control: a message of {len(frames)} frames and {size:,} bytes (a control "
-                   f"message is one header of at most {P.MAX_HEADER_BYTES:,} bytes)", now)
+            refuse(
+                "control",
+                f"control: a message of {len(frames)} frames and {size:,} bytes (a control "
+                f"message is one header of at most {P.MAX_HEADER_BYTES:,} bytes)",
+                now,
+            )
             self._dropped_bytes += size
             return []
         user: bytes | None = None
@@ -395,8 +432,10 @@ class Broker:
         try:
             if isinstance(msg, P.Hello):
                 if not self.hellos.allow(msg.vertex, now):
-                    why = (f"{P.RETRY_LATER}too many handshakes for vertex {msg.vertex} "
-                           f"(at most {self.hellos.rate:g} a second)")
+                    why = (
+                        f"{P.RETRY_LATER}too many handshakes for vertex {msg.vertex} "
+                        f"(at most {self.hellos.rate:g} a second)"
+                    )
                     refuse("control", f"control: {why}", now)
                     return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
                 return self._hello(client, msg, now, user)
@@ -415,7 +454,9 @@ class Broker:
             return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
         except Exception as exc:  # noqa: BLE001 - no request may crash the broker; refuse() logs the traceback
             refuse("control", f"control: internal error while handling {msg.KIND}", now, bug=True)
-            return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))]
+            return [
+                Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))
+            ]
         refuse("control", f"control: {msg.KIND} is not a control request", now)
         return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
 
@@ -454,9 +495,17 @@ class Broker:
         # one-message queue and is cut off at the first frame over TICK_PORT_MAX_FRAME, and
         # what does arrive is read and dropped (_drop_strays). The send queue stays unbounded:
         # the scheduler's credit bounds what is sent.
-        sock, ep = transport.bind_sibling(self.ctx, zmq.ROUTER, self.listen, f"w{epoch}", hwm=0,
-                                          curve=curve, domain=worker_domain(epoch),
-                                          max_frame=TICK_PORT_MAX_FRAME, rcvhwm=1)
+        sock, ep = transport.bind_sibling(
+            self.ctx,
+            zmq.ROUTER,
+            self.listen,
+            f"w{epoch}",
+            hwm=0,
+            curve=curve,
+            domain=worker_domain(epoch),
+            max_frame=TICK_PORT_MAX_FRAME,
+            rcvhwm=1,
+        )
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a peer not (yet) there fails: retried
         self.workers[epoch] = (sock, token)
         self.outbox[epoch] = deque()
@@ -464,8 +513,9 @@ class Broker:
         if uid is not None:
             assert self.slots is not None
             fields["settings"] = {**fields["settings"], "shm": self.slots.register(epoch, uid)}
-        welcome = P.Welcome(epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint,
-                            tick_identity=token.hex(), **fields)
+        welcome = P.Welcome(
+            epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint, tick_identity=token.hex(), **fields
+        )
         log.info("vertex %s connected (pid %d, epoch %d)", msg.vertex, msg.pid, epoch)
         return [Action("reply", client=client, frames=P.encode(welcome))]
 
@@ -479,21 +529,24 @@ class Broker:
                 size = total(frames)
                 if size > MAX_MESSAGE_BYTES:
                     self._dropped_bytes += size
-                    raise ProtocolError(f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,}: "
-                                        "PIPELOGIC_MAX_FRAME_BYTES)")
+                    raise ProtocolError(
+                        f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,}: PIPELOGIC_MAX_FRAME_BYTES)"
+                    )
             msg, payload = P.decode(frames)
             if self.keys is not None:
                 epoch = getattr(msg, "epoch", None)
                 if not self._registered(user, epoch):
-                    raise ProtocolError(f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, "
-                                        "which did not register it")
+                    raise ProtocolError(
+                        f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, which did not register it"
+                    )
             # The loop pumps once after draining the socket, not once per message.
             return self.scheduler.on_message(msg, payload, now, pump=False)
         except PipelogicError as exc:  # malformed, or well-formed but impossible: dropped, counted
             self.scheduler.refusals.refuse(self._peer(msg, user), f"data: {exc}", now)
         except Exception:  # noqa: BLE001 - a bug: refuse() logs its traceback; keep serving the other peers
-            self.scheduler.refusals.refuse(self._peer(msg, user), "data: internal error while handling a message",
-                                           now, bug=True)
+            self.scheduler.refusals.refuse(
+                self._peer(msg, user), "data: internal error while handling a message", now, bug=True
+            )
         return []
 
     def _run(self, actions: list[Action], committed: bool = False) -> None:
@@ -505,8 +558,9 @@ class Broker:
                 if box is not None:
                     # Slots reach a worker that can map them as descriptors, any other
                     # as the bytes themselves.
-                    box.append(a.frames if self.slots is None or not self.slots.holding
-                               else self._resolved(a.frames, a.epoch))
+                    box.append(
+                        a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames, a.epoch)
+                    )
             elif a.kind == "reply":
                 frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames)
                 try:

@@ -280,8 +280,12 @@ def _lock_holder(path: Path | None) -> str:
         if len(parts) < 6 or parts[1] != "FLOCK" or "->" in parts:
             continue
         dev_ino = parts[5].split(":")
-        if len(dev_ino) == 3 and dev_ino[2] == str(st.st_ino) and int(dev_ino[0], 16) == os.major(st.st_dev) \
-                and int(dev_ino[1], 16) == os.minor(st.st_dev):
+        if (
+            len(dev_ino) == 3
+            and dev_ino[2] == str(st.st_ino)
+            and int(dev_ino[0], 16) == os.major(st.st_dev)
+            and int(dev_ino[1], 16) == os.minor(st.st_dev)
+        ):
             pid = parts[4]
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -295,4 +299,3 @@ def make_sink(pipeline: Pipeline, v: Vertex) -> Sink:
     kind = v.params["sink"]
     path = pipeline.path(v.params["path"]) if kind in ("jsonl", "msgpack") else None
     return Sink(kind, path, v.wire_types[0], v.name)
-

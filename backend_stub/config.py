@@ -39,8 +39,10 @@ def _rebind(slot: FileSlot, text: Any, base: Path) -> tuple[str, str]:
         return "", f"{path}: no such file (a relative path is taken from the pipeline's folder)"
     types = types_of(path)
     if not slot.accepts(types):
-        return "", (f"{path} is a file of type {' | '.join(sorted(types - {'binary'}))} (by its extension); "
-                    f"slot {slot.name!r} takes {slot.type_text}")
+        return "", (
+            f"{path} is a file of type {' | '.join(sorted(types - {'binary'}))} (by its extension); "
+            f"slot {slot.name!r} takes {slot.type_text}"
+        )
     return (path.name if slot.target else str(path)), ""
 
 
@@ -50,30 +52,63 @@ class ConfigDesk:
     def __init__(self) -> None:
         self.pending: list[tuple[Any, str, int, float]] = []
 
-    def set(self, vs: VertexState | None, msg: P.ConfigSet, client: Any, now: float,
-            components: Iterable[str] = (), base: Path | None = None) -> list[Action]:
+    def set(
+        self,
+        vs: VertexState | None,
+        msg: P.ConfigSet,
+        client: Any,
+        now: float,
+        components: Iterable[str] = (),
+        base: Path | None = None,
+    ) -> list[Action]:
         """Validate and push an update of ``vs`` (None: no such component vertex;
         ``components``: the component vertices, to suggest one for a misspelt name). The
         config key of a ``mutable`` file slot takes a path (relative to ``base``, the
         pipeline's folder), checked like a binding in pipeline.yml."""
         if vs is None or vs.v.component is None:
             names = list(components)
-            return [_reply(client, False, 0, False, f"unknown component vertex {msg.vertex!r}{near(msg.vertex, names)} "
-                                                    f"(component vertices: {', '.join(names) or 'none'})")]
+            return [
+                _reply(
+                    client,
+                    False,
+                    0,
+                    False,
+                    f"unknown component vertex {msg.vertex!r}{near(msg.vertex, names)} "
+                    f"(component vertices: {', '.join(names) or 'none'})",
+                )
+            ]
         schema = vs.v.component.config_schema
         new: dict[str, Any] = {}
         for k, text in msg.values.items():
             if k not in schema:
-                return [_reply(client, False, vs.config_version, False,
-                               f"vertex {vs.name}: {k!r} is not in config_schema{near(k, schema)} "
-                               f"(declared: {', '.join(schema) or 'none'})")]
+                return [
+                    _reply(
+                        client,
+                        False,
+                        vs.config_version,
+                        False,
+                        f"vertex {vs.name}: {k!r} is not in config_schema{near(k, schema)} "
+                        f"(declared: {', '.join(schema) or 'none'})",
+                    )
+                ]
             slot = schema[k].slot
             if not schema[k].mutable:
-                where = (f"the path of file slot {slot.name!r}, which is not mutable (add mutable: true to the slot "
-                         "in file_schema)" if slot is not None else "not mutable (mutable: false in config_schema)")
-                return [_reply(client, False, vs.config_version, False,
-                               f"vertex {vs.name}: {k} is {where}; it is fixed for the run: change it in "
-                               "pipeline.yml and start a new run")]
+                where = (
+                    f"the path of file slot {slot.name!r}, which is not mutable (add mutable: true to the slot "
+                    "in file_schema)"
+                    if slot is not None
+                    else "not mutable (mutable: false in config_schema)"
+                )
+                return [
+                    _reply(
+                        client,
+                        False,
+                        vs.config_version,
+                        False,
+                        f"vertex {vs.name}: {k} is {where}; it is fixed for the run: change it in "
+                        "pipeline.yml and start a new run",
+                    )
+                ]
             if slot is not None:
                 value, error = _rebind(slot, text, base or Path.cwd())
                 if error:
@@ -83,8 +118,15 @@ class ConfigDesk:
             try:
                 new[k] = check_config_value(schema[k], text)
             except PipelogicError as exc:
-                return [_reply(client, False, vs.config_version, False,
-                               f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {preview(text)}: {exc}")]
+                return [
+                    _reply(
+                        client,
+                        False,
+                        vs.config_version,
+                        False,
+                        f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {preview(text)}: {exc}",
+                    )
+                ]
         too_large = check_config_total(schema, {**vs.v.config, **new})
         if too_large:  # refused before it is kept: what is persisted must reach the workers
             return [_reply(client, False, vs.config_version, False, f"vertex {vs.name}: {too_large}")]

@@ -45,13 +45,18 @@ def checked_failure(vs: VertexState, msg: P.Failed) -> P.Failed:
         inst = vs.instances[msg.epoch]
         if not (msg.tick in inst.assigned or (msg.fatal and not inst.assigned)):
             owed = f"it owes ticks {', '.join(map(str, list(inst.assigned)[:8]))}" if inst.assigned else "it owes none"
-            raise ProtocolError(f"vertex {vs.name}: instance {inst.name} sent Failed for tick {msg.tick}, which is "
-                                f"not in flight on it ({owed})")
+            raise ProtocolError(
+                f"vertex {vs.name}: instance {inst.name} sent Failed for tick {msg.tick}, which is "
+                f"not in flight on it ({owed})"
+            )
     elif not (vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)):
-        raise ProtocolError(f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
-                            f"(ticks {vs.expect}..{vs.sent - 1} are)")
-    return P.Failed(msg.epoch, msg.tick, _clip(msg.error, MAX_ERROR_CHARS), _clip(msg.traceback, MAX_TRACEBACK_CHARS),
-                    msg.fatal)
+        raise ProtocolError(
+            f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
+            f"(ticks {vs.expect}..{vs.sent - 1} are)"
+        )
+    return P.Failed(
+        msg.epoch, msg.tick, _clip(msg.error, MAX_ERROR_CHARS), _clip(msg.traceback, MAX_TRACEBACK_CHARS), msg.fatal
+    )
 
 
 def dead_letter_path(pipeline: Pipeline, vs: VertexState) -> Path:
@@ -75,8 +80,14 @@ def dead_letter_record(vs: VertexState, msg: P.Failed) -> dict[str, Any]:
                     except Exception:  # noqa: BLE001 - keep the raw form in a dead letter
                         decoded.append({"undecodable": True})
                 inputs.append(decoded if vs.streaming else (decoded[0] if decoded else None))
-    return {"vertex": vs.name, "tick": msg.tick, "error": msg.error, "traceback": msg.traceback,
-            "inputs": inputs, "time": time.time()}
+    return {
+        "vertex": vs.name,
+        "tick": msg.tick,
+        "error": msg.error,
+        "traceback": msg.traceback,
+        "inputs": inputs,
+        "time": time.time(),
+    }
 
 
 def size(path: Path) -> int:

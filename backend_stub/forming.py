@@ -43,9 +43,16 @@ def could_form(vs: VertexState) -> bool:
     option waiting only for the virtual queue, which is still open, may fire later."""
     if vs.streaming:
         queued, closed = virtual_queue(vs)
-        return vs.pull_request is not None and decide([len(b.queue) for b in vs.inputs], vs.pull_request,
-                                                      [b.closed for b in vs.inputs],
-                                                      queued if closed else None) is not None
+        return (
+            vs.pull_request is not None
+            and decide(
+                [len(b.queue) for b in vs.inputs],
+                vs.pull_request,
+                [b.closed for b in vs.inputs],
+                queued if closed else None,
+            )
+            is not None
+        )
     return all(b.queue for b in vs.inputs)
 
 
@@ -66,8 +73,7 @@ def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, li
         return [], None, []
     if vs.pull_request is None:
         return None
-    d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs],
-               virtual_queue(vs)[0])
+    d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs], virtual_queue(vs)[0])
     if d is None:
         return None
     composition = []

@@ -63,53 +63,81 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
                 fam.add_metric([st.pipeline, v["name"], v["kind"]], float(value))
         return fam
 
-    state = GaugeMetricFamily("pipelogic_pipeline_state", "1 for the pipeline's current state",
-                              labels=["pipeline", "state"])
+    state = GaugeMetricFamily(
+        "pipelogic_pipeline_state", "1 for the pipeline's current state", labels=["pipeline", "state"]
+    )
     for s in ("running", "done", "failed"):
         state.add_metric([st.pipeline, s], 1.0 if st.state == s else 0.0)
     yield state
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_ticks", "Ticks completed (messages, for built-in "
-               "sources and sinks)", "ticks")
+    yield vfam(
+        CounterMetricFamily,
+        "pipelogic_vertex_ticks",
+        "Ticks completed (messages, for built-in sources and sinks)",
+        "ticks",
+    )
     yield vfam(GaugeMetricFamily, "pipelogic_vertex_rate", "Ticks per second over the last 5 s", "rate")
     yield vfam(GaugeMetricFamily, "pipelogic_vertex_inflight", "Ticks sent and not yet answered", "inflight")
     yield vfam(CounterMetricFamily, "pipelogic_vertex_restarts", "New incarnations of the worker", "restarts")
     yield vfam(CounterMetricFamily, "pipelogic_vertex_errors", "Failed ticks (fatal or skipped)", "errors")
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_replayed", "Ticks sent again to a restarted worker",
-               "replayed")
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_duplicates", "Results received twice and dropped",
-               "duplicates")
-    yield vfam(GaugeMetricFamily, "pipelogic_vertex_stuck_seconds", "Seconds with work waiting and no tick "
-               "completed, past the liveness bound (0: not stuck)", "stuck_s")
-    yield vfam(GaugeMetricFamily, "pipelogic_vertex_up", "1 if a worker serves the vertex (or it is built in)",
-               lambda v: 1.0 if v["state"] in ("running", "connected") else 0.0)
-    yield vfam(GaugeMetricFamily, "pipelogic_vertex_instances", "Worker instances serving the vertex and ready "
-               "(a replicated vertex: up to and beyond its replicas)",
-               lambda v: float(sum(i["state"] == "running" for i in v["instances"])) if "instances" in v
-               else (1.0 if v["kind"] == "component" and v["state"] == "running" else 0.0))
-    yield vfam(GaugeMetricFamily, "pipelogic_vertex_snapshot_age_seconds", "Seconds since the vertex's "
-               "last state checkpoint (stateful vertices that have one)", "snapshot_age_s")
-    lost = CounterMetricFamily("pipelogic_vertex_lost", "Messages lost by reason (virtual_dropped, "
-                               "dropped_at_end, dead_lettered)", labels=[*v_labels, "reason"])
+    yield vfam(CounterMetricFamily, "pipelogic_vertex_replayed", "Ticks sent again to a restarted worker", "replayed")
+    yield vfam(CounterMetricFamily, "pipelogic_vertex_duplicates", "Results received twice and dropped", "duplicates")
+    yield vfam(
+        GaugeMetricFamily,
+        "pipelogic_vertex_stuck_seconds",
+        "Seconds with work waiting and no tick completed, past the liveness bound (0: not stuck)",
+        "stuck_s",
+    )
+    yield vfam(
+        GaugeMetricFamily,
+        "pipelogic_vertex_up",
+        "1 if a worker serves the vertex (or it is built in)",
+        lambda v: 1.0 if v["state"] in ("running", "connected") else 0.0,
+    )
+    yield vfam(
+        GaugeMetricFamily,
+        "pipelogic_vertex_instances",
+        "Worker instances serving the vertex and ready (a replicated vertex: up to and beyond its replicas)",
+        lambda v: (
+            float(sum(i["state"] == "running" for i in v["instances"]))
+            if "instances" in v
+            else (1.0 if v["kind"] == "component" and v["state"] == "running" else 0.0)
+        ),
+    )
+    yield vfam(
+        GaugeMetricFamily,
+        "pipelogic_vertex_snapshot_age_seconds",
+        "Seconds since the vertex's last state checkpoint (stateful vertices that have one)",
+        "snapshot_age_s",
+    )
+    lost = CounterMetricFamily(
+        "pipelogic_vertex_lost",
+        "Messages lost by reason (virtual_dropped, dropped_at_end, dead_lettered)",
+        labels=[*v_labels, "reason"],
+    )
     for v in st.vertices:
         for reason in LOSS_KINDS:
             lost.add_metric([st.pipeline, v["name"], v["kind"], reason], float((v.get("lost") or {}).get(reason, 0)))
     yield lost
-    depth = GaugeMetricFamily("pipelogic_input_queue_depth", "Messages queued at an input",
-                              labels=[*v_labels, "input"])
+    depth = GaugeMetricFamily("pipelogic_input_queue_depth", "Messages queued at an input", labels=[*v_labels, "input"])
     for v in st.vertices:
         for j, n in enumerate(v["queues"]):
             depth.add_metric([st.pipeline, v["name"], v["kind"], str(j)], float(n))
     yield depth
-    msgs = CounterMetricFamily("pipelogic_stream_messages", "Messages produced on an output stream",
-                               labels=["pipeline", "stream"])
+    msgs = CounterMetricFamily(
+        "pipelogic_stream_messages", "Messages produced on an output stream", labels=["pipeline", "stream"]
+    )
     for s in st.streams:
         msgs.add_metric([st.pipeline, s["from"]], float(s["count"]))
     yield msgs
     broker = st.broker or {}
-    yield CounterMetricFamily("pipelogic_broker_commits", "Commits of the broker's recovery store",
-                              value=float(broker.get("commits") or 0))
-    refused = CounterMetricFamily("pipelogic_refused_messages", "Malformed or impossible messages refused, by peer "
-                                  "(a vertex, unknown, control)", labels=["pipeline", "peer"])
+    yield CounterMetricFamily(
+        "pipelogic_broker_commits", "Commits of the broker's recovery store", value=float(broker.get("commits") or 0)
+    )
+    refused = CounterMetricFamily(
+        "pipelogic_refused_messages",
+        "Malformed or impossible messages refused, by peer (a vertex, unknown, control)",
+        labels=["pipeline", "peer"],
+    )
     for peer, n in sorted((broker.get("refused") or {}).items()):
         refused.add_metric([st.pipeline, str(peer)], float(n))
     yield refused

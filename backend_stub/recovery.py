@@ -39,13 +39,15 @@ def describe(p: Pipeline) -> dict[str, Any]:
     connections = []
     for name in p.order:
         v = p.vertices[name]
-        vertices[name] = _plain({
-            "kind": v.kind,
-            "params": {k: x for k, x in v.params.items() if k not in _FREE_PARAMS and k != "config"},
-            "config": v.config,
-            "inputs": [str(t) for t in v.input_types],
-            "outputs": [str(t) for t in v.output_types],
-        })
+        vertices[name] = _plain(
+            {
+                "kind": v.kind,
+                "params": {k: x for k, x in v.params.items() if k not in _FREE_PARAMS and k != "config"},
+                "config": v.config,
+                "inputs": [str(t) for t in v.input_types],
+                "outputs": [str(t) for t in v.output_types],
+            }
+        )
         connections += [f"{port} -> {name}.{j}" for j, port in enumerate(v.inputs) if port is not None]
     return {"name": p.name, "settings": _plain(p.settings), "vertices": vertices, "connections": sorted(connections)}
 
@@ -127,12 +129,23 @@ def apply_record(vs: VertexState, rec: dict[str, Any]) -> None:
     for buf, consumed, max_len in zip(vs.inputs, rec["consumed"], rec["max_len"]):
         buf.consumed = consumed
         buf.max_len = max_len
-    for key in ("ticks", "errors", "restarts", "connects", "duplicates", "replayed", "dropped_at_end", "config_version"):
+    for key in (
+        "ticks",
+        "errors",
+        "restarts",
+        "connects",
+        "duplicates",
+        "replayed",
+        "dropped_at_end",
+        "config_version",
+    ):
         setattr(vs, key, rec[key])
     vs.dead_lettered = rec.get("dead_lettered", 0)
     comp = vs.v.component
     if comp is not None and "config" in rec:
-        vs.v.config.update({k: codec_for(comp.config_schema[k].type).dec(data, []) for k, data in rec["config"].items()})
+        vs.v.config.update(
+            {k: codec_for(comp.config_schema[k].type).dec(data, []) for k, data in rec["config"].items()}
+        )
     if vs.source is not None and "source" in rec:
         produced, exhausted = rec["source"]
         vs.source.skip(produced)
@@ -141,8 +154,11 @@ def apply_record(vs: VertexState, rec: dict[str, Any]) -> None:
         vs.sink.resume(*rec["sink"])
 
 
-def rebuild(vertices: dict[str, VertexState], values: dict[str, dict[int, Value]],
-            ticks: dict[str, list[tuple[int, list[list[int]], Any]]]) -> None:
+def rebuild(
+    vertices: dict[str, VertexState],
+    values: dict[str, dict[int, Value]],
+    ticks: dict[str, list[tuple[int, list[list[int]], Any]]],
+) -> None:
     """Refill every input queue and every vertex's log of retained ticks from the retained
     messages, after :func:`apply_record`. Raises KeyError if a needed message is missing
     (the store is inconsistent: never expected)."""

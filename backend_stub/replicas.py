@@ -84,12 +84,19 @@ def refusal(vs: VertexState) -> str | None:
         why.append("virtual (its virtual messages are one instance's own, with no order across instances)")
     if not why:
         return None
-    return (f"vertex {vs.name}: replicas: {vs.v.replicas} needs a stateless component in synchronous mode, "
-            f"but its worker is {' and '.join(why)}; run it as one instance (replicas: 1)")
+    return (
+        f"vertex {vs.name}: replicas: {vs.v.replicas} needs a stateless component in synchronous mode, "
+        f"but its worker is {' and '.join(why)}; run it as one instance (replicas: 1)"
+    )
 
 
-def deal(vs: VertexState, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None,
-         actions: list[Action]) -> None:
+def deal(
+    vs: VertexState,
+    vertices: dict[str, VertexState],
+    settings: Settings,
+    journal: Journal | None,
+    actions: list[Action],
+) -> None:
     """Send ticks to the ready instances: retried ones first, then logged ones never sent
     (after a broker restart), then new ones; each to the least loaded instance that has
     credit (in ticks and in bytes)."""
@@ -131,8 +138,9 @@ def deal(vs: VertexState, vertices: dict[str, VertexState], settings: Settings, 
         actions.append(Action("send", epoch, P.encode(P.Ticks(epoch, layout), frames)))
 
 
-def _next(vs: VertexState, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None,
-          window: int) -> Inflight | None:
+def _next(
+    vs: VertexState, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None, window: int
+) -> Inflight | None:
     if vs.retry:
         return vs.entry(heapq.heappop(vs.retry))
     if vs.sent < vs.next_tick:
@@ -155,13 +163,16 @@ def take_results(vs: VertexState, inst: Instance, entries: list[Any], emit: Emit
     for tick, per_output, _pr in entries:
         if not inst.assigned or inst.assigned[0] != tick:
             owed = f"tick {inst.assigned[0]}" if inst.assigned else "nothing"
-            raise ProtocolError(f"vertex {vs.name}: instance {inst.name} (epoch {inst.epoch}) sent a result for "
-                                f"tick {tick}; it owes {owed}")
+            raise ProtocolError(
+                f"vertex {vs.name}: instance {inst.name} (epoch {inst.epoch}) sent a result for "
+                f"tick {tick}; it owes {owed}"
+            )
         size = 0
         for values in per_output:
             if len(values) > 1:
-                raise ProtocolError(f"vertex {vs.name}: tick {tick}: more than one value per output in "
-                                    "synchronous mode")
+                raise ProtocolError(
+                    f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode"
+                )
             for v in values:
                 size += len(v[0]) if len(v) == 1 else sum(len(f) for f in v)
         inst.assigned.popleft()

@@ -14,8 +14,13 @@ from pipelogic.types import InputsPullRequest
 __all__ = ["apply_results"]
 
 
-def apply_results(vs: VertexState, entries: list[Any], emit: Callable[[VertexState, int, list[Value]], None],
-                  pull: Callable[[VertexState, Any], InputsPullRequest | None], redelivery: bool) -> None:
+def apply_results(
+    vs: VertexState,
+    entries: list[Any],
+    emit: Callable[[VertexState, int, list[Value]], None],
+    pull: Callable[[VertexState, Any], InputsPullRequest | None],
+    redelivery: bool,
+) -> None:
     """Apply the entries ``[(tick, [[value, ...] per output], pull request)]`` of one
     Results message from the single worker of ``vs``, in order: each must be the next tick
     expected (ProtocolError otherwise). A tick applied before (a replay) only counts as a
@@ -34,13 +39,15 @@ def apply_results(vs: VertexState, entries: list[Any], emit: Callable[[VertexSta
             if tick != vs.expect or tick >= vs.sent:
                 raise ProtocolError(
                     f"vertex {vs.name}: result for tick {tick}, expected {vs.expect}"
-                    if tick < vs.sent else f"vertex {vs.name}: result for tick {tick}, which was never sent"
+                    if tick < vs.sent
+                    else f"vertex {vs.name}: result for tick {tick}, which was never sent"
                 )
             if not streaming:
                 for vals in per_output:
                     if len(vals) > 1:
                         raise ProtocolError(
-                            f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode")
+                            f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode"
+                        )
             vs.expect += 1
             if tick >= base:
                 vs.inflight_bytes -= log[tick - base].size

@@ -106,7 +106,8 @@ class Scheduler:
         # Where each vertex's dead-letter file ends: a restarted broker cuts it back here.
         self.dead_letter_offsets = {
             n: deadletter.size(deadletter.dead_letter_path(pipeline, vs))
-            for n, vs in self.vertices.items() if vs.v.kind == "component"
+            for n, vs in self.vertices.items()
+            if vs.v.kind == "component"
         }
 
     def epoch_base(self, incarnation: int) -> None:
@@ -165,8 +166,7 @@ class Scheduler:
             replicas.apply_done(vs, self._emit, False)
 
     def _welcome_fields(self, vs: VertexState) -> dict[str, Any]:
-        return welcome_fields(vs, self.settings, self.run, self.broker_instance,
-                              self.pipeline.settings.get("snapshot"))
+        return welcome_fields(vs, self.settings, self.run, self.broker_instance, self.pipeline.settings.get("snapshot"))
 
     def _fence(self, vs: VertexState) -> None:
         old = vs.epoch
@@ -370,9 +370,14 @@ class Scheduler:
 
     def config_set(self, msg: P.ConfigSet, client: Any, now: float) -> list[Action]:
         """Validate and push a live config update; the reply waits for the worker to apply it."""
-        return self.config.set(self.vertices.get(msg.vertex), msg, client, now,
-                               [n for n, vs in self.vertices.items() if vs.v.component is not None],
-                               self.pipeline.directory)
+        return self.config.set(
+            self.vertices.get(msg.vertex),
+            msg,
+            client,
+            now,
+            [n for n, vs in self.vertices.items() if vs.v.component is not None],
+            self.pipeline.directory,
+        )
 
     def expire(self, now: float) -> list[Action]:
         """Answer config requests whose wait ran out; declare silent workers dead."""
@@ -500,14 +505,22 @@ class Scheduler:
                 if sink.path is None:  # stdout: a closed pipe does not come back
                     self._fail(f"sink {vs.name}: {exc}")
                 elif sink.hold(exc, now):
-                    log.error("sink %s: cannot write %s (%s); the pipeline waits and retries with backoff; "
-                              "nothing is lost", vs.name, sink.path, sink.error)
+                    log.error(
+                        "sink %s: cannot write %s (%s); the pipeline waits and retries with backoff; nothing is lost",
+                        vs.name,
+                        sink.path,
+                        sink.error,
+                    )
                 return
             buf.consumed += buf.clear()
             vs.ticks += len(decoded)
             if sink.failures:
-                log.warning("sink %s: %s is writable again after %d failed write(s); going on",
-                            vs.name, sink.path, sink.writable_again())
+                log.warning(
+                    "sink %s: %s is writable again after %d failed write(s); going on",
+                    vs.name,
+                    sink.path,
+                    sink.writable_again(),
+                )
         if buf.closed and not buf.queue:
             sink.close()
             vs.finished = True
@@ -524,8 +537,7 @@ class Scheduler:
         replicas.deal(vs, self.vertices, self.settings, self.journal, actions)
         if vs.finished:
             self._close_instances(vs, actions)  # instances that joined after the end
-        elif (vs.applied == vs.next_tick and vs.inputs and all(b.closed for b in vs.inputs)
-                and not could_form(vs)):
+        elif vs.applied == vs.next_tick and vs.inputs and all(b.closed for b in vs.inputs) and not could_form(vs):
             self._finish(vs, actions)
 
     def _pump_worker(self, vs: VertexState, actions: list[Action]) -> None:
@@ -533,8 +545,13 @@ class Scheduler:
             self._pump_replicated(vs, actions)
             return
         if vs.epoch is None or not vs.ready:
-            if (not vs.finished and not vs.virtual_source and vs.inputs and vs.applied == vs.next_tick
-                    and all(b.closed and not b.queue for b in vs.inputs)):
+            if (
+                not vs.finished
+                and not vs.virtual_source
+                and vs.inputs
+                and vs.applied == vs.next_tick
+                and all(b.closed and not b.queue for b in vs.inputs)
+            ):
                 self._finish(vs, actions)  # nothing will ever arrive
             return
         credit = self.settings.credit
@@ -589,8 +606,12 @@ class Scheduler:
                 vs.closed_epoch = vs.epoch
                 actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
             return
-        if (vs.applied == vs.next_tick and not vs.virtual_source and all(b.closed for b in vs.inputs)
-                and not could_form(vs)):
+        if (
+            vs.applied == vs.next_tick
+            and not vs.virtual_source
+            and all(b.closed for b in vs.inputs)
+            and not could_form(vs)
+        ):
             self._finish(vs, actions)
 
     # -- status ----------------------------------------------------------------------------
@@ -606,6 +627,8 @@ class Scheduler:
     def close_all(self, reason: str) -> list[Action]:
         # Not to a worker already told to stop: it may be gone, and a send to it would
         # only wait for nobody.
-        return [Action("send", e, P.encode(P.Close(reason))) for e, vs in list(self.by_epoch.items())
-                if vs.closed_epoch != e and not (e in vs.instances and vs.instances[e].closed)]
-
+        return [
+            Action("send", e, P.encode(P.Close(reason)))
+            for e, vs in list(self.by_epoch.items())
+            if vs.closed_epoch != e and not (e in vs.instances and vs.instances[e].closed)
+        ]

@@ -302,8 +302,10 @@ class SlotRegistry:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise SlotLost(f"shared-memory slot {self.dir / name} (epoch {ref._pool.epoch}) cannot be read: {exc}; "
-                           "a process other than the broker removed or truncated it") from None
+            raise SlotLost(
+                f"shared-memory slot {self.dir / name} (epoch {ref._pool.epoch}) cannot be read: {exc}; "
+                "a process other than the broker removed or truncated it"
+            ) from None
 
     @property
     def holding(self) -> int:
@@ -328,8 +330,13 @@ class SlotRegistry:
 
     def stats(self) -> dict[str, Any]:
         """For the status: the directory, workers sharing it, slots taken, held, removed."""
-        return {"dir": str(self.dir), "workers": len(self.uids), "adopted": self.adopted, "held": self.holding,
-                "unlinked": self.unlinked}
+        return {
+            "dir": str(self.dir),
+            "workers": len(self.uids),
+            "adopted": self.adopted,
+            "held": self.holding,
+            "unlinked": self.unlinked,
+        }
 
     # -- incarnations end ----------------------------------------------------------------------
 
@@ -349,7 +356,7 @@ class SlotRegistry:
             head = pool.prefix + "-"
             for name in names:
                 if name.startswith(head):
-                    tail = name[len(head):]
+                    tail = name[len(head) :]
                     if tail != "ctl" and not (tail.isdigit() and int(tail) in pool.live):
                         self._unlink(name)
             if not pool.live:
@@ -412,8 +419,9 @@ def _take_lock(path: Path) -> int | None:
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
-                log.warning("broker: the shared-memory lock file %s is held by another process; keeping to "
-                            "sockets", path)
+                log.warning(
+                    "broker: the shared-memory lock file %s is held by another process; keeping to sockets", path
+                )
                 return None
             time.sleep(0.01)
             continue

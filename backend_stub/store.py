@@ -134,8 +134,9 @@ class RecoveryStore:
         self.db.execute("BEGIN IMMEDIATE")
         for table in ("meta", "vertex", "value", "tick"):
             self.db.execute(f"DELETE FROM {table}")
-        self._put_meta(run=sch.run, description=description, incarnation=incarnation, finished=False,
-                       first_incarnation=incarnation)
+        self._put_meta(
+            run=sch.run, description=description, incarnation=incarnation, finished=False, first_incarnation=incarnation
+        )
         self.db.execute("COMMIT")
         self._lows.clear()
         self._bases.clear()
@@ -173,8 +174,9 @@ class RecoveryStore:
         self.db.execute("COMMIT")
 
     def _put_meta(self, **items: Any) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                            [(k, _pack(v)) for k, v in items.items()])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [(k, _pack(v)) for k, v in items.items()]
+        )
 
     # -- group commit --------------------------------------------------------------------------
 
@@ -195,15 +197,26 @@ class RecoveryStore:
         try:
             if journal is not None:
                 # What was released within this commit's window never reaches the disk.
-                db.executemany("INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)",
-                               [(s, q, _pack([_frame(f) for f in v])) for s, q, v in journal.values if q >= lows[s]])
+                db.executemany(
+                    "INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)",
+                    [(s, q, _pack([_frame(f) for f in v])) for s, q, v in journal.values if q >= lows[s]],
+                )
                 vs_of = sch.vertices
-                db.executemany("INSERT OR REPLACE INTO tick (vertex, tick, entry) VALUES (?, ?, ?)",
-                               [(name, inf.tick, _pack([inf.starts, inf.extra])) for name, inf in journal.ticks
-                                if vs_of[name].log_base <= inf.tick < vs_of[name].next_tick])
-            db.executemany("INSERT OR REPLACE INTO vertex (name, record) VALUES (?, ?)",
-                           [(name, _pack(vertex_record(vs, sch.dead_letter_offsets.get(name))))
-                            for name, vs in sch.vertices.items()])
+                db.executemany(
+                    "INSERT OR REPLACE INTO tick (vertex, tick, entry) VALUES (?, ?, ?)",
+                    [
+                        (name, inf.tick, _pack([inf.starts, inf.extra]))
+                        for name, inf in journal.ticks
+                        if vs_of[name].log_base <= inf.tick < vs_of[name].next_tick
+                    ],
+                )
+            db.executemany(
+                "INSERT OR REPLACE INTO vertex (name, record) VALUES (?, ?)",
+                [
+                    (name, _pack(vertex_record(vs, sch.dead_letter_offsets.get(name))))
+                    for name, vs in sch.vertices.items()
+                ],
+            )
             for name, vs in sch.vertices.items():
                 bases = (vs.log_base, vs.next_tick)
                 if self._bases.get(name) != bases:
@@ -225,8 +238,13 @@ class RecoveryStore:
         self.commits += 1
 
 
-def open_run(pipeline: Pipeline, settings: Settings, state_dir: Path | None, fresh: bool = False,
-             log: Callable[[str], None] = print) -> tuple[Scheduler, RecoveryStore | None]:
+def open_run(
+    pipeline: Pipeline,
+    settings: Settings,
+    state_dir: Path | None,
+    fresh: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[Scheduler, RecoveryStore | None]:
     """The scheduler for this start of the broker and its store (None without a state
     directory: an in-memory broker). An unfinished run of the same pipeline is resumed; a
     finished one, or ``fresh``, starts a new run; an unfinished run of a changed pipeline
@@ -245,14 +263,17 @@ def open_run(pipeline: Pipeline, settings: Settings, state_dir: Path | None, fre
             if changes:
                 raise StateError(
                     f"{store.dir}: the unfinished run {stored.run[:8]} was made by another version of "
-                    f"this pipeline; changed: " + "; ".join(changes) +
-                    ". Start a fresh run (pipelogic up --fresh, pipelogic broker --fresh) to discard it."
+                    f"this pipeline; changed: "
+                    + "; ".join(changes)
+                    + ". Start a fresh run (pipelogic up --fresh, pipelogic broker --fresh) to discard it."
                 )
             sch = Scheduler(pipeline, settings, fresh=False)
             store.resume(sch, stored, incarnation)
             sch.run_start = stored.first_incarnation
-            log(f"resuming run {stored.run[:8]} from {store.dir} (broker start {incarnation - sch.run_start + 1} "
-                "of this run)")
+            log(
+                f"resuming run {stored.run[:8]} from {store.dir} (broker start {incarnation - sch.run_start + 1} "
+                "of this run)"
+            )
         else:
             sch = Scheduler(pipeline, settings)
             if stored is not None and stored.finished:

@@ -65,8 +65,7 @@ class Taps:
             what = "unknown vertex" if vs is None else "no output streams on vertex"
             return P.Refuse(f"{what} {msg.vertex!r}; vertices with outputs: {with_outputs}"), []
         if not 0 <= msg.stream < len(vs.v.outputs):
-            return P.Refuse(f"vertex {msg.vertex} has {len(vs.v.outputs)} output stream(s), "
-                            f"no stream {msg.stream}"), []
+            return P.Refuse(f"vertex {msg.vertex} has {len(vs.v.outputs)} output stream(s), no stream {msg.stream}"), []
         key = (msg.vertex, msg.stream)
         produced = vs.out_counts[msg.stream]
         type_text = str(vs.v.output_types[msg.stream])

@@ -28,8 +28,22 @@ with atheris.instrument_imports():
     from pipelogic.types._api import decode_frame
 
 SEP = b"\xff\x00\xff"
-TYPES = ["Int64", "Double", "String", "Bytes", "Bool", "[Int64]", "(Int64, String)", "Image", "Rectangle",
-         "[BoundingBox]", "Maybe<Int64>", "{a: Int64, b: [String]}", "Tensor", "Int64 | String"]
+TYPES = [
+    "Int64",
+    "Double",
+    "String",
+    "Bytes",
+    "Bool",
+    "[Int64]",
+    "(Int64, String)",
+    "Image",
+    "Rectangle",
+    "[BoundingBox]",
+    "Maybe<Int64>",
+    "{a: Int64, b: [String]}",
+    "Tensor",
+    "Int64 | String",
+]
 
 
 def one_input(data: bytes) -> None:
@@ -61,20 +75,34 @@ def make_corpus(folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     msgs = [
-        P.Ticks(1, [[0, [[0]], None], [1, [[1]], None]]), P.Results(2, [[0, [[0]], None]], {"ticks": 1}),
-        P.Hello("d", "i", 1, ["stateful"], 1, 1, None, "h", [["Int64"], ["Int64"]]), P.Heartbeat(1, {"ticks": 3}),
-        P.Failed(1, 0, "boom", "Traceback", False), P.Ready(1, ["streaming"], None, 0), P.Sync(1, 5),
-        P.ConfigSet("d", {"k": 1}, 100), P.StatusRequest(), P.Tap("d", 0, 0, 10), P.Close("finished"),
+        P.Ticks(1, [[0, [[0]], None], [1, [[1]], None]]),
+        P.Results(2, [[0, [[0]], None]], {"ticks": 1}),
+        P.Hello("d", "i", 1, ["stateful"], 1, 1, None, "h", [["Int64"], ["Int64"]]),
+        P.Heartbeat(1, {"ticks": 3}),
+        P.Failed(1, 0, "boom", "Traceback", False),
+        P.Ready(1, ["streaming"], None, 0),
+        P.Sync(1, 5),
+        P.ConfigSet("d", {"k": 1}, 100),
+        P.StatusRequest(),
+        P.Tap("d", 0, 0, 10),
+        P.Close("finished"),
     ]
     n = 0
     for m in msgs:
         frames = P.encode(m, [msgpack.packb(7), b"buf"] if m.HAS_PAYLOAD else ())
         (folder / f"msg-{n:03}").write_bytes(bytes([0, 1]) + SEP.join(bytes(f) for f in frames))
         n += 1
-    values = [(5, "Int64"), (1.5, "Double"), ("héllo", "String"), (b"\x00" * 100, "Bytes"), (True, "Bool"),
-              ([1, 2, 3], "[Int64]"), ((1, "a"), "(Int64, String)"),
-              (Image(width=2, height=1, format="GRAY", data=b"\x01\x02"), "Image"),
-              ({"x": 0.0, "y": 0.0, "width": 1.0, "height": 2.0}, "Rectangle")]
+    values = [
+        (5, "Int64"),
+        (1.5, "Double"),
+        ("héllo", "String"),
+        (b"\x00" * 100, "Bytes"),
+        (True, "Bool"),
+        ([1, 2, 3], "[Int64]"),
+        ((1, "a"), "(Int64, String)"),
+        (Image(width=2, height=1, format="GRAY", data=b"\x01\x02"), "Image"),
+        ({"x": 0.0, "y": 0.0, "width": 1.0, "height": 2.0}, "Rectangle"),
+    ]
     for value, t in values:
         frame, bufs = encode_frame(value, t)
         (folder / f"val-{n:03}").write_bytes(bytes([1, TYPES.index(t)]) + SEP.join([frame, *map(bytes, bufs)]))

@@ -146,7 +146,7 @@ def decode_descriptor(frame: bytes | memoryview) -> Descriptor:
         raise ValueError(f"not a shared-memory descriptor ({len(data)} bytes)")
     _, index, length = _HEAD.unpack_from(data)
     try:
-        prefix = data[_HEAD.size:].decode("ascii")
+        prefix = data[_HEAD.size :].decode("ascii")
     except UnicodeDecodeError:
         raise ValueError("shared-memory descriptor: the pool name is not ASCII") from None
     if not _PREFIX.fullmatch(prefix):

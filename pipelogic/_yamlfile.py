@@ -58,13 +58,19 @@ class _Loader(yaml.SafeLoader):
                 hash(key)
             except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"a key must be a plain value, got {type(key).__name__}", key_node.start_mark) from None
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"a key must be a plain value, got {type(key).__name__}",
+                    key_node.start_mark,
+                ) from None
             if key in out:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     f"duplicate key {key!r} (first at line {out.keys_at[key][0]}); "
-                    "YAML would silently keep only the last one", key_node.start_mark)
+                    "YAML would silently keep only the last one",
+                    key_node.start_mark,
+                )
             out[key] = self.construct_object(value_node, deep=True)
             out.keys_at[key] = _mark(key_node)
             out.values_at[key] = _mark(value_node)
@@ -98,8 +104,10 @@ def _prescan(text: str, file: Path) -> None:
             return  # a syntax error: the loader reports it, with its own wording and position
         if isinstance(event, yaml.CollectionStartEvent):
             if len(stack) > MAX_NESTING:
-                raise DefinitionError(f"{_at(file, event)}: lists and mappings nest more than "
-                                      f"{MAX_NESTING} deep (the limit for a definition file)")
+                raise DefinitionError(
+                    f"{_at(file, event)}: lists and mappings nest more than "
+                    f"{MAX_NESTING} deep (the limit for a definition file)"
+                )
             stack.append([event.anchor, 1])
             n = 1
         elif isinstance(event, yaml.CollectionEndEvent):
@@ -123,7 +131,8 @@ def _prescan(text: str, file: Path) -> None:
             raise DefinitionError(
                 f"{_at(file, event)}: more than {MAX_YAML_NODES:,} values (an alias counts as "
                 "all it repeats; the limit for a definition file): put large data in a jsonl or msgpack "
-                "source file")
+                "source file"
+            )
 
 
 def _at(file: Path, event: yaml.Event) -> str:
@@ -165,8 +174,10 @@ def load_yaml(file: Path) -> Any:
     except OSError as exc:
         raise DefinitionError(f"{file}: cannot read: {exc.strerror or exc}") from None
     if size > MAX_DEFINITION_BYTES:
-        raise DefinitionError(f"{file}: {human_bytes(size)} is over the {human_bytes(MAX_DEFINITION_BYTES)} "
-                              "limit for a definition file; put large data in a jsonl or msgpack source file")
+        raise DefinitionError(
+            f"{file}: {human_bytes(size)} is over the {human_bytes(MAX_DEFINITION_BYTES)} "
+            "limit for a definition file; put large data in a jsonl or msgpack source file"
+        )
     try:
         text = file.read_text("utf-8")
     except UnicodeDecodeError as exc:
@@ -180,9 +191,11 @@ def load_yaml(file: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
         what = exc.problem or exc.context or "not valid YAML"
-        context = f" ({exc.context} at line {exc.context_mark.line + 1})" if (
-            exc.context and exc.problem and exc.context_mark is not None
-            and mark is not exc.context_mark) else ""
+        context = (
+            f" ({exc.context} at line {exc.context_mark.line + 1})"
+            if (exc.context and exc.problem and exc.context_mark is not None and mark is not exc.context_mark)
+            else ""
+        )
         raise DefinitionError(f"{where}: not valid YAML: {what}{context}{_hint(exc, text)}") from None
     except yaml.YAMLError as exc:
         raise DefinitionError(f"{file}: not valid YAML: {exc}") from None
@@ -219,7 +232,9 @@ def near(word: Any, choices: Iterable[str]) -> str:
 def _dotted(path: Iterable[Any]) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else (f".{part}" if out else str(part))
+        out += (
+            f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else (f".{part}" if out else str(part))
+        )
     return out
 
 
@@ -245,8 +260,7 @@ class Problems:
             if p not in self.items:
                 self.items.append(p)
 
-    def unknown_keys(self, mapping: Mapping[Any, Any], allowed: Iterable[str], path: Iterable[Any],
-                     what: str) -> None:
+    def unknown_keys(self, mapping: Mapping[Any, Any], allowed: Iterable[str], path: Iterable[Any], what: str) -> None:
         """An error for each key of ``mapping`` not in ``allowed``, with a hint."""
         known = list(allowed)
         for key in mapping:

@@ -29,9 +29,18 @@ from pipelogic.limits import MAX_CONFIG_BYTES, MAX_CONFIG_VALUE_BYTES, human_byt
 from pipelogic.porting import build_system_note
 from pipelogic.types import Type, codec_for, create_type, encode_frame, parse_literal
 
-__all__ = ["ComponentSpec", "ConfigParam", "check_config_value", "check_config_total",
-           "check_sources", "load_component", "parse_component",
-           "not_a_name", "parse_type", "type_typos"]
+__all__ = [
+    "ComponentSpec",
+    "ConfigParam",
+    "check_config_value",
+    "check_config_total",
+    "check_sources",
+    "load_component",
+    "parse_component",
+    "not_a_name",
+    "parse_type",
+    "type_typos",
+]
 
 _MISSING: Any = object()
 
@@ -82,17 +91,24 @@ def check_config_value(param: ConfigParam, value: Any) -> Any:
 
     A value is at most MAX_CONFIG_VALUE_BYTES, as text and encoded (config travels in
     every worker's Welcome: what is accepted here must be deliverable)."""
-    if isinstance(value, str) and len(value) > MAX_CONFIG_VALUE_BYTES // 4 and \
-            len(value.encode("utf-8", "surrogatepass")) > MAX_CONFIG_VALUE_BYTES:
-        raise PipelogicError(f"{human_bytes(len(value.encode('utf-8', 'surrogatepass')))} of text is over the "
-                             f"{human_bytes(MAX_CONFIG_VALUE_BYTES)} limit for one config value "
-                             "(large data belongs in a file slot: file_schema in component.yml)")
+    if (
+        isinstance(value, str)
+        and len(value) > MAX_CONFIG_VALUE_BYTES // 4
+        and len(value.encode("utf-8", "surrogatepass")) > MAX_CONFIG_VALUE_BYTES
+    ):
+        raise PipelogicError(
+            f"{human_bytes(len(value.encode('utf-8', 'surrogatepass')))} of text is over the "
+            f"{human_bytes(MAX_CONFIG_VALUE_BYTES)} limit for one config value "
+            "(large data belongs in a file slot: file_schema in component.yml)"
+        )
     checked = _check_config_value(param, value)
     size = config_size(param, checked)
     if size > MAX_CONFIG_VALUE_BYTES:
-        raise PipelogicError(f"the value takes {human_bytes(size)} encoded, over the "
-                             f"{human_bytes(MAX_CONFIG_VALUE_BYTES)} limit for one config value "
-                             "(large data belongs in a file slot: file_schema in component.yml)")
+        raise PipelogicError(
+            f"the value takes {human_bytes(size)} encoded, over the "
+            f"{human_bytes(MAX_CONFIG_VALUE_BYTES)} limit for one config value "
+            "(large data belongs in a file slot: file_schema in component.yml)"
+        )
     return checked
 
 
@@ -108,8 +124,10 @@ def check_config_total(schema: dict[str, ConfigParam], config: dict[str, Any]) -
     total = sum(config_size(schema[k], v) for k, v in config.items() if k in schema)
     if total <= MAX_CONFIG_BYTES:
         return None
-    return (f"its config values take {human_bytes(total)} together, over the {human_bytes(MAX_CONFIG_BYTES)} "
-            "limit for one vertex (they travel in each worker's Welcome; large data belongs in a file slot)")
+    return (
+        f"its config values take {human_bytes(total)} together, over the {human_bytes(MAX_CONFIG_BYTES)} "
+        "limit for one vertex (they travel in each worker's Welcome; large data belongs in a file slot)"
+    )
 
 
 def _check_config_value(param: ConfigParam, value: Any) -> Any:
@@ -132,10 +150,33 @@ def _check_config_value(param: ConfigParam, value: Any) -> Any:
 # The component.yml keys the runtime reads. Under ``worker`` every key is checked (a typo
 # there silently changes what the component is); at the top level only a likely typo of
 # these is refused, since the platform's files carry many more (categories, tags, ...).
-TOP_KEYS = ("name", "language", "worker", "platform", "tags", "build_system", "install", "xmake_packages",
-            "categories", "modalities", "neighbors", "alternatives", "http", "depends_on", "description")
-WORKER_KEYS = ("input_type", "input_types", "output_type", "output_types", "config_schema",
-               "file_schema", "generated_file_schema", "cache")
+TOP_KEYS = (
+    "name",
+    "language",
+    "worker",
+    "platform",
+    "tags",
+    "build_system",
+    "install",
+    "xmake_packages",
+    "categories",
+    "modalities",
+    "neighbors",
+    "alternatives",
+    "http",
+    "depends_on",
+    "description",
+)
+WORKER_KEYS = (
+    "input_type",
+    "input_types",
+    "output_type",
+    "output_types",
+    "config_schema",
+    "file_schema",
+    "generated_file_schema",
+    "cache",
+)
 CACHE_WHERE = ".pipelogic/cache/<component> beside the pipeline under `up`, a volume at /cache in containers"
 PARAM_KEYS = ("type", "default", "description", "mutable")
 
@@ -173,8 +214,11 @@ def type_typos(t: Type) -> tuple[list[str], list[str]]:
 
 def not_a_name(key: Any) -> str:
     """YAML 1.1 reads yes/no/on/off/true/false (and numbers) as non-strings."""
-    hint = " (YAML reads yes, no, on, off, true and false as booleans: quote the name, 'on')" \
-        if isinstance(key, bool) else " (quote it)"
+    hint = (
+        " (YAML reads yes, no, on, off, true and false as booleans: quote the name, 'on')"
+        if isinstance(key, bool)
+        else " (quote it)"
+    )
     return f"a name must be a string, got {type(key).__name__} {key!r}{hint}"
 
 
@@ -267,8 +311,9 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         if type(mutable) is not bool:
             problems.add([*k, "mutable"], f"expected true or false, got {mutable!r}", value=True)
             mutable = True
-        param = ConfigParam(str(key), str(entry["type"]), t, description=str(entry.get("description", "")),
-                            mutable=mutable)
+        param = ConfigParam(
+            str(key), str(entry["type"]), t, description=str(entry.get("description", "")), mutable=mutable
+        )
         if "default" in entry:
             try:
                 default = check_config_value(param, entry["default"])
@@ -280,9 +325,14 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
     slots = parse_slots(worker, schema, problems, notes)
     for slot in slots.values():  # the runtime fills these parameters with the files' paths
         text = "Maybe<String>" if slot.optional else "String"
-        schema[slot.config_key] = ConfigParam(slot.config_key, text, create_type(text),
-                                              description=f"path of file {slot.name!r} ({slot.type_text})",
-                                              mutable=slot.mutable, slot=slot)
+        schema[slot.config_key] = ConfigParam(
+            slot.config_key,
+            text,
+            create_type(text),
+            description=f"path of file {slot.name!r} ({slot.type_text})",
+            mutable=slot.mutable,
+            slot=slot,
+        )
     problems.raise_if_any()
     return ComponentSpec(
         name=name,
@@ -310,15 +360,24 @@ def _platform_keys(data: dict[str, Any], problems: Problems, notes: Problems) ->
     deps = data.get("depends_on")
     if deps:
         names = ", ".join(map(str, deps)) if isinstance(deps, list) else str(deps)
-        notes.add(["depends_on"], f"the platform starts {names} beside the component; no such service runs here "
-                  "(docs/platform.md): start it yourself and point the component at it through its config")
+        notes.add(
+            ["depends_on"],
+            f"the platform starts {names} beside the component; no such service runs here "
+            "(docs/platform.md): start it yourself and point the component at it through its config",
+        )
     if data.get("http"):
-        notes.add(["http"], "the platform routes these HTTP endpoints to the component; here nothing is "
-                  "routed: the component's own server is reachable only if you publish its port yourself")
+        notes.add(
+            ["http"],
+            "the platform routes these HTTP endpoints to the component; here nothing is "
+            "routed: the component's own server is reachable only if you publish its port yourself",
+        )
     worker = data.get("worker")
     if isinstance(worker, dict) and worker.get("cache") is not None:
-        notes.add(["worker", "cache"], "a cache that survives runs: here the worker gets PIPELOGIC_CACHE_DIR "
-                  f"(and XDG_CACHE_HOME, HF_HOME, TORCH_HOME) on a folder kept across runs ({CACHE_WHERE})")
+        notes.add(
+            ["worker", "cache"],
+            "a cache that survives runs: here the worker gets PIPELOGIC_CACHE_DIR "
+            f"(and XDG_CACHE_HOME, HF_HOME, TORCH_HOME) on a folder kept across runs ({CACHE_WHERE})",
+        )
 
 
 def check_sources(spec: ComponentSpec) -> list[str]:

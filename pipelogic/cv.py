@@ -41,9 +41,7 @@ def _numpy() -> Any:
     try:
         import numpy
     except ImportError:
-        raise ImportError(
-            "numpy is needed for this: install the extra with pip install 'pipelogic[numpy]'"
-        ) from None
+        raise ImportError("numpy is needed for this: install the extra with pip install 'pipelogic[numpy]'") from None
     return numpy
 
 

@@ -56,13 +56,20 @@ def check_data_paths(data: dict[str, Any], file: Path, vertices: dict[str, Verte
     for i, entry in enumerate(listed or []):
         folder = (file.parent / entry).resolve()
         if folder == Path(folder.anchor):
-            problems.add(["allow_paths_outside", i], f"{entry}: the whole file system cannot be allowed; name the "
-                         "folder the pipeline reads or writes", value=True)
+            problems.add(
+                ["allow_paths_outside", i],
+                f"{entry}: the whole file system cannot be allowed; name the folder the pipeline reads or writes",
+                value=True,
+            )
         elif not folder.is_relative_to(home) and folder not in outside:
             outside.append(folder)
     for key, value in data_paths(vertices):
         target = (file.parent / value).resolve()
         if not (target.is_relative_to(home) or any(target.is_relative_to(o) for o in outside)):
-            problems.add(key, f"{target} is outside the pipeline's folder {home}; keep it inside, or list its folder "
-                         "under allow_paths_outside: in pipeline.yml to allow it", value=True)
+            problems.add(
+                key,
+                f"{target} is outside the pipeline's folder {home}; keep it inside, or list its folder "
+                "under allow_paths_outside: in pipeline.yml to allow it",
+                value=True,
+            )
     return outside

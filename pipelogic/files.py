@@ -35,8 +35,18 @@ from typing import Any
 
 from pipelogic._yamlfile import Problems, near
 
-__all__ = ["EXTENSION_TYPES", "FILES_DIR", "FILE_TYPES", "GENERATED_DIR", "FileSlot", "bind_files", "in_container",
-           "bound_path", "parse_slots", "types_of"]
+__all__ = [
+    "EXTENSION_TYPES",
+    "FILES_DIR",
+    "FILE_TYPES",
+    "GENERATED_DIR",
+    "FileSlot",
+    "bind_files",
+    "in_container",
+    "bound_path",
+    "parse_slots",
+    "types_of",
+]
 
 SLOT_KEYS = ("file_type", "config_key", "is_optional", "tag", "mutable", "target")
 GENERATED_KEYS = ("name", "file_type", "config_key")
@@ -48,31 +58,120 @@ TARGETS = ("triton", "torchserve", "vllm", "sglang")
 # The platform's file-type vocabulary (its "File types" page names these groups; its full
 # set is larger, so another name is accepted with a warning from validate).
 FILE_TYPES = (
-    "model", "weights", "onnx", "mar", "safetensors", "checkpoint", "tokenizer", "lora", "gguf",
-    "csv", "tsv", "excel", "parquet", "arrow", "pdf", "json", "jsonl", "yaml", "toml", "xml", "html", "markdown",
-    "text", "srt", "vtt", "image", "audio", "video", "mesh", "point_cloud", "numpy", "faiss", "archive", "binary",
+    "model",
+    "weights",
+    "onnx",
+    "mar",
+    "safetensors",
+    "checkpoint",
+    "tokenizer",
+    "lora",
+    "gguf",
+    "csv",
+    "tsv",
+    "excel",
+    "parquet",
+    "arrow",
+    "pdf",
+    "json",
+    "jsonl",
+    "yaml",
+    "toml",
+    "xml",
+    "html",
+    "markdown",
+    "text",
+    "srt",
+    "vtt",
+    "image",
+    "audio",
+    "video",
+    "mesh",
+    "point_cloud",
+    "numpy",
+    "faiss",
+    "archive",
+    "binary",
 )
 # A bound file's types when the binding does not say: its extension's entry here, and the
 # extension itself (so the older form, a slot typed by extension, still matches).
 EXTENSION_TYPES: dict[str, tuple[str, ...]] = {
-    "onnx": ("onnx", "weights"), "pt": ("weights", "checkpoint"), "pth": ("weights", "checkpoint"),
-    "safetensors": ("safetensors", "weights"), "engine": ("weights",), "bin": ("weights",),
-    "ckpt": ("checkpoint",), "mar": ("mar",), "gguf": ("gguf", "model"),
-    "csv": ("csv",), "tsv": ("tsv",), "xlsx": ("excel",), "xls": ("excel",), "parquet": ("parquet",),
-    "arrow": ("arrow",), "feather": ("arrow",), "pdf": ("pdf",), "json": ("json",), "jsonl": ("jsonl",),
-    "yaml": ("yaml",), "yml": ("yaml",), "toml": ("toml",), "xml": ("xml",), "html": ("html",), "htm": ("html",),
-    "md": ("markdown",), "txt": ("text",), "srt": ("srt",), "vtt": ("vtt",),
-    "png": ("image",), "jpg": ("image",), "jpeg": ("image",), "bmp": ("image",), "webp": ("image",),
-    "tif": ("image",), "tiff": ("image",), "wav": ("audio",), "mp3": ("audio",), "flac": ("audio",),
-    "ogg": ("audio",), "mp4": ("video",), "avi": ("video",), "mkv": ("video",), "mov": ("video",),
-    "webm": ("video",), "obj": ("mesh",), "stl": ("mesh",), "glb": ("mesh",), "ply": ("mesh", "point_cloud"),
-    "pcd": ("point_cloud",), "npy": ("numpy",), "npz": ("numpy",), "faiss": ("faiss",), "index": ("faiss",),
-    "zip": ("archive",), "tar": ("archive",), "tgz": ("archive",), "gz": ("archive",),
+    "onnx": ("onnx", "weights"),
+    "pt": ("weights", "checkpoint"),
+    "pth": ("weights", "checkpoint"),
+    "safetensors": ("safetensors", "weights"),
+    "engine": ("weights",),
+    "bin": ("weights",),
+    "ckpt": ("checkpoint",),
+    "mar": ("mar",),
+    "gguf": ("gguf", "model"),
+    "csv": ("csv",),
+    "tsv": ("tsv",),
+    "xlsx": ("excel",),
+    "xls": ("excel",),
+    "parquet": ("parquet",),
+    "arrow": ("arrow",),
+    "feather": ("arrow",),
+    "pdf": ("pdf",),
+    "json": ("json",),
+    "jsonl": ("jsonl",),
+    "yaml": ("yaml",),
+    "yml": ("yaml",),
+    "toml": ("toml",),
+    "xml": ("xml",),
+    "html": ("html",),
+    "htm": ("html",),
+    "md": ("markdown",),
+    "txt": ("text",),
+    "srt": ("srt",),
+    "vtt": ("vtt",),
+    "png": ("image",),
+    "jpg": ("image",),
+    "jpeg": ("image",),
+    "bmp": ("image",),
+    "webp": ("image",),
+    "tif": ("image",),
+    "tiff": ("image",),
+    "wav": ("audio",),
+    "mp3": ("audio",),
+    "flac": ("audio",),
+    "ogg": ("audio",),
+    "mp4": ("video",),
+    "avi": ("video",),
+    "mkv": ("video",),
+    "mov": ("video",),
+    "webm": ("video",),
+    "obj": ("mesh",),
+    "stl": ("mesh",),
+    "glb": ("mesh",),
+    "ply": ("mesh", "point_cloud"),
+    "pcd": ("point_cloud",),
+    "npy": ("numpy",),
+    "npz": ("numpy",),
+    "faiss": ("faiss",),
+    "index": ("faiss",),
+    "zip": ("archive",),
+    "tar": ("archive",),
+    "tgz": ("archive",),
+    "gz": ("archive",),
 }
 # A generated file's extension, from its type (else the type itself).
-TYPE_EXTENSIONS = {"excel": "xlsx", "markdown": "md", "text": "txt", "image": "png", "audio": "wav",
-                   "video": "mp4", "numpy": "npy", "archive": "zip", "point_cloud": "ply", "mesh": "obj",
-                   "weights": "bin", "model": "bin", "binary": "bin", "checkpoint": "ckpt"}
+TYPE_EXTENSIONS = {
+    "excel": "xlsx",
+    "markdown": "md",
+    "text": "txt",
+    "image": "png",
+    "audio": "wav",
+    "video": "mp4",
+    "numpy": "npy",
+    "archive": "zip",
+    "point_cloud": "ply",
+    "mesh": "obj",
+    "weights": "bin",
+    "model": "bin",
+    "binary": "bin",
+    "checkpoint": "ckpt",
+}
 
 
 def types_of(path: Path, said: str | None = None) -> set[str]:
@@ -113,15 +212,17 @@ def _types(value: Any, path: list[Any], problems: Problems, notes: Problems | No
     if value is None:
         return ()
     if not isinstance(value, str) or not value.strip():
-        problems.add(path, f"expected a file type or types joined with '|' (weights | onnx), got {value!r}",
-                     value=True)
+        problems.add(path, f"expected a file type or types joined with '|' (weights | onnx), got {value!r}", value=True)
         return ()
     types = tuple(t.strip().lstrip(".").lower() for t in value.split("|") if t.strip())
     unknown = [t for t in types if t not in FILE_TYPES and t not in EXTENSION_TYPES]
     if unknown and notes is not None:
-        notes.add(path, f"{', '.join(map(repr, unknown))}: not in the platform's file-type vocabulary as known "
-                  f"here ({', '.join(FILE_TYPES)}); a file matches it only by its extension or a binding's type",
-                  value=True)
+        notes.add(
+            path,
+            f"{', '.join(map(repr, unknown))}: not in the platform's file-type vocabulary as known "
+            f"here ({', '.join(FILE_TYPES)}); a file matches it only by its extension or a binding's type",
+            value=True,
+        )
     return types
 
 
@@ -130,8 +231,12 @@ def _key(value: Any, path: list[Any], problems: Problems, schema: dict[str, Any]
         problems.add(path, f"expected a parameter name, got {value!r}", value=True)
         return None
     if value in schema:
-        problems.add(path, f"{value!r} is also declared in config_schema; the platform fills a file slot's "
-                     "config_key itself, so it must not be declared", value=True)
+        problems.add(
+            path,
+            f"{value!r} is also declared in config_schema; the platform fills a file slot's "
+            "config_key itself, so it must not be declared",
+            value=True,
+        )
         return None
     if value in keys:
         problems.add(path, f"{value!r} is the config_key of another file slot", value=True)
@@ -140,8 +245,9 @@ def _key(value: Any, path: list[Any], problems: Problems, schema: dict[str, Any]
     return value
 
 
-def parse_slots(worker: dict[str, Any], schema: dict[str, Any], problems: Problems,
-                notes: Problems | None = None) -> dict[str, FileSlot]:
+def parse_slots(
+    worker: dict[str, Any], schema: dict[str, Any], problems: Problems, notes: Problems | None = None
+) -> dict[str, FileSlot]:
     """The file slots of a component.yml ``worker`` section (generated ones included);
     what differs here from the platform goes to ``notes``."""
     slots: dict[str, FileSlot] = {}
@@ -167,14 +273,25 @@ def parse_slots(worker: dict[str, Any], schema: dict[str, Any], problems: Proble
             problems.add([*path, "target"], f"expected one of {', '.join(TARGETS)}, got {target!r}", value=True)
             target = ""
         elif target and notes is not None:
-            notes.add([*path, "target"], f"the platform loads this file into its {target} service and "
-                      f"{entry.get('config_key')} holds the file's display name; no {target} runs here "
-                      "(docs/platform.md): the name is passed all the same", value=True)
+            notes.add(
+                [*path, "target"],
+                f"the platform loads this file into its {target} service and "
+                f"{entry.get('config_key')} holds the file's display name; no {target} runs here "
+                "(docs/platform.md): the name is passed all the same",
+                value=True,
+            )
         types = _types(entry.get("file_type"), [*path, "file_type"], problems, notes)
         key = _key(entry.get("config_key"), [*path, "config_key"], problems, schema, keys)
         if key is not None:
-            slots[str(name)] = FileSlot(str(name), types, key, optional is True, tag=str(entry.get("tag", "")),
-                                        target=str(target), mutable=mutable is True)
+            slots[str(name)] = FileSlot(
+                str(name),
+                types,
+                key,
+                optional is True,
+                tag=str(entry.get("tag", "")),
+                target=str(target),
+                mutable=mutable is True,
+            )
     gen = worker.get("generated_file_schema") or []
     if isinstance(gen, dict):  # the platform's form: slot -> entry, ``name`` a display name
         gen = [{**(v if isinstance(v, dict) else {"name": v}), "_slot": k} for k, v in gen.items()]
@@ -194,13 +311,26 @@ def parse_slots(worker: dict[str, Any], schema: dict[str, Any], problems: Proble
             continue
         key = _key(entry.get("config_key"), [*path, "config_key"], problems, schema, keys)
         if key is not None:
-            slots[name] = FileSlot(name, _types(entry.get("file_type"), [*path, "file_type"], problems, notes),
-                                   key, generated=True, display=str(entry.get("name") or name))
+            slots[name] = FileSlot(
+                name,
+                _types(entry.get("file_type"), [*path, "file_type"], problems, notes),
+                key,
+                generated=True,
+                display=str(entry.get("name") or name),
+            )
     return slots
 
 
-def bind_files(slots: dict[str, FileSlot], files: Any, config: dict[str, Any], where: list[Any],
-               component: str, pipeline_dir: Path, vertex: str, problems: Problems) -> dict[str, Any]:
+def bind_files(
+    slots: dict[str, FileSlot],
+    files: Any,
+    config: dict[str, Any],
+    where: list[Any],
+    component: str,
+    pipeline_dir: Path,
+    vertex: str,
+    problems: Problems,
+) -> dict[str, Any]:
     """The config values of a vertex's slots, from its ``files:`` (paths made absolute);
     every problem is reported at its key."""
     values: dict[str, Any] = {}
@@ -213,8 +343,10 @@ def bind_files(slots: dict[str, FileSlot], files: Any, config: dict[str, Any], w
     for name, p in files.items():
         if name not in readable:
             known = ", ".join(readable) or "none"
-            problems.add([*where, "files", name], f"{component} has no file slot {name!r}{near(name, readable)} "
-                         f"(its slots: {known})")
+            problems.add(
+                [*where, "files", name],
+                f"{component} has no file slot {name!r}{near(name, readable)} (its slots: {known})",
+            )
             continue
         slot = readable[name]
         at = [*where, "files", name]
@@ -236,25 +368,32 @@ def bind_files(slots: dict[str, FileSlot], files: Any, config: dict[str, Any], w
         types = types_of(path, said)
         if path.is_file() and not slot.accepts(types):
             what = f"of type {said}" if said else f"of type {' | '.join(sorted(types - {'binary'}))} (by its extension)"
-            problems.add(at, f"{path} is a file {what}; slot {name!r} of {component} takes {slot.type_text}"
-                         + ("" if said else f" (say its type: files: {{{name}: {{path: {p}, type: ...}}}})"),
-                         value=True)
+            problems.add(
+                at,
+                f"{path} is a file {what}; slot {name!r} of {component} takes {slot.type_text}"
+                + ("" if said else f" (say its type: files: {{{name}: {{path: {p}, type: ...}}}})"),
+                value=True,
+            )
             continue
         values[slot.config_key] = str(display or path.name) if slot.target else str(path)
     for name, slot in slots.items():
         if slot.config_key in config:
             what = "generated file" if slot.generated else "file slot"
             fix = "it is set by the runtime" if slot.generated else "bind the file under files:"
-            problems.add([*where, "config", slot.config_key], f"{slot.config_key} is the path of {what} "
-                         f"{name!r}; {fix}")
+            problems.add(
+                [*where, "config", slot.config_key], f"{slot.config_key} is the path of {what} {name!r}; {fix}"
+            )
         if slot.generated:
             values[slot.config_key] = str(pipeline_dir / "out" / vertex / slot.generated_name())
         elif slot.config_key not in values:
             if slot.optional:
                 values[slot.config_key] = None
             else:
-                problems.add([*where, "files"], f"the required file slot {name!r} ({slot.type_text}) of {component} "
-                             f"is not bound: add files: {{{name}: PATH}}")
+                problems.add(
+                    [*where, "files"],
+                    f"the required file slot {name!r} ({slot.type_text}) of {component} "
+                    f"is not bound: add files: {{{name}: PATH}}",
+                )
     return values
 
 

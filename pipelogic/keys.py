@@ -72,7 +72,9 @@ def worker_uids(vertices: list[str]) -> dict[str, int]:
     return {v: WORKER_UID_BASE + i for i, v in enumerate(sorted(vertices))}
 
 
-def init_container_keys(folder: Path, workers: dict[str, int], broker_uid: int, operator: str = "compose") -> list[Path]:
+def init_container_keys(
+    folder: Path, workers: dict[str, int], broker_uid: int, operator: str = "compose"
+) -> list[Path]:
     """Run as root in the broker's container: make the keys a compose run needs that are
     missing (the broker's, one per worker vertex, an operator's) on the shared keys volume.
     Each secret is 0400 and owned by who uses it: a worker's by that worker's uid
@@ -230,19 +232,24 @@ def client_keys(env: dict[str, str] | None = None) -> ClientKeys | None:
                 # as "not a worker key", which hides that its own key is gone.
                 raise KeyFileError(
                     f"{d / 'workers' / vertex}.key_secret: vertex {vertex} has no worker key in {folder}: "
-                    f"it was revoked (deleted) or never made; `pipelogic keys worker {folder} {vertex}` makes one")
+                    f"it was revoked (deleted) or never made; `pipelogic keys worker {folder} {vertex}` makes one"
+                )
             else:
                 ops = sorted((d / "operators").glob("*.key_secret"))
                 if len(ops) != 1:
-                    raise KeyFileError(f"PIPELOGIC_KEYS={folder}: no key for this client (a worker key named "
-                                    f"after PIPELOGIC_COMPONENT, or PIPELOGIC_OPERATOR naming one of "
-                                    f"{len(ops)} operator keys)")
+                    raise KeyFileError(
+                        f"PIPELOGIC_KEYS={folder}: no key for this client (a worker key named "
+                        f"after PIPELOGIC_COMPONENT, or PIPELOGIC_OPERATOR naming one of "
+                        f"{len(ops)} operator keys)"
+                    )
                 key_file = str(ops[0])
     if not server_file and not key_file:
         return None
     if not (server_file and key_file):
-        raise KeyFileError("CURVE needs both PIPELOGIC_CURVE_SERVER_KEY (the broker's public key file) and "
-                        "PIPELOGIC_CURVE_KEY (this client's secret key file)")
+        raise KeyFileError(
+            "CURVE needs both PIPELOGIC_CURVE_SERVER_KEY (the broker's public key file) and "
+            "PIPELOGIC_CURVE_KEY (this client's secret key file)"
+        )
     for f in (server_file, key_file):
         if not Path(f).exists():
             raise KeyFileMissing(f"{f}: no such key file")

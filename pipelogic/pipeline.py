@@ -41,8 +41,18 @@ from pipelogic.limits import preview
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Named, Type, Var, substitute, unify
 
-__all__ = ["SINKS", "SOURCES", "Pipeline", "Port", "Vertex", "apply_scale", "load_pipeline", "parse_pipeline", "parse_scale",
-           "source_problems"]
+__all__ = [
+    "SINKS",
+    "SOURCES",
+    "Pipeline",
+    "Port",
+    "Vertex",
+    "apply_scale",
+    "load_pipeline",
+    "parse_pipeline",
+    "parse_scale",
+    "source_problems",
+]
 
 SOURCES = {"sequence", "values", "jsonl", "msgpack"}
 SINKS = {"jsonl", "msgpack", "stdout", "null", "memory"}
@@ -103,15 +113,29 @@ class Pipeline:
 
 # The keys each kind of vertex takes; anything else is an error with a hint.
 TOP_KEYS = ("name", "components", "connections", "settings", "allow_paths_outside")
-SETTINGS_KEYS = ("buffer_capacity", "buffer_bytes", "credit", "batch", "heartbeat_ms", "liveness", "redelivery", "snapshot")
+SETTINGS_KEYS = (
+    "buffer_capacity",
+    "buffer_bytes",
+    "credit",
+    "batch",
+    "heartbeat_ms",
+    "liveness",
+    "redelivery",
+    "snapshot",
+)
 _SOURCE_KEYS = {
     "sequence": ("source", "count", "start", "step", "rate"),
     "values": ("source", "type", "values", "rate"),
     "jsonl": ("source", "type", "path", "rate"),
     "msgpack": ("source", "type", "path", "rate"),
 }
-_SINK_KEYS = {"jsonl": ("sink", "path"), "msgpack": ("sink", "path"), "stdout": ("sink",),
-              "null": ("sink",), "memory": ("sink",)}
+_SINK_KEYS = {
+    "jsonl": ("sink", "path"),
+    "msgpack": ("sink", "path"),
+    "stdout": ("sink",),
+    "null": ("sink",),
+    "memory": ("sink",),
+}
 COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter", "files", "replicas")
 
 
@@ -188,8 +212,12 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
             problems.add([*key, "snapshot"], str(exc).removeprefix("snapshot: "), value=True)
     if kinds[0] == "source":
         if spec["source"] not in SOURCES:
-            problems.add([*key, "source"], f"unknown source {spec['source']!r}{near(spec['source'], SOURCES)} "
-                         f"(the sources are {', '.join(sorted(SOURCES))})", value=True)
+            problems.add(
+                [*key, "source"],
+                f"unknown source {spec['source']!r}{near(spec['source'], SOURCES)} "
+                f"(the sources are {', '.join(sorted(SOURCES))})",
+                value=True,
+            )
             return None
         problems.unknown_keys(spec, _SOURCE_KEYS[spec["source"]], key, f"a {spec['source']} source")
         v = Vertex(name, "source", dict(spec))
@@ -202,8 +230,11 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
             spec = {**spec, "sink": "null"}
         if spec["sink"] not in SINKS:
             shown = sorted(SINKS - {"memory"})
-            problems.add([*key, "sink"], f"unknown sink {spec['sink']!r}{near(spec['sink'], shown)} "
-                         f"(the sinks are {', '.join(shown)})", value=True)
+            problems.add(
+                [*key, "sink"],
+                f"unknown sink {spec['sink']!r}{near(spec['sink'], shown)} (the sinks are {', '.join(shown)})",
+                value=True,
+            )
             return None
         problems.unknown_keys(spec, _SINK_KEYS[spec["sink"]], key, f"a {spec['sink']} sink")
         if spec["sink"] in ("jsonl", "msgpack") and not isinstance(spec.get("path"), str):
@@ -231,8 +262,9 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
     if type(replicas) is not int or replicas < 1:
         problems.add([*key, "replicas"], f"expected an integer >= 1 (worker instances), got {replicas!r}", value=True)
         replicas = 1
-    v = Vertex(name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot,
-               replicas=replicas)
+    v = Vertex(
+        name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot, replicas=replicas
+    )
     v.input_types = list(comp.input_types)
     v.output_types = list(comp.output_types)
     v.inputs = [None] * len(comp.input_types)
@@ -247,8 +279,10 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
             continue
         if k not in comp.config_schema:
             known = ", ".join(comp.config_schema) or "none"
-            problems.add([*key, "config", k], f"not in the config_schema of {comp.name}{near(k, comp.config_schema)} "
-                         f"(known: {known})")
+            problems.add(
+                [*key, "config", k],
+                f"not in the config_schema of {comp.name}{near(k, comp.config_schema)} (known: {known})",
+            )
     v.config.update(bind_files(comp.file_slots, spec.get("files"), cfg, key, comp.name, file.parent, name, problems))
     for k, param in comp.config_schema.items():
         if param.slot is not None:
@@ -257,8 +291,9 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
             try:
                 v.config[k] = check_config_value(param, cfg[k])
             except PipelogicError as exc:
-                problems.add([*key, "config", k], f"declared type {param.type_text}, value {preview(cfg[k])}: {exc}",
-                             value=True)
+                problems.add(
+                    [*key, "config", k], f"declared type {param.type_text}, value {preview(cfg[k])}: {exc}", value=True
+                )
         elif param.has_default:
             v.config[k] = param.default
         else:
@@ -342,8 +377,11 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
         ok = True
         for port, role in ((src, "producer"), (dst, "consumer")):
             if port.vertex not in comps:
-                problems.add(key, f"unknown {role} vertex {port.vertex!r} in {c!r}{near(port.vertex, map(str, comps))}",
-                             value=True)
+                problems.add(
+                    key,
+                    f"unknown {role} vertex {port.vertex!r} in {c!r}{near(port.vertex, map(str, comps))}",
+                    value=True,
+                )
                 ok = False
         if not ok:
             continue
@@ -357,8 +395,11 @@ def parse_pipeline(data: Any, file: Path) -> Pipeline:
             problems.add(key, f"{cv.name} has {len(cv.inputs)} input(s), no input {dst.index} in {c!r}", value=True)
             continue
         if cv.inputs[dst.index] is not None:
-            problems.add(key, f"input {dst} already has a producer ({cv.inputs[dst.index]}); an input has one producer",
-                         value=True)
+            problems.add(
+                key,
+                f"input {dst} already has a producer ({cv.inputs[dst.index]}); an input has one producer",
+                value=True,
+            )
             continue
         cv.inputs[dst.index] = src
         pv.outputs[src.index].append(dst)
@@ -398,8 +439,9 @@ def apply_scale(p: Pipeline, scale: dict[str, int]) -> None:
         v = p.vertices.get(name)
         if v is None or v.kind != "component":
             comps = ", ".join(k for k, x in p.vertices.items() if x.kind == "component")
-            raise DefinitionError(f"--scale {name}={n}: {name!r} is not a component vertex of {p.file} "
-                                  f"(its components: {comps})")
+            raise DefinitionError(
+                f"--scale {name}={n}: {name!r} is not a component vertex of {p.file} (its components: {comps})"
+            )
         v.replicas = n
 
 
@@ -432,8 +474,9 @@ def _topological(vertices: dict[str, Vertex], problems: Problems) -> list[str]:
     return order
 
 
-def _check_types(vertices: dict[str, Vertex], order: list[str], edges: list[tuple[Port, Port, int, str]],
-                 problems: Problems) -> None:
+def _check_types(
+    vertices: dict[str, Vertex], order: list[str], edges: list[tuple[Port, Port, int, str]], problems: Problems
+) -> None:
     by_dst = {dst: (src, i, text) for src, dst, i, text in edges}
     for name in order:
         v = vertices[name]
@@ -453,9 +496,11 @@ def _check_types(vertices: dict[str, Vertex], order: list[str], edges: list[tupl
                     # The platform's unpack adapter: Nothing is dropped before the consumer.
                     _, bindings = unify(produced.args[0], wanted)
             except PipelogicError as exc:
-                problems.add(["connections", index],
-                             f"{text}: {src} produces {produced} but {name}.{j} expects "
-                             f"{v.input_types[j]}: {exc}", value=True)
+                problems.add(
+                    ["connections", index],
+                    f"{text}: {src} produces {produced} but {name}.{j} expects {v.input_types[j]}: {exc}",
+                    value=True,
+                )
                 v.wire_types.append(produced)
                 continue
             env.update(bindings)

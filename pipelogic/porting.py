@@ -86,32 +86,49 @@ def requirement_notes(file: Path) -> list[str]:
         if not r.name:
             continue
         if r.name in PLATFORM_BASE:
-            notes.append(f"{where}: {r.text!r}: the runtime image already has {r.name}=={PLATFORM_BASE[r.name]}, "
-                         "as the platform's does; the platform's docs say not to list it (remove the line)")
+            notes.append(
+                f"{where}: {r.text!r}: the runtime image already has {r.name}=={PLATFORM_BASE[r.name]}, "
+                "as the platform's does; the platform's docs say not to list it (remove the line)"
+            )
             continue
         if r.name in _OPENCV:
-            notes.append(f"{where}: {r.text!r}: the runtime image already has opencv (opencv-python-headless=="
-                         f"{PLATFORM_BASE['opencv-python-headless']}); a second opencv distribution would "
-                         "overwrite its cv2 (remove the line)")
+            notes.append(
+                f"{where}: {r.text!r}: the runtime image already has opencv (opencv-python-headless=="
+                f"{PLATFORM_BASE['opencv-python-headless']}); a second opencv distribution would "
+                "overwrite its cv2 (remove the line)"
+            )
             continue
         if not r.pinned:
-            notes.append(f"{where}: {r.text!r} is not pinned: the platform's rule is an exact version with "
-                         f"'==' (for example {r.name}==X.Y.Z), so a build resolves the same tree every day")
+            notes.append(
+                f"{where}: {r.text!r} is not pinned: the platform's rule is an exact version with "
+                f"'==' (for example {r.name}==X.Y.Z), so a build resolves the same tree every day"
+            )
     return notes
 
 
 # build_system keys: "<generation>-<part>-<part>...", for example 2-cuda12.8-torch2.8-onnxrtgpu1.22.
 _KEY = re.compile(r"^\d+(-[a-z][a-z0-9.]*)+$")
-_PARTS = {"cuda": "CUDA", "torch": "PyTorch", "onnxrtgpu": "onnxruntime-gpu", "onnxrt": "onnxruntime",
-          "tensorrt": "TensorRT", "trt": "TensorRT", "tf": "TensorFlow", "jax": "JAX", "cpu": "CPU only"}
+_PARTS = {
+    "cuda": "CUDA",
+    "torch": "PyTorch",
+    "onnxrtgpu": "onnxruntime-gpu",
+    "onnxrt": "onnxruntime",
+    "tensorrt": "TensorRT",
+    "trt": "TensorRT",
+    "tf": "TensorFlow",
+    "jax": "JAX",
+    "cpu": "CPU only",
+}
 
 
 def build_system_note(value: object) -> tuple[str | None, str]:
     """(error, note) for a component.yml ``build_system`` value: an error if it is not a
     key of the platform's form; else a note naming the image it maps to here."""
     if not isinstance(value, str) or not _KEY.match(value):
-        return (f"expected a build_system key like '2-cuda12.8-torch2.8-onnxrtgpu1.22' (a generation, then "
-                f"'-'-joined stack parts), got {value!r}"), ""
+        return (
+            f"expected a build_system key like '2-cuda12.8-torch2.8-onnxrtgpu1.22' (a generation, then "
+            f"'-'-joined stack parts), got {value!r}"
+        ), ""
     stack = []
     for part in value.split("-")[1:]:
         m = re.match(r"^([a-z]+)([0-9.]*)$", part)
@@ -120,11 +137,15 @@ def build_system_note(value: object) -> tuple[str | None, str]:
         stack.append(f"{name} {version}".strip())
     gpu = any(p.startswith(("cuda", "onnxrtgpu", "tensorrt", "trt")) for p in value.split("-")[1:])
     extra = [s for s in stack if not s.startswith("CPU")]
-    note = (f"build_system {value} ({', '.join(stack)}): here the component runs on the pipelogic runtime image "
-            "(CPU, Python 3.11, with numpy, opencv, pyyaml, protobuf and pika, as the platform's base)")
+    note = (
+        f"build_system {value} ({', '.join(stack)}): here the component runs on the pipelogic runtime image "
+        "(CPU, Python 3.11, with numpy, opencv, pyyaml, protobuf and pika, as the platform's base)"
+    )
     if extra:
-        note += (f"; {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not in it: list the Python packages "
-                 "in src/requirements.txt for the component's image")
+        note += (
+            f"; {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not in it: list the Python packages "
+            "in src/requirements.txt for the component's image"
+        )
     if gpu:
         note += "; no GPU is used here"
     return None, note

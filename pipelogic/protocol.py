@@ -481,8 +481,7 @@ def decode_header(frame: Any) -> Message:
             continue
         if not isinstance(v, types) or (types == (int,) and type(v) is bool):
             raise ProtocolError(
-                f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, "
-                f"got {type(v).__name__} ({_short(v)})"
+                f"{kind}.{name}: expected {'/'.join(t.__name__ for t in types)}, got {type(v).__name__} ({_short(v)})"
             )
         kwargs[name] = v
     extra = set(body) - set(cls._SCHEMA)
@@ -506,7 +505,9 @@ def decode(frames: Sequence[Any]) -> tuple[Message, list[Any]]:
     return msg, payload
 
 
-def split_values(layout: Any, payload: Sequence[Any], streams: int) -> list[tuple[int, list[list[tuple[Any, ...]]], Any]]:
+def split_values(
+    layout: Any, payload: Sequence[Any], streams: int
+) -> list[tuple[int, list[list[tuple[Any, ...]]], Any]]:
     """Slice a Ticks/Results payload by its layout.
 
     Returns ``[(tick, [[value, ...] per stream], extra)]`` where each value is a tuple

@@ -41,8 +41,9 @@ def take_shift(available: int, shift: StreamPullShift) -> tuple[int, int] | None
     return shift.skip, min(shift.max_pull, available - shift.skip)
 
 
-def decide(lengths: Sequence[int], request: InputsPullRequest,
-           closed: Sequence[bool] | None = None, virtual: int | None = None) -> Decision | None:
+def decide(
+    lengths: Sequence[int], request: InputsPullRequest, closed: Sequence[bool] | None = None, virtual: int | None = None
+) -> Decision | None:
     """The option that fires now for these buffer lengths, or None. ``closed``: which
     inputs have ended (for ``flush_at_end``). ``virtual``: how many messages the worker's
     virtual queue holds (None: not known, the worker waits for them); an option with a

@@ -56,8 +56,10 @@ def write_address(state_dir: Path, endpoint: str, pipeline_file: Path, name: str
     state_dir.mkdir(parents=True, exist_ok=True)
     target = state_dir / ADDRESS_FILE
     tmp = state_dir / f".{ADDRESS_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"endpoint": endpoint, "pid": os.getpid(),
-                               "pipeline": str(pipeline_file.resolve()), "name": name}) + "\n")
+    tmp.write_text(
+        json.dumps({"endpoint": endpoint, "pid": os.getpid(), "pipeline": str(pipeline_file.resolve()), "name": name})
+        + "\n"
+    )
     os.replace(tmp, target)
     return target
 
@@ -110,16 +112,20 @@ def find_broker(pipeline_file: Path | None = None, folder: Path | None = None) -
         recorded = default_state_dir(pipeline_file) / ADDRESS_FILE
         live = _read(recorded)
         if live is None or not _alive(live.pid):
-            raise PipelogicError(f"{pipeline_file}: this pipeline is not running here (no live broker recorded in "
-                                 f"{recorded}); start it with `pipelogic up {pipeline_file}`, or give --broker")
+            raise PipelogicError(
+                f"{pipeline_file}: this pipeline is not running here (no live broker recorded in "
+                f"{recorded}); start it with `pipelogic up {pipeline_file}`, or give --broker"
+            )
         return live.endpoint
     running = live_brokers(folder if folder is not None else Path.cwd())
     if not running:
         return None
     if len(running) > 1:
         listing = ", ".join(f"{Path(b.pipeline).name} ({b.endpoint})" for b in running)
-        raise PipelogicError(f"{len(running)} pipelines run in this folder: {listing}; name one: "
-                             f"pipelogic status {Path(running[0].pipeline).name}, or --broker ADDRESS")
+        raise PipelogicError(
+            f"{len(running)} pipelines run in this folder: {listing}; name one: "
+            f"pipelogic status {Path(running[0].pipeline).name}, or --broker ADDRESS"
+        )
     return running[0].endpoint
 
 

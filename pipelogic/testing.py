@@ -42,9 +42,15 @@ def _broker_module() -> Any:
     return importlib.import_module("backend_stub")
 
 
-def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: float = 60.0,
-                 workers: dict[str, Callable[[str], Any]] | None = None,
-                 state_dir: str | Path | None = None, durable_broker: bool = False, **settings: Any) -> Any:
+def run_pipeline(
+    pipeline: Any,
+    listen: str = "tcp://127.0.0.1:0",
+    timeout_s: float = 60.0,
+    workers: dict[str, Callable[[str], Any]] | None = None,
+    state_dir: str | Path | None = None,
+    durable_broker: bool = False,
+    **settings: Any,
+) -> Any:
     """Serve a loaded Pipeline on an in-process broker, start a worker process per
     component vertex (or call ``workers[name](endpoint)`` to start it yourself), wait for
     the end and return the broker. Raises PipelineFailed with the cause on failure.
@@ -56,8 +62,12 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
         with tempfile.TemporaryDirectory(prefix="pipelogic-state-") as tmp:
             return run_pipeline(pipeline, listen, timeout_s, workers, tmp, durable_broker, **settings)
     bs = _broker_module()
-    broker = bs.Broker(pipeline, listen, bs.Settings.from_pipeline(pipeline, **settings),
-                       state_dir=Path(state_dir) if durable_broker else None).start()
+    broker = bs.Broker(
+        pipeline,
+        listen,
+        bs.Settings.from_pipeline(pipeline, **settings),
+        state_dir=Path(state_dir) if durable_broker else None,
+    ).start()
     procs: list[subprocess.Popen[bytes]] = []
     logs: dict[int, tuple[str, Any]] = {}  # a worker process's pid -> its vertex, its stderr (a temp file)
     reported: set[int] = set()  # workers whose stderr a PipelineFailed already quotes
@@ -68,23 +78,30 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
             if v.kind != "component":
                 continue
             if workers and name in workers:
+
                 def target(fn: Callable[[str], Any] = workers[name]) -> None:
                     try:
                         fn(broker.endpoint)
                     except BaseException as exc:  # noqa: BLE001 - re-raised below
                         errors.append(exc)
+
                 t = threading.Thread(target=target, daemon=True, name=f"worker-{name}")
                 t.start()
                 threads.append(t)
             else:
                 assert v.component is not None
-                env = dict(os.environ, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT=name,
-                           PIPELOGIC_STATE_DIR=str(state_dir))
+                env = dict(
+                    os.environ,
+                    PIPELOGIC_BROKER=broker.endpoint,
+                    PIPELOGIC_COMPONENT=name,
+                    PIPELOGIC_STATE_DIR=str(state_dir),
+                )
                 # Its stderr to a file (a pipe could fill and block it): a worker that fails
                 # is then reported with its own error, and the rest is passed on at the end.
                 log = tempfile.TemporaryFile()
-                proc = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(v.component.directory)],
-                                        env=env, stderr=log)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pipelogic", "worker", str(v.component.directory)], env=env, stderr=log
+                )
                 procs.append(proc)
                 logs[proc.pid] = (name, log)
         deadline = time.monotonic() + timeout_s
@@ -98,8 +115,10 @@ def run_pipeline(pipeline: Any, listen: str = "tcp://127.0.0.1:0", timeout_s: fl
                 if dead:
                     name, log = logs[dead[0].pid]
                     reported.add(dead[0].pid)
-                    raise PipelineFailed(f"worker {name} exited with code {dead[0].returncode}:\n"
-                                         + "\n".join(_said(log, error_only=True)))
+                    raise PipelineFailed(
+                        f"worker {name} exited with code {dead[0].returncode}:\n"
+                        + "\n".join(_said(log, error_only=True))
+                    )
                 if errors:
                     raise PipelineFailed(f"a worker raised: {errors[0]}") from errors[0]
                 raise PipelineFailed(f"pipeline {pipeline.name} did not finish within {timeout_s:g} s")
@@ -136,7 +155,7 @@ def _said(log: Any, error_only: bool = False) -> list[str]:
     lines: list[str] = log.read().decode(errors="replace").splitlines()
     if error_only:
         start = next((i for i, line in enumerate(lines) if line.startswith("error:")), max(0, len(lines) - 60))
-        lines = lines[start:start + 60]
+        lines = lines[start : start + 60]
     return lines
 
 
@@ -170,7 +189,9 @@ def run_component(
                 worker["output_types"] = list(output_types)
             if config_schema:
                 worker["config_schema"] = config_schema
-            (cdir / "component.yml").write_text(yaml.safe_dump({"name": "component", "language": "py", "worker": worker}))
+            (cdir / "component.yml").write_text(
+                yaml.safe_dump({"name": "component", "language": "py", "worker": worker})
+            )
         else:
             cdir = Path(component).resolve()
         spec = load_component(cdir)
@@ -184,7 +205,9 @@ def run_component(
         for k in range(len(spec.output_types)):
             comps[f"out{k}"] = {"sink": "memory"}
             conns.append(f"component.{k} -> out{k}")
-        pipeline = parse_pipeline({"name": f"test-{spec.name}", "components": comps, "connections": conns}, base / "pipeline.yml")
+        pipeline = parse_pipeline(
+            {"name": f"test-{spec.name}", "components": comps, "connections": conns}, base / "pipeline.yml"
+        )
         workers: dict[str, Callable[[str], Any]] | None = None
         if callable(component):
             fn = component
@@ -192,8 +215,17 @@ def run_component(
             def start(endpoint: str) -> None:
                 from pipelogic.worker import WorkerSettings, run
 
-                run(fn, _settings=WorkerSettings(broker=endpoint, component_dir=cdir, vertex="component",
-                                                 state_dir=base / "state", connect_timeout_s=10), **run_options)
+                run(
+                    fn,
+                    _settings=WorkerSettings(
+                        broker=endpoint,
+                        component_dir=cdir,
+                        vertex="component",
+                        state_dir=base / "state",
+                        connect_timeout_s=10,
+                    ),
+                    **run_options,
+                )
 
             workers = {"component": start}
         broker = run_pipeline(pipeline, timeout_s=timeout_s, workers=workers)

@@ -68,9 +68,16 @@ def _opts(sock: ZSocket, hwm: int | None = None) -> ZSocket:
     return sock
 
 
-def bind(ctx: ZContext, kind: int, endpoint: str, hwm: int | None = None,
-         curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
-         max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[ZSocket, str]:
+def bind(
+    ctx: ZContext,
+    kind: int,
+    endpoint: str,
+    hwm: int | None = None,
+    curve: tuple[bytes, bytes] | None = None,
+    domain: str = "pipelogic",
+    max_frame: int | None = None,
+    rcvhwm: int | None = None,
+) -> tuple[ZSocket, str]:
     """Bind a new socket; returns it and the endpoint actually bound (port 0 -> real port).
     ``curve``: the server's (public, secret) key pair; then only clients the ZAP handler
     admits for ``domain`` can connect, and everything on the wire is encrypted.
@@ -99,9 +106,17 @@ def bind(ctx: ZContext, kind: int, endpoint: str, hwm: int | None = None,
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
-def bind_sibling(ctx: ZContext, kind: int, listen: str, suffix: str, hwm: int | None = None,
-                 curve: tuple[bytes, bytes] | None = None, domain: str = "pipelogic",
-                 max_frame: int | None = None, rcvhwm: int | None = None) -> tuple[ZSocket, str]:
+def bind_sibling(
+    ctx: ZContext,
+    kind: int,
+    listen: str,
+    suffix: str,
+    hwm: int | None = None,
+    curve: tuple[bytes, bytes] | None = None,
+    domain: str = "pipelogic",
+    max_frame: int | None = None,
+    rcvhwm: int | None = None,
+) -> tuple[ZSocket, str]:
     """Bind a data socket beside the control endpoint: a fresh port on the same interface
     for tcp, a sibling path for ipc (options as for :func:`bind`)."""
     m = _TCP.match(listen)
@@ -126,8 +141,9 @@ def peer_endpoint(broker: str, advertised: str) -> str:
     return advertised
 
 
-def connect(ctx: ZContext, kind: int, endpoint: str, hwm: int | None = None,
-            routing_id: bytes | None = None) -> ZSocket:
+def connect(
+    ctx: ZContext, kind: int, endpoint: str, hwm: int | None = None, routing_id: bytes | None = None
+) -> ZSocket:
     """Connect a new socket, with the CurveZMQ keys the environment names, if any
     (:func:`pipelogic.keys.client_keys`), and ``routing_id`` as its identity."""
     sock = _client(ctx, kind, hwm, routing_id)
@@ -224,8 +240,9 @@ def recv(sock: ZSocket, flags: int = 0) -> list[Any]:
     return frames
 
 
-_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 def request(ctx: ZContext, endpoint: str, frames: Sequence[Any], timeout_s: float) -> list[bytes] | None:
@@ -260,13 +277,21 @@ def _handshake_failure(endpoint: str, event: Any) -> str:
     keys = client_keys()
     if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         key = keys.source if keys is not None else "(none)"
-        return (f"the broker at {endpoint} refused this client's key {key} (unknown to it, revoked, "
-                "or not allowed for this)")
+        return (
+            f"the broker at {endpoint} refused this client's key {key} (unknown to it, revoked, "
+            "or not allowed for this)"
+        )
     if keys is None:
-        return (f"the broker at {endpoint} requires CurveZMQ keys and this client has none (set PIPELOGIC_KEYS "
-                "to a key folder, or PIPELOGIC_CURVE_KEY and PIPELOGIC_CURVE_SERVER_KEY; docs/security.md)")
+        return (
+            f"the broker at {endpoint} requires CurveZMQ keys and this client has none (set PIPELOGIC_KEYS "
+            "to a key folder, or PIPELOGIC_CURVE_KEY and PIPELOGIC_CURVE_SERVER_KEY; docs/security.md)"
+        )
     if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        return (f"the broker at {endpoint} does not use CurveZMQ keys, but this client has {keys.source} "
-                "(unset PIPELOGIC_KEYS / PIPELOGIC_CURVE_KEY, or start the broker with --keys)")
-    return (f"the CurveZMQ handshake with the broker at {endpoint} failed: is the broker key this client has "
-            "(PIPELOGIC_CURVE_SERVER_KEY, or broker.key in PIPELOGIC_KEYS) that broker's public key?")
+        return (
+            f"the broker at {endpoint} does not use CurveZMQ keys, but this client has {keys.source} "
+            "(unset PIPELOGIC_KEYS / PIPELOGIC_CURVE_KEY, or start the broker with --keys)"
+        )
+    return (
+        f"the CurveZMQ handshake with the broker at {endpoint} failed: is the broker key this client has "
+        "(PIPELOGIC_CURVE_SERVER_KEY, or broker.key in PIPELOGIC_KEYS) that broker's public key?"
+    )

@@ -23,10 +23,14 @@ from pipelogic.testing import run_pipeline
 
 def rate(base: Path, comp: Path, n: int, sink: dict, snapshot: str | None, durable: bool) -> float:
     spec = {"path": str(comp), **({"snapshot": snapshot} if snapshot else {})}
-    p = parse_pipeline({
-        "name": "bench", "components": {"src": {"source": "sequence", "count": n}, "w": spec, "out": sink},
-        "connections": ["src -> w", "w -> out"],
-    }, base / "pipeline.yml")
+    p = parse_pipeline(
+        {
+            "name": "bench",
+            "components": {"src": {"source": "sequence", "count": n}, "w": spec, "out": sink},
+            "connections": ["src -> w", "w -> out"],
+        },
+        base / "pipeline.yml",
+    )
     state = base / "state"
     shutil.rmtree(state, ignore_errors=True)
     t0 = time.perf_counter()
@@ -43,7 +47,12 @@ def main() -> None:
         cases = [
             ("stateless worker, null sink", stateless, {"sink": "null"}, None),
             ("stateless worker, jsonl sink", stateless, {"sink": "jsonl", "path": "out.jsonl"}, None),
-            ("stateful worker (snapshot every 1 s), jsonl sink", stateful, {"sink": "jsonl", "path": "out.jsonl"}, "1 s"),
+            (
+                "stateful worker (snapshot every 1 s), jsonl sink",
+                stateful,
+                {"sink": "jsonl", "path": "out.jsonl"},
+                "1 s",
+            ),
         ]
         print("| work | in memory msg/s | with store msg/s | store / in memory |\n| --- | --- | --- | --- |")
         for label, comp, sink, snapshot in cases:
@@ -52,8 +61,11 @@ def main() -> None:
                 mem.append(rate(base, comp, n, sink, snapshot, False))
                 durable.append(rate(base, comp, n, sink, snapshot, True))
             ratios = [d / m for d, m in zip(durable, mem)]
-            print(f"| {label} | {statistics.median(mem):,.0f} | {statistics.median(durable):,.0f} | "
-                  f"{statistics.median(ratios):.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)}) |", flush=True)
+            print(
+                f"| {label} | {statistics.median(mem):,.0f} | {statistics.median(durable):,.0f} | "
+                f"{statistics.median(ratios):.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)}) |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

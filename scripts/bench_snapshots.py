@@ -38,10 +38,14 @@ def component(base: Path, name: str, main: str) -> Path:
 
 def rate(base: Path, comp: Path, n: int, snapshot: str | None) -> float:
     spec = {"path": str(comp), **({"snapshot": snapshot} if snapshot else {})}
-    p = parse_pipeline({
-        "name": "bench", "components": {"src": {"source": "sequence", "count": n}, "w": spec, "out": {"sink": "null"}},
-        "connections": ["src -> w", "w -> out"],
-    }, base / "pipeline.yml")
+    p = parse_pipeline(
+        {
+            "name": "bench",
+            "components": {"src": {"source": "sequence", "count": n}, "w": spec, "out": {"sink": "null"}},
+            "connections": ["src -> w", "w -> out"],
+        },
+        base / "pipeline.yml",
+    )
     t0 = time.perf_counter()
     run_pipeline(p, state_dir=base / "state", timeout_s=600)
     return n / (time.perf_counter() - t0)
@@ -52,10 +56,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         stateless, stateful = component(base, "inc", STATELESS), component(base, "acc", STATEFUL)
-        cases = [("stateless", stateless, None, n), ("stateful, snapshot off (stop only)", stateful, "off", n),
-                 ("stateful, every 1 s", stateful, "1 s", n), ("stateful, every 1000 ticks", stateful, "1000 ticks", n),
-                 ("stateful, every 100 ticks", stateful, "100 ticks", n), ("stateful, every 10 ticks", stateful, "10 ticks", n // 5),
-                 ("stateful, every tick", stateful, "tick", n // 25)]
+        cases = [
+            ("stateless", stateless, None, n),
+            ("stateful, snapshot off (stop only)", stateful, "off", n),
+            ("stateful, every 1 s", stateful, "1 s", n),
+            ("stateful, every 1000 ticks", stateful, "1000 ticks", n),
+            ("stateful, every 100 ticks", stateful, "100 ticks", n),
+            ("stateful, every 10 ticks", stateful, "10 ticks", n // 5),
+            ("stateful, every tick", stateful, "tick", n // 25),
+        ]
         base_rate = None
         print("| policy | messages | msg/s | relative to stateless |\n| --- | --- | --- | --- |")
         for label, comp, policy, count in cases:

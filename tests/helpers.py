@@ -15,7 +15,10 @@ def run_up(tmp_path: Path, pipeline: str, env: dict, *extra: str) -> subprocess.
     f.write_text(textwrap.dedent(pipeline))
     return subprocess.run(
         [sys.executable, "-m", "pipelogic", "up", str(f), "--listen", "tcp://127.0.0.1:0", "--timeout", "90", *extra],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -27,9 +30,13 @@ class BrokerProc:
     def __init__(self, pipeline: Path, env: dict, *args: str) -> None:
         import threading
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend_stub", str(pipeline), "--listen",
-                                      "tcp://127.0.0.1:0", *args],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend_stub", str(pipeline), "--listen", "tcp://127.0.0.1:0", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.endpoint = ""
         assert self.proc.stderr is not None

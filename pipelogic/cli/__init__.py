@@ -13,14 +13,17 @@ from pipelogic.errors import ConfigError, DefinitionError, PipelogicError
 
 __all__ = ["main"]
 
-_BROKER_HELP = ("Broker control endpoint (default: $PIPELOGIC_BROKER, else the broker of --pipeline, else of the one "
-                "pipeline running in this folder, else tcp://127.0.0.1:5550).")
+_BROKER_HELP = (
+    "Broker control endpoint (default: $PIPELOGIC_BROKER, else the broker of --pipeline, else of the one "
+    "pipeline running in this folder, else tcp://127.0.0.1:5550)."
+)
 _PIPELINE_HELP = "Find the broker of this running pipeline file (its state directory records the address)."
 
 
 def _pipeline_option(f: Any) -> Any:
-    return click.option("--pipeline", "-p", "pipeline_file", type=click.Path(exists=True), default=None,
-                        help=_PIPELINE_HELP)(f)
+    return click.option(
+        "--pipeline", "-p", "pipeline_file", type=click.Path(exists=True), default=None, help=_PIPELINE_HELP
+    )(f)
 
 
 def _address(address: str | None, pipeline_file: str | None) -> str:
@@ -60,8 +63,12 @@ def _debug() -> bool:
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pipelogic")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors (also PIPELOGIC_DEBUG=1).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
-              help="Log level of this command and the processes it starts (also PIPELOGIC_LOG_LEVEL).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Log level of this command and the processes it starts (also PIPELOGIC_LOG_LEVEL).",
+)
 def main(debug: bool, log_level: str | None) -> None:
     """Run, test and inspect Pipelogic components and pipelines locally."""
     # Through the environment, so the broker and workers a command starts inherit them.
@@ -73,24 +80,68 @@ def main(debug: bool, log_level: str | None) -> None:
 
 @main.command()
 @click.argument("pipeline_file", type=click.Path(exists=True))
-@click.option("--listen", default="tcp://127.0.0.1:0", show_default=True,
-              help="Broker endpoint to bind (port 0: a free port; status, tap and config set find it).")
-@click.option("--state-dir", type=click.Path(), default=None,
-              help="The run's state: the broker's store and the snapshots (default: .pipelogic/<file stem>/ beside the pipeline).")
-@click.option("--max-restarts", type=int, default=5, show_default=True, help="Restarts of a crashed worker before the run fails.")
-@click.option("--backoff-max", type=float, default=10.0, show_default=True, help="Longest wait before restarting a crashed worker (the wait doubles from 0.25 s).")
+@click.option(
+    "--listen",
+    default="tcp://127.0.0.1:0",
+    show_default=True,
+    help="Broker endpoint to bind (port 0: a free port; status, tap and config set find it).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(),
+    default=None,
+    help="The run's state: the broker's store and the snapshots (default: .pipelogic/<file stem>/ beside the pipeline).",
+)
+@click.option(
+    "--max-restarts", type=int, default=5, show_default=True, help="Restarts of a crashed worker before the run fails."
+)
+@click.option(
+    "--backoff-max",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Longest wait before restarting a crashed worker (the wait doubles from 0.25 s).",
+)
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Fail if the pipeline is not done within this many seconds.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=None,
+    help="Fail if the pipeline is not done within this many seconds.",
+)
 @click.option("--fresh", is_flag=True, help="Discard an unfinished run of this pipeline and start anew.")
-@click.option("--metrics", default=None, metavar="HOST:PORT",
-              help="The broker serves Prometheus metrics at http://HOST:PORT/metrics.")
-@click.option("--keys", type=click.Path(file_okay=False), default=None,
-              help="CurveZMQ with the keys in this folder (made for the pipeline when missing).")
-@click.option("--scale", multiple=True, metavar="VERTEX=N",
-              help="Run a stateless component vertex as N worker processes (overrides its replicas:).")
-def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int, backoff_max: float,
-       progress: bool | None, timeout_s: float | None, fresh: bool, metrics: str | None, keys: str | None,
-       scale: tuple[str, ...]) -> None:
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    help="The broker serves Prometheus metrics at http://HOST:PORT/metrics.",
+)
+@click.option(
+    "--keys",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="CurveZMQ with the keys in this folder (made for the pipeline when missing).",
+)
+@click.option(
+    "--scale",
+    multiple=True,
+    metavar="VERTEX=N",
+    help="Run a stateless component vertex as N worker processes (overrides its replicas:).",
+)
+def up(
+    pipeline_file: str,
+    listen: str,
+    state_dir: str | None,
+    max_restarts: int,
+    backoff_max: float,
+    progress: bool | None,
+    timeout_s: float | None,
+    fresh: bool,
+    metrics: str | None,
+    keys: str | None,
+    scale: tuple[str, ...],
+) -> None:
     """Run PIPELINE_FILE: the broker plus one process per component (replicas: N or
     --scale VERTEX=N: N processes), until drained.
 
@@ -98,8 +149,19 @@ def up(pipeline_file: str, listen: str, state_dir: str | None, max_restarts: int
     state directory; a finished one starts anew."""
     from pipelogic.cli._up import Supervisor
 
-    sup = Supervisor(Path(pipeline_file), listen, state_dir, max_restarts, progress, timeout_s, backoff_max, fresh,
-                     metrics, keys, scale)
+    sup = Supervisor(
+        Path(pipeline_file),
+        listen,
+        state_dir,
+        max_restarts,
+        progress,
+        timeout_s,
+        backoff_max,
+        fresh,
+        metrics,
+        keys,
+        scale,
+    )
     sys.exit(sup.run())
 
 
@@ -143,12 +205,15 @@ def validate(path: str) -> None:
     if p.is_dir():
         found = [p / n for n in ("component.yml", "pipeline.yml") if (p / n).is_file()]
         if not found:
-            raise DefinitionError(f"{p}: neither component.yml nor pipeline.yml is here; "
-                                  "give a component directory, a pipeline directory or a file")
+            raise DefinitionError(
+                f"{p}: neither component.yml nor pipeline.yml is here; "
+                "give a component directory, a pipeline directory or a file"
+            )
         p = found[0]
     data = load_yaml(p)
     is_pipeline = (isinstance(data, dict) and ("components" in data or "connections" in data)) or (
-        p.name != "component.yml" and not (isinstance(data, dict) and "worker" in data))
+        p.name != "component.yml" and not (isinstance(data, dict) and "worker" in data)
+    )
     if not is_pipeline:
         spec = parse_component(data, p.resolve())
         problems = check_sources(spec)
@@ -178,7 +243,9 @@ def validate(path: str) -> None:
         v = pl.vertices[name]
         for k, outs in enumerate(v.outputs):
             if not outs and v.kind != "sink":
-                click.echo(f"warning: {p}: output {name}.{k} ({v.output_types[k]}) is not connected; its messages are dropped")
+                click.echo(
+                    f"warning: {p}: output {name}.{k} ({v.output_types[k]}) is not connected; its messages are dropped"
+                )
 
 
 @main.command()
@@ -186,12 +253,33 @@ def validate(path: str) -> None:
 @click.option("--broker", "address", default=None, help=_BROKER_HELP)
 @_pipeline_option
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-@click.option("--watch", "-w", "watch", type=float, default=None, is_flag=False, flag_value=1.0,
-              metavar="[SECONDS]", help="Redraw every SECONDS (default 1) until Ctrl-C.")
-@click.option("--timeout", "timeout_s", type=float, default=1.0, show_default=True,
-              help="Seconds to wait for the broker's answer.")
-def status(pipeline_arg: str | None, address: str | None, pipeline_file: str | None, as_json: bool,
-           watch: float | None, timeout_s: float) -> None:
+@click.option(
+    "--watch",
+    "-w",
+    "watch",
+    type=float,
+    default=None,
+    is_flag=False,
+    flag_value=1.0,
+    metavar="[SECONDS]",
+    help="Redraw every SECONDS (default 1) until Ctrl-C.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait for the broker's answer.",
+)
+def status(
+    pipeline_arg: str | None,
+    address: str | None,
+    pipeline_file: str | None,
+    as_json: bool,
+    watch: float | None,
+    timeout_s: float,
+) -> None:
     """Show the vertices of the running pipeline: state, ticks, rate, queues, restarts,
     errors, losses, and any vertex that is stuck. Run beside pipelogic up it needs no
     flags; with several pipelines running in the folder, name one (PIPELINE_FILE)."""
@@ -226,9 +314,12 @@ def config() -> None:
 @click.argument("assignments", nargs=-1, required=True)
 @click.option("--broker", "address", default=None, help=_BROKER_HELP)
 @_pipeline_option
-@click.option("--wait", "wait_s", type=float, default=5.0, show_default=True, help="Seconds to wait for the worker to apply it.")
-def config_set(vertex: str, assignments: tuple[str, ...], address: str | None, pipeline_file: str | None,
-               wait_s: float) -> None:
+@click.option(
+    "--wait", "wait_s", type=float, default=5.0, show_default=True, help="Seconds to wait for the worker to apply it."
+)
+def config_set(
+    vertex: str, assignments: tuple[str, ...], address: str | None, pipeline_file: str | None, wait_s: float
+) -> None:
     """Set config values: pipelogic config set VERTEX key=value ... (values are pipelang literals)."""
     from pipelogic.client import BrokerClient
 
@@ -244,7 +335,9 @@ def config_set(vertex: str, assignments: tuple[str, ...], address: str | None, p
     if reply.applied:
         click.echo(f"{vertex}: config version {reply.version} applied by the worker")
     else:
-        click.echo(f"{vertex}: config version {reply.version} stored; {reply.error or 'no worker connected, applied when one connects'}")
+        click.echo(
+            f"{vertex}: config version {reply.version} stored; {reply.error or 'no worker connected, applied when one connects'}"
+        )
 
 
 @main.command()
@@ -267,25 +360,66 @@ def init(name: str, directory: str) -> None:
 
 @main.command()
 @click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Where to write (default: compose.yaml beside the pipeline); - for stdout.")
-@click.option("--image", "images", multiple=True, metavar="VERTEX=TAG",
-              help="Run VERTEX from an image made by pipelogic image build (repeatable).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write (default: compose.yaml beside the pipeline); - for stdout.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="VERTEX=TAG",
+    help="Run VERTEX from an image made by pipelogic image build (repeatable).",
+)
 @click.option("--build", is_flag=True, help="Build an image for each component that has src/requirements.txt.")
-@click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
-              help="With --build: install requirements from this folder of wheels.")
-@click.option("--tag-prefix", default="pipelogic/", show_default=True,
-              help="With --build: the images are PREFIX<component name>:latest.")
-@click.option("--runtime", default=None, metavar="IMAGE",
-              help="The runtime image the services run (and --build builds on); default: ours, as built.")
+@click.option(
+    "--wheels",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="With --build: install requirements from this folder of wheels.",
+)
+@click.option(
+    "--tag-prefix",
+    default="pipelogic/",
+    show_default=True,
+    help="With --build: the images are PREFIX<component name>:latest.",
+)
+@click.option(
+    "--runtime",
+    default=None,
+    metavar="IMAGE",
+    help="The runtime image the services run (and --build builds on); default: ours, as built.",
+)
 @click.option("--port", type=int, default=5550, show_default=True, help="The broker's port on the compose network.")
-@click.option("--keys/--no-keys", default=True, show_default=True,
-              help="CurveZMQ between the containers, with keys the broker makes on a volume.")
-@click.option("--shared-memory", "shared_memory", default="", metavar="SIZE",
-              help="Large values between the containers through shared memory: a tmpfs volume of SIZE "
-                   "(e.g. 1g) mounted into each (needs --no-keys; docs/containers.md).")
-def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], build: bool, wheels: str | None,
-            tag_prefix: str, runtime: str | None, port: int, keys: bool, shared_memory: str) -> None:
+@click.option(
+    "--keys/--no-keys",
+    default=True,
+    show_default=True,
+    help="CurveZMQ between the containers, with keys the broker makes on a volume.",
+)
+@click.option(
+    "--shared-memory",
+    "shared_memory",
+    default="",
+    metavar="SIZE",
+    help="Large values between the containers through shared memory: a tmpfs volume of SIZE "
+    "(e.g. 1g) mounted into each (needs --no-keys; docs/containers.md).",
+)
+def compose(
+    pipeline_file: str,
+    output: str | None,
+    images: tuple[str, ...],
+    build: bool,
+    wheels: str | None,
+    tag_prefix: str,
+    runtime: str | None,
+    port: int,
+    keys: bool,
+    shared_memory: str,
+) -> None:
     """Write a compose file that runs PIPELINE_FILE in containers (docker-compose or Swarm)."""
     from pipelogic.containers import (
         RUNTIME_IMAGE,
@@ -308,20 +442,27 @@ def compose(pipeline_file: str, output: str | None, images: tuple[str, ...], bui
     if build:
         for name, v in pl.vertices.items():
             if v.component is not None and name not in chosen and has_requirements(v.component.directory):
-                chosen[name] = build_component_image(v.component.directory, wheels=wheels, runtime=runtime_image,
-                                                     log=lambda line: click.echo(line, err=True),
-                                                     tag_prefix=tag_prefix)
-    text = render_compose(pl, out, ComposeOptions(runtime_image, chosen, port, command=_command_line(), keys=keys,
-                                                  shared_memory=shared_memory))
+                chosen[name] = build_component_image(
+                    v.component.directory,
+                    wheels=wheels,
+                    runtime=runtime_image,
+                    log=lambda line: click.echo(line, err=True),
+                    tag_prefix=tag_prefix,
+                )
+    text = render_compose(
+        pl,
+        out,
+        ComposeOptions(runtime_image, chosen, port, command=_command_line(), keys=keys, shared_memory=shared_memory),
+    )
     if output == "-":
         click.echo(text, nl=False)
         return
     out.write_text(text, encoding="utf-8")
     for folder in pl.outside:
-        click.echo(f"note: allow_paths_outside: the broker container mounts {folder}, outside the pipeline's folder",
-                   err=True)
-    click.echo(f"wrote {out}: run it with `docker-compose -f {out} up` "
-               f"(images: scripts/build-images)")
+        click.echo(
+            f"note: allow_paths_outside: the broker container mounts {folder}, outside the pipeline's folder", err=True
+        )
+    click.echo(f"wrote {out}: run it with `docker-compose -f {out} up` (images: scripts/build-images)")
 
 
 def _command_line() -> str:
@@ -336,17 +477,31 @@ def image() -> None:
 @image.command("build")
 @click.argument("component_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-t", "--tag", default=None, help="Image tag (default: pipelogic/NAME:latest).")
-@click.option("--wheels", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Install src/requirements.txt from this folder of wheels (no index needed).")
-@click.option("--tag-prefix", default="pipelogic/", show_default=True,
-              help="Without -t, the image is PREFIX<component name>:latest.")
+@click.option(
+    "--wheels",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Install src/requirements.txt from this folder of wheels (no index needed).",
+)
+@click.option(
+    "--tag-prefix",
+    default="pipelogic/",
+    show_default=True,
+    help="Without -t, the image is PREFIX<component name>:latest.",
+)
 @click.option("--runtime", default=None, metavar="IMAGE", help="Build on this runtime image (default: ours, as built).")
 def image_build(component_dir: str, tag: str | None, wheels: str | None, tag_prefix: str, runtime: str | None) -> None:
     """Build an image that runs COMPONENT_DIR on top of the runtime image, with no mount."""
     from pipelogic.containers import RUNTIME_IMAGE, build_component_image
 
-    built = build_component_image(component_dir, tag, wheels, runtime or RUNTIME_IMAGE,
-                                  log=lambda line: click.echo(line, err=True), tag_prefix=tag_prefix)
+    built = build_component_image(
+        component_dir,
+        tag,
+        wheels,
+        runtime or RUNTIME_IMAGE,
+        log=lambda line: click.echo(line, err=True),
+        tag_prefix=tag_prefix,
+    )
     click.echo(built)
 
 

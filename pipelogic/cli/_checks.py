@@ -34,11 +34,15 @@ def static_problems(spec: ComponentSpec) -> tuple[list[str], list[str]]:
         if not _importable(name, main.parent):
             where = f"{main}:{node.lineno}:{node.col_offset + 1}"
             if has_requirements:
-                warnings.append(f"{where}: imports {name!r}, which is not installed here (fine if "
-                                "src/requirements.txt installs it in the component's image)")
+                warnings.append(
+                    f"{where}: imports {name!r}, which is not installed here (fine if "
+                    "src/requirements.txt installs it in the component's image)"
+                )
             else:
-                errors.append(f"{where}: imports {name!r}, which is not installed here and src/requirements.txt "
-                              "does not exist: install it, or list it there for the component's image")
+                errors.append(
+                    f"{where}: imports {name!r}, which is not installed here and src/requirements.txt "
+                    "does not exist: install it, or list it there for the component's image"
+                )
     errors += _arity(tree, main, len(spec.input_types), spec.name)
     return errors, spec.notes + requirement_notes(main.parent / "requirements.txt") + warnings
 
@@ -84,8 +88,10 @@ def _arity(tree: ast.Module, main: Path, n_inputs: int, component: str) -> list[
         required = positional.count(False)
         where = f"{main}:{call.lineno}:{call.col_offset + 1}: component {component}: worker function {fn.name!r}"
         if args.vararg is None and not (required <= n_inputs <= len(positional)):
-            problems.append(f"{where} takes {len(positional)} positional input(s) but component.yml declares "
-                            f"{n_inputs} input stream(s)")
+            problems.append(
+                f"{where} takes {len(positional)} positional input(s) but component.yml declares "
+                f"{n_inputs} input stream(s)"
+            )
         # The special parameters, by name wherever they are (a **kwargs function gets them too).
         names = {a.arg for a in [*every, *args.kwonlyargs]}
         stateful = any(k.arg == "initial_state" for k in call.keywords)
@@ -100,5 +106,8 @@ def _arity(tree: ast.Module, main: Path, n_inputs: int, component: str) -> list[
 
 def _is_run(func: ast.expr) -> bool:
     return (isinstance(func, ast.Name) and func.id == "run") or (
-        isinstance(func, ast.Attribute) and func.attr == "run" and isinstance(func.value, (ast.Name, ast.Attribute))
-        and ast.unparse(func.value).endswith("worker"))
+        isinstance(func, ast.Attribute)
+        and func.attr == "run"
+        and isinstance(func.value, (ast.Name, ast.Attribute))
+        and ast.unparse(func.value).endswith("worker")
+    )

@@ -38,25 +38,36 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
         rate = v.get("rate")
         if rate is None:
             rate = (rates or {}).get(v["name"])
-        rows.append([
-            v["name"], v["kind"], _state(v), str(v["ticks"]),
-            f"{rate:.0f}" if rate is not None else "-",
-            ",".join(map(str, v["queues"])) or "-",
-            ",".join(map(str, v["max_queues"])) or "-",
-            str(v["restarts"]), str(v["errors"]), str(sum((v.get("lost") or {}).values())),
-        ])
+        rows.append(
+            [
+                v["name"],
+                v["kind"],
+                _state(v),
+                str(v["ticks"]),
+                f"{rate:.0f}" if rate is not None else "-",
+                ",".join(map(str, v["queues"])) or "-",
+                ",".join(map(str, v["max_queues"])) or "-",
+                str(v["restarts"]),
+                str(v["errors"]),
+                str(sum((v.get("lost") or {}).values())),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"pipeline {st.pipeline}: {st.state}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for v in st.vertices:
         for i in v.get("instances") or []:
-            lines.append(f"  {v['name']} instance {i['instance']}: {i['state']}, pid {i['pid']} on {i['host']}, "
-                         f"{i['ticks']} ticks, {i['inflight']} in flight")
+            lines.append(
+                f"  {v['name']} instance {i['instance']}: {i['state']}, pid {i['pid']} on {i['host']}, "
+                f"{i['ticks']} ticks, {i['inflight']} in flight"
+            )
     lines += [f"lost: {note}" for note in loss_notes(st.vertices)]
     for v in st.vertices:
         if v.get("stuck_s"):
-            lines.append(f"stuck: {v['name']} has input waiting but completed no tick for {v['stuck_s']:.0f} s "
-                         f"(pid {v.get('pid')}; is its function blocked?)")
+            lines.append(
+                f"stuck: {v['name']} has input waiting but completed no tick for {v['stuck_s']:.0f} s "
+                f"(pid {v.get('pid')}; is its function blocked?)"
+            )
     for v in st.vertices:
         if v.get("blocked"):
             lines.append(f"blocked: {v['name']} {v['blocked']}; the pipeline waits and retries (nothing is lost)")
@@ -66,8 +77,9 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
     refused = (st.broker or {}).get("refused") or {}
     if refused:
         who = ", ".join(f"{peer}: {n}" for peer, n in sorted(refused.items()))
-        lines.append(f"refused: {sum(refused.values())} malformed or impossible message(s) ({who}); "
-                     "the broker's log says why")
+        lines.append(
+            f"refused: {sum(refused.values())} malformed or impossible message(s) ({who}); the broker's log says why"
+        )
     if st.error and with_error:
         lines.append(f"error: {st.error}")
     return "\n".join(lines)
@@ -93,6 +105,9 @@ def progress_line(st: P.StatusReply, rates: dict[str, float]) -> str:
     lost = sum(sum((v.get("lost") or {}).values()) for v in st.vertices)
     stuck = [v["name"] for v in st.vertices if v.get("stuck_s")]
     blocked = [v["name"] for v in st.vertices if v.get("blocked")]
-    tail = (f"  lost {lost}" if lost else "") + (f"  STUCK {','.join(stuck)}" if stuck else "") + \
-        (f"  BLOCKED {','.join(blocked)}" if blocked else "")
+    tail = (
+        (f"  lost {lost}" if lost else "")
+        + (f"  STUCK {','.join(stuck)}" if stuck else "")
+        + (f"  BLOCKED {','.join(blocked)}" if blocked else "")
+    )
     return f"[{st.state}] " + "  ".join(parts) + tail

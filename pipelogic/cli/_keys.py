@@ -21,8 +21,13 @@ def keys() -> None:
 
 @keys.command("init")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--pipeline", "pipeline_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Also make a worker key for each component vertex of this pipeline, and an operator key.")
+@click.option(
+    "--pipeline",
+    "pipeline_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Also make a worker key for each component vertex of this pipeline, and an operator key.",
+)
 @click.option("--operator", default="operator", show_default=True, help="The operator key's name (with --pipeline).")
 def init(folder: str, pipeline_file: str | None, operator: str) -> None:
     """Make a key folder: the broker's pair (and, with --pipeline, everything a run needs)."""
@@ -63,6 +68,9 @@ def operator_key(folder: str, name: str) -> None:
 def list_(folder: str) -> None:
     """List the public keys of a key folder: role, name, what each may do."""
     for k in list_keys(Path(folder)):
-        what = f"vertices {', '.join(k.vertices)}" if k.role == "worker" else (
-            "status, config set, tap" if k.role == "operator" else "the broker")
+        what = (
+            f"vertices {', '.join(k.vertices)}"
+            if k.role == "worker"
+            else ("status, config set, tap" if k.role == "operator" else "the broker")
+        )
         click.echo(f"{k.role:8}  {k.name:20}  {k.public.decode()}  {what}")

@@ -17,8 +17,17 @@ __all__ = ["show_status", "status_json"]
 
 
 def status_json(st: P.StatusReply) -> str:
-    return json.dumps({"pipeline": st.pipeline, "state": st.state, "vertices": st.vertices,
-                       "streams": st.streams, "error": st.error, "broker": st.broker}, indent=2)
+    return json.dumps(
+        {
+            "pipeline": st.pipeline,
+            "state": st.state,
+            "vertices": st.vertices,
+            "streams": st.streams,
+            "error": st.error,
+            "broker": st.broker,
+        },
+        indent=2,
+    )
 
 
 def show_status(address: str | None, as_json: bool, watch: float | None, timeout_s: float) -> int:

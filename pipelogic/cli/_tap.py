@@ -34,7 +34,7 @@ def _values(reply: P.TapReply, payload: list[object]) -> list[tuple[object, list
     for n in reply.layout:
         if type(n) is not int or n < 0 or pos + 1 + n > len(payload):
             raise PipelogicError(f"tap: malformed reply layout {reply.layout!r:.100}")
-        out.append((payload[pos], payload[pos + 1:pos + 1 + n]))
+        out.append((payload[pos], payload[pos + 1 : pos + 1 + n]))
         pos += 1 + n
     return out
 
@@ -56,13 +56,17 @@ def tap(address: str | None, stream: str, count: int | None, raw: bool) -> int:
             try:
                 reply, payload = client.tap(vertex, index, cursor, 1000 if count is None else min(1000, count - shown))
             except BrokerUnavailable:
-                click.echo(f"tap: the broker at {client.address} is gone (the pipeline ended or stopped); "
-                           f"{shown} message(s) shown", err=True)
+                click.echo(
+                    f"tap: the broker at {client.address} is gone (the pipeline ended or stopped); "
+                    f"{shown} message(s) shown",
+                    err=True,
+                )
                 return 0 if shown else 1
             if reply.dropped:
                 missed += reply.dropped
-                click.echo(f"tap: {reply.dropped} message(s) not shown: the tap fell behind "
-                           f"({missed} in all)", err=True)
+                click.echo(
+                    f"tap: {reply.dropped} message(s) not shown: the tap fell behind ({missed} in all)", err=True
+                )
             for frame, bufs in _values(reply, payload):
                 if raw:
                     line = json.dumps([base64.b64encode(bytes(f)).decode("ascii") for f in (frame, *bufs)])  # type: ignore[call-overload]

@@ -41,8 +41,13 @@ __all__ = ["Supervisor"]
 _HEALTHY_S = 10.0  # a worker that ran this long before crashing restarts without backoff
 _PR_SET_PDEATHSIG = 1
 # Broker exit codes that a restart cannot fix (backend_stub/__main__.py).
-_BROKER_FINAL = {0: "done or stopped", 1: "the pipeline failed", 2: "invalid pipeline",
-                 4: "recovery store unusable", 5: "cannot listen"}
+_BROKER_FINAL = {
+    0: "done or stopped",
+    1: "the pipeline failed",
+    2: "invalid pipeline",
+    4: "recovery store unusable",
+    5: "cannot listen",
+}
 
 
 def _failed(st: P.StatusReply, vertices: set[str]) -> P.StatusReply:
@@ -83,10 +88,20 @@ class _Worker:
 
 
 class Supervisor:
-    def __init__(self, file: Path, listen: str, state_dir: str | None, max_restarts: int,
-                 progress: bool | None, timeout_s: float | None, backoff_max: float = 10.0,
-                 fresh: bool = False, metrics: str | None = None, keys: str | None = None,
-                 scale: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        file: Path,
+        listen: str,
+        state_dir: str | None,
+        max_restarts: int,
+        progress: bool | None,
+        timeout_s: float | None,
+        backoff_max: float = 10.0,
+        fresh: bool = False,
+        metrics: str | None = None,
+        keys: str | None = None,
+        scale: tuple[str, ...] = (),
+    ) -> None:
         self.file = file
         self.scale = scale
         self.metrics = metrics
@@ -132,18 +147,29 @@ class Supervisor:
             if line.startswith("PIPELOGIC_FINAL="):
                 try:
                     d = json.loads(line.split("=", 1)[1])
-                    self.final_status = P.StatusReply(d["pipeline"], d["state"], d["vertices"], d["streams"], d["error"],
-                                                     d.get("broker"))
+                    self.final_status = P.StatusReply(
+                        d["pipeline"], d["state"], d["vertices"], d["streams"], d["error"], d.get("broker")
+                    )
                 except (ValueError, KeyError, TypeError):
                     pass
                 continue
             self.echo(f"{prefix}{line.rstrip()}", err)
         stream.close()
 
-    def _spawn(self, args: list[str], env: dict[str, str], prefix: str, capture_first: bool = False) -> subprocess.Popen[str]:
+    def _spawn(
+        self, args: list[str], env: dict[str, str], prefix: str, capture_first: bool = False
+    ) -> subprocess.Popen[str]:
         # Workers run in the pipeline's directory: relative paths mean the same as in pipeline.yml.
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                cwd=self.file.resolve().parent, preexec_fn=_child_setup)
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            cwd=self.file.resolve().parent,
+            preexec_fn=_child_setup,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         if capture_first:
             first = proc.stdout.readline().strip()
@@ -156,7 +182,10 @@ class Supervisor:
                     self.broker_error = first.split("=", 1)[1]
             elif first:
                 self.echo(first)
-        for stream, pre, err in ((proc.stdout, prefix if not capture_first else "", False), (proc.stderr, prefix, True)):
+        for stream, pre, err in (
+            (proc.stdout, prefix if not capture_first else "", False),
+            (proc.stderr, prefix, True),
+        ):
             t = threading.Thread(target=self._pump, args=(stream, pre, err), daemon=True)
             t.start()
             if capture_first:
@@ -166,8 +195,16 @@ class Supervisor:
     # -- the run ---------------------------------------------------------------------------
 
     def _start_broker(self, env: dict[str, str], listen: str, fresh: bool) -> subprocess.Popen[str]:
-        args = [sys.executable, "-m", "backend_stub", str(self.file.resolve()), "--listen", listen,
-                "--state-dir", env["PIPELOGIC_STATE_DIR"]]
+        args = [
+            sys.executable,
+            "-m",
+            "backend_stub",
+            str(self.file.resolve()),
+            "--listen",
+            listen,
+            "--state-dir",
+            env["PIPELOGIC_STATE_DIR"],
+        ]
         if self.metrics:
             args += ["--metrics", self.metrics]
         if self.keys is not None:
@@ -181,9 +218,11 @@ class Supervisor:
         ``.pipelogic/state``: say how to continue a run left there."""
         old = self.file.resolve().parent / ".pipelogic" / "state"
         if not state_dir.exists() and (old / ".broker").exists():
-            self.echo(f"note: {old} holds a run kept by an earlier pipelogic (one state directory for the whole "
-                      f"folder); this run starts in {state_dir}. To continue that one instead: "
-                      f"pipelogic up {self.file} --state-dir {old}")
+            self.echo(
+                f"note: {old} holds a run kept by an earlier pipelogic (one state directory for the whole "
+                f"folder); this run starts in {state_dir}. To continue that one instead: "
+                f"pipelogic up {self.file} --state-dir {old}"
+            )
 
     def _ensure_keys(self, pipeline: Any) -> None:
         """A key folder for this run: made when missing (the broker's pair, a worker key per
@@ -238,11 +277,19 @@ class Supervisor:
         env["PIPELOGIC_BROKER"] = self.endpoint
         # A replicated vertex: one process per instance, each with an instance id of its own
         # (a restart keeps it, so the broker takes it for the same instance).
-        workers = [_Worker(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
-                   for n, v in pipeline.vertices.items() if v.component is not None for k in range(v.replicas)]
-        self.echo(f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(workers)} worker(s), state in {state_dir}")
+        workers = [
+            _Worker(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
+            for n, v in pipeline.vertices.items()
+            if v.component is not None
+            for k in range(v.replicas)
+        ]
+        self.echo(
+            f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(workers)} worker(s), state in {state_dir}"
+        )
         for folder in pipeline.outside:
-            self.echo(f"note: allow_paths_outside: this run reads and writes files in {folder}, outside the pipeline's folder")
+            self.echo(
+                f"note: allow_paths_outside: this run reads and writes files in {folder}, outside the pipeline's folder"
+            )
         width = max([len(w.label) for w in workers] + [6])
         old = {sig: signal.signal(sig, self._sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
         client = BrokerClient(self.endpoint, timeout_s=1.0)
@@ -266,8 +313,11 @@ class Supervisor:
                         break
                     broker_restarts += 1
                     delay = min(0.25 * 2 ** (broker_restarts - 1), self.backoff_max)
-                    self.echo(f"broker | exited with code {rc}; restarting it on its store in {delay:.2f} s "
-                              f"({broker_restarts}/{self.max_restarts}); the workers rejoin it", err=True)
+                    self.echo(
+                        f"broker | exited with code {rc}; restarting it on its store in {delay:.2f} s "
+                        f"({broker_restarts}/{self.max_restarts}); the workers rejoin it",
+                        err=True,
+                    )
                     time.sleep(delay)
                     # Where the first one listened: the workers know that address. If it
                     # cannot start, the next turn sees it exited.
@@ -331,19 +381,26 @@ class Supervisor:
             self.echo(f"pipeline {pipeline.name} failed: {failure}", err=True)
             return 1
         if self.interrupted:
-            self.echo(f"stopped; the run is kept in {state_dir}: `pipelogic up {self.file}` continues it "
-                      "(--fresh starts anew)")
+            self.echo(
+                f"stopped; the run is kept in {state_dir}: `pipelogic up {self.file}` continues it "
+                "(--fresh starts anew)"
+            )
             return 130
         if rc == 0 and st is not None and st.state == "done":
             lost = loss_notes(st.vertices)
-            self.echo(f"pipeline {pipeline.name}: done in {time.monotonic() - started:.1f} s"
-                      + (f", with losses ({'; '.join(lost)})" if lost else ""))
+            self.echo(
+                f"pipeline {pipeline.name}: done in {time.monotonic() - started:.1f} s"
+                + (f", with losses ({'; '.join(lost)})" if lost else "")
+            )
             return 0
         if st is not None and st.error:
             self.echo(f"pipeline {pipeline.name} failed: {st.error}", err=True)
             return rc or 1
-        self.echo(f"pipeline {pipeline.name}: failed (broker exit code {rc}: "
-                  f"{_BROKER_FINAL.get(rc, 'killed or crashed')}); the cause is above", err=True)
+        self.echo(
+            f"pipeline {pipeline.name}: failed (broker exit code {rc}: "
+            f"{_BROKER_FINAL.get(rc, 'killed or crashed')}); the cause is above",
+            err=True,
+        )
         return rc or 1
 
     def _sigint(self, signum: int, frame: Any) -> None:
@@ -359,8 +416,9 @@ class Supervisor:
                 wenv = dict(env, PIPELOGIC_COMPONENT=w.name)
                 if w.instance:
                     wenv["PIPELOGIC_INSTANCE"] = w.instance
-                w.proc = self._spawn([sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv,
-                                     f"{w.label.ljust(width)} | ")
+                w.proc = self._spawn(
+                    [sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv, f"{w.label.ljust(width)} | "
+                )
                 w.started = now
             return ""
         rc = w.proc.poll()
@@ -399,11 +457,16 @@ class Supervisor:
             time.sleep(0.05)
         if rc == EXIT_START:
             self.failed_vertices.add(w.name)
-            return (f"worker {w.name} failed to start (its error is above); not restarted: a failure "
-                    "before the first tick repeats on every restart")
+            return (
+                f"worker {w.name} failed to start (its error is above); not restarted: a failure "
+                "before the first tick repeats on every restart"
+            )
         if rc == 0:
-            self.echo(f"{w.label.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
-                      "stop it: did main.py return from run(), or call sys.exit or os._exit?)", err=True)
+            self.echo(
+                f"{w.label.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
+                "stop it: did main.py return from run(), or call sys.exit or os._exit?)",
+                err=True,
+            )
         if w.restarts >= self.max_restarts:
             self.failed_vertices.add(w.name)
             return f"worker {w.label} exited with code {rc} {w.restarts + 1} times; giving up"
@@ -411,7 +474,10 @@ class Supervisor:
         w.streak = w.streak + 1 if now - w.started < _HEALTHY_S else 1
         delay = min(0.25 * 2 ** (w.streak - 1), self.backoff_max)
         w.next_start = now + delay
-        self.echo(f"{w.label.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})", err=True)
+        self.echo(
+            f"{w.label.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})",
+            err=True,
+        )
         return ""
 
     @staticmethod
@@ -430,10 +496,15 @@ class Supervisor:
             if v is None or w.proc is None or w.proc.poll() is not None:
                 continue
             # A replicated vertex lists the instances it declared dead.
-            lost = w.proc.pid in v["lost_pids"] if "lost_pids" in v else (v["state"] == "waiting"
-                                                                           and v["pid"] == w.proc.pid)
+            lost = (
+                w.proc.pid in v["lost_pids"]
+                if "lost_pids" in v
+                else (v["state"] == "waiting" and v["pid"] == w.proc.pid)
+            )
             if lost:
-                self.echo(f"{w.label} | the broker lost this worker (pid {w.proc.pid}); killing it to restart", err=True)
+                self.echo(
+                    f"{w.label} | the broker lost this worker (pid {w.proc.pid}); killing it to restart", err=True
+                )
                 w.proc.kill()
 
     def _stop_workers(self, workers: list[_Worker]) -> None:

@@ -88,8 +88,9 @@ def run_component(component_dir: Path) -> int:
     cdir = component_dir.resolve()
     main_py = cdir / "src" / "main.py"
     if not main_py.exists():
-        click.echo(f"error: {main_py}: no such file (a component runs src/main.py, which calls "
-                   "pipelogic.worker.run)", err=True)
+        click.echo(
+            f"error: {main_py}: no such file (a component runs src/main.py, which calls pipelogic.worker.run)", err=True
+        )
         return EXIT_START
     os.environ["PIPELOGIC_COMPONENT_DIR"] = str(cdir)
     _cache_env(cdir)
@@ -118,7 +119,10 @@ def run_component(component_dir: Path) -> int:
             _report(exc, "" if transient else "the component failed to start: ")
         return EXIT_ERROR if transient else EXIT_START
     if not progress.run_called:
-        click.echo(f"error: {main_py} finished without calling pipelogic.worker.run(fn); "
-                   "a component's main.py calls it at module top level", err=True)
+        click.echo(
+            f"error: {main_py} finished without calling pipelogic.worker.run(fn); "
+            "a component's main.py calls it at module top level",
+            err=True,
+        )
         return EXIT_START
     return EXIT_OK

@@ -17,7 +17,11 @@ from pipelogic.errors import ContainerError
 
 
 @click.command()
-@click.option("--base", default=None, help=f"Base image (default: {DEFAULT_BASE} if present or pullable, else {LOCAL_BASE} built with mmdebstrap).")
+@click.option(
+    "--base",
+    default=None,
+    help=f"Base image (default: {DEFAULT_BASE} if present or pullable, else {LOCAL_BASE} built with mmdebstrap).",
+)
 @click.option("--offline", is_flag=True, help=f"Do not try to pull {DEFAULT_BASE}; use or build the local base.")
 @click.option("--rebuild", is_flag=True, help="Build even when the image is up to date.")
 @click.option("--slim", is_flag=True, help=f"Build the slim variant ({SLIM_IMAGE}): pipelogic's own dependencies only.")

@@ -119,7 +119,8 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         if key[2] != "files" and Path(value).is_absolute():
             raise ContainerError(
                 f"{pipeline.file}: {'.'.join(key)}: {value} is absolute; the broker's container sees the "
-                f"pipeline's folders under {PIPELINE_MOUNT}, so give it relative to pipeline.yml")
+                f"pipeline's folders under {PIPELINE_MOUNT}, so give it relative to pipeline.yml"
+            )
     rw, ro = _broker_folders(pipeline)
     # Each folder appears at /pipeline/<its path from the folders' common root>, so every
     # path in pipeline.yml (relative, or absolute under an allowed folder) means inside what
@@ -129,10 +130,14 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
     pipe_in = inside / pipeline.file.resolve().relative_to(root)
     workers = [v for v in pipeline.vertices.values() if v.component is not None]
     if any(v.name == BROKER_SERVICE for v in workers):
-        raise ContainerError(f"{pipeline.file}: vertex {BROKER_SERVICE!r} has the broker service's name; rename the vertex")
+        raise ContainerError(
+            f"{pipeline.file}: vertex {BROKER_SERVICE!r} has the broker service's name; rename the vertex"
+        )
     unknown = sorted(set(opts.images) - {v.name for v in workers})
     if unknown:
-        raise ContainerError(f"--image names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a component vertex of {pipeline.name}")
+        raise ContainerError(
+            f"--image names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a component vertex of {pipeline.name}"
+        )
 
     shm_env: dict[str, str] = {}
     if opts.shared_memory:
@@ -152,12 +157,22 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
     services: dict[str, Any] = {
         BROKER_SERVICE: {
             "image": opts.runtime_image,
-            "command": ["broker", str(pipe_in), "--listen", f"tcp://0.0.0.0:{opts.port}",
-                        "--state-dir", "/state", "--run-as-owner-of", str(pipe_in.parent)],
+            "command": [
+                "broker",
+                str(pipe_in),
+                "--listen",
+                f"tcp://0.0.0.0:{opts.port}",
+                "--state-dir",
+                "/state",
+                "--run-as-owner-of",
+                str(pipe_in.parent),
+            ],
             "user": "0:0",
-            "volumes": [*(f"{_relative(d, out_dir)}:{inside / d.relative_to(root)}" for d in rw),
-                        *(f"{_relative(d, out_dir)}:{inside / d.relative_to(root)}:ro" for d in ro),
-                        f"{BROKER_SERVICE}-state:/state"],
+            "volumes": [
+                *(f"{_relative(d, out_dir)}:{inside / d.relative_to(root)}" for d in rw),
+                *(f"{_relative(d, out_dir)}:{inside / d.relative_to(root)}:ro" for d in ro),
+                f"{BROKER_SERVICE}-state:/state",
+            ],
             "networks": ["pipeline"],
             "restart": "on-failure",
             "deploy": {"endpoint_mode": "dnsrr", "replicas": 1, "restart_policy": restart},
@@ -165,8 +180,9 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
     }
     volumes: dict[str, Any] = {f"{BROKER_SERVICE}-state": {}}
     if shm_env:
-        volumes[SHM_VOLUME] = {"driver_opts": {"type": "tmpfs", "device": "tmpfs",
-                                               "o": f"size={opts.shared_memory.lower()},mode=1777"}}
+        volumes[SHM_VOLUME] = {
+            "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": f"size={opts.shared_memory.lower()},mode=1777"}
+        }
         services[BROKER_SERVICE]["volumes"].append(f"{SHM_VOLUME}:{SHM_MOUNT}")
         services[BROKER_SERVICE]["environment"] = dict(shm_env)
     if opts.keys:
@@ -232,7 +248,8 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         "#   docker-compose up                             run it to the end (output beside pipeline.yml)",
         "#   docker-compose exec broker pipelogic status   watch it (no port is published)",
         "#   docker stack deploy -c THIS_FILE NAME         the same on a Swarm",
-        "# CurveZMQ is on: the broker makes the keys on the `keys` volume (--no-keys turns it off)." if opts.keys
+        "# CurveZMQ is on: the broker makes the keys on the `keys` volume (--no-keys turns it off)."
+        if opts.keys
         else "# Without keys: any container on the network can act as a worker (docs/security.md).",
     ]
     return "\n".join(header) + "\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)

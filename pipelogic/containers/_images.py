@@ -137,7 +137,11 @@ def apt_sources(root: Path = Path("/")) -> list[Path]:
     d = etc / "sources.list.d"
     if d.is_dir():
         files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources") and p.is_file())
-    return [f for f in files if any(line.strip() and not line.lstrip().startswith("#") for line in f.read_text().splitlines())]
+    return [
+        f
+        for f in files
+        if any(line.strip() and not line.lstrip().startswith("#") for line in f.read_text().splitlines())
+    ]
 
 
 def _codename(root: Path = Path("/")) -> str:
@@ -162,7 +166,9 @@ def build_local_base(client: Any, tag: str, log: Log = _say) -> None:
     sources = apt_sources()
     suite = _codename()
     if not sources or not suite:
-        raise ContainerError("no base image: this host has no apt sources (or no VERSION_CODENAME) to build one from; pass --base IMAGE")
+        raise ContainerError(
+            "no base image: this host has no apt sources (or no VERSION_CODENAME) to build one from; pass --base IMAGE"
+        )
     log(f"building the base image {tag} with mmdebstrap ({suite}, from {', '.join(map(str, sources))})")
     cmd = [tool, "--variant=minbase", "--include=python3,python3-venv", "--format=tar", "--quiet"]
     cmd += [f"--dpkgopt=path-exclude={p}" for p in _DPKG_EXCLUDES]
@@ -174,8 +180,9 @@ def build_local_base(client: Any, tag: str, log: Log = _say) -> None:
         if proc.returncode != 0:
             raise ContainerError(f"mmdebstrap failed (exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
         repo, _, version = tag.partition(":")
-        client.api.import_image_from_file(str(rootfs), repository=repo, tag=version or "latest",
-                                          changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
+        client.api.import_image_from_file(
+            str(rootfs), repository=repo, tag=version or "latest", changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]']
+        )
     if _image(client, tag) is None:
         raise ContainerError(f"docker import did not produce {tag}")
 
@@ -190,8 +197,9 @@ def _image_python(client: Any, image: str) -> str | None:
     if label:
         return str(label)
     try:
-        out = client.containers.run(image, ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                    entrypoint="python3", remove=True)
+        out = client.containers.run(
+            image, ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"], entrypoint="python3", remove=True
+        )
         return bytes(out).decode().strip() or None
     except Exception:  # noqa: BLE001 - only a hint depends on it
         return None
@@ -199,7 +207,9 @@ def _image_python(client: Any, image: str) -> str | None:
 
 def _base_python(client: Any, base: str) -> str:
     """``X.Y`` of the base image's python3 (wheels must match it)."""
-    out = client.containers.run(base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True)
+    out = client.containers.run(
+        base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True
+    )
     return bytes(out).decode().strip()
 
 
@@ -238,8 +248,21 @@ def dependency_wheels(cache: Path, python: str, log: Log = _say, variant: str = 
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     log(f"downloading wheels for Python {python}: {', '.join(reqs)}")
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "-d", str(folder)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "-d",
+        str(folder),
+    ]
     for p in _wheel_platforms():
         cmd += ["--platform", p]
     proc = subprocess.run([*cmd, *reqs], capture_output=True, text=True, check=False)
@@ -247,7 +270,9 @@ def dependency_wheels(cache: Path, python: str, log: Log = _say, variant: str = 
         if any(folder.glob("*.whl")):
             log(f"warning: pip download failed; using the wheels already in {folder}")
             return folder
-        raise ContainerError(f"cannot download the runtime's wheels (pip exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
+        raise ContainerError(
+            f"cannot download the runtime's wheels (pip exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
+        )
     stamp.write_text(json.dumps(reqs))
     return folder
 
@@ -267,11 +292,18 @@ def package_wheel(root: Path, dest: Path) -> Path:
     # pip builds in place for a local directory; keep the checkout free of build/ leftovers.
     with tempfile.TemporaryDirectory(prefix="pipelogic-src-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(root, src, ignore=shutil.ignore_patterns(
-            ".git", "build", "dist", "*.egg-info", "__pycache__", ".pipelogic", "tests", "examples", ".venv"))
+        shutil.copytree(
+            root,
+            src,
+            ignore=shutil.ignore_patterns(
+                ".git", "build", "dist", "*.egg-info", "__pycache__", ".pipelogic", "tests", "examples", ".venv"
+            ),
+        )
         proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise ContainerError(f"cannot build the pipelogic wheel (pip exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
+        raise ContainerError(
+            f"cannot build the pipelogic wheel (pip exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
+        )
     wheels = list(dest.glob("pipelogic-*.whl"))
     if len(wheels) != 1:
         raise ContainerError(f"expected one pipelogic wheel in {dest}, found {len(wheels)}")
@@ -306,9 +338,17 @@ def image_fingerprint(root: Path, base_id: str, deps: Path) -> str:
 
 _OUTPUT_LINES = 25  # of a failed step's output, shown with its error
 # What pip says when no package index can be reached (DNS, network, TLS, a proxy).
-_NO_INDEX = ("Could not find a version that satisfies", "No matching distribution found", "Network is unreachable",
-             "Temporary failure in name resolution", "Max retries exceeded", "SSLError", "ProxyError",
-             "Failed to establish a new connection", "CERTIFICATE_VERIFY_FAILED")
+_NO_INDEX = (
+    "Could not find a version that satisfies",
+    "No matching distribution found",
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+    "Max retries exceeded",
+    "SSLError",
+    "ProxyError",
+    "Failed to establish a new connection",
+    "CERTIFICATE_VERIFY_FAILED",
+)
 
 
 def _build(client: Any, tag: str, log: Log, hint: Callable[[str], str] | None = None, **build_args: Any) -> None:
@@ -332,8 +372,11 @@ def _build(client: Any, tag: str, log: Log, hint: Callable[[str], str] | None = 
                 log(f"  {text}")
                 output.clear()  # what the failing step said, not the steps before it
             elif text:  # the step's own words, not the engine's bookkeeping
-                output.extend(line for line in text.splitlines() if line.strip() and not line.startswith(
-                    (" ---> ", "Removing intermediate container")))
+                output.extend(
+                    line
+                    for line in text.splitlines()
+                    if line.strip() and not line.startswith((" ---> ", "Removing intermediate container"))
+                )
     except APIError as exc:
         raise ContainerError(f"building {tag} failed: {exc.explanation or exc}") from None
 
@@ -341,22 +384,32 @@ def _build(client: Any, tag: str, log: Log, hint: Callable[[str], str] | None = 
 def _wheels_hint(python: Callable[[], str | None]) -> Callable[[str], str]:
     """For a component build without --wheels: when pip could not reach an index, how to
     install from wheels instead (``python()``: the image's Python, asked only then)."""
+
     def hint(output: str) -> str:
         if not any(sign in output for sign in _NO_INDEX):
             return ""
         version = python()
         arch = platform.machine() or "x86_64"
-        return ("\nno package index was reachable from the build (or it lacks that version): build with "
-                "--wheels DIR, DIR filled where an index is reachable with\n"
-                f"  pip download --only-binary :all:{f' --python-version {version}' if version else ''} "
-                f"--platform manylinux2014_{arch} -d DIR -r src/requirements.txt"
-                + (f"\n(the image's Python is {version})" if version else ""))
+        return (
+            "\nno package index was reachable from the build (or it lacks that version): build with "
+            "--wheels DIR, DIR filled where an index is reachable with\n"
+            f"  pip download --only-binary :all:{f' --python-version {version}' if version else ''} "
+            f"--platform manylinux2014_{arch} -d DIR -r src/requirements.txt"
+            + (f"\n(the image's Python is {version})" if version else "")
+        )
+
     return hint
 
 
-def build_runtime_image(base: str | None = None, offline: bool = False, rebuild: bool = False,
-                        tag: str | None = None, cache: Path | None = None, log: Log = _say,
-                        variant: str = "full") -> str:
+def build_runtime_image(
+    base: str | None = None,
+    offline: bool = False,
+    rebuild: bool = False,
+    tag: str | None = None,
+    cache: Path | None = None,
+    log: Log = _say,
+    variant: str = "full",
+) -> str:
     """Build (or find up to date) the runtime image of ``variant`` ("full" or "slim");
     returns its tag. Also tags ``:latest`` (``:slim`` for the slim one)."""
     if variant not in VARIANTS:
@@ -382,8 +435,14 @@ def build_runtime_image(base: str | None = None, offline: bool = False, rebuild:
         shutil.copytree(deps, ctx / "deps", ignore=shutil.ignore_patterns("*.json"))
         package_wheel(root, ctx / "pkg")
         log(f"building {tag} ({variant}) on {base_ref} (Python {python})")
-        _build(client, tag, log, path=str(ctx), buildargs={"BASE_IMAGE": base_ref},
-               labels={FINGERPRINT_LABEL: fp, PYTHON_LABEL: python, VARIANT_LABEL: variant})
+        _build(
+            client,
+            tag,
+            log,
+            path=str(ctx),
+            buildargs={"BASE_IMAGE": base_ref},
+            labels={FINGERPRINT_LABEL: fp, PYTHON_LABEL: python, VARIANT_LABEL: variant},
+        )
     _tag_latest(client, tag, variant)
     return tag
 
@@ -402,11 +461,15 @@ def component_dockerfile(runtime: str, name: str, requirements: bool, wheels: bo
     ]
     if requirements:
         if wheels:
-            lines += ["COPY wheels/ /tmp/wheels/",
-                      "RUN pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels "
-                      "-r /component/src/requirements.txt && rm -rf /tmp/wheels"]
+            lines += [
+                "COPY wheels/ /tmp/wheels/",
+                "RUN pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels "
+                "-r /component/src/requirements.txt && rm -rf /tmp/wheels",
+            ]
         else:
-            lines.append("RUN pip install --no-cache-dir --disable-pip-version-check -r /component/src/requirements.txt")
+            lines.append(
+                "RUN pip install --no-cache-dir --disable-pip-version-check -r /component/src/requirements.txt"
+            )
     lines += [
         "RUN python3 -m compileall -q /component/src || true",
         f"USER {_WORKER_UID}",
@@ -431,8 +494,14 @@ def _add_tree(tar: tarfile.TarFile, src: Path, arcname: str) -> None:
     tar.add(str(src), arcname=arcname, filter=keep)
 
 
-def build_component_image(component_dir: str | Path, tag: str | None = None, wheels: str | Path | None = None,
-                          runtime: str = RUNTIME_IMAGE, log: Log = _say, tag_prefix: str = "pipelogic/") -> str:
+def build_component_image(
+    component_dir: str | Path,
+    tag: str | None = None,
+    wheels: str | Path | None = None,
+    runtime: str = RUNTIME_IMAGE,
+    log: Log = _say,
+    tag_prefix: str = "pipelogic/",
+) -> str:
     """Build an image that runs the component in ``component_dir`` with no mount: the
     runtime image (``runtime``), the component at ``/component``, and
     ``src/requirements.txt`` installed (from ``wheels``, a folder of wheel files, when

@@ -63,8 +63,9 @@ class SourceClasses:
         if "<locals>" in cls.__qualname__:
             return f"{kind} {where} is defined inside a function (define it at module level)"
         if self.find(cls.__module__, cls.__qualname__) is not cls:
-            return (f"{kind} {where} is not defined in the component's own source (src/ and the "
-                    "worker function's folder)")
+            return (
+                f"{kind} {where} is not defined in the component's own source (src/ and the worker function's folder)"
+            )
         return None
 
     def find(self, module_name: str, qualname: str) -> type | None:

@@ -57,7 +57,9 @@ class SnapshotPolicy:
             ticks, seconds = spec.get("every_ticks"), spec.get("every_seconds")
             if ticks is not None and (not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 1):
                 raise ValueError(f"{where}.every_ticks: expected an integer >= 1, got {ticks!r}")
-            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+            if seconds is not None and (
+                isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
+            ):
                 raise ValueError(f"{where}.every_seconds: expected a number > 0, got {seconds!r}")
             return cls(ticks, float(seconds) if seconds is not None else None)
         if spec is False:

@@ -56,10 +56,18 @@ class Snapshot:
 
 
 def encode_snapshot(vertex: str, snap: Snapshot) -> bytes:
-    body: bytes = msgpack.packb({
-        "vertex": vertex, "run": snap.run, "tick": snap.tick, "generation": snap.generation,
-        "created": time.time(), "meta": snap.meta, "state": snap.state,
-    }, use_bin_type=True)
+    body: bytes = msgpack.packb(
+        {
+            "vertex": vertex,
+            "run": snap.run,
+            "tick": snap.tick,
+            "generation": snap.generation,
+            "created": time.time(),
+            "meta": snap.meta,
+            "state": snap.state,
+        },
+        use_bin_type=True,
+    )
     return _HEADER.pack(MAGIC, len(body), hashlib.sha256(body).digest()) + body
 
 
@@ -70,7 +78,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
     magic, length, digest = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ValueError(f"not a snapshot file (magic {magic!r}, expected {MAGIC!r})")
-    body = data[_HEADER.size:]
+    body = data[_HEADER.size :]
     if len(body) != length:
         raise ValueError(f"torn file: header says {length} body bytes, found {len(body)}")
     if hashlib.sha256(body).digest() != digest:

@@ -35,20 +35,57 @@ from pipelogic.types._codec import _CLASSES
 
 __all__ = ["SourceClasses", "pack_state", "unpack_state"]
 
-(_TUPLE, _SET, _FROZENSET, _RECORD, _VARIANT, _BIGINT, _NDARRAY, _DEQUE, _COUNTER, _ODICT, _DEFAULTDICT,
- _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _FRACTION, _ENUM, _DATACLASS, _NAMEDTUPLE) = range(1, 21)
+(
+    _TUPLE,
+    _SET,
+    _FROZENSET,
+    _RECORD,
+    _VARIANT,
+    _BIGINT,
+    _NDARRAY,
+    _DEQUE,
+    _COUNTER,
+    _ODICT,
+    _DEFAULTDICT,
+    _DATETIME,
+    _DATE,
+    _TIME,
+    _TIMEDELTA,
+    _DECIMAL,
+    _FRACTION,
+    _ENUM,
+    _DATACLASS,
+    _NAMEDTUPLE,
+) = range(1, 21)
 _INT64 = (-(2**63), 2**64 - 1)
 
 # A defaultdict's factory is kept by name, from this list only (a lambda would need pickle).
-_FACTORIES: dict[str, Any] = {f.__name__: f for f in (
-    list, dict, set, frozenset, tuple, int, float, str, bytes, bool,
-    collections.Counter, collections.OrderedDict, collections.deque)}
+_FACTORIES: dict[str, Any] = {
+    f.__name__: f
+    for f in (
+        list,
+        dict,
+        set,
+        frozenset,
+        tuple,
+        int,
+        float,
+        str,
+        bytes,
+        bool,
+        collections.Counter,
+        collections.OrderedDict,
+        collections.deque,
+    )
+}
 _ZONEINFO = "zoneinfo"
 
-HOLDS = ("None, bool, int, float, str, bytes, list, tuple, dict, set, pipelang records and variants, "
-         "numeric numpy arrays, deque, Counter, OrderedDict, defaultdict (built-in factory), datetime "
-         "values, Decimal, Fraction, and dataclasses, NamedTuples and enums defined in the component's "
-         "own source")
+HOLDS = (
+    "None, bool, int, float, str, bytes, list, tuple, dict, set, pipelang records and variants, "
+    "numeric numpy arrays, deque, Counter, OrderedDict, defaultdict (built-in factory), datetime "
+    "values, Decimal, Fraction, and dataclasses, NamedTuples and enums defined in the component's "
+    "own source"
+)
 
 
 def _zone(t: dt.datetime | dt.time) -> str | None:
@@ -96,8 +133,10 @@ class _Codec:
         if isinstance(o, collections.defaultdict):
             f = o.default_factory
             if f is not None and _FACTORIES.get(getattr(f, "__name__", "")) is not f:
-                raise TypeError(f"a defaultdict whose factory is {getattr(f, '__qualname__', f)!r} (the factory must "
-                                f"be one of {', '.join(_FACTORIES)}, or None)")
+                raise TypeError(
+                    f"a defaultdict whose factory is {getattr(f, '__qualname__', f)!r} (the factory must "
+                    f"be one of {', '.join(_FACTORIES)}, or None)"
+                )
             return self._ext(_DEFAULTDICT, [f.__name__ if f is not None else None, dict(o)])
         if isinstance(o, collections.deque):
             return self._ext(_DEQUE, [o.maxlen, list(o)])
@@ -203,7 +242,8 @@ class _Codec:
         if cls is None or class_kind(cls) != kind:
             raise SnapshotValueError(
                 f"the snapshot holds a {kind} {module}.{qualname}, which the component's source does not "
-                "define (was it renamed or moved?)")
+                "define (was it renamed or moved?)"
+            )
         if code == _ENUM:
             members: dict[str, Any] = cls.__dict__["_member_map_"]
             member = members.get(v[2]) if v[2] is not None else None
@@ -239,8 +279,9 @@ def _restore_dataclass(cls: type, attrs: dict[str, Any], where: str) -> Any:
         try:
             object.__setattr__(obj, name, value)
         except AttributeError:
-            raise SnapshotValueError(f"the snapshot's {where} has an attribute {name!r} that the class "
-                                     "cannot take") from None
+            raise SnapshotValueError(
+                f"the snapshot's {where} has an attribute {name!r} that the class cannot take"
+            ) from None
     return obj
 
 

@@ -18,9 +18,7 @@ __all__ = [
     "substitute",
 ]
 
-ATOMIC_NAMES = frozenset(
-    ["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double", "String", "Bytes"]
-)
+ATOMIC_NAMES = frozenset(["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double", "String", "Bytes"])
 
 
 @dataclass(frozen=True, slots=True)

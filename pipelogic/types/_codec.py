@@ -169,9 +169,7 @@ class _Float(Codec):
     def check(self, v: Any) -> float:
         if type(v) is not float:
             self.pin_ok(v)
-            if isinstance(v, bool) or (not isinstance(v, (int, float)) and not hasattr(
-                type(v), "__float__"
-            )):
+            if isinstance(v, bool) or (not isinstance(v, (int, float)) and not hasattr(type(v), "__float__")):
                 raise self.mismatch(v)
             if isinstance(v, str):
                 raise self.mismatch(v)
@@ -578,8 +576,13 @@ class _Named(Codec):
 
 
 _NATIVE = (type(None), bool, int, float, str, bytes)
-_EXACT = {int: ("Int32", "Int64", "UInt32", "UInt64"), float: ("Float", "Double"), bool: ("Bool",),
-          str: ("String", "Char"), bytes: ("Bytes",)}
+_EXACT = {
+    int: ("Int32", "Int64", "UInt32", "UInt64"),
+    float: ("Float", "Double"),
+    bool: ("Bool",),
+    str: ("String", "Char"),
+    bytes: ("Bytes",),
+}
 
 
 def _exactly(t: Type, v: Any) -> bool:

@@ -41,8 +41,13 @@ class _Unsupported(Exception):
 class _Gen:
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.ns: dict[str, Any] = {"_M": _MISSING, "_isfinite": math.isfinite,
-                                   "_new": dict.__new__, "_upd": dict.update, "_F32": C._F32_MAX}
+        self.ns: dict[str, Any] = {
+            "_M": _MISSING,
+            "_isfinite": math.isfinite,
+            "_new": dict.__new__,
+            "_upd": dict.update,
+            "_F32": C._F32_MAX,
+        }
         self.n = 0
         self.open: set[int] = set()  # named codecs being expanded (a recursive type is not inlined)
 
@@ -74,8 +79,9 @@ def _check(g: _Gen, c: Any, x: str, ind: int, fail: str) -> None:
     elif kind is C._Str and not c.char:
         g.emit(ind, f"if type({x}) is not str or not {x}.isascii(): return {fail}")
     elif kind is C._Tuple:
-        g.emit(ind, f"if (type({x}) is not tuple and type({x}) is not list) or len({x}) != {len(c.items)}: "
-               f"return {fail}")
+        g.emit(
+            ind, f"if (type({x}) is not tuple and type({x}) is not list) or len({x}) != {len(c.items)}: return {fail}"
+        )
         ys = [g.var() for _ in c.items]
         if ys:
             g.emit(ind, f"{', '.join(ys)}{',' if len(ys) == 1 else ''} = {x}")
@@ -97,8 +103,11 @@ def _check(g: _Gen, c: Any, x: str, ind: int, fail: str) -> None:
         # passed on) is as good as a dict; its class's pin, if any, is this type.
         cls = f"_cls{id(c.cls)}"
         g.ns[cls] = c.cls
-        g.emit(ind, f"if (type({x}) is not dict and (type({x}) is not {cls} or '__pipelang_type__' in {x}.__dict__)) "
-               f"or tuple({x}) != _{keys}: return {fail}")
+        g.emit(
+            ind,
+            f"if (type({x}) is not dict and (type({x}) is not {cls} or '__pipelang_type__' in {x}.__dict__)) "
+            f"or tuple({x}) != _{keys}: return {fail}",
+        )
         for k, fc in c.fields:
             y = g.var()
             g.emit(ind, f"{y} = {x}[{k!r}]")

@@ -79,9 +79,7 @@ class _Tokens:
                 break
             m = _TOKEN.match(text, pos)
             if m is None or m.end() == pos:
-                raise TypeParseError(
-                    f"unexpected character {text[pos]!r} at column {pos + 1} in {_q(text)}"
-                )
+                raise TypeParseError(f"unexpected character {text[pos]!r} at column {pos + 1} in {_q(text)}")
             kind = m.lastgroup or ""
             start = m.start(kind)
             if kind == "punct":
@@ -89,8 +87,9 @@ class _Tokens:
                 if tok in _OPEN:
                     depth += 1
                     if depth > MAX_NESTING:
-                        raise TypeParseError(f"nested more than {MAX_NESTING} deep (the limit) at column "
-                                             f"{start + 1} in {_q(text)}")
+                        raise TypeParseError(
+                            f"nested more than {MAX_NESTING} deep (the limit) at column {start + 1} in {_q(text)}"
+                        )
                 elif tok in _CLOSE:
                     depth -= 1
             self.toks.append((kind, m.group(kind), start + 1))
@@ -109,9 +108,7 @@ class _Tokens:
     def fail(self, expected: str) -> TypeParseError:
         found = self.peek()
         what = f", found {found!r}" if found else ""
-        return TypeParseError(
-            f"expected {expected} at column {self.column()} in {_q(self.text)}{what}"
-        )
+        return TypeParseError(f"expected {expected} at column {self.column()} in {_q(self.text)}{what}")
 
     def take(self) -> str:
         tok = self.peek()
@@ -168,9 +165,7 @@ def _atom(ts: _Tokens) -> Type:
             col = ts.column()
             name = ts.take()
             if name in seen:
-                raise TypeParseError(
-                    f"duplicate field {name!r} at column {col} in {_q(ts.text)}"
-                )
+                raise TypeParseError(f"duplicate field {name!r} at column {col} in {_q(ts.text)}")
             seen.add(name)
             ts.expect(":")
             fields.append((name, _type(ts)))
@@ -184,8 +179,9 @@ def _atom(ts: _Tokens) -> Type:
         if "." in ident:
             head, second = ident.split(".", 1)
             if not second[:1].isupper():
-                raise TypeParseError(f"expected Enum.Variant or namespace.Name at column {col} in "
-                                     f"{_q(ts.text)}, found {ident!r}")
+                raise TypeParseError(
+                    f"expected Enum.Variant or namespace.Name at column {col} in {_q(ts.text)}, found {ident!r}"
+                )
             if head[:1].isupper():
                 # The platform's variant form: `Image.RGB` is the unit type RGB (an option of
                 # an enumeration such as ImageFormat), so `Image.RGB | Image.BGR` = `RGB | BGR`.

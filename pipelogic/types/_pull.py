@@ -28,15 +28,11 @@ class StreamPullShift:
     def __init__(self, skip: int, min_pull: int, max_pull: int) -> None:
         for name, v in (("skip", skip), ("min_pull", min_pull), ("max_pull", max_pull)):
             if type(v) is not int:
-                raise PullRequestError(
-                    f"StreamPullShift {name} must be an int, got {type(v).__name__} ({v!r})"
-                )
+                raise PullRequestError(f"StreamPullShift {name} must be an int, got {type(v).__name__} ({v!r})")
             if not 0 <= v <= MAX_PULL:
                 raise PullRequestError(f"StreamPullShift {name} must be in 0..{MAX_PULL}, got {v}")
         if min_pull > max_pull:
-            raise PullRequestError(
-                f"StreamPullShift min_pull ({min_pull}) is greater than max_pull ({max_pull})"
-            )
+            raise PullRequestError(f"StreamPullShift min_pull ({min_pull}) is greater than max_pull ({max_pull})")
         self.skip = skip
         self.min_pull = min_pull
         self.max_pull = max_pull
@@ -68,30 +64,20 @@ class InputsPullOption:
 
     __slots__ = ("shifts", "virtual_shift")
 
-    def __init__(
-        self, shifts: Sequence[StreamPullShift], virtual_shift: StreamPullShift | None = None
-    ) -> None:
+    def __init__(self, shifts: Sequence[StreamPullShift], virtual_shift: StreamPullShift | None = None) -> None:
         if isinstance(shifts, StreamPullShift) or not isinstance(shifts, (list, tuple)):
-            raise PullRequestError(
-                f"InputsPullOption expects a list of StreamPullShift, got {type(shifts).__name__}"
-            )
+            raise PullRequestError(f"InputsPullOption expects a list of StreamPullShift, got {type(shifts).__name__}")
         for i, s in enumerate(shifts):
             if not isinstance(s, StreamPullShift):
-                raise PullRequestError(
-                    f"InputsPullOption shift {i} must be a StreamPullShift, got {type(s).__name__}"
-                )
+                raise PullRequestError(f"InputsPullOption shift {i} must be a StreamPullShift, got {type(s).__name__}")
         if virtual_shift is not None and not isinstance(virtual_shift, StreamPullShift):
             raise PullRequestError(
                 f"virtual_shift must be a StreamPullShift or None, got {type(virtual_shift).__name__}"
             )
         self.shifts = tuple(shifts)
         self.virtual_shift = virtual_shift
-        if not any(s.consumes() for s in self.shifts) and not (
-            virtual_shift is not None and virtual_shift.consumes()
-        ):
-            raise PullRequestError(
-                "InputsPullOption would consume nothing (every shift has skip + max_pull == 0)"
-            )
+        if not any(s.consumes() for s in self.shifts) and not (virtual_shift is not None and virtual_shift.consumes()):
+            raise PullRequestError("InputsPullOption would consume nothing (every shift has skip + max_pull == 0)")
 
     def to_wire(self) -> list[Any]:
         v = self.virtual_shift.to_wire() if self.virtual_shift is not None else None
@@ -125,8 +111,7 @@ class InputsPullRequest:
         opts = [options] if isinstance(options, InputsPullOption) else options
         if not isinstance(opts, (list, tuple)) or not opts:
             raise PullRequestError(
-                "InputsPullRequest expects an InputsPullOption or a non-empty list of them, "
-                f"got {options!r}"
+                f"InputsPullRequest expects an InputsPullOption or a non-empty list of them, got {options!r}"
             )
         for i, o in enumerate(opts):
             if not isinstance(o, InputsPullOption):
@@ -135,9 +120,7 @@ class InputsPullRequest:
                 )
         widths = {len(o.shifts) for o in opts}
         if len(widths) != 1:
-            raise PullRequestError(
-                f"InputsPullRequest options have different numbers of shifts: {sorted(widths)}"
-            )
+            raise PullRequestError(f"InputsPullRequest options have different numbers of shifts: {sorted(widths)}")
         self.options = tuple(opts)
 
     def check_inputs(self, n_inputs: int, component: str) -> None:

@@ -38,9 +38,7 @@ class Record(dict[str, Any]):
         except KeyError:
             if name.endswith("_") and name[:-1] in self:
                 return self[name[:-1]]
-            raise AttributeError(
-                f"record has no field {name!r} (fields: {', '.join(self)})"
-            ) from None
+            raise AttributeError(f"record has no field {name!r} (fields: {', '.join(self)})") from None
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -70,5 +68,3 @@ class Variant:
 
     def __hash__(self) -> int:
         return hash((self.tag, repr(self.value)))
-
-

@@ -45,9 +45,7 @@ def resolve(t: Named) -> Type:
     """Expand one level of a named type application to its definition."""
     params, body = lookup(t.name)
     if len(params) != len(t.args):
-        raise TypeDefinitionError(
-            f"type {t.name} takes {len(params)} argument(s), got {len(t.args)} in {t}"
-        )
+        raise TypeDefinitionError(f"type {t.name} takes {len(params)} argument(s), got {len(t.args)} in {t}")
     return substitute(body, dict(zip(params, t.args)))
 
 
@@ -78,9 +76,7 @@ def check_references(t: Type, where: str, extra: dict[str, int] | None = None) -
         except TypeDefinitionError as exc:
             raise TypeDefinitionError(f"{exc} in {where}") from None
     if arity != len(t.args):
-        raise TypeDefinitionError(
-            f"type {t.name} takes {arity} argument(s), got {len(t.args)} in {where}"
-        )
+        raise TypeDefinitionError(f"type {t.name} takes {arity} argument(s), got {len(t.args)} in {where}")
     for a in t.args:
         check_references(a, where, extra)
 
@@ -102,9 +98,7 @@ def define(text: str) -> str:
     name, params, body = parse_definition(text)
     unbound = free_vars(body) - set(params)
     if unbound:
-        raise TypeDefinitionError(
-            f"type variable(s) {', '.join(sorted(unbound))} not declared in {text!r}"
-        )
+        raise TypeDefinitionError(f"type variable(s) {', '.join(sorted(unbound))} not declared in {text!r}")
     check_references(body, repr(text), {name: len(params)})
     if _unguarded_self(name, body):
         raise TypeDefinitionError(f"{name} is defined as itself without structure in {text!r}")

@@ -59,9 +59,7 @@ def _occurs(name: str, t: Type, env: dict[str, Type]) -> bool:
 def _fail(p: Type, c: Type, path: str, env: dict[str, Type], why: str = "") -> IncompatibleTypes:
     where = f" at {path}" if path else ""
     extra = f" ({why})" if why else ""
-    return IncompatibleTypes(
-        f"cannot unify {_unrename(_full(p, env))} with {_unrename(_full(c, env))}{where}{extra}"
-    )
+    return IncompatibleTypes(f"cannot unify {_unrename(_full(p, env))} with {_unrename(_full(c, env))}{where}{extra}")
 
 
 def _one_of(p: Type, c: Type, options: tuple[Type, ...], env: dict[str, Type], path: str) -> None:
@@ -101,8 +99,11 @@ def _unify(p: Type, c: Type, env: dict[str, Type], path: str) -> None:
             raise _fail(p, c, path, env, "infinite type")
         env[var.name] = other
         return
-    if isinstance(c, Named) and c.name == "Maybe" and len(c.args) == 1 and not (
-        isinstance(p, Named) and p.name == "Maybe"
+    if (
+        isinstance(c, Named)
+        and c.name == "Maybe"
+        and len(c.args) == 1
+        and not (isinstance(p, Named) and p.name == "Maybe")
     ):
         _unify(p, c.args[0], env, path)  # t -> Maybe<t>: the value is a Just
         return

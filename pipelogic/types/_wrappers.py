@@ -35,9 +35,7 @@ class _IntWrapper(int):
     __pipelang_type__: Type
 
     def __new__(cls, value: Any = 0) -> _IntWrapper:
-        checked = codec_for(cls.__pipelang_type__).check(
-            int(value) if isinstance(value, str) else value
-        )
+        checked = codec_for(cls.__pipelang_type__).check(int(value) if isinstance(value, str) else value)
         return super().__new__(cls, checked)
 
     def __repr__(self) -> str:

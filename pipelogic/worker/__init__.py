@@ -107,7 +107,10 @@ def _drain_virtual_out(session: Session) -> None:
 
         logging.getLogger("pipelogic.worker").warning(
             "vertex %s: %d virtual output item(s) were never claimed (no virtual_out.set_on_push() callback): "
-            "counted as lost", session.vertex, unclaimed)
+            "counted as lost",
+            session.vertex,
+            unclaimed,
+        )
         virtual_out.lost += unclaimed
         session.send_stats()
         return
@@ -117,12 +120,16 @@ def _drain_virtual_out(session: Session) -> None:
         raise virtual_out.error
     if not left:
         return
-    what = (f"vertex {session.vertex}: {left} virtual output item(s) were not delivered"
-            + (" and acknowledged" if virtual_out._with_tag else "")
-            + f" within {wait_s:g} s of the end")
+    what = (
+        f"vertex {session.vertex}: {left} virtual output item(s) were not delivered"
+        + (" and acknowledged" if virtual_out._with_tag else "")
+        + f" within {wait_s:g} s of the end"
+    )
     if not lose:
-        exc = WorkerError(what + " (the virtual_out callback stopped taking or acknowledging them; "
-                          "PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT=lose counts them as lost instead)")
+        exc = WorkerError(
+            what + " (the virtual_out callback stopped taking or acknowledging them; "
+            "PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT=lose counts them as lost instead)"
+        )
         from pipelogic import protocol as P
         from pipelogic.errors import BrokerUnavailable
 
@@ -165,13 +172,15 @@ def run(
     progress.run_called = True
     caller = sys._getframe(1)
     called_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
-    if state_codec is not None and (initial_state is _NOT_GIVEN or not isinstance(state_codec, tuple)
-                                    or len(state_codec) != 2 or not all(callable(f) for f in state_codec)):
+    if state_codec is not None and (
+        initial_state is _NOT_GIVEN
+        or not isinstance(state_codec, tuple)
+        or len(state_codec) != 2
+        or not all(callable(f) for f in state_codec)
+    ):
         raise TypeError("state_codec must be a pair of functions (to_plain, from_plain), given with initial_state")
     if initial_pull_request is not None and not isinstance(initial_pull_request, InputsPullRequest):
-        raise TypeError(
-            f"initial_pull_request must be an InputsPullRequest, got {type(initial_pull_request).__name__}"
-        )
+        raise TypeError(f"initial_pull_request must be an InputsPullRequest, got {type(initial_pull_request).__name__}")
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_sigterm)  # graceful stop, also for `python src/main.py`
     session = _open_session(_settings)
@@ -194,7 +203,9 @@ def run(
             logging.getLogger("pipelogic.worker").info(
                 "vertex %s: the virtual_out callback takes (item, tag): acknowledge mode; give each item back with "
                 "virtual_out.ack(tag) (at most %d unacknowledged, then the ticks wait)",
-                session.vertex, virtual_out.max_unacked)
+                session.vertex,
+                virtual_out.max_unacked,
+            )
         from pipelogic.types import create_type
 
         code = getattr(worker_function, "__code__", None)

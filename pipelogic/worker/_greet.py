@@ -21,14 +21,27 @@ class StopRequested(Exception):
     """SIGTERM while waiting for the broker (internal)."""
 
 
-def greet(ctx: ZContext, broker: str, spec: ComponentSpec, vertex: str, locked_out: StateLocked | None,
-          timeout_s: float, rejoin: bool, stop_requested: Callable[[], bool]) -> P.Welcome:
+def greet(
+    ctx: ZContext,
+    broker: str,
+    spec: ComponentSpec,
+    vertex: str,
+    locked_out: StateLocked | None,
+    timeout_s: float,
+    rejoin: bool,
+    stop_requested: Callable[[], bool],
+) -> P.Welcome:
     """Hello until welcomed. Refusals and mismatches raise; no answer within
     ``timeout_s`` raises BrokerUnavailable. While rejoining, a SIGTERM ends the wait
     within a second (StopRequested)."""
     probe = make_probe()  # the broker finds it if it shares our shared-memory directory
-    hello = hello_for(vertex, [str(t) for t in spec.input_types], [str(t) for t in spec.output_types],
-                      join=locked_out is not None, shm=probe)
+    hello = hello_for(
+        vertex,
+        [str(t) for t in spec.input_types],
+        [str(t) for t in spec.output_types],
+        join=locked_out is not None,
+        shm=probe,
+    )
     waited: list[bool] = []
 
     def waiting() -> None:

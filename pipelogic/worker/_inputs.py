@@ -28,13 +28,17 @@ def _buf(frame: Any) -> Any:
 
 def _unpacks(wire: Type, declared: Type | None) -> bool:
     """Whether values of ``wire`` reach an input declared ``declared`` through the adapter."""
-    return (isinstance(wire, Named) and wire.name == "Maybe" and not (
-        isinstance(declared, Named) and declared.name == "Maybe"))
+    return (
+        isinstance(wire, Named)
+        and wire.name == "Maybe"
+        and not (isinstance(declared, Named) and declared.name == "Maybe")
+    )
 
 
 class InputDecoder:
-    def __init__(self, vertex: str, wire_types: list[str], declared: list[Type],
-                 resolve: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, vertex: str, wire_types: list[str], declared: list[Type], resolve: Callable[[Any], Any] | None = None
+    ) -> None:
         self.vertex = vertex
         # Buffer frames: ``resolve`` maps the shared-memory slots descriptors name.
         self.buf = resolve if resolve is not None else _buf
@@ -69,6 +73,8 @@ class InputDecoder:
                 inputs.append(decoded)
             else:
                 if len(decoded) != 1 and not skip:
-                    raise DecodeError(f"vertex {self.vertex}: input {j}: expected 1 message per tick, got {len(decoded)}")
+                    raise DecodeError(
+                        f"vertex {self.vertex}: input {j}: expected 1 message per tick, got {len(decoded)}"
+                    )
                 inputs.append(decoded[0] if decoded else None)
         return None if skip else inputs

@@ -45,9 +45,15 @@ class BrokerLost(BrokerUnavailable):
     """The broker went silent or restarted: rejoin (internal to the worker runtime)."""
 
 
-def handshake(ctx: ZContext, broker: str, hello: P.Hello, timeout_s: float,
-              stop: Callable[[], bool] = lambda: False, attempt_s: float = 2.0,
-              waiting: Callable[[], None] | None = None) -> P.Message | None:
+def handshake(
+    ctx: ZContext,
+    broker: str,
+    hello: P.Hello,
+    timeout_s: float,
+    stop: Callable[[], bool] = lambda: False,
+    attempt_s: float = 2.0,
+    waiting: Callable[[], None] | None = None,
+) -> P.Message | None:
     """Say Hello until the broker answers (its Welcome or Refuse), ``timeout_s`` passes or
     ``stop()`` is true (then None). Short attempts, with growing pauses between them when
     they fail fast, so the health beacon beats and a stop request is seen while waiting;
@@ -90,18 +96,29 @@ def instance_id() -> str:
     return os.environ.get("PIPELOGIC_INSTANCE") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def hello_for(vertex: str, input_types: list[str], output_types: list[str], join: bool = False,
-              shm: str = "") -> P.Hello:
-    return P.Hello(vertex=vertex, instance=instance_id(), pid=os.getpid(), features=[], inputs=len(input_types),
-                   outputs=len(output_types), host=socket.gethostname(), types=[input_types, output_types],
-                   join=join, shm=shm)
+def hello_for(
+    vertex: str, input_types: list[str], output_types: list[str], join: bool = False, shm: str = ""
+) -> P.Hello:
+    return P.Hello(
+        vertex=vertex,
+        instance=instance_id(),
+        pid=os.getpid(),
+        features=[],
+        inputs=len(input_types),
+        outputs=len(output_types),
+        host=socket.gethostname(),
+        types=[input_types, output_types],
+        join=join,
+        shm=shm,
+    )
 
 
 class BrokerLink:
     """The data sockets and heartbeat of one accepted incarnation (one Welcome)."""
 
-    def __init__(self, ctx: ZContext, broker: str, welcome: P.Welcome, vertex: str,
-                 stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, ctx: ZContext, broker: str, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]
+    ) -> None:
         self.ctx = ctx
         self.broker = broker
         self.welcome = welcome
@@ -113,8 +130,12 @@ class BrokerLink:
         self.lost: str | None = None  # why the link is unusable
         self.fenced = False  # lost because this broker replaced or declared dead this epoch
         # A DEALER under the secret routing id the broker addresses this worker's ticks to.
-        self.pull = transport.connect(ctx, zmq.DEALER, transport.peer_endpoint(broker, welcome.tick_endpoint),
-                                      routing_id=bytes.fromhex(welcome.tick_identity))
+        self.pull = transport.connect(
+            ctx,
+            zmq.DEALER,
+            transport.peer_endpoint(broker, welcome.tick_endpoint),
+            routing_id=bytes.fromhex(welcome.tick_identity),
+        )
         self.push = transport.connect(ctx, zmq.PUSH, transport.peer_endpoint(broker, welcome.result_endpoint))
         self.push.setsockopt(zmq.SNDTIMEO, _SEND_STEP_MS)
         self.send_timeout_s = max(10.0, welcome.heartbeat_ms * (self.liveness + 1) / 1000)
@@ -139,7 +160,8 @@ class BrokerLink:
                     raise BrokerLost(self.lost) from None
                 if self.fenced or time.monotonic() >= deadline:
                     raise BrokerUnavailable(
-                        self.lost or f"vertex {self.vertex}: the broker at {self.broker} took no message for "
+                        self.lost
+                        or f"vertex {self.vertex}: the broker at {self.broker} took no message for "
                         f"{self.send_timeout_s:g} s"
                     ) from None
 
@@ -182,8 +204,10 @@ class BrokerLink:
                         self.lost = f"vertex {self.vertex}: the broker at {self.broker} restarted"
                     elif not msg.alive:
                         self.fenced = True
-                        self.lost = (f"vertex {self.vertex}: this worker (epoch {self.epoch}) was "
-                                     "replaced or declared dead by the broker")
+                        self.lost = (
+                            f"vertex {self.vertex}: this worker (epoch {self.epoch}) was "
+                            "replaced or declared dead by the broker"
+                        )
                     else:
                         _health.beat()
                 silent = time.monotonic() - last_pong

@@ -159,8 +159,16 @@ class Session:
     # -- handshake -------------------------------------------------------------------------
 
     def _handshake(self, timeout_s: float, rejoin: bool) -> P.Welcome:
-        return greet(self.ctx, self.settings.broker, self.spec, self.vertex, self._locked_out, timeout_s, rejoin,
-                     lambda: self.stop_requested)
+        return greet(
+            self.ctx,
+            self.settings.broker,
+            self.spec,
+            self.vertex,
+            self._locked_out,
+            timeout_s,
+            rejoin,
+            lambda: self.stop_requested,
+        )
 
     def _accept(self, welcome: P.Welcome) -> None:
         self.welcome = welcome
@@ -170,8 +178,10 @@ class Session:
         self.replay_until = int(ws.get("applied", 0))  # ticks below were applied before
         self.shm.accept(ws.get("shm"), self.vertex)
         try:
-            self.snaps.policy = SnapshotPolicy.parse(ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
-                                               "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)")
+            self.snaps.policy = SnapshotPolicy.parse(
+                ws.get("snapshot") or self.settings.snapshot or DEFAULT_POLICY,
+                "snapshot policy (pipeline.yml or PIPELOGIC_SNAPSHOT)",
+            )
         except ValueError as exc:
             raise StateError(f"vertex {self.vertex}: {exc}") from None
 
@@ -228,8 +238,13 @@ class Session:
         vin, inputs, vout = self.virtual_in, getattr(self, "inputs", None), getattr(self, "vout", None)
         if vin is None:
             return (0, inputs.dropped if inputs is not None else 0, vout.lost if vout is not None else 0, 0, False)
-        return (vin.dropped, inputs.dropped if inputs is not None else 0, vout.lost if vout is not None else 0,
-                len(vin), vin.closed)
+        return (
+            vin.dropped,
+            inputs.dropped if inputs is not None else 0,
+            vout.lost if vout is not None else 0,
+            len(vin),
+            vin.closed,
+        )
 
     def send_stats(self) -> None:
         """A heartbeat from the main thread, so final counters reach the broker."""
@@ -246,8 +261,12 @@ class Session:
             self.link.close()
         self.shm.close()
         if not transport.term(self.ctx):
-            log.warning("vertex %s: zmq did not close its connections within 2 s (a slow DNS lookup of %s?); "
-                        "exiting without waiting", self.vertex, self.settings.broker)
+            log.warning(
+                "vertex %s: zmq did not close its connections within 2 s (a slow DNS lookup of %s?); "
+                "exiting without waiting",
+                self.vertex,
+                self.settings.broker,
+            )
         self.store.unlock()
 
     # -- state -----------------------------------------------------------------------------
@@ -265,7 +284,9 @@ class Session:
         pr = snap.meta.get("pull_request")
         if pr is not None:
             self.pull_request = InputsPullRequest.from_wire(pr)
-        log.info("vertex %s: restored state at tick %d (snapshot generation %d)", self.vertex, snap.tick, snap.generation)
+        log.info(
+            "vertex %s: restored state at tick %d (snapshot generation %d)", self.vertex, snap.tick, snap.generation
+        )
         return snap.tick
 
     def snapshot(self, timeout_s: float = 30.0) -> bool:
@@ -282,10 +303,15 @@ class Session:
             exc.reported_to_broker = True  # type: ignore[attr-defined]
             raise
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
-        return self.snaps.take(tick, data, self.run_id, meta,
-                               confirm=lambda t: self._confirm(t, timeout_s),
-                               report=lambda t: self.send(P.Checkpoint(self.epoch, t)),
-                               interrupted=lambda: self.stop_requested or self.lost is not None)
+        return self.snaps.take(
+            tick,
+            data,
+            self.run_id,
+            meta,
+            confirm=lambda t: self._confirm(t, timeout_s),
+            report=lambda t: self.send(P.Checkpoint(self.epoch, t)),
+            interrupted=lambda: self.stop_requested or self.lost is not None,
+        )
 
     def _confirm(self, tick: int, timeout_s: float) -> bool:
         self.send(P.Sync(self.epoch, tick))
@@ -316,8 +342,13 @@ class Session:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def serve(self, step: Step, pull_request: InputsPullRequest | None,
-              virtual_in: VirtualInputStream, virtual_out: VirtualOutputStream) -> None:
+    def serve(
+        self,
+        step: Step,
+        pull_request: InputsPullRequest | None,
+        virtual_in: VirtualInputStream,
+        virtual_out: VirtualOutputStream,
+    ) -> None:
         """Run ticks until the broker closes this worker or SIGTERM asks it to stop. A
         broker that goes silent or restarts is rejoined (state restored from the newest
         snapshot, the broker replays the rest); a fenced worker raises BrokerUnavailable."""
@@ -347,8 +378,12 @@ class Session:
 
     def _start_incarnation(self) -> None:
         mode = self.step.mode
-        self.inputs = InputDecoder(self.vertex, list(self.welcome.input_types), self.spec.input_types,
-                                   self.shm.reader.resolve if self.shm.reader is not None else None)
+        self.inputs = InputDecoder(
+            self.vertex,
+            list(self.welcome.input_types),
+            self.spec.input_types,
+            self.shm.reader.resolve if self.shm.reader is not None else None,
+        )
         self.step.place = self.shm.pool.place if self.shm.pool is not None else None
         self.pull_request = self._initial_pull
         resume = self.restore() if mode.stateful else None
@@ -362,8 +397,9 @@ class Session:
         False if SIGTERM came first (the last snapshot is kept)."""
         self.rejoins += 1
         timeout_s = self.settings.rejoin_timeout_s
-        log.warning("%s; keeping the state and rejoining (waiting up to %g s, PIPELOGIC_REJOIN_TIMEOUT_S)",
-                    reason, timeout_s)
+        log.warning(
+            "%s; keeping the state and rejoining (waiting up to %g s, PIPELOGIC_REJOIN_TIMEOUT_S)", reason, timeout_s
+        )
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -372,8 +408,11 @@ class Session:
         try:
             welcome = self._handshake(timeout_s, rejoin=True)
         except StopRequested:
-            log.warning("vertex %s: stopped while the broker was gone; its last snapshot (tick %d) is kept",
-                        self.vertex, self.snaps.tick)
+            log.warning(
+                "vertex %s: stopped while the broker was gone; its last snapshot (tick %d) is kept",
+                self.vertex,
+                self.snaps.tick,
+            )
             return False
         self._accept(welcome)
         log.warning("vertex %s: rejoined the broker at %s (epoch %d)", self.vertex, self.settings.broker, self.epoch)

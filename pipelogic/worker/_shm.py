@@ -242,8 +242,13 @@ class SlotPool:
             state = ctl[s.index]
             if state == GONE:  # released, but a consumer still maps it: never overwrite, let it go
                 self._abandon(s, ctl)
-            elif (state == FREE and s.capacity >= n and s.index not in self._loans
-                  and (best is None or s.capacity < best.capacity) and not s.in_use()):
+            elif (
+                state == FREE
+                and s.capacity >= n
+                and s.index not in self._loans
+                and (best is None or s.capacity < best.capacity)
+                and not s.in_use()
+            ):
                 # (in use: a loan sent and released that the user still holds; left alone)
                 best = s
         return best if best is not None else self._new(n, ctl)
@@ -323,9 +328,17 @@ class SlotPool:
         (loans outstanding keep their mapping; their files go).
         Held ones (HELD, KEPT) stay for the broker, which removes them (and the control file) once it
         no longer needs them."""
-        log.debug("shared memory pool %s: %d placed (%d of them loans), %d loaned, %d slots created, %d abandoned "
-                  "(kept by a consumer), %d over the socket", self.prefix, self.placed, self.sent_loans, self.loaned,
-                  self.created, self.abandoned, self.fallbacks)
+        log.debug(
+            "shared memory pool %s: %d placed (%d of them loans), %d loaned, %d slots created, %d abandoned "
+            "(kept by a consumer), %d over the socket",
+            self.prefix,
+            self.placed,
+            self.sent_loans,
+            self.loaned,
+            self.created,
+            self.abandoned,
+            self.fallbacks,
+        )
         with self._lock:
             self._close()
 
@@ -388,7 +401,7 @@ class SlotReader:
         else:
             self._maps.move_to_end(name)
         self.pending.append(d)
-        return memoryview(entry[1])[:d.length]
+        return memoryview(entry[1])[: d.length]
 
     def _map(self, d: Descriptor) -> mmap.mmap:
         fd = os.open(self.dir / d.name, os.O_RDONLY | _FLAGS)

@@ -54,16 +54,28 @@ class Snapshots:
             self.tick = snap.tick
         return snap
 
-    def take(self, tick: int, data: bytes, run_id: str, meta: dict[str, Any], confirm: Callable[[int], bool],
-             report: Callable[[int], None], interrupted: Callable[[], bool]) -> bool:
+    def take(
+        self,
+        tick: int,
+        data: bytes,
+        run_id: str,
+        meta: dict[str, Any],
+        confirm: Callable[[int], bool],
+        report: Callable[[int], None],
+        interrupted: Callable[[], bool],
+    ) -> bool:
         """Write the packed state ``data`` reaching ``tick``: ``confirm(tick)`` first asks
         the broker (False: try again later, with backoff, not on every tick), then the write,
         then ``report(tick)``. True if a snapshot was committed."""
         if not confirm(tick):
             self._fails += 1
-            self._retry_at = time.monotonic() + min(2.0 ** self._fails, 30.0)
-            log.warning("vertex %s: the broker did not confirm tick %d; no snapshot written (next try in %.0f s)",
-                        self.vertex, tick, self._retry_at - time.monotonic())
+            self._retry_at = time.monotonic() + min(2.0**self._fails, 30.0)
+            log.warning(
+                "vertex %s: the broker did not confirm tick %d; no snapshot written (next try in %.0f s)",
+                self.vertex,
+                tick,
+                self._retry_at - time.monotonic(),
+            )
             return False
         self._fails = 0
         since, attempt = 0.0, 0
@@ -79,8 +91,9 @@ class Snapshots:
                 if not self._storage_wait(exc, since, attempt, interrupted):
                     return False
         if attempt:
-            log.warning("vertex %s: the state directory is writable again; snapshot at tick %d written",
-                        self.vertex, tick)
+            log.warning(
+                "vertex %s: the state directory is writable again; snapshot at tick %d written", self.vertex, tick
+            )
         _faults.point("after-dir-fsync-before-report")
         report(tick)
         _faults.point("after-report")
@@ -96,7 +109,9 @@ class Snapshots:
         waited = time.monotonic() - since
         limit = self.storage_retry_s
         if waited >= limit:
-            raise StateError(f"{exc} (still failing after {waited:.0f} s; PIPELOGIC_STORAGE_RETRY_S={limit:g})") from exc
+            raise StateError(
+                f"{exc} (still failing after {waited:.0f} s; PIPELOGIC_STORAGE_RETRY_S={limit:g})"
+            ) from exc
         if attempt == 1:  # one line per streak, not one per try
             log.error("%s; the worker holds (no new ticks) and retries with backoff for up to %g s", exc, limit)
         deadline = time.monotonic() + min(0.5 * 2 ** (attempt - 1), 10.0, limit - waited)

@@ -81,8 +81,7 @@ def inspect_function(
         raise TypeError(f"cannot inspect the signature of {fn!r}: {exc}") from None
     params = sig.parameters
     positional = [
-        p for p in params.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _SPECIAL
+        p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _SPECIAL
     ]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params.values())
     required = [p for p in positional if p.default is p.empty]
@@ -94,17 +93,14 @@ def inspect_function(
     where = f"component {component}: worker function {getattr(fn, '__name__', fn)!r}"
     if not varargs and not (len(required) <= n_inputs <= len(positional)):
         raise TypeError(
-            f"{where} takes {len(positional)} positional input(s) but component.yml declares "
-            f"{n_inputs} input stream(s)"
+            f"{where} takes {len(positional)} positional input(s) but component.yml declares {n_inputs} input stream(s)"
         )
     if stateful and not has_state:
         raise TypeError(f"{where}: initial_state was given, so the function must accept a `state` parameter")
     if has_state and not stateful:
         raise TypeError(f"{where} has a `state` parameter: pass initial_state=... to run()")
     if n_inputs == 0 and not has_virtual:
-        raise TypeError(
-            f"{where}: a component without input streams must take a `virtual_input` parameter"
-        )
+        raise TypeError(f"{where}: a component without input streams must take a `virtual_input` parameter")
     return Mode(n_inputs, n_outputs, stateful, streaming, has_virtual, virtual_output)
 
 
@@ -115,8 +111,9 @@ def _positional_slots(fn: Callable[..., Any]) -> list[str | None] | None:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return None
-    slots = [p.name if p.name in _SPECIAL else None for p in params
-             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    slots = [
+        p.name if p.name in _SPECIAL else None for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     return slots if any(s is not None for s in slots) else None
 
 
@@ -172,8 +169,11 @@ class Step:
         self.place: Callable[[Any], bytes | None] | None = None
         code = getattr(fn, "__code__", None)
         # Errors in what the function returned name it: the traceback has no user frame.
-        self.fn_where = (f"{getattr(fn, '__qualname__', 'the worker function')} at {code.co_filename}:"
-                         f"{code.co_firstlineno}" if code is not None else "the worker function")
+        self.fn_where = (
+            f"{getattr(fn, '__qualname__', 'the worker function')} at {code.co_filename}:{code.co_firstlineno}"
+            if code is not None
+            else "the worker function"
+        )
 
     def pack_state(self, vertex: str) -> bytes:
         """The state as snapshot bytes (through ``state_codec``'s first function, if any)."""
@@ -225,8 +225,7 @@ class Step:
             keys = sorted(self.keys)
             if not isinstance(result, dict):
                 raise self._shape(
-                    f"expected the worker function to return a dict with keys {keys}, got "
-                    f"{type(result).__name__}"
+                    f"expected the worker function to return a dict with keys {keys}, got {type(result).__name__}"
                 )
             got = set(result)
             if got != self.keys and not (got == self.keys | {"output"} and m.n_outputs == 0):
@@ -244,16 +243,12 @@ class Step:
             if m.streaming:
                 pull = result["pull_request"]
                 if not isinstance(pull, InputsPullRequest):
-                    raise self._shape(
-                        f"'pull_request' must be an InputsPullRequest, got {type(pull).__name__}"
-                    )
+                    raise self._shape(f"'pull_request' must be an InputsPullRequest, got {type(pull).__name__}")
                 pull.check_inputs(m.n_inputs, self.vertex)
             if m.virtual_output:
                 virtual_out = result["virtual_output"]
                 if not isinstance(virtual_out, list):
-                    raise self._shape(
-                        f"'virtual_output' must be a list, got {type(virtual_out).__name__}"
-                    )
+                    raise self._shape(f"'virtual_output' must be a list, got {type(virtual_out).__name__}")
         else:
             output = result
         return TickOutput(self._outputs(output), pull, virtual_out)
@@ -293,7 +288,9 @@ class Step:
                     data = codec.enc(v, bufs)
                 except TypeMismatch as err:
                     where = f"output {k}" + (f"[{i}]" if m.streaming else "")
-                    raise OutputTypeError(f"vertex {self.vertex}: {where}: {err} (returned by {self.fn_where})") from None
+                    raise OutputTypeError(
+                        f"vertex {self.vertex}: {where}: {err} (returned by {self.fn_where})"
+                    ) from None
                 if bufs and self.place is not None:
                     place = self.place
                     bufs = [place(b) or b for b in bufs]

@@ -91,8 +91,9 @@ class VirtualInputStream:
             return self._closed and not self._q
 
 
-def virtual_take(vin: VirtualInputStream, skip: int, min_count: int, max_count: int,
-                 poll: Callable[[], bool]) -> list[Any] | None:
+def virtual_take(
+    vin: VirtualInputStream, skip: int, min_count: int, max_count: int, poll: Callable[[], bool]
+) -> list[Any] | None:
     """A component's virtual part of a tick: wait for ``skip + min_count`` queued messages
     (the broker chose the option knowing they are there), then take. None if ``poll()``
     says the worker was closed while waiting; a short list only if the queue closed first."""
@@ -102,8 +103,9 @@ def virtual_take(vin: VirtualInputStream, skip: int, min_count: int, max_count: 
     return vin.take(skip, max_count)
 
 
-def source_take(vin: VirtualInputStream, request: InputsPullRequest | None,
-                poll: Callable[[], bool]) -> list[Any] | bool | None:
+def source_take(
+    vin: VirtualInputStream, request: InputsPullRequest | None, poll: Callable[[], bool]
+) -> list[Any] | bool | None:
     """A source's tick input: the first option's virtual shift the queue satisfies (one
     message without a pull request). None if closed by the broker while waiting, False when
     the virtual stream is finished (closed, and what is left can never fire)."""
@@ -169,7 +171,8 @@ class VirtualOutputStream:
             raise TypeError(f"set_on_push expects a callable, got {type(callback).__name__}")
         try:
             params = [
-                p for p in inspect.signature(callback).parameters.values()
+                p
+                for p in inspect.signature(callback).parameters.values()
                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
             ]
             self._with_tag = len(params) >= 2
@@ -225,9 +228,12 @@ class VirtualOutputStream:
                 self._q.popleft()
             if over > 0:
                 if not self.lost:
-                    log.warning("the worker returns virtual_output items and no callback is registered with "
-                                "virtual_out.set_on_push(): the newest %d are kept for one registered later, "
-                                "older ones are dropped and counted as lost", self.queue_size)
+                    log.warning(
+                        "the worker returns virtual_output items and no callback is registered with "
+                        "virtual_out.set_on_push(): the newest %d are kept for one registered later, "
+                        "older ones are dropped and counted as lost",
+                        self.queue_size,
+                    )
                 self.lost += over
 
     def unclaimed(self) -> int:
@@ -292,8 +298,9 @@ class VirtualOutputStream:
         self._thread.join(timeout_s)
         with self._cond:
             if self._with_tag and not self._thread.is_alive():
-                self._cond.wait_for(lambda: not self._unacked or self.error is not None,
-                                    max(0.0, deadline - time.monotonic()))
+                self._cond.wait_for(
+                    lambda: not self._unacked or self.error is not None, max(0.0, deadline - time.monotonic())
+                )
             left = sum(1 for x in self._q if x is not _STOP) + (len(self._unacked) if self._with_tag else 0)
             if self._thread.is_alive():
                 left += 1  # the item the callback is still holding

@@ -23,10 +23,19 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAOS = ROOT / "tests" / "integration" / "chaos"
 
 
-def compose_cmd(project: str, file: Path, *args: str, check: bool = True, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+def compose_cmd(
+    project: str, file: Path, *args: str, check: bool = True, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The system docker-compose (never our venv's Python: it breaks with docker>=7)."""
-    proc = subprocess.run([COMPOSE, "-p", project, "-f", str(file), *args], capture_output=True, text=True,
-                          env=env_without_python(), cwd=file.parent, timeout=timeout_s, check=False)
+    proc = subprocess.run(
+        [COMPOSE, "-p", project, "-f", str(file), *args],
+        capture_output=True,
+        text=True,
+        env=env_without_python(),
+        cwd=file.parent,
+        timeout=timeout_s,
+        check=False,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"docker-compose {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -44,8 +53,11 @@ class Project:
         return compose_cmd(self.name, self.file, *args, check=check)
 
     def containers(self, service: str) -> list[Any]:
-        return self.engine.containers.list(all=True, ignore_removed=True, filters={
-            "label": [f"com.docker.compose.project={self.name}", f"com.docker.compose.service={service}"]})
+        return self.engine.containers.list(
+            all=True,
+            ignore_removed=True,
+            filters={"label": [f"com.docker.compose.project={self.name}", f"com.docker.compose.service={service}"]},
+        )
 
     def container(self, service: str) -> Any:
         found = self.containers(service)
@@ -129,11 +141,14 @@ def counter_fold(n: int) -> list[int]:
     return outs
 
 
-
 def compose_for(pipeline: Path, *flags: str) -> Path:
     """`pipelogic compose` beside the pipeline; the file's path."""
-    subprocess.run([sys.executable, "-m", "pipelogic", "compose", str(pipeline), *flags], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipelogic", "compose", str(pipeline), *flags],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return pipeline.parent / "compose.yaml"
 
 
@@ -142,7 +157,8 @@ def slow_counter_pipeline(base: Path, count: int, rate: int, snapshot: str = "20
     d = base / "pipe"
     d.mkdir(parents=True)
     shutil.copytree(CHAOS / "counter", d / "counter")
-    (d / "pipeline.yml").write_text(textwrap.dedent(f"""\
+    (d / "pipeline.yml").write_text(
+        textwrap.dedent(f"""\
         name: slow
         components:
           numbers: {{source: sequence, count: {count}, rate: {rate}}}
@@ -151,14 +167,29 @@ def slow_counter_pipeline(base: Path, count: int, rate: int, snapshot: str = "20
         connections:
           - numbers -> counter
           - counter -> out
-        """))
+        """)
+    )
     return d / "pipeline.yml"
 
 
 def hello_reference(base: Path) -> Path:
     """The example pipeline's outputs from `pipelogic up` on a fresh copy: its out folder."""
     hello = copy_examples(base) / "hello"
-    done = subprocess.run([sys.executable, "-m", "pipelogic", "up", str(hello / "pipeline.yml"), "--listen",
-                           "tcp://127.0.0.1:0", "--no-progress", "--timeout", "90"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(hello / "pipeline.yml"),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-progress",
+            "--timeout",
+            "90",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return hello / "out"

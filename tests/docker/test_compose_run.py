@@ -57,8 +57,12 @@ def test_a_second_replica_of_a_vertex_is_refused_not_half_served(tmp_path, proje
     p.compose("up", "-d")
     wait_for(lambda: len(lines(out)) > 1000, 60, "the first outputs", lambda: p.logs("broker"))
     p.compose("up", "-d", "--no-recreate", "--scale", "counter=2")
-    wait_for(lambda: "runs as one instance" in p.logs("counter"), 60,
-             "the second counter to be refused", lambda: p.logs("counter") + p.logs("broker"))
+    wait_for(
+        lambda: "runs as one instance" in p.logs("counter"),
+        60,
+        "the second counter to be refused",
+        lambda: p.logs("counter") + p.logs("broker"),
+    )
     assert p.wait_exit("broker") == 0, p.logs("broker")
     assert [int(x) for x in lines(out)] == counter_fold(n)
     # The first counter was never fenced or replaced by the second one.
@@ -70,7 +74,8 @@ def test_a_replicated_vertex_runs_as_containers_and_scales_mid_run(tmp_path, pro
     d = tmp_path / "pipe"
     d.mkdir()
     shutil.copytree(CHAOS / "sleeper", d / "sleeper")
-    (d / "pipeline.yml").write_text(textwrap.dedent(f"""\
+    (d / "pipeline.yml").write_text(
+        textwrap.dedent(f"""\
         name: replicated
         components:
           numbers: {{source: sequence, count: {n}, rate: 1000}}
@@ -79,14 +84,19 @@ def test_a_replicated_vertex_runs_as_containers_and_scales_mid_run(tmp_path, pro
         connections:
           - numbers -> sleeper
           - sleeper -> out
-        """))
+        """)
+    )
     out = d / "out" / "values.jsonl"
     file = compose_for(d / "pipeline.yml")
     assert yaml.safe_load(file.read_text())["services"]["sleeper"]["deploy"]["replicas"] == 2
     p = project(file)
     p.compose("up", "-d")
-    wait_for(lambda: len(p.containers("sleeper")) == 2 and len(lines(out)) > 500, 90,
-             "two sleeper containers and the first outputs", lambda: p.logs("broker") + p.logs("sleeper"))
+    wait_for(
+        lambda: len(p.containers("sleeper")) == 2 and len(lines(out)) > 500,
+        90,
+        "two sleeper containers and the first outputs",
+        lambda: p.logs("broker") + p.logs("sleeper"),
+    )
     p.compose("up", "-d", "--no-recreate", "--scale", "sleeper=3")
 
     def three_working():
@@ -97,8 +107,9 @@ def test_a_replicated_vertex_runs_as_containers_and_scales_mid_run(tmp_path, pro
         working = [i for i in v.get("instances", []) if i["state"] == "running" and i["ticks"] > 0]
         return v if len(working) == 3 else None
 
-    v = wait_for(three_working, 60, "three sleeper instances taking ticks",
-                 lambda: p.logs("broker") + p.logs("sleeper"))
+    v = wait_for(
+        three_working, 60, "three sleeper instances taking ticks", lambda: p.logs("broker") + p.logs("sleeper")
+    )
     # Each container is its own instance (its host name is the container's id).
     hosts = {i["host"] for i in v["instances"]}
     assert hosts == {c.id[:12] for c in p.containers("sleeper")}, (hosts, v["instances"])
@@ -120,7 +131,8 @@ def test_large_values_cross_containers_through_a_shared_memory_volume(tmp_path, 
     d.mkdir()
     shutil.copytree(CHAOS / "blobs", d / "blobs")
     shutil.copytree(CHAOS / "digest", d / "digest")
-    (d / "pipeline.yml").write_text(textwrap.dedent(f"""\
+    (d / "pipeline.yml").write_text(
+        textwrap.dedent(f"""\
         name: blobs
         components:
           numbers: {{source: sequence, count: {n}}}
@@ -131,7 +143,8 @@ def test_large_values_cross_containers_through_a_shared_memory_volume(tmp_path, 
           - numbers -> blobs
           - blobs -> digest
           - digest -> out
-        """))
+        """)
+    )
     file = compose_for(d / "pipeline.yml", "--no-keys", "--shared-memory", "256m")
     doc = yaml.safe_load(file.read_text())
     assert doc["volumes"]["shm"]["driver_opts"]["type"] == "tmpfs"

@@ -20,8 +20,9 @@ def test_runtime_image_is_non_root_small_and_health_checked(engine, runtime_imag
     assert cfg["Healthcheck"]["Test"] == ["CMD", "pipelogic", "health"]
     # The platform's base (numpy, opencv) is most of it; the wheels are not a layer.
     assert engine.images.get(runtime_image).attrs["Size"] < 480 * 2**20
-    out = engine.containers.run(runtime_image, ["-c", "id -u; ls -ld /state; pipelogic health; echo rc=$?"],
-                                entrypoint="sh", remove=True).decode()
+    out = engine.containers.run(
+        runtime_image, ["-c", "id -u; ls -ld /state; pipelogic health; echo rc=$?"], entrypoint="sh", remove=True
+    ).decode()
     uid, mode, health, rc = out.split("\n")[:4]
     assert uid == "10001" and mode.startswith("drwxrwxrwt")
     assert "unhealthy" in health and rc == "rc=1"  # nothing ran: no beat
@@ -42,8 +43,11 @@ def write_wheel(folder, name: str, version: str, files: dict[str, str]) -> None:
     import zipfile
 
     info = f"{name}-{version}.dist-info"
-    files = {**files, f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: pipelogic-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: pipelogic-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -65,15 +69,31 @@ def component_image(engine, runtime_image, tmp_path):
     (comp / "src").mkdir(parents=True)
     (comp / "component.yml").write_text("name: greeter\nworker: {input_type: Int64, output_type: String}\n")
     (comp / "src" / "requirements.txt").write_text("plgreet==1.0\n")
-    (comp / "src" / "main.py").write_text(textwrap.dedent("""\
+    (comp / "src" / "main.py").write_text(
+        textwrap.dedent("""\
         import plgreet
         from pipelogic.worker import run
 
         run(plgreet.greet)
-        """))
+        """)
+    )
     tag = "pltest/greeter:latest"
-    done = subprocess.run([sys.executable, "-m", "pipelogic", "image", "build", str(comp), "--tag-prefix", "pltest/",
-                           "--wheels", str(wheels)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "image",
+            "build",
+            str(comp),
+            "--tag-prefix",
+            "pltest/",
+            "--wheels",
+            str(wheels),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == tag
     yield comp, tag
@@ -83,16 +103,24 @@ def component_image(engine, runtime_image, tmp_path):
 def test_a_component_image_runs_its_component_with_no_mount(component_image, project):
     comp, tag = component_image
     pipeline = comp.parent / "pipeline.yml"
-    pipeline.write_text(textwrap.dedent("""\
+    pipeline.write_text(
+        textwrap.dedent("""\
         name: greet
         components:
           numbers: {source: values, type: Int64, values: [1, 2, 3]}
           greeter: {path: ./greeter}
           out:     {sink: jsonl, path: ./out/greetings.jsonl}
         connections: [numbers -> greeter, greeter -> out]
-        """))
-    refused = subprocess.run([sys.executable, "-m", "pipelogic", "compose", str(pipeline)], capture_output=True, text=True)
-    assert refused.returncode != 0 and "has src/requirements.txt" in refused.stderr and "--image greeter=" in refused.stderr
+        """)
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "pipelogic", "compose", str(pipeline)], capture_output=True, text=True
+    )
+    assert (
+        refused.returncode != 0
+        and "has src/requirements.txt" in refused.stderr
+        and "--image greeter=" in refused.stderr
+    )
     p = project(compose_for(pipeline, "--image", f"greeter={tag}"))
     p.compose("up", "--no-color")
     assert p.wait_exit("broker", 10) == 0, p.logs("broker") + p.logs("greeter")
@@ -109,8 +137,12 @@ def test_a_failed_pip_install_shows_pips_words_and_how_to_build_from_wheels(engi
     (comp / "component.yml").write_text("name: needy\nworker: {input_type: Int64, output_type: Int64}\n")
     (comp / "src" / "requirements.txt").write_text("plnotapackage==1.0\n")
     (comp / "src" / "main.py").write_text("from pipelogic.worker import run\nrun(lambda x: x)\n")
-    done = subprocess.run([sys.executable, "-m", "pipelogic", "image", "build", str(comp), "--tag-prefix", "pltest/"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelogic", "image", "build", str(comp), "--tag-prefix", "pltest/"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     err = done.stderr
     assert "building pltest/needy:latest failed: " in err, err
@@ -150,19 +182,24 @@ run(measure)
 """
 
 
-def test_a_vision_component_written_for_the_platform_runs_on_the_runtime_image(tmp_path, project, engine,
-                                                                                runtime_image):
+def test_a_vision_component_written_for_the_platform_runs_on_the_runtime_image(
+    tmp_path, project, engine, runtime_image
+):
     """import cv2, numpy, yaml, protobuf and pika, Image.to_numpy(), and a requirements.txt
     with only comments (as `pipelogic init` writes one): no image of its own is needed."""
     pipe = tmp_path / "vision"
-    for name, yml, main in (("paint", "{input_type: Int64, output_type: Image}", PAINT),
-                            ("measure", "{input_type: Image, output_type: Int64}", MEASURE)):
+    for name, yml, main in (
+        ("paint", "{input_type: Int64, output_type: Image}", PAINT),
+        ("measure", "{input_type: Image, output_type: Int64}", MEASURE),
+    ):
         (pipe / name / "src").mkdir(parents=True)
-        (pipe / name / "component.yml").write_text(f"name: {name}\nbuild_system: 2-cuda12.8-torch2.8-onnxrtgpu1.22\n"
-                                                   f"worker: {yml}\n")
+        (pipe / name / "component.yml").write_text(
+            f"name: {name}\nbuild_system: 2-cuda12.8-torch2.8-onnxrtgpu1.22\nworker: {yml}\n"
+        )
         (pipe / name / "src" / "main.py").write_text(main)
         (pipe / name / "src" / "requirements.txt").write_text("# the platform's base has what this needs\n\n")
-    (pipe / "pipeline.yml").write_text(textwrap.dedent("""\
+    (pipe / "pipeline.yml").write_text(
+        textwrap.dedent("""\
         name: vision
         components:
           n: {source: values, type: Int64, values: [0, 5, 10, 20]}
@@ -170,14 +207,22 @@ def test_a_vision_component_written_for_the_platform_runs_on_the_runtime_image(t
           measure: {path: ./measure}
           out: {sink: jsonl, path: ./out/pixels.jsonl}
         connections: [n -> paint, paint -> measure, measure -> out]
-        """))
+        """)
+    )
     p = project(compose_for(pipe / "pipeline.yml"))
     p.compose("up", "--no-color")
     assert p.wait_exit("broker", 10) == 0, p.logs("broker") + p.logs("paint") + p.logs("measure")
     assert lines(pipe / "out" / "pixels.jsonl") == ["1", "36", "121", "441"]
-    versions = engine.containers.run(runtime_image, ["-c", "import numpy, cv2, yaml, google.protobuf, pika; "
-                                     "print(numpy.__version__, cv2.__version__)"], entrypoint="python3",
-                                     remove=True).decode().split()
+    versions = (
+        engine.containers.run(
+            runtime_image,
+            ["-c", "import numpy, cv2, yaml, google.protobuf, pika; print(numpy.__version__, cv2.__version__)"],
+            entrypoint="python3",
+            remove=True,
+        )
+        .decode()
+        .split()
+    )
     from pipelogic.porting import PLATFORM_BASE
 
     assert versions[0] == PLATFORM_BASE["numpy"] and PLATFORM_BASE["opencv-python-headless"].startswith(versions[1])
@@ -191,9 +236,15 @@ def test_the_slim_variant_has_only_pipelogics_dependencies(engine, runtime_image
         assert image.labels["org.pipelogic.variant"] == "slim"
         full, small = engine.images.get(runtime_image).attrs["Size"], image.attrs["Size"]
         assert small < full - 100 * 2**20, (full, small)
-        out = engine.containers.run(slim, ["-c", "import zmq, msgpack, yaml, pipelogic\ntry:\n import numpy\n"
-                                           "except ImportError:\n print('no numpy')"],
-                                    entrypoint="python3", remove=True).decode()
+        out = engine.containers.run(
+            slim,
+            [
+                "-c",
+                "import zmq, msgpack, yaml, pipelogic\ntry:\n import numpy\nexcept ImportError:\n print('no numpy')",
+            ],
+            entrypoint="python3",
+            remove=True,
+        ).decode()
         assert out.strip() == "no numpy"
         print(f"runtime image sizes: full {full / 2**20:.0f} MiB, slim {small / 2**20:.0f} MiB")
     finally:

@@ -37,13 +37,20 @@ def swarm(engine):
         try:
             for stack in stacks:
                 docker("stack", "rm", stack, check=False)
-                wait_for(lambda s=stack: not engine.services.list(
-                    filters={"label": f"com.docker.stack.namespace={s}"}), 60, f"stack {stack} to go")
+                wait_for(
+                    lambda s=stack: not engine.services.list(filters={"label": f"com.docker.stack.namespace={s}"}),
+                    60,
+                    f"stack {stack} to go",
+                )
                 # The low-level list: the high-level one inspects each container and races with
                 # their removal (a 404 for one that just went).
-                wait_for(lambda s=stack: not engine.api.containers(
-                    all=True, filters={"label": f"com.docker.stack.namespace={s}"}), 60,
-                    f"the containers of {stack} to go")
+                wait_for(
+                    lambda s=stack: (
+                        not engine.api.containers(all=True, filters={"label": f"com.docker.stack.namespace={s}"})
+                    ),
+                    60,
+                    f"the containers of {stack} to go",
+                )
         finally:
             docker("swarm", "leave", "--force", check=False)  # whatever happened above
         for stack in stacks:
@@ -62,11 +69,15 @@ def what_ran(engine, stack: str) -> str:
     for c in engine.api.containers(all=True, filters={"label": f"com.docker.stack.namespace={stack}"}):
         state = engine.api.inspect_container(c["Id"])["State"]
         health = state.get("Health") or {}
-        checks = [f"{h.get('End', '')[11:23]} exit {h.get('ExitCode')}: {h.get('Output', '').strip()}"
-                  for h in health.get("Log", [])]
-        out.append(f"{c['Names'][0]}: {state.get('Status')} exit {state.get('ExitCode')} "
-                   f"started {state.get('StartedAt', '')[11:23]} finished {state.get('FinishedAt', '')[11:23]} "
-                   f"health {health.get('Status')}\n  " + "\n  ".join(checks))
+        checks = [
+            f"{h.get('End', '')[11:23]} exit {h.get('ExitCode')}: {h.get('Output', '').strip()}"
+            for h in health.get("Log", [])
+        ]
+        out.append(
+            f"{c['Names'][0]}: {state.get('Status')} exit {state.get('ExitCode')} "
+            f"started {state.get('StartedAt', '')[11:23]} finished {state.get('FinishedAt', '')[11:23]} "
+            f"health {health.get('Status')}\n  " + "\n  ".join(checks)
+        )
     for service in ("broker", "double"):
         logs = docker("service", "logs", "--timestamps", "--raw", f"{stack}_{service}", check=False)
         out.append(f"--- {service}:\n{logs.stdout}{logs.stderr}")
@@ -81,8 +92,9 @@ def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_
     main = hello.parent / "double" / "src" / "main.py"
     main.write_text("import time\n\ntime.sleep(45)  # loading a model\n" + main.read_text())
     pipeline = hello / "pipeline.yml"
-    pipeline.write_text(pipeline.read_text().replace("double:   {path: ../double}",
-                                                     "double:   {path: ../double, replicas: 2}"))
+    pipeline.write_text(
+        pipeline.read_text().replace("double:   {path: ../double}", "double:   {path: ../double, replicas: 2}")
+    )
     file = compose_for(pipeline)
     stack = f"{PREFIX}{uuid.uuid4().hex[:6]}"
     swarm.append(stack)
@@ -101,6 +113,7 @@ def test_the_generated_file_deploys_on_a_swarm(tmp_path, swarm, engine, runtime_
     for name in ("counts.jsonl", "labels.jsonl"):
         assert (hello / "out" / name).read_bytes() == (reference / name).read_bytes()
         assert len(lines(hello / "out" / name)) == 1000
+
     def all_complete() -> str:
         tasks = docker("stack", "ps", stack, "--format", "{{.Name}} {{.CurrentState}}").stdout
         return tasks if tasks.count("Complete") >= 6 else ""

@@ -71,8 +71,13 @@ def test_docker_stop_snapshots_and_exits_0_within_the_grace_period(tmp_path, pro
     counter.reload()
     # 0, not 137: it exited by itself, long before Docker's SIGKILL at 10 s.
     assert counter.attrs["State"]["ExitCode"] == 0, (stopped_in, p.logs("counter"))
-    listing = engine.containers.run(runtime_image, ["-c", "ls /state/counter"], entrypoint="sh", remove=True,
-                                    volumes={p.volume("counter"): {"bind": "/state", "mode": "ro"}})
+    listing = engine.containers.run(
+        runtime_image,
+        ["-c", "ls /state/counter"],
+        entrypoint="sh",
+        remove=True,
+        volumes={p.volume("counter"): {"bind": "/state", "mode": "ro"}},
+    )
     assert b"snapshot-" in listing, listing
     counter.start()
     assert p.wait_exit("broker") == 0, p.logs("broker")
@@ -89,8 +94,12 @@ def test_a_worker_container_started_before_the_broker_joins(tmp_path, project):
     out = pipeline.parent / "out" / "sums.jsonl"
     p = project(compose_for(pipeline))
     p.compose("up", "-d", "--no-deps", "counter")
-    wait_for(lambda: "waiting for the broker" in p.logs("counter"), 30, "the worker to say it waits",
-             lambda: p.logs("counter"))
+    wait_for(
+        lambda: "waiting for the broker" in p.logs("counter"),
+        30,
+        "the worker to say it waits",
+        lambda: p.logs("counter"),
+    )
     assert not p.containers("broker")
     p.compose("up", "-d", "broker")
     assert p.wait_exit("broker") == 0, p.logs("broker")
@@ -128,8 +137,7 @@ def test_a_worker_stopped_while_its_broker_is_gone_exits_0_when_dns_does_not_ans
     wait_for(lambda: len(lines(out)) > 100, 60, "the first outputs", lambda: p.logs("broker"))
     # Killed (a stopped broker would close its workers) and removed: its name leaves the DNS.
     p.container("broker").remove(force=True)
-    wait_for(lambda: "rejoining" in p.logs("counter"), 60, "the counter to miss its broker",
-             lambda: p.logs("counter"))
+    wait_for(lambda: "rejoining" in p.logs("counter"), 60, "the counter to miss its broker", lambda: p.logs("counter"))
     counter = p.container("counter")
     counter.stop(timeout=10)  # Docker's default grace period
     counter.reload()
@@ -169,7 +177,8 @@ def test_a_deque_smoother_written_as_on_the_platform_survives_kill_9_in_a_contai
     (d / "smooth" / "src" / "main.py").write_text(SMOOTHER)
     (d / "pipeline.yml").write_text(
         "name: smooth\ncomponents:\n  n: {source: sequence, count: 60}\n  smooth: {path: ./smooth, snapshot: tick}\n"
-        "  out: {sink: jsonl, path: ./out/smooth.jsonl}\nconnections: [n -> smooth, smooth -> out]\n")
+        "  out: {sink: jsonl, path: ./out/smooth.jsonl}\nconnections: [n -> smooth, smooth -> out]\n"
+    )
     p = project(compose_for(d / "pipeline.yml"))
     p.compose("up", "-d")
     assert p.wait_exit("broker") == 0, p.logs("broker") + p.logs("smooth")

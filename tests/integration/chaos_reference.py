@@ -37,7 +37,7 @@ def fold_counter(n: int, inputs: list[int] | None = None) -> tuple[list[int], di
     counter = load_logic("counter")
     state = copy.deepcopy(counter.INITIAL)
     outs = []
-    for x in (range(n) if inputs is None else inputs):
+    for x in range(n) if inputs is None else inputs:
         out, state = counter.step(x, state)
         outs.append(out)
     return outs, state
@@ -52,7 +52,7 @@ def fold_pipeline(n: int) -> tuple[list[int], dict, dict]:
     outs, i = [], 0
     while i + acc.window(astate) <= len(mid):
         k = acc.window(astate)
-        produced, astate = acc.step(mid[i:i + k], astate)
+        produced, astate = acc.step(mid[i : i + k], astate)
         outs.extend(produced)
         i += k
     return outs, cstate, astate
@@ -74,8 +74,21 @@ def up_process(pipeline: Path, env: dict[str, str], *flags: str) -> Iterator[UpR
     """Start `pipelogic up` on a random port, wait for its broker endpoint, collect its
     output on a thread; on exit, reap the process (killed if still running)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0", "--no-progress", *flags],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(pipeline),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-progress",
+            *flags,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     run = UpRun(proc)
     reader = None

@@ -14,22 +14,53 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
     pytest.importorskip("numpy")
     out = tmp_path / "bench.md"
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench"), "--cases", "small,frames", "--rounds", "1",
-                        "--n", "3000", "--frames", "10", "-o", str(out)],
-                       cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench"),
+            "--cases",
+            "small,frames",
+            "--rounds",
+            "1",
+            "--n",
+            "3000",
+            "--frames",
+            "10",
+            "-o",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in out.read_text().splitlines() if line.startswith("| ")}
-    for name in ("small, 1 in flight", "latency, 1 in flight: p50 (p99)", "small, 16 in flight",
-                 "ceiling: small, 16 in flight", "small, 16 in flight: ours against the ceiling",
-                 "ceiling: small, 1 in flight, latency p50", "small, 256 in flight (defaults)",
-                 "1080p frames, 1 in flight, sockets", "1080p frames, 1 in flight, shared memory",
-                 "1080p frames, 1 in flight, sockets: ours against the ceiling"):
+    for name in (
+        "small, 1 in flight",
+        "latency, 1 in flight: p50 (p99)",
+        "small, 16 in flight",
+        "ceiling: small, 16 in flight",
+        "small, 16 in flight: ours against the ceiling",
+        "ceiling: small, 1 in flight, latency p50",
+        "small, 256 in flight (defaults)",
+        "1080p frames, 1 in flight, sockets",
+        "1080p frames, 1 in flight, shared memory",
+        "1080p frames, 1 in flight, sockets: ours against the ceiling",
+    ):
         assert name in rows, f"no row {name!r} in:\n{out.read_text()}"
         ratio = rows[name].rstrip(" |").rsplit("| ", 1)[1]
         assert float(ratio) > 0, rows[name]
 
 
 def test_unknown_cases_are_refused_before_anything_runs(tmp_path, cli_env):
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench"), "--cases", "smal"], cwd=tmp_path,
-                       env=cli_env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench"), "--cases", "smal"],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "unknown case(s) smal" in r.stderr

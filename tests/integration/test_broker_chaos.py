@@ -75,8 +75,9 @@ def test_broker_kill9_chaos_exactly_once(tmp_path, cli_env, store):
     pipeline.write_text(json.dumps(chaos_pipeline("broker-chaos", N, {"heartbeat_ms": 300}, 6000)))
     state = tmp_path / "state"
     env = dict(cli_env, PIPELOGIC_BROKER_STORE=store, PIPELOGIC_REJOIN_TIMEOUT_S="60")
-    with up_process(pipeline, env, "--state-dir", str(state), "--max-restarts", "1000",
-                    "--backoff-max", "0.25", "--timeout", "170") as up:
+    with up_process(
+        pipeline, env, "--state-dir", str(state), "--max-restarts", "1000", "--backoff-max", "0.25", "--timeout", "170"
+    ) as up:
         nemesis = BrokerNemesis(up.endpoint, seed, MIN_KILLS + 2)
         nemesis.start()
         rc = up.proc.wait(200)
@@ -88,8 +89,10 @@ def test_broker_kill9_chaos_exactly_once(tmp_path, cli_env, store):
     line = verdict(got, want)
     states = final_states(state)
     exact = line == "ALL-RECORDS-DELIVERED" and states["counter"] == want_counter and states["acc"] == want_acc
-    report = (f"seed={seed} kills={len(nemesis.log)} ({', '.join(k for _, k in nemesis.log)}) verdict: {line}; "
-              f"states exact: {exact}\n{up.output[-4000:]}")
+    report = (
+        f"seed={seed} kills={len(nemesis.log)} ({', '.join(k for _, k in nemesis.log)}) verdict: {line}; "
+        f"states exact: {exact}\n{up.output[-4000:]}"
+    )
     print(report)
     if store == "on":
         assert len(nemesis.log) >= MIN_KILLS, f"the pipeline ended before {MIN_KILLS} broker kills: {report}"

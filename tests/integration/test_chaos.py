@@ -44,7 +44,9 @@ def verdict(got: list[int], want: list[int]) -> str:
     missing = sum((w - g).values())
     extra = sum((g - w).values())
     first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-    return f"missing={missing} unexpected-or-duplicate={extra} first-divergence-at={first} got={len(got)} want={len(want)}"
+    return (
+        f"missing={missing} unexpected-or-duplicate={extra} first-divergence-at={first} got={len(got)} want={len(want)}"
+    )
 
 
 class Nemesis(threading.Thread):
@@ -69,10 +71,18 @@ class Nemesis(threading.Thread):
             except PipelogicError:
                 continue
             self.last_status = st
-            live = [(v["name"], v["pid"]) for v in st.vertices if v["name"] in ("counter", "acc")
-                    and v["state"] == "running"]
-            live += [(f"spread {i['instance']}", i["pid"]) for v in st.vertices if v["name"] == "spread"
-                     for i in v.get("instances", []) if i["state"] == "running"]
+            live = [
+                (v["name"], v["pid"])
+                for v in st.vertices
+                if v["name"] in ("counter", "acc") and v["state"] == "running"
+            ]
+            live += [
+                (f"spread {i['instance']}", i["pid"])
+                for v in st.vertices
+                if v["name"] == "spread"
+                for i in v.get("instances", [])
+                if i["state"] == "running"
+            ]
             if not live:
                 continue
             name, pid = self.rng.choice(live)
@@ -89,8 +99,18 @@ def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
     pipeline = tmp_path / "pipeline.yml"
     pipeline.write_text(json.dumps(chaos_pipeline("chaos", N, {"redelivery": redelivery, "heartbeat_ms": 500}, 7000)))
     state = tmp_path / "state"
-    with up_process(pipeline, cli_env, "--state-dir", str(state), "--max-restarts", "1000",
-                    "--backoff-max", "0.25", "--timeout", "150") as up:
+    with up_process(
+        pipeline,
+        cli_env,
+        "--state-dir",
+        str(state),
+        "--max-restarts",
+        "1000",
+        "--backoff-max",
+        "0.25",
+        "--timeout",
+        "150",
+    ) as up:
         nemesis = Nemesis(up.endpoint, seed, MIN_KILLS + 5)
         nemesis.start()
         rc = up.proc.wait(180)
@@ -124,19 +144,24 @@ def test_stopped_worker_is_declared_dead_and_replaced(tmp_path, cli_env):
     heartbeat, `up` kills the stopped process and restarts it, and the result is exact."""
     n = 20_000
     pipeline = tmp_path / "pipeline.yml"
-    pipeline.write_text(json.dumps({
-        "name": "stopped",
-        "settings": {"heartbeat_ms": 200, "liveness": 5},
-        "components": {
-            "numbers": {"source": "sequence", "count": n, "rate": 5000},
-            "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "1000 ticks"},
-            "out": {"sink": "jsonl", "path": "out.jsonl"},
-        },
-        "connections": ["numbers -> counter", "counter -> out"],
-    }))
+    pipeline.write_text(
+        json.dumps(
+            {
+                "name": "stopped",
+                "settings": {"heartbeat_ms": 200, "liveness": 5},
+                "components": {
+                    "numbers": {"source": "sequence", "count": n, "rate": 5000},
+                    "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "1000 ticks"},
+                    "out": {"sink": "jsonl", "path": "out.jsonl"},
+                },
+                "connections": ["numbers -> counter", "counter -> out"],
+            }
+        )
+    )
     stopped_at = declared = None
-    with up_process(pipeline, cli_env, "--state-dir", str(tmp_path / "state"), "--backoff-max", "0.25",
-                    "--timeout", "60") as up:
+    with up_process(
+        pipeline, cli_env, "--state-dir", str(tmp_path / "state"), "--backoff-max", "0.25", "--timeout", "60"
+    ) as up:
         client = BrokerClient(up.endpoint, timeout_s=1.0)
         deadline = time.monotonic() + 20
         while stopped_at is None and time.monotonic() < deadline:

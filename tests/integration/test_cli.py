@@ -24,8 +24,12 @@ def test_validate_reports_ok_and_problems(tmp_path, component):
 def test_init_scaffolds_a_component_whose_test_passes(tmp_path):
     r = CliRunner().invoke(main, ["init", "scaler", "-d", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "scaler" / "tests")],
-                       capture_output=True, text=True, timeout=120)
+    t = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "scaler" / "tests")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert t.returncode == 0, t.stdout + t.stderr
 
 
@@ -41,8 +45,9 @@ def test_init_says_how_to_install_pytest_when_it_is_missing(tmp_path, monkeypatc
 
 def test_broker_help_lists_every_option_of_the_broker(cli_env):
     """Issue 25, item 6: `pipelogic broker --help` showed --listen alone."""
-    r = subprocess.run([sys.executable, "-m", "pipelogic", "broker", "--help"], capture_output=True, text=True,
-                       env=cli_env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelogic", "broker", "--help"], capture_output=True, text=True, env=cli_env, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Usage: pipelogic broker [OPTIONS] PIPELINE_FILE")
     for option in ("--listen", "--state-dir", "--keys", "--metrics", "--fresh", "--scale", "--serve-forever"):
@@ -50,16 +55,21 @@ def test_broker_help_lists_every_option_of_the_broker(cli_env):
 
 
 def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, cli_env):
-    component("cfg", """
+    component(
+        "cfg",
+        """
         name: cfg
         worker:
           input_type: Int64
           output_type: Int64
           config_schema: {factor: {type: Int64, default: 1}}
-    """, "from pipelogic.worker import config, run\n\ndef f(x):\n    return x * int(config.factor)\n\nrun(f)\n")
+    """,
+        "from pipelogic.worker import config, run\n\ndef f(x):\n    return x * int(config.factor)\n\nrun(f)\n",
+    )
     (tmp_path / "p.yml").write_text(
         "name: live\ncomponents:\n  n: {source: sequence, count: 100000, rate: 200}\n  cfg: {path: ./cfg}\n"
-        "  o: {sink: jsonl, path: ./out.jsonl}\nconnections: [n -> cfg, cfg -> o]\n")
+        "  o: {sink: jsonl, path: ./out.jsonl}\nconnections: [n -> cfg, cfg -> o]\n"
+    )
     broker = BrokerProc(tmp_path / "p.yml", cli_env)
     worker = None
     try:

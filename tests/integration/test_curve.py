@@ -60,9 +60,12 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
     f = tmp_path / "pipeline.yml"
     f.write_text(textwrap.dedent(PIPE))
     broker = BrokerProc(f, cli_env, "--serve-forever", "--keys", str(folder))
-    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(DOUBLE)], stderr=subprocess.PIPE,
-                              text=True, env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="d",
-                                                  PIPELOGIC_KEYS=str(folder)))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(DOUBLE)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="d", PIPELOGIC_KEYS=str(folder)),
+    )
     try:
         _as(monkeypatch, ops, server)
         deadline = time.monotonic() + 30
@@ -149,8 +152,12 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
 def test_a_broker_on_a_public_address_without_keys_warns(tmp_path, cli_env):
     f = tmp_path / "pipeline.yml"
     f.write_text(textwrap.dedent(PIPE))
-    proc = subprocess.Popen([sys.executable, "-m", "backend_stub", str(f), "--listen", "tcp://0.0.0.0:0"],
-                            env=cli_env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend_stub", str(f), "--listen", "tcp://0.0.0.0:0"],
+        env=cli_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         lines = []

@@ -26,13 +26,20 @@ from pipelogic.state import SnapshotStore, unpack_state
 def write_pipeline(tmp_path: Path, n: int, rate: int | None = None, snapshot: str = "200 ticks or 0.2 s") -> Path:
     source = {"source": "sequence", "count": n, **({"rate": rate} if rate else {})}
     f = tmp_path / "pipeline.yml"
-    f.write_text(json.dumps({
-        "name": "durable",
-        "settings": {"heartbeat_ms": 200},
-        "components": {"numbers": source, "counter": {"path": str(COMPONENTS / "counter"), "snapshot": snapshot},
-                       "out": {"sink": "jsonl", "path": "out.jsonl"}},
-        "connections": ["numbers -> counter", "counter -> out"],
-    }))
+    f.write_text(
+        json.dumps(
+            {
+                "name": "durable",
+                "settings": {"heartbeat_ms": 200},
+                "components": {
+                    "numbers": source,
+                    "counter": {"path": str(COMPONENTS / "counter"), "snapshot": snapshot},
+                    "out": {"sink": "jsonl", "path": "out.jsonl"},
+                },
+                "connections": ["numbers -> counter", "counter -> out"],
+            }
+        )
+    )
     return f
 
 
@@ -88,9 +95,25 @@ def describe_process(pid: int) -> str:
 
 
 def up(pipeline: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0",
-                           "--no-progress", "--timeout", "90", *flags], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(pipeline),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-progress",
+            "--timeout",
+            "90",
+            *flags,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # -- crash points on the broker's commit path ----------------------------------------------------
@@ -108,10 +131,22 @@ class BrokerSupervisor:
         self.codes: list[int] = []
 
     def broker(self, listen: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-        p = subprocess.Popen([sys.executable, "-m", "backend_stub", str(self.pipeline), "--listen", listen,
-                              "--state-dir", str(self.state)], env={**env, "PIPELOGIC_SUPERVISED": "1"},  # as under up
-                             stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "backend_stub",
+                str(self.pipeline),
+                "--listen",
+                listen,
+                "--state-dir",
+                str(self.state),
+            ],
+            env={**env, "PIPELOGIC_SUPERVISED": "1"},  # as under up
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert p.stdout is not None
         first = p.stdout.readline().strip()
         return p, first.split("=", 1)[1] if first.startswith("PIPELOGIC_BROKER=") else ""
@@ -120,10 +155,19 @@ class BrokerSupervisor:
         env = dict(os.environ)
         broker, endpoint = self.broker("tcp://127.0.0.1:0", {**env, "PIPELOGIC_CRASH_AT": self.crash})
         assert endpoint, "the broker did not start"
-        wenv = dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="counter",
-                    PIPELOGIC_STATE_DIR=str(self.state), PIPELOGIC_REJOIN_TIMEOUT_S="30")
-        worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(COMPONENTS / "counter")],
-                                  env=wenv, stderr=subprocess.PIPE, text=True)
+        wenv = dict(
+            env,
+            PIPELOGIC_BROKER=endpoint,
+            PIPELOGIC_COMPONENT="counter",
+            PIPELOGIC_STATE_DIR=str(self.state),
+            PIPELOGIC_REJOIN_TIMEOUT_S="30",
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pipelogic", "worker", str(COMPONENTS / "counter")],
+            env=wenv,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             for _ in range(4):
                 assert broker.stdout is not None
@@ -171,8 +215,9 @@ def test_kill9_of_up_takes_its_children_along_and_up_again_finishes_exactly(tmp_
             # still fails, with the state of what is left.
             wait_until(lambda: not any(alive(p) for p in pids), 30, f"the children {pids} to die with up")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; still there: {[describe_process(p) for p in pids if alive(p)]}\n"
-                                 f"{first.output[-3000:]}") from None
+            raise AssertionError(
+                f"{exc}; still there: {[describe_process(p) for p in pids if alive(p)]}\n{first.output[-3000:]}"
+            ) from None
     before = len(sink(tmp_path))
     again = up(pipeline, cli_env, "--state-dir", str(state))
     assert again.returncode == 0, again.stdout + again.stderr
@@ -272,8 +317,12 @@ def test_a_worker_told_to_stop_while_its_broker_is_gone_exits_at_once(tmp_path):
     env = dict(os.environ)
     broker, endpoint = sup.broker("tcp://127.0.0.1:0", env)
     wenv = dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="counter", PIPELOGIC_STATE_DIR=str(sup.state))
-    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(COMPONENTS / "counter")],
-                              env=wenv, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(COMPONENTS / "counter")],
+        env=wenv,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         client = BrokerClient(endpoint, timeout_s=1.0)
         wait_until(lambda: (s := status_or_none(client)) and s.vertices[1]["ticks"] > 500, 30, "progress")
@@ -281,8 +330,11 @@ def test_a_worker_told_to_stop_while_its_broker_is_gone_exits_at_once(tmp_path):
         broker.wait()
         assert worker.stderr is not None
         lines: list[str] = []
-        wait_until(lambda: lines.append(worker.stderr.readline()) or "rejoining" in lines[-1], 15,
-                   "the worker to notice its broker is gone")
+        wait_until(
+            lambda: lines.append(worker.stderr.readline()) or "rejoining" in lines[-1],
+            15,
+            "the worker to notice its broker is gone",
+        )
         t0 = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         rc = worker.wait(10)

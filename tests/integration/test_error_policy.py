@@ -21,12 +21,18 @@ run(picky, initial_state=0)
 
 
 def pipeline(tmp_path, comp, on_error):
-    return parse_pipeline({
-        "name": "errors",
-        "components": {"src": {"source": "sequence", "count": 10}, "p": {"path": str(comp), "on_error": on_error},
-                       "out": {"sink": "memory"}},
-        "connections": ["src -> p", "p -> out"],
-    }, tmp_path / "pipeline.yml")
+    return parse_pipeline(
+        {
+            "name": "errors",
+            "components": {
+                "src": {"source": "sequence", "count": 10},
+                "p": {"path": str(comp), "on_error": on_error},
+                "out": {"sink": "memory"},
+            },
+            "connections": ["src -> p", "p -> out"],
+        },
+        tmp_path / "pipeline.yml",
+    )
 
 
 @pytest.fixture
@@ -38,7 +44,9 @@ def test_skip_writes_dead_letters_and_goes_on(tmp_path, picky):
     broker = run_pipeline(pipeline(tmp_path, picky, "skip"))
     kept = [x for x in range(10) if x % 4 != 3]
     assert broker.scheduler.vertices["out"].sink.values == [sum(kept[: i + 1]) for i in range(len(kept))]
-    letters = [json.loads(line) for line in (tmp_path / ".pipelogic" / "dead-letter" / "p.jsonl").read_text().splitlines()]
+    letters = [
+        json.loads(line) for line in (tmp_path / ".pipelogic" / "dead-letter" / "p.jsonl").read_text().splitlines()
+    ]
     assert [(d["vertex"], d["tick"], d["inputs"]) for d in letters] == [("p", 3, [3]), ("p", 7, [7])]
     assert all("no threes please" in d["error"] and "ValueError" in d["traceback"] for d in letters)
     assert broker.scheduler.vertices["p"].errors == 2

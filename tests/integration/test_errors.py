@@ -15,8 +15,11 @@ def write(tmp_path, text):
 
 def test_bad_pipeline_names_the_edge_and_both_types(tmp_path, component):
     component("s", "name: s\nworker: {input_type: String, output_type: String}\n", "")
-    f = write(tmp_path, "name: x\ncomponents:\n  n: {source: sequence, count: 1}\n  s: {path: ./s}\n"
-                        "  o: {sink: null}\nconnections: [n -> s, s -> o]\n")
+    f = write(
+        tmp_path,
+        "name: x\ncomponents:\n  n: {source: sequence, count: 1}\n  s: {path: ./s}\n"
+        "  o: {sink: null}\nconnections: [n -> s, s -> o]\n",
+    )
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     msg = str(err.value)
@@ -24,8 +27,12 @@ def test_bad_pipeline_names_the_edge_and_both_types(tmp_path, component):
 
 
 def test_bad_component_names_file_and_key(tmp_path, component):
-    component("c", "name: c\nworker:\n  input_type: '[Int32'\n  output_type: Int64\n"
-                   "  config_schema: {k: {type: Int64, default: x}}\n", "")
+    component(
+        "c",
+        "name: c\nworker:\n  input_type: '[Int32'\n  output_type: Int64\n"
+        "  config_schema: {k: {type: Int64, default: x}}\n",
+        "",
+    )
     f = write(tmp_path, "name: x\ncomponents:\n  c: {path: ./c}\n")
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
@@ -35,10 +42,17 @@ def test_bad_component_names_file_and_key(tmp_path, component):
 
 
 def test_missing_config_value_names_vertex_key_and_type(tmp_path, component):
-    component("c", "name: c\nworker:\n  input_type: Int64\n  output_type: Int64\n  config_schema: {t: {type: Double}}\n", "")
-    f = write(tmp_path, "name: x\ncomponents:\n  n: {source: sequence, count: 1}\n  c: {path: ./c}\n  o: {sink: null}\n"
-                        "connections: [n -> c, c -> o]\n")
-    with pytest.raises(DefinitionError, match=r"components\.c\.config\.t: no value and no default \(declared type Double\)"):
+    component(
+        "c", "name: c\nworker:\n  input_type: Int64\n  output_type: Int64\n  config_schema: {t: {type: Double}}\n", ""
+    )
+    f = write(
+        tmp_path,
+        "name: x\ncomponents:\n  n: {source: sequence, count: 1}\n  c: {path: ./c}\n  o: {sink: null}\n"
+        "connections: [n -> c, c -> o]\n",
+    )
+    with pytest.raises(
+        DefinitionError, match=r"components\.c\.config\.t: no value and no default \(declared type Double\)"
+    ):
         load_pipeline(f)
     f.write_text(f.read_text().replace("{path: ./c}", "{path: ./c, config: {t: abc}}"))
     with pytest.raises(DefinitionError, match=r"components\.c\.config\.t: declared type Double, value 'abc'"):
@@ -49,7 +63,10 @@ def test_wrong_return_shape(tmp_path):
     def f(message, state):
         return {"output": 1}
 
-    with pytest.raises(PipelineFailed, match=r"vertex component failed on tick 0: expected a dict with keys \['output', 'state'\], got keys \['output'\] \(missing \['state'\]\)"):
+    with pytest.raises(
+        PipelineFailed,
+        match=r"vertex component failed on tick 0: expected a dict with keys \['output', 'state'\], got keys \['output'\] \(missing \['state'\]\)",
+    ):
         run_component(f, [[1]], input_types=["Int64"], output_types=["Int64"], initial_state=0)
 
     with pytest.raises(PipelineFailed, match="expected a tuple of 2 outputs in declared order, got list"):
@@ -58,10 +75,20 @@ def test_wrong_return_shape(tmp_path):
 
 def test_wrong_output_type_names_vertex_output_and_path(tmp_path):
     def f(x):
-        return {"boxes": [{"class": {"id": 1, "name": "a"}, "confidence": 0.5,
-                           "rectangle": {"x": "abc", "y": 0.0, "width": 1.0, "height": 1.0}}]}
+        return {
+            "boxes": [
+                {
+                    "class": {"id": 1, "name": "a"},
+                    "confidence": 0.5,
+                    "rectangle": {"x": "abc", "y": 0.0, "width": 1.0, "height": 1.0},
+                }
+            ]
+        }
 
-    with pytest.raises(PipelineFailed, match=r"vertex component failed on tick 0: output 0: boxes\[0\]\.rectangle\.x: expected Double, got str \('abc'\) \(returned by .*\.f at .*test_errors\.py:\d+\)"):
+    with pytest.raises(
+        PipelineFailed,
+        match=r"vertex component failed on tick 0: output 0: boxes\[0\]\.rectangle\.x: expected Double, got str \('abc'\) \(returned by .*\.f at .*test_errors\.py:\d+\)",
+    ):
         run_component(f, [[1]], input_types=["Int64"], output_types=["{boxes: [BoundingBox]}"])
 
 
@@ -91,8 +118,9 @@ def test_reading_an_undeclared_config_key_fails_fast(tmp_path):
 def test_run_component_reports_a_worker_that_cannot_start_with_its_own_error(component):
     """Issue 25, item 5: the failure read "a worker process exited with code 2: [...]"
     and the cause was somewhere in the 80 lines above it."""
-    cdir = component("broken", "name: broken\nworker: {input_type: Int64, output_type: Int64}\n",
-                     "import not_a_module_xyz\n")
+    cdir = component(
+        "broken", "name: broken\nworker: {input_type: Int64, output_type: Int64}\n", "import not_a_module_xyz\n"
+    )
     with pytest.raises(PipelineFailed) as err:
         run_component(cdir, [[1, 2, 3]], timeout_s=60)
     text = str(err.value)

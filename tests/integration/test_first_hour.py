@@ -19,9 +19,12 @@ INT_COMPONENT = "name: {name}\nlanguage: py\nworker: {{input_type: Int64, output
 IDENTITY = "from pipelogic.worker import run\n\ndef f(x):\n    return x\n\nrun(f)\n"
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "pipelogic", *args], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=timeout)
+def cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PY, "-m", "pipelogic", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+    )
 
 
 def comp(tmp_path: Path, name: str, main: str, yml: str | None = None) -> Path:
@@ -45,8 +48,9 @@ def pipe(source: str = "{source: sequence, count: 20}", vertex: str = "w") -> st
 
 def internal_frames(text: str) -> list[str]:
     """Traceback lines that point into pipelogic, backend_stub, click or runpy."""
-    return [line for line in text.splitlines()
-            if re.search(r'File ".*(/pipelogic/|/backend_stub/|/click/|runpy)', line)]
+    return [
+        line for line in text.splitlines() if re.search(r'File ".*(/pipelogic/|/backend_stub/|/click/|runpy)', line)
+    ]
 
 
 # -- 1. bad files: file:line:col, no traceback, every command ---------------------------------
@@ -75,7 +79,11 @@ def test_a_key_given_twice_is_refused(tmp_path, cli_env):
 
 
 def test_unknown_keys_are_errors_with_a_hint(tmp_path, cli_env):
-    comp(tmp_path, "w", IDENTITY, """
+    comp(
+        tmp_path,
+        "w",
+        IDENTITY,
+        """
         name: w
         categories: [demo]
         tags: [x]
@@ -83,9 +91,11 @@ def test_unknown_keys_are_errors_with_a_hint(tmp_path, cli_env):
           inputtype: Int64
           output_type: Int64
           config_schema: {k: {type: Int64, defualt: 1}}
-    """)
+    """,
+    )
     f = tmp_path / "pipeline.yml"
-    f.write_text(textwrap.dedent("""\
+    f.write_text(
+        textwrap.dedent("""\
         name: p
         components:
           n: {source: sequence, cnt: 10}
@@ -93,7 +103,8 @@ def test_unknown_keys_are_errors_with_a_hint(tmp_path, cli_env):
           out: {sink: stdout}
         conections: [n -> w, w -> out]
         settings: {credits: 4}
-    """))
+    """)
+    )
     r = cli("validate", str(f), env=cli_env)
     assert r.returncode == 2
     err = r.stderr
@@ -136,19 +147,28 @@ def test_validate_checks_main_py_and_reports_no_follow_on_errors(tmp_path, cli_e
     empty = tmp_path / "empty"
     empty.mkdir()
     r = cli("validate", str(empty), env=cli_env)
-    assert r.returncode == 2 and r.stderr.strip() == f"error: {empty}: neither component.yml nor pipeline.yml is here; " \
+    assert (
+        r.returncode == 2
+        and r.stderr.strip()
+        == f"error: {empty}: neither component.yml nor pipeline.yml is here; "
         "give a component directory, a pipeline directory or a file"
+    )
 
 
 # -- 4. a component that cannot start: once, user's frames, no retries --------------------------
 
 
-@pytest.mark.parametrize("main, expect", [
-    ("import not_a_module_xyz\n", "ModuleNotFoundError: No module named 'not_a_module_xyz'"),
-    ("from pipelogic.worker import run\n\ndef f(a, b):\n    return a\n\nrun(f)\n",
-     "takes 2 positional input(s) but component.yml declares 1 input stream(s)"),
-    ("def f(x):\n    return x\n", "finished without calling pipelogic.worker.run(fn)"),
-])
+@pytest.mark.parametrize(
+    "main, expect",
+    [
+        ("import not_a_module_xyz\n", "ModuleNotFoundError: No module named 'not_a_module_xyz'"),
+        (
+            "from pipelogic.worker import run\n\ndef f(a, b):\n    return a\n\nrun(f)\n",
+            "takes 2 positional input(s) but component.yml declares 1 input stream(s)",
+        ),
+        ("def f(x):\n    return x\n", "finished without calling pipelogic.worker.run(fn)"),
+    ],
+)
 def test_a_component_that_fails_at_start_is_reported_once_and_not_retried(tmp_path, cli_env, main, expect):
     comp(tmp_path, "w", main)
     t0 = time.monotonic()
@@ -169,7 +189,10 @@ def test_a_component_that_fails_at_start_is_reported_once_and_not_retried(tmp_pa
 
 
 def test_a_worker_exit_the_broker_did_not_ask_for_is_a_crash(tmp_path, cli_env):
-    comp(tmp_path, "w", """
+    comp(
+        tmp_path,
+        "w",
+        """
         import os
         from pathlib import Path
         from pipelogic.worker import run
@@ -183,11 +206,15 @@ def test_a_worker_exit_the_broker_did_not_ask_for_is_a_crash(tmp_path, cli_env):
             return x
 
         run(f)
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe(), cli_env)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert "w      | exited with code 0 before its stream ended" in out or "exited with code 0 before its stream ended" in out
+    assert (
+        "w      | exited with code 0 before its stream ended" in out
+        or "exited with code 0 before its stream ended" in out
+    )
     assert "restarting in" in out
     assert [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().split()] == list(range(20))
 
@@ -196,8 +223,9 @@ def test_a_worker_exit_the_broker_did_not_ask_for_is_a_crash(tmp_path, cli_env):
 
 
 def test_a_busy_port_is_named_every_time_with_the_fix(tmp_path, cli_env):
-    (tmp_path / "pipeline.yml").write_text("name: p\ncomponents:\n  n: {source: sequence, count: 3}\n"
-                                           "  o: {sink: null}\nconnections: [n -> o]\n")
+    (tmp_path / "pipeline.yml").write_text(
+        "name: p\ncomponents:\n  n: {source: sequence, count: 3}\n  o: {sink: null}\nconnections: [n -> o]\n"
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -214,14 +242,18 @@ def test_a_busy_port_is_named_every_time_with_the_fix(tmp_path, cli_env):
 
 
 def test_a_wrong_return_type_is_reported_once_naming_the_function(tmp_path, cli_env):
-    comp(tmp_path, "w", """
+    comp(
+        tmp_path,
+        "w",
+        """
         from pipelogic.worker import run
 
         def double(x):
             return "oops" if x == 3 else x * 2
 
         run(double)
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe(), cli_env)
     out = r.stdout + r.stderr
     assert r.returncode == 1
@@ -232,7 +264,10 @@ def test_a_wrong_return_type_is_reported_once_naming_the_function(tmp_path, cli_
 
 
 def test_a_user_exception_is_reported_once_with_the_users_frames(tmp_path, cli_env):
-    comp(tmp_path, "w", """
+    comp(
+        tmp_path,
+        "w",
+        """
         from pipelogic.worker import run
 
         def check(x):
@@ -244,7 +279,8 @@ def test_a_user_exception_is_reported_once_with_the_users_frames(tmp_path, cli_e
             return check(x)
 
         run(f)
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe(), cli_env)
     out = r.stdout + r.stderr
     assert r.returncode == 1
@@ -266,8 +302,11 @@ def test_a_worker_whose_types_differ_from_its_vertex_is_refused_at_once(tmp_path
         env = dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="w")
         r = cli("worker", str(other), env=env, timeout=60)
         assert r.returncode == 2, r.stderr
-        assert "the worker's component.yml declares inputs (String) -> outputs (String), but this vertex's " \
-               "component" in r.stderr and "declares inputs (Int64) -> outputs (Int64)" in r.stderr
+        assert (
+            "the worker's component.yml declares inputs (String) -> outputs (String), but this vertex's component"
+            in r.stderr
+            and "declares inputs (Int64) -> outputs (Int64)" in r.stderr
+        )
         assert r.stderr.count("error:") == 1 and "Traceback" not in r.stderr
     finally:
         broker.stop()
@@ -311,7 +350,10 @@ def _status(endpoint: str, env: dict) -> dict:
 
 
 def test_status_shows_rates_a_stuck_vertex_and_losses(tmp_path, cli_env):
-    comp(tmp_path, "w", """
+    comp(
+        tmp_path,
+        "w",
+        """
         import time
         from pipelogic.worker import run
 
@@ -321,16 +363,22 @@ def test_status_shows_rates_a_stuck_vertex_and_losses(tmp_path, cli_env):
             return x
 
         run(f)
-    """)
+    """,
+    )
     f = tmp_path / "pipeline.yml"
-    f.write_text(textwrap.dedent(pipe("{source: sequence, count: 100000, rate: 100}")) +
-                 "settings: {heartbeat_ms: 200, liveness: 5}\n")
+    f.write_text(
+        textwrap.dedent(pipe("{source: sequence, count: 100000, rate: 100}"))
+        + "settings: {heartbeat_ms: 200, liveness: 5}\n"
+    )
     broker = BrokerProc(f, cli_env)
     worker = None
     try:
         endpoint = broker.endpoint
-        worker = subprocess.Popen([PY, "-m", "pipelogic", "worker", str(tmp_path / "w")], stderr=subprocess.DEVNULL,
-                                  env=dict(cli_env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="w"))
+        worker = subprocess.Popen(
+            [PY, "-m", "pipelogic", "worker", str(tmp_path / "w")],
+            stderr=subprocess.DEVNULL,
+            env=dict(cli_env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="w"),
+        )
         deadline = time.monotonic() + 60
         seen_rate = False
         while time.monotonic() < deadline:
@@ -355,7 +403,10 @@ def test_status_shows_rates_a_stuck_vertex_and_losses(tmp_path, cli_env):
 
 
 def test_up_shows_losses_in_its_table_and_final_line(tmp_path, cli_env):
-    comp(tmp_path, "w", """
+    comp(
+        tmp_path,
+        "w",
+        """
         from pipelogic.worker import run
 
         def f(x):
@@ -364,7 +415,8 @@ def test_up_shows_losses_in_its_table_and_final_line(tmp_path, cli_env):
             return x
 
         run(f)
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe().replace("{path: ./w}", "{path: ./w, on_error: skip}"), cli_env)
     assert r.returncode == 0, r.stderr
     assert "lost: w: 4 tick(s) skipped on error (on_error: skip), inputs in the dead-letter file" in r.stdout
@@ -374,8 +426,13 @@ def test_up_shows_losses_in_its_table_and_final_line(tmp_path, cli_env):
 
 def test_status_watch_redraws_until_interrupted(tmp_path, cli_env):
     addr = f"tcp://127.0.0.1:{free_port()}"
-    p = subprocess.Popen([PY, "-m", "pipelogic", "status", "--broker", addr, "--watch", "0.2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+    p = subprocess.Popen(
+        [PY, "-m", "pipelogic", "status", "--broker", addr, "--watch", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+    )
     try:
         lines = [p.stdout.readline() for _ in range(4)]
         assert sum("no answer from the broker" in x for x in lines) >= 2, lines
@@ -384,4 +441,3 @@ def test_status_watch_redraws_until_interrupted(tmp_path, cli_env):
         assert p.wait(10) == 0
         p.stdout.close()
         p.stderr.close()
-

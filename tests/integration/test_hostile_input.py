@@ -32,8 +32,11 @@ def run_probed(tmp_path, cli_env, probe) -> list:
     f = tmp_path / "pipeline.yml"
     f.write_text(textwrap.dedent(PIPE.replace("DOUBLE", str(double))))
     broker = BrokerProc(f, cli_env, "--serve-forever")  # still there to ask after the probe
-    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(double)], stderr=subprocess.DEVNULL,
-                              env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="d"))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(double)],
+        stderr=subprocess.DEVNULL,
+        env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="d"),
+    )
     try:
         client = BrokerClient(broker.endpoint)
         deadline = time.monotonic() + 30
@@ -59,8 +62,12 @@ def run_probed(tmp_path, cli_env, probe) -> list:
 def test_malformed_heartbeats_do_not_crash_the_broker(tmp_path, cli_env):
     def probe(endpoint, epoch):
         client = BrokerClient(endpoint)
-        for stats in ({"virtual_dropped": "x", "ticks": -5}, {"virtual_queued": [1], "virtual_closed": "yes"},
-                      {"nothing_dropped": 2**64 - 1}, {}):
+        for stats in (
+            {"virtual_dropped": "x", "ticks": -5},
+            {"virtual_queued": [1], "virtual_closed": "yes"},
+            {"nothing_dropped": 2**64 - 1},
+            {},
+        ):
             reply = client.request(P.Heartbeat(epoch, stats))
             assert isinstance(reply, P.Pong)
         v = next(v for v in client.status().vertices if v["name"] == "d")
@@ -74,12 +81,25 @@ def test_a_deeply_nested_config_value_is_refused_not_fatal(tmp_path, cli_env):
         pk = msgpack.packb
         for depth in (900, 100_000):  # past Python's recursion limit in our checks; past msgpack's stack
             deep = b"\x91" * depth + b"\xc0"  # [[[[...None...]]]]
-            header = (b"\x93\x01" + pk("config_set") + b"\x83" + pk("vertex") + pk("d") + pk("values") + b"\x81"
-                      + pk("k") + deep + pk("wait_ms") + pk(0))
+            header = (
+                b"\x93\x01"
+                + pk("config_set")
+                + b"\x83"
+                + pk("vertex")
+                + pk("d")
+                + pk("values")
+                + b"\x81"
+                + pk("k")
+                + deep
+                + pk("wait_ms")
+                + pk(0)
+            )
             reply = transport.request(zmq.Context.instance(), endpoint, [header], 5)
             answer = P.decode(reply)[0] if reply is not None else None
             # Dropped, or refused with a reason: never a crash.
-            assert answer is None or isinstance(answer, P.Refuse) or (isinstance(answer, P.ConfigReply) and not answer.ok)
+            assert (
+                answer is None or isinstance(answer, P.Refuse) or (isinstance(answer, P.ConfigReply) and not answer.ok)
+            )
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
 
@@ -131,6 +151,7 @@ def test_forged_failures_readies_and_versions_are_refused_and_counted(tmp_path, 
 def test_a_flood_of_handshakes_is_refused_quickly_and_the_run_goes_on(tmp_path, cli_env):
     """5,000 Hellos (for vertices the pipeline has not): each refused at once, none of them
     holding a socket; the run ends exact."""
+
     def probe(endpoint, epoch):
         ctx = zmq.Context.instance()
         dealer = ctx.socket(zmq.DEALER)
@@ -182,6 +203,7 @@ def test_a_stranger_on_a_tick_port_receives_no_tick(tmp_path, cli_env):
 def test_a_100_mb_control_message_is_dropped_before_the_broker_holds_it(tmp_path, cli_env):
     """The control socket takes frames up to the header limit (4 MiB): a 100 MB message
     disconnects its sender at once, the broker's memory does not jump, the run goes on."""
+
     def probe(endpoint, epoch):
         st = BrokerClient(endpoint).status()
         pid, refused = int(st.broker["pid"]), dict(st.broker["refused"])
@@ -211,8 +233,11 @@ def peak_kb(pid: int) -> int:
 def _settled_rss_kb(pid: int, endpoint: str, refused_before: dict, key: str) -> int:
     """The broker's RSS once it counted the probe's message as refused under ``key``."""
     client = BrokerClient(endpoint)
-    wait_until(lambda: client.status().broker["refused"].get(key, 0) > refused_before.get(key, 0), 30,
-               f"the broker to refuse the message (as {key})")
+    wait_until(
+        lambda: client.status().broker["refused"].get(key, 0) > refused_before.get(key, 0),
+        30,
+        f"the broker to refuse the message (as {key})",
+    )
     return rss_kb(pid)
 
 
@@ -220,6 +245,7 @@ def test_a_stranger_writing_into_tick_ports_does_not_grow_the_broker(tmp_path, c
     """Issue 29: a DEALER writing 1 MB messages into a worker's tick port (a ROUTER bound
     with no receive limit, never read) took the broker from 141 to 896 MB. Now each tick
     port takes frames of at most 1 KiB and one message per peer, read and dropped."""
+
     def probe(endpoint, epoch):
         st = BrokerClient(endpoint).status()
         pid = int(st.broker["pid"])
@@ -255,8 +281,11 @@ def test_a_stranger_writing_into_tick_ports_does_not_grow_the_broker(tmp_path, c
         assert sent > 0
         assert grown < 50 * 1024, (sent, grown)
         client = BrokerClient(endpoint)
-        wait_until(lambda: any(k.startswith("tick port of") for k in client.status().broker["refused"]), 10,
-                   "the broker to read and drop the stranger's small message")
+        wait_until(
+            lambda: any(k.startswith("tick port of") for k in client.status().broker["refused"]),
+            10,
+            "the broker to read and drop the stranger's small message",
+        )
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
 
@@ -266,6 +295,7 @@ def test_a_control_message_of_many_large_frames_is_dropped_and_its_memory_given_
     892 MB and settled at 472 MB. zmq hands a multipart message over only once it arrived
     whole (that peak is zmq's); the broker then refuses it without copying it and gives the
     memory back."""
+
     def probe(endpoint, epoch):
         st = BrokerClient(endpoint).status()
         pid, refused = int(st.broker["pid"]), dict(st.broker["refused"])

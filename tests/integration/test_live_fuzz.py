@@ -88,8 +88,11 @@ def test_a_live_broker_survives_random_and_mutated_frames(tmp_path, cli_env):
     import subprocess
     import sys
 
-    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(double)], stderr=subprocess.DEVNULL,
-                              env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="d"))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(double)],
+        stderr=subprocess.DEVNULL,
+        env=dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="d"),
+    )
     ctx = zmq.Context()
     socks = []
     try:

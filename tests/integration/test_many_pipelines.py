@@ -20,14 +20,16 @@ DOUBLE = Path(__file__).resolve().parents[2] / "examples" / "double"
 
 def _pipeline(folder: Path, stem: str, count: int, rate: int) -> Path:
     f = folder / f"{stem}.yml"
-    f.write_text(textwrap.dedent(f"""
+    f.write_text(
+        textwrap.dedent(f"""
         name: {stem}
         components:
           n: {{source: sequence, count: {count}{f", rate: {rate}" if rate else ""}}}
           d: {{path: {DOUBLE}}}
           out: {{sink: jsonl, path: out/{stem}.jsonl}}
         connections: [n -> d, d -> out]
-    """))
+    """)
+    )
     return f
 
 
@@ -40,14 +42,20 @@ def env(cli_env):
 
 def _up(f: Path, env: dict, *extra: str) -> subprocess.Popen[str]:
     # No --listen and no --state-dir: the defaults are what is tested.
-    return subprocess.Popen([sys.executable, "-m", "pipelogic", "up", str(f), "--no-progress", "--timeout", "120",
-                             *extra], env=env, cwd=f.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "up", str(f), "--no-progress", "--timeout", "120", *extra],
+        env=env,
+        cwd=f.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipelogic", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelogic", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def _outputs(folder: Path, stem: str) -> list[int]:
@@ -117,8 +125,11 @@ def test_an_unfinished_run_of_one_file_does_not_block_another_file_of_the_folder
     b = _pipeline(tmp_path, "b", 500, 0)
     up_a = _up(a, env)
     try:
-        wait_until(lambda: (tmp_path / "out" / "a.jsonl").is_file() and (tmp_path / "out" / "a.jsonl").stat().st_size > 100,
-                   60, "a to write")
+        wait_until(
+            lambda: (tmp_path / "out" / "a.jsonl").is_file() and (tmp_path / "out" / "a.jsonl").stat().st_size > 100,
+            60,
+            "a to write",
+        )
     finally:
         _stop([up_a])  # Ctrl-C-like: a stays unfinished, resumable
     r = _cli(["up", str(b), "--no-progress", "--timeout", "90"], env, tmp_path)
@@ -152,7 +163,8 @@ def test_a_worker_whose_vertex_finished_is_not_started_again(tmp_path, env):
     while other vertices still ran (`up` took "the run goes on" for "restart it"); in the
     README's example that second worker then waited for a broker that was gone."""
     f = tmp_path / "two.yml"
-    f.write_text(textwrap.dedent(f"""
+    f.write_text(
+        textwrap.dedent(f"""
         name: two
         components:
           short: {{source: sequence, count: 10}}
@@ -162,7 +174,8 @@ def test_a_worker_whose_vertex_finished_is_not_started_again(tmp_path, env):
           o1: {{sink: jsonl, path: out/fast.jsonl}}
           o2: {{sink: jsonl, path: out/slow.jsonl}}
         connections: [short -> fast, fast -> o1, long -> slow, slow -> o2]
-    """))
+    """)
+    )
     r = _cli(["up", str(f), "--no-progress", "--timeout", "90"], env, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     log = r.stdout + r.stderr

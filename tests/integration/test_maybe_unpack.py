@@ -20,8 +20,12 @@ def comp(base: Path, name: str, yml: str, main: str) -> None:
 
 
 def setup(tmp_path: Path, consumer_input: str = "Int64", streaming: bool = False) -> str:
-    comp(tmp_path, "maybe", "name: maybe\nworker: {input_type: Int64, output_type: 'Maybe<Int64>'}\n",
-         "from pipelogic.worker import run\n\nrun(lambda x: None if x % 3 else x)\n")
+    comp(
+        tmp_path,
+        "maybe",
+        "name: maybe\nworker: {input_type: Int64, output_type: 'Maybe<Int64>'}\n",
+        "from pipelogic.worker import run\n\nrun(lambda x: None if x % 3 else x)\n",
+    )
     if streaming:
         main = """
             from pipelogic.worker import InputsPullOption, InputsPullRequest, StreamPullShift, run
@@ -65,7 +69,8 @@ def test_a_streaming_consumer_gets_lists_without_nothing(tmp_path, cli_env):
 def test_the_adapter_is_only_for_maybe_of_the_consumers_type(tmp_path):
     setup(tmp_path, consumer_input="String")
     f = tmp_path / "p.yml"
-    f.write_text(textwrap.dedent("""
+    f.write_text(
+        textwrap.dedent("""
         name: unpack
         components:
           n: {source: sequence, count: 3}
@@ -73,6 +78,7 @@ def test_the_adapter_is_only_for_maybe_of_the_consumers_type(tmp_path):
           use: {path: ./use}
           out: {sink: null}
         connections: [n -> maybe, maybe -> use, use -> out]
-    """))
+    """)
+    )
     with pytest.raises(DefinitionError, match=r"maybe\.0 produces Maybe<Int64> but use\.0 expects String"):
         load_pipeline(f)

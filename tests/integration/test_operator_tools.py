@@ -26,8 +26,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def start_worker(component: Path, vertex: str, endpoint: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "pipelogic", "worker", str(component)], stderr=subprocess.DEVNULL,
-                            env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex))
+    return subprocess.Popen(
+        [PY, "-m", "pipelogic", "worker", str(component)],
+        stderr=subprocess.DEVNULL,
+        env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex),
+    )
 
 
 def free_port() -> int:
@@ -37,32 +40,55 @@ def free_port() -> int:
 
 
 def test_tap_prints_live_values_as_json_lines_without_changing_the_run(tmp_path, cli_env):
-    f = write(tmp_path, f"""
+    f = write(
+        tmp_path,
+        f"""
         name: tapped
         components:
           n: {{source: sequence, count: 100000, rate: 300}}
           d: {{path: {DOUBLE}}}
           out: {{sink: jsonl, path: ./out.jsonl}}
         connections: [n -> d, d -> out]
-    """)
+    """,
+    )
     broker = BrokerProc(f, cli_env)
     worker = start_worker(DOUBLE, "d", broker.endpoint, cli_env)
     try:
-        r = subprocess.run([PY, "-m", "pipelogic", "tap", "d", "--count", "50", "--broker", broker.endpoint],
-                           capture_output=True, text=True, env=cli_env, timeout=60)
+        r = subprocess.run(
+            [PY, "-m", "pipelogic", "tap", "d", "--count", "50", "--broker", broker.endpoint],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         got = [json.loads(x) for x in r.stdout.split()]
         assert len(got) == 50 and all(b - a == 2 for a, b in itertools.pairwise(got)), got  # consecutive doubles
         assert "tap: d.0 (Int64) from message" in r.stderr
-        raw = subprocess.run([PY, "-m", "pipelogic", "tap", "n.0", "-n", "3", "--raw", "--broker", broker.endpoint],
-                             capture_output=True, text=True, env=cli_env, timeout=60)
+        raw = subprocess.run(
+            [PY, "-m", "pipelogic", "tap", "n.0", "-n", "3", "--raw", "--broker", broker.endpoint],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=60,
+        )
         frames = [json.loads(x) for x in raw.stdout.split()]
         assert raw.returncode == 0 and len(frames) == 3 and all(len(x) == 1 for x in frames)
-        bad = subprocess.run([PY, "-m", "pipelogic", "tap", "out", "--broker", broker.endpoint],
-                             capture_output=True, text=True, env=cli_env, timeout=60)
+        bad = subprocess.run(
+            [PY, "-m", "pipelogic", "tap", "out", "--broker", broker.endpoint],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=60,
+        )
         assert bad.returncode == 1 and "no output streams on vertex 'out'; vertices with outputs: n, d" in bad.stderr
-        bad = subprocess.run([PY, "-m", "pipelogic", "tap", "d.3", "--broker", broker.endpoint],
-                             capture_output=True, text=True, env=cli_env, timeout=60)
+        bad = subprocess.run(
+            [PY, "-m", "pipelogic", "tap", "d.3", "--broker", broker.endpoint],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=60,
+        )
         assert bad.returncode == 1 and "vertex d has 1 output stream(s), no stream 3" in bad.stderr
     finally:
         worker.kill()
@@ -74,13 +100,16 @@ def test_tap_prints_live_values_as_json_lines_without_changing_the_run(tmp_path,
 
 
 def test_a_tap_that_falls_behind_loses_and_counts_but_never_slows_the_pipeline(tmp_path, cli_env):
-    f = write(tmp_path, """
+    f = write(
+        tmp_path,
+        """
         name: fast
         components:
           n: {source: sequence, count: 100000, rate: 20000}
           out: {sink: null}
         connections: [n -> out]
-    """)
+    """,
+    )
     from pipelogic.client import BrokerClient
 
     broker = BrokerProc(f, cli_env, "--serve-forever")
@@ -120,7 +149,8 @@ def scrape(url: str) -> dict:
 def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
     (tmp_path / "w" / "src").mkdir(parents=True)
     (tmp_path / "w" / "component.yml").write_text("name: w\nworker: {input_type: Int64, output_type: Int64}\n")
-    (tmp_path / "w" / "src" / "main.py").write_text(textwrap.dedent("""
+    (tmp_path / "w" / "src" / "main.py").write_text(
+        textwrap.dedent("""
         from pipelogic.worker import run
 
         def f(x):
@@ -129,15 +159,19 @@ def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
             return x
 
         run(f)
-    """))
-    f = write(tmp_path, """
+    """)
+    )
+    f = write(
+        tmp_path,
+        """
         name: counted
         components:
           n: {source: sequence, count: 1000}
           w: {path: ./w, on_error: skip}
           out: {sink: jsonl, path: ./out.jsonl}
         connections: [n -> w, w -> out]
-    """)
+    """,
+    )
     port = free_port()
     broker = BrokerProc(f, cli_env, "--serve-forever", "--metrics", f"127.0.0.1:{port}")
     worker = start_worker(tmp_path / "w", "w", broker.endpoint, cli_env)
@@ -153,8 +187,12 @@ def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
         m = scrape(url)
 
         def v(name: str, vertex: str, **extra: str) -> float:
-            labels = {"pipeline": "counted", "vertex": vertex,
-                      "kind": {"n": "source:sequence", "w": "component", "out": "sink:jsonl"}[vertex], **extra}
+            labels = {
+                "pipeline": "counted",
+                "vertex": vertex,
+                "kind": {"n": "source:sequence", "w": "component", "out": "sink:jsonl"}[vertex],
+                **extra,
+            }
             return m[(name, tuple(sorted(labels.items())))]
 
         assert m[("pipelogic_pipeline_state", (("pipeline", "counted"), ("state", "done")))] == 1.0
@@ -176,26 +214,41 @@ def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
 
 
 def test_metrics_port_in_use_is_a_clear_start_failure(tmp_path, cli_env):
-    f = write(tmp_path, "name: m\ncomponents:\n  n: {source: sequence, count: 1}\n  o: {sink: null}\nconnections: [n -> o]\n")
+    f = write(
+        tmp_path, "name: m\ncomponents:\n  n: {source: sequence, count: 1}\n  o: {sink: null}\nconnections: [n -> o]\n"
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = subprocess.run([PY, "-m", "backend_stub", str(f), "--listen", "tcp://127.0.0.1:0", "--metrics",
-                            f"127.0.0.1:{port}"], capture_output=True, text=True, env=cli_env, timeout=60)
+        r = subprocess.run(
+            [PY, "-m", "backend_stub", str(f), "--listen", "tcp://127.0.0.1:0", "--metrics", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=60,
+        )
     assert r.returncode == 5 and f"cannot serve metrics on 127.0.0.1:{port}" in r.stderr
 
 
 def test_the_standalone_broker_leaves_stdout_to_a_stdout_sink_and_stops_cleanly(tmp_path, cli_env):
-    f = write(tmp_path, """
+    f = write(
+        tmp_path,
+        """
         name: s
         components:
           n: {source: values, type: String, values: [a, b, c]}
           o: {sink: stdout}
         connections: [n -> o]
-    """)
-    r = subprocess.run([PY, "-m", "pipelogic", "broker", str(f), "--listen", "tcp://127.0.0.1:0",
-                        "--log-level", "debug"], capture_output=True, text=True, env=cli_env, timeout=60)
+    """,
+    )
+    r = subprocess.run(
+        [PY, "-m", "pipelogic", "broker", str(f), "--listen", "tcp://127.0.0.1:0", "--log-level", "debug"],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == 'o: "a"\no: "b"\no: "c"\n', r.stdout  # the sink's lines and nothing else
     assert "PIPELOGIC_BROKER=tcp://127.0.0.1:" in r.stderr
@@ -205,26 +258,48 @@ def test_the_standalone_broker_leaves_stdout_to_a_stdout_sink_and_stops_cleanly(
     assert lines[table + 1].startswith("vertex  kind"), lines[table:]
     stamped = [x for x in lines[:table] if not x.startswith("PIPELOGIC_")]
     assert stamped and all(x[:4].isdigit() and x[4] == "-" for x in stamped), stamped
-    assert all(x[:4].isdigit() for x in lines[table + 2 + 2:]), lines  # log lines after the table (n, o: 2 rows)
+    assert all(x[:4].isdigit() for x in lines[table + 2 + 2 :]), lines  # log lines after the table (n, o: 2 rows)
     # A SIGTERM stops it gracefully with exit 0.
-    f2 = write(tmp_path, "name: t\ncomponents:\n  n: {source: sequence, count: 1000000, rate: 10}\n  o: {sink: null}\n"
-                         "connections: [n -> o]\n")
+    f2 = write(
+        tmp_path,
+        "name: t\ncomponents:\n  n: {source: sequence, count: 1000000, rate: 10}\n  o: {sink: null}\n"
+        "connections: [n -> o]\n",
+    )
     b = BrokerProc(f2, cli_env)
     assert b.stop() == 0
     assert any("stopped by SIGTERM before the pipeline finished" in x for x in b.lines)
 
 
 def test_log_level_quiets_up_and_its_children(tmp_path, cli_env):
-    r = run_up(tmp_path, f"""
+    r = run_up(
+        tmp_path,
+        f"""
         name: quiet
         components:
           n: {{source: sequence, count: 10}}
           d: {{path: {DOUBLE}}}
           o: {{sink: null}}
         connections: [n -> d, d -> o]
-    """, cli_env)
+    """,
+        cli_env,
+    )
     assert r.returncode == 0 and "connected (pid" in r.stdout + r.stderr
-    r = subprocess.run([PY, "-m", "pipelogic", "--log-level", "warning", "up", str(tmp_path / "pipeline.yml"),
-                        "--listen", "tcp://127.0.0.1:0", "--fresh"], capture_output=True, text=True, env=cli_env,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            PY,
+            "-m",
+            "pipelogic",
+            "--log-level",
+            "warning",
+            "up",
+            str(tmp_path / "pipeline.yml"),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--fresh",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert r.returncode == 0 and "connected (pid" not in r.stdout + r.stderr, r.stdout + r.stderr

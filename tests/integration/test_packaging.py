@@ -26,9 +26,15 @@ def test_user_code_type_checks_against_the_installed_package(tmp_path):
     (tmp_path / "main.py").write_text(
         "from pipelogic.worker import InputsPullRequest, config, run, virtual_in\n\n"
         "def double(x: int) -> int:\n    return x * 2\n\n"
-        "run(double)\nrun(3)\n")
-    r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "main.py"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+        "run(double)\nrun(3)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "main.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # The package is found and typed (py.typed): the one error is the user's own.
     assert 'main.py:7: error: Argument 1 to "run" has incompatible type "int"' in r.stdout, r.stdout
     assert "import-not-found" not in r.stdout and "import-untyped" not in r.stdout
@@ -40,9 +46,23 @@ def test_the_tour_example_runs_with_its_losses_reported(tmp_path, cli_env):
 
     for d in ("tour", "positive", "double", "counter"):
         shutil.copytree(ROOT / "examples" / d, tmp_path / d, ignore=shutil.ignore_patterns(".pipelogic", "out"))
-    r = subprocess.run([sys.executable, "-m", "pipelogic", "up", str(tmp_path / "tour" / "pipeline.yml"),
-                        "--listen", "tcp://127.0.0.1:0", "--timeout", "90"], capture_output=True, text=True,
-                       env=cli_env, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(tmp_path / "tour" / "pipeline.yml"),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--timeout",
+            "90",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert [x for x in r.stdout.splitlines() if x.startswith("show: ")] == ["show: 3", "show: 4", "show: 1", "show: 9"]
     assert (tmp_path / "tour" / "out" / "doubled.jsonl").read_text().split() == ["1", "2", "3", "4"]
@@ -51,9 +71,11 @@ def test_the_tour_example_runs_with_its_losses_reported(tmp_path, cli_env):
 
 
 def test_shell_completion_script_is_generated(cli_env):
-    r = subprocess.run([sys.executable, "-m", "pipelogic"], env=dict(cli_env, _PIPELOGIC_COMPLETE="bash_source"),
-                       capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelogic"],
+        env=dict(cli_env, _PIPELOGIC_COMPLETE="bash_source"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "_pipelogic_completion" in r.stdout
-
-

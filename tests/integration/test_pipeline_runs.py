@@ -7,8 +7,10 @@ from pipelogic.testing import run_pipeline
 
 DOUBLE = "from pipelogic.worker import run\n\ndef f(x):\n    return x * 2\n\nrun(f)\n"
 INC = "from pipelogic.worker import run\n\ndef f(x):\n    return x + 1\n\nrun(f)\n"
-COUNT = ("from pipelogic.worker import run\n\ndef f(x, state):\n    return {'output': [state, x], 'state': state + 1}\n\n"
-         "run(f, initial_state=0)\n")
+COUNT = (
+    "from pipelogic.worker import run\n\ndef f(x, state):\n    return {'output': [state, x], 'state': state + 1}\n\n"
+    "run(f, initial_state=0)\n"
+)
 SLOW = "import time\nfrom pipelogic.worker import run\n\ndef f(x):\n    time.sleep(0.002)\n    return x\n\nrun(f)\n"
 YML = "name: {n}\nworker: {{input_type: Int64, output_type: {o}}}\n"
 
@@ -19,17 +21,20 @@ def test_100k_messages_through_three_vertices_once_and_in_order(tmp_path, compon
     component("inc", YML.format(n="inc", o="Int64"), INC)
     component("count", YML.format(n="count", o='"(Int64, Int64)"'), COUNT)
     n = 100_000
-    p = parse_pipeline({
-        "name": "big",
-        "components": {
-            "src": {"source": "sequence", "count": n},
-            "double": {"path": str(tmp_path / "double")},
-            "inc": {"path": str(tmp_path / "inc")},
-            "count": {"path": str(tmp_path / "count")},
-            "out": {"sink": "memory"},
+    p = parse_pipeline(
+        {
+            "name": "big",
+            "components": {
+                "src": {"source": "sequence", "count": n},
+                "double": {"path": str(tmp_path / "double")},
+                "inc": {"path": str(tmp_path / "inc")},
+                "count": {"path": str(tmp_path / "count")},
+                "out": {"sink": "memory"},
+            },
+            "connections": ["src -> double", "double -> inc", "inc -> count", "count -> out"],
         },
-        "connections": ["src -> double", "double -> inc", "inc -> count", "count -> out"],
-    }, tmp_path / "pipeline.yml")
+        tmp_path / "pipeline.yml",
+    )
     listen = "tcp://127.0.0.1:0" if transport == "tcp" else f"ipc://{tmp_path}/broker.sock"
     broker = run_pipeline(p, listen=listen, timeout_s=240)
     got = broker.scheduler.vertices["out"].sink.values
@@ -39,15 +44,18 @@ def test_100k_messages_through_three_vertices_once_and_in_order(tmp_path, compon
 
 def test_slow_consumer_keeps_buffers_bounded(tmp_path, component):
     component("slow", YML.format(n="slow", o="Int64"), SLOW)
-    p = parse_pipeline({
-        "name": "slow",
-        "components": {
-            "src": {"source": "sequence", "count": 3000},
-            "slow": {"path": str(tmp_path / "slow")},
-            "out": {"sink": "memory"},
+    p = parse_pipeline(
+        {
+            "name": "slow",
+            "components": {
+                "src": {"source": "sequence", "count": 3000},
+                "slow": {"path": str(tmp_path / "slow")},
+                "out": {"sink": "memory"},
+            },
+            "connections": ["src -> slow", "slow -> out"],
         },
-        "connections": ["src -> slow", "slow -> out"],
-    }, tmp_path / "pipeline.yml")
+        tmp_path / "pipeline.yml",
+    )
     broker = run_pipeline(p, timeout_s=120, buffer_capacity=100, credit=16, batch=8)
     sch = broker.scheduler
     assert sch.vertices["out"].sink.values == list(range(3000))

@@ -63,8 +63,9 @@ def test_a_state_that_cannot_be_snapshotted_is_refused_at_run_naming_the_call(tm
     out = r.stdout + r.stderr
     assert r.returncode != 0
     line = textwrap.dedent(main).split("\n").index("run(f, initial_state=Window())") + 1
-    assert (f"main.py:{line}: run(initial_state=...): vertex win: state: cannot snapshot a value of type "
-            "__main__.Window") in out
+    assert (
+        f"main.py:{line}: run(initial_state=...): vertex win: state: cannot snapshot a value of type __main__.Window"
+    ) in out
     assert "state_codec=(to_plain, from_plain)" in out
     assert "restarting" not in out and not (tmp_path / "out.jsonl").read_text().strip()
 
@@ -207,16 +208,22 @@ def test_a_virtual_out_sink_that_stops_acknowledging_stops_the_ticks(tmp_path, c
     f = tmp_path / "pipeline.yml"
     f.write_text(textwrap.dedent(PIPE.replace("count: 60", "count: 40").replace(", snapshot: tick", "")))
     broker = BrokerProc(f, cli_env, "--serve-forever")
-    env = dict(cli_env, PIPELOGIC_BROKER=broker.endpoint, PIPELOGIC_COMPONENT="win", ACK_UP_TO="10",
-               PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED="4")
+    env = dict(
+        cli_env,
+        PIPELOGIC_BROKER=broker.endpoint,
+        PIPELOGIC_COMPONENT="win",
+        ACK_UP_TO="10",
+        PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED="4",
+    )
     import subprocess
     import sys
     import time
 
     from pipelogic.client import BrokerClient
 
-    worker = subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(tmp_path / "win")], env=env,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(tmp_path / "win")], env=env, stderr=subprocess.DEVNULL
+    )
     try:
         client = BrokerClient(broker.endpoint)
         ticks = []
@@ -238,8 +245,10 @@ def test_undelivered_virtual_outputs_at_the_end_fail_the_run_or_are_a_reported_l
     env = dict(cli_env, ACK_UP_TO="10", PIPELOGIC_VIRTUAL_OUT_DRAIN_S="1")
     r = run_up(tmp_path, pipe, env)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert ("pipeline win failed: vertex win failed on tick 12: 2 virtual output item(s) were not delivered "
-            "and acknowledged within 1 s of the end") in r.stderr
+    assert (
+        "pipeline win failed: vertex win failed on tick 12: 2 virtual output item(s) were not delivered "
+        "and acknowledged within 1 s of the end"
+    ) in r.stderr
     assert r.stderr.count("virtual output item(s) were not delivered") == 1  # said once
     r = run_up(tmp_path, pipe, dict(env, PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT="lose"), "--fresh")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -249,16 +258,22 @@ def test_undelivered_virtual_outputs_at_the_end_fail_the_run_or_are_a_reported_l
 def test_virtual_outputs_with_no_callback_are_a_counted_loss_not_a_failure(tmp_path, cli_env):
     """Issue 24, item 8: the API page says the queue *can* be drained by a callback; with
     none, the run goes on and what nobody claimed is a loss said once and counted."""
-    make(tmp_path, """
+    make(
+        tmp_path,
+        """
         from pipelogic.worker import run
 
         def f(x):
             return {"output": x, "virtual_output": [x, x]}
 
         run(f, use_virtual_output=True)
-    """)
-    r = run_up(tmp_path, PIPE.replace("count: 60", "count: 700").replace(", snapshot: tick", ""),
-               dict(cli_env, PIPELOGIC_LOG_LEVEL="info"))
+    """,
+    )
+    r = run_up(
+        tmp_path,
+        PIPE.replace("count: 60", "count: 700").replace(", snapshot: tick", ""),
+        dict(cli_env, PIPELOGIC_LOG_LEVEL="info"),
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert len((tmp_path / "out.jsonl").read_text().split()) == 700

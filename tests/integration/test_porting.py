@@ -21,7 +21,8 @@ def cli(*args: str, env: dict, cwd: Path | None = None) -> subprocess.CompletedP
 def test_validate_says_what_the_platform_does_that_does_not_happen_here(tmp_path, cli_env):
     d = tmp_path / "detector"
     (d / "src").mkdir(parents=True)
-    (d / "component.yml").write_text(textwrap.dedent("""\
+    (d / "component.yml").write_text(
+        textwrap.dedent("""\
         name: detector
         language: py
         build_system: 2-cuda12.8-torch2.8-onnxrtgpu1.22
@@ -31,9 +32,12 @@ def test_validate_says_what_the_platform_does_that_does_not_happen_here(tmp_path
           output_type: Int64
           file_schema:
             model: {file_type: onnx, config_key: model_name, target: triton}
-        """))
-    (d / "src" / "main.py").write_text("from pipelogic.worker import run\n\ndef f(state, image):\n"
-                                       "    return {'output': 1, 'state': state}\n\nrun(f, initial_state=0)\n")
+        """)
+    )
+    (d / "src" / "main.py").write_text(
+        "from pipelogic.worker import run\n\ndef f(state, image):\n"
+        "    return {'output': 1, 'state': state}\n\nrun(f, initial_state=0)\n"
+    )
     (d / "src" / "requirements.txt").write_text("tritonclient\nnumpy==2.4.6\n")
     r = cli("validate", str(d), env=cli_env)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -46,7 +50,9 @@ def test_validate_says_what_the_platform_does_that_does_not_happen_here(tmp_path
     assert f"{d / 'src' / 'requirements.txt'}:2: 'numpy==2.4.6': the runtime image already has numpy" in out
     # The special parameters are checked by name: `state` first is fine; without
     # initial_state it is not.
-    (d / "src" / "main.py").write_text("from pipelogic.worker import run\n\ndef f(state, image):\n    return 1\n\nrun(f)\n")
+    (d / "src" / "main.py").write_text(
+        "from pipelogic.worker import run\n\ndef f(state, image):\n    return 1\n\nrun(f)\n"
+    )
     r = cli("validate", str(d), env=cli_env)
     assert r.returncode == 2 and "has a `state` parameter: pass initial_state=... to run()" in r.stderr
 
@@ -54,14 +60,16 @@ def test_validate_says_what_the_platform_does_that_does_not_happen_here(tmp_path
 def test_a_component_from_init_composes_on_the_runtime_image(tmp_path, cli_env):
     assert cli("init", "scaler", env=cli_env, cwd=tmp_path).returncode == 0
     assert "pinned with ==" in (tmp_path / "scaler" / "src" / "requirements.txt").read_text()
-    (tmp_path / "pipeline.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "pipeline.yml").write_text(
+        textwrap.dedent("""\
         name: p
         components:
           n: {source: sequence, count: 3}
           scaler: {path: ./scaler}
           out: {sink: jsonl, path: ./out.jsonl}
         connections: [n -> scaler, scaler -> out]
-        """))
+        """)
+    )
     r = cli("compose", "pipeline.yml", "-o", "-", env=cli_env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "command: [worker, /component]" in r.stdout or "/component" in r.stdout

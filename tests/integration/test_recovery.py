@@ -38,16 +38,23 @@ def check_snapshot(state_dir: Path) -> int:
     snap = SnapshotStore(state_dir / "counter", "counter").load()
     if snap is None:
         return 0
-    assert unpack_state(snap.state) == fold_counter(snap.tick)[1], f"snapshot at tick {snap.tick} is not fold_counter(inputs[:{snap.tick}])"
+    assert unpack_state(snap.state) == fold_counter(snap.tick)[1], (
+        f"snapshot at tick {snap.tick} is not fold_counter(inputs[:{snap.tick}])"
+    )
     return snap.tick
 
 
 class Supervisor:
     """Starts the counter with ``first_env``, and once it dies restarts it plainly."""
 
-    def __init__(self, state_dir: Path, first_env: dict[str, str], between: Callable[[], None] | None = None,
-                 during: Callable[[subprocess.Popen[bytes], dict[str, str]], None] | None = None,
-                 restart_clean_exit: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        first_env: dict[str, str],
+        between: Callable[[], None] | None = None,
+        during: Callable[[subprocess.Popen[bytes], dict[str, str]], None] | None = None,
+        restart_clean_exit: bool = False,
+    ) -> None:
         self.restart_clean_exit = restart_clean_exit
         self.state_dir = state_dir
         self.first_env = first_env
@@ -56,12 +63,18 @@ class Supervisor:
         self.codes: list[int] = []
 
     def env(self, endpoint: str) -> dict[str, str]:
-        return dict(os.environ, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="counter",
-                    PIPELOGIC_STATE_DIR=str(self.state_dir), PIPELOGIC_CONNECT_TIMEOUT_S="10")
+        return dict(
+            os.environ,
+            PIPELOGIC_BROKER=endpoint,
+            PIPELOGIC_COMPONENT="counter",
+            PIPELOGIC_STATE_DIR=str(self.state_dir),
+            PIPELOGIC_CONNECT_TIMEOUT_S="10",
+        )
 
     def spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(COUNTER)], env=env,
-                                stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelogic", "worker", str(COUNTER)], env=env, stderr=subprocess.PIPE
+        )
 
     def __call__(self, endpoint: str) -> None:
         env = self.env(endpoint)
@@ -89,12 +102,18 @@ class Supervisor:
 
 def run(tmp_path: Path, sup: Supervisor, rate: int | None = None, snapshot: str = "50 ticks"):
     source = {"source": "sequence", "count": N, **({"rate": rate} if rate else {})}
-    p = parse_pipeline({
-        "name": "recovery",
-        "components": {"numbers": source, "counter": {"path": str(COUNTER), "snapshot": snapshot},
-                       "out": {"sink": "memory"}},
-        "connections": ["numbers -> counter", "counter -> out"],
-    }, tmp_path / "pipeline.yml")
+    p = parse_pipeline(
+        {
+            "name": "recovery",
+            "components": {
+                "numbers": source,
+                "counter": {"path": str(COUNTER), "snapshot": snapshot},
+                "out": {"sink": "memory"},
+            },
+            "connections": ["numbers -> counter", "counter -> out"],
+        },
+        tmp_path / "pipeline.yml",
+    )
     broker = run_pipeline(p, workers={"counter": sup}, state_dir=sup.state_dir, timeout_s=90, heartbeat_ms=200)
     assert broker.scheduler.vertices["out"].sink.values == WANT_OUT
     final = SnapshotStore(sup.state_dir / "counter", "counter").load()
@@ -133,8 +152,11 @@ def test_a_passing_io_error_holds_the_worker_then_it_goes_on(tmp_path, fault):
 def test_a_lasting_io_error_reports_no_checkpoint_and_keeps_the_old_snapshot(tmp_path, fault):
     state = tmp_path / "state"
     ticks: list[int] = []
-    sup = Supervisor(state, {"PIPELOGIC_FAIL_AT": fault, "PIPELOGIC_STORAGE_RETRY_S": "1"},
-                     between=lambda: ticks.append(check_snapshot(state)))
+    sup = Supervisor(
+        state,
+        {"PIPELOGIC_FAIL_AT": fault, "PIPELOGIC_STORAGE_RETRY_S": "1"},
+        between=lambda: ticks.append(check_snapshot(state)),
+    )
     run(tmp_path, sup)
     assert sup.codes[0] == 1, sup.codes  # after the retry limit, the worker stops (P17)
     assert len(ticks) == 1, ticks  # checked: whatever snapshot is on disk is intact and consistent
@@ -182,8 +204,13 @@ def test_second_instance_on_the_same_state_dir_refuses(tmp_path):
         deadline = time.monotonic() + 20
         while not (state / "counter" / "LOCK").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        other = subprocess.run([sys.executable, "-m", "pipelogic", "worker", str(COUNTER)], env=env,
-                               capture_output=True, text=True, timeout=30)
+        other = subprocess.run(
+            [sys.executable, "-m", "pipelogic", "worker", str(COUNTER)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         second.append((other.returncode, other.stderr))
 
     run(tmp_path, Supervisor(state, {}, during=during), rate=1000)

@@ -36,16 +36,18 @@ def reference(n: int) -> list[int]:
 
 
 def sleeper_pipeline(n: int, replicas: int, settings: dict | None = None, max_ms: float = 5.0) -> str:
-    return json.dumps({
-        "name": "replicated",
-        "settings": settings or {},
-        "components": {
-            "numbers": {"source": "sequence", "count": n},
-            "sleeper": {"path": str(SLEEPER), "replicas": replicas, "config": {"max_ms": max_ms}},
-            "out": {"sink": "jsonl", "path": "out.jsonl"},
-        },
-        "connections": ["numbers -> sleeper", "sleeper -> out"],
-    })
+    return json.dumps(
+        {
+            "name": "replicated",
+            "settings": settings or {},
+            "components": {
+                "numbers": {"source": "sequence", "count": n},
+                "sleeper": {"path": str(SLEEPER), "replicas": replicas, "config": {"max_ms": max_ms}},
+                "out": {"sink": "jsonl", "path": "out.jsonl"},
+            },
+            "connections": ["numbers -> sleeper", "sleeper -> out"],
+        }
+    )
 
 
 def read_out(tmp_path: Path) -> list[int]:
@@ -132,8 +134,12 @@ def test_sigkilled_instances_lose_nothing_and_duplicate_nothing(tmp_path, cli_en
 
 
 def start_worker(endpoint: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(SLEEPER)], stderr=subprocess.PIPE,
-                            text=True, env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="sleeper"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(SLEEPER)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT="sleeper"),
+    )
 
 
 def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):

@@ -50,8 +50,6 @@ run(detect)
 """
 
 
-
-
 def lines(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
@@ -59,7 +57,9 @@ def lines(path):
 def test_sync_and_stateful_snippets(tmp_path, component, cli_env):
     component("double", "name: double\nworker: {input_type: Int64, output_type: Int64}\n", DOUBLE)
     component("counter", "name: counter\nworker: {input_type: Int64, output_type: Int64}\n", COUNTER)
-    r = run_up(tmp_path, """
+    r = run_up(
+        tmp_path,
+        """
         name: seed
         components:
           n: {source: sequence, count: 500, start: 1}
@@ -68,7 +68,9 @@ def test_sync_and_stateful_snippets(tmp_path, component, cli_env):
           d: {sink: jsonl, path: ./out/d.jsonl}
           c: {sink: jsonl, path: ./out/c.jsonl}
         connections: [n -> double, double -> d, n -> counter, counter -> c]
-    """, cli_env)
+    """,
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr + r.stdout
     assert lines(tmp_path / "out/d.jsonl") == [2 * i for i in range(1, 501)]
     assert lines(tmp_path / "out/c.jsonl") == list(range(1, 501))
@@ -76,7 +78,9 @@ def test_sync_and_stateful_snippets(tmp_path, component, cli_env):
 
 
 def test_config_snippet(tmp_path, component, cli_env):
-    component("cfg", """
+    component(
+        "cfg",
+        """
         name: cfg
         worker:
           input_type: Int64
@@ -85,22 +89,30 @@ def test_config_snippet(tmp_path, component, cli_env):
             threshold: {type: Double}
             mean: {type: "(Double, Double, Double)", default: [0.5, 0.5, 0.5]}
             language: {type: String, default: en}
-    """, CONFIG)
-    r = run_up(tmp_path, """
+    """,
+        CONFIG,
+    )
+    r = run_up(
+        tmp_path,
+        """
         name: cfg
         components:
           n: {source: values, type: Int64, values: [1, 2]}
           cfg: {path: ./cfg, config: {threshold: 0.25, language: fr}}
           o: {sink: jsonl, path: ./out/o.jsonl}
         connections: [n -> cfg, cfg -> o]
-    """, cli_env)
+    """,
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr
     assert lines(tmp_path / "out/o.jsonl") == ["fr:0.25:0.5:1", "fr:0.25:0.5:2"]
 
 
 def test_multi_output_snippet(tmp_path, component, cli_env):
     component("det", "name: det\nworker:\n  input_type: Int64\n  output_types: ['[BoundingBox]', Image]\n", MULTI)
-    r = run_up(tmp_path, """
+    r = run_up(
+        tmp_path,
+        """
         name: multi
         components:
           n: {source: sequence, count: 3}
@@ -108,7 +120,9 @@ def test_multi_output_snippet(tmp_path, component, cli_env):
           boxes: {sink: jsonl, path: ./out/boxes.jsonl}
           images: {sink: jsonl, path: ./out/images.jsonl}
         connections: [n -> det, det.0 -> boxes, det.1 -> images]
-    """, cli_env)
+    """,
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr
     boxes = lines(tmp_path / "out/boxes.jsonl")
     assert [b[0]["class"]["id"] for b in boxes] == [0, 1, 2]
@@ -116,16 +130,23 @@ def test_multi_output_snippet(tmp_path, component, cli_env):
 
 
 def test_crashing_worker_fails_the_run_with_the_cause(tmp_path, component, cli_env):
-    component("bad", "name: bad\nworker: {input_type: Int64, output_type: Int64}\n",
-              "from pipelogic.worker import run\n\ndef f(x):\n    return 1 // (x - 2)\n\nrun(f)\n")
-    r = run_up(tmp_path, """
+    component(
+        "bad",
+        "name: bad\nworker: {input_type: Int64, output_type: Int64}\n",
+        "from pipelogic.worker import run\n\ndef f(x):\n    return 1 // (x - 2)\n\nrun(f)\n",
+    )
+    r = run_up(
+        tmp_path,
+        """
         name: crash
         components:
           n: {source: sequence, count: 5}
           bad: {path: ./bad}
           o: {sink: null}
         connections: [n -> bad, bad -> o]
-    """, cli_env)
+    """,
+        cli_env,
+    )
     assert r.returncode != 0
     assert "vertex bad failed on tick 2" in r.stderr and "ZeroDivisionError" in r.stderr
 

@@ -50,22 +50,25 @@ def shm_env(cli_env):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def pipeline(n: int, digest_config: dict, settings: dict | None = None, rate: int = 0,
-             blobs_config: dict | None = None) -> str:
+def pipeline(
+    n: int, digest_config: dict, settings: dict | None = None, rate: int = 0, blobs_config: dict | None = None
+) -> str:
     numbers: dict = {"source": "sequence", "count": n}
     if rate:
         numbers["rate"] = rate
-    return json.dumps({
-        "name": "blobs",
-        "settings": settings or {},
-        "components": {
-            "numbers": numbers,
-            "blobs": {"path": str(BLOBS), "config": blobs_config or {}},
-            "digest": {"path": str(DIGEST), "config": digest_config},
-            "out": {"sink": "jsonl", "path": "out.jsonl"},
-        },
-        "connections": ["numbers -> blobs", "blobs -> digest", "digest -> out"],
-    })
+    return json.dumps(
+        {
+            "name": "blobs",
+            "settings": settings or {},
+            "components": {
+                "numbers": numbers,
+                "blobs": {"path": str(BLOBS), "config": blobs_config or {}},
+                "digest": {"path": str(DIGEST), "config": digest_config},
+                "out": {"sink": "jsonl", "path": "out.jsonl"},
+            },
+            "connections": ["numbers -> blobs", "blobs -> digest", "digest -> out"],
+        }
+    )
 
 
 def reference(n: int) -> list[int]:
@@ -87,8 +90,12 @@ def pool_files(d: Path) -> list[str]:
 
 
 def worker(component: Path, vertex: str, endpoint: str, env: dict, **extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(component)], stderr=subprocess.PIPE,
-                            text=True, env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex, **extra))
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelogic", "worker", str(component)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex, **extra),
+    )
 
 
 def shm_status(client: BrokerClient) -> dict | None:
@@ -116,8 +123,10 @@ def test_a_worker_that_does_not_share_the_directory_gets_the_bytes(tmp_path, shm
     f = tmp_path / "pipeline.yml"
     f.write_text(pipeline(200, {"expect": "socket"}))
     broker = BrokerProc(f, env)
-    procs = [worker(BLOBS, "blobs", broker.endpoint, env),
-             worker(DIGEST, "digest", broker.endpoint, env, PIPELOGIC_SHM="0")]
+    procs = [
+        worker(BLOBS, "blobs", broker.endpoint, env),
+        worker(DIGEST, "digest", broker.endpoint, env, PIPELOGIC_SHM="0"),
+    ]
     try:
         client = BrokerClient(broker.endpoint, timeout_s=2.0)
         seen = wait_until(lambda: (s := shm_status(client)) and s["adopted"] > 0 and s, what="a slot adopted")
@@ -172,8 +181,13 @@ def test_stalled_consumer_bounded_lossless_and_a_crashed_producers_slots_reclaim
     hold.touch()
     n = 200
     f = tmp_path / "pipeline.yml"
-    f.write_text(pipeline(n, {"expect": "shm", "hold_path": str(hold), "hold_after": 40},
-                          {"buffer_bytes": 8 << 20, "credit": 8, "heartbeat_ms": 300}))
+    f.write_text(
+        pipeline(
+            n,
+            {"expect": "shm", "hold_path": str(hold), "hold_after": 40},
+            {"buffer_bytes": 8 << 20, "credit": 8, "heartbeat_ms": 300},
+        )
+    )
     broker = BrokerProc(f, env)
     client = BrokerClient(broker.endpoint, timeout_s=2.0)
     producer = worker(BLOBS, "blobs", broker.endpoint, env)
@@ -193,8 +207,7 @@ def test_stalled_consumer_bounded_lossless_and_a_crashed_producers_slots_reclaim
         producer.send_signal(signal.SIGKILL)
         producer.wait(10)
         # The dead pool: only the slots the broker holds, and its control file, remain.
-        wait_until(lambda: len(pool_files(d)) == held + 1,
-                   what=f"the dead producer's free slots removed ({files(d)})")
+        wait_until(lambda: len(pool_files(d)) == held + 1, what=f"the dead producer's free slots removed ({files(d)})")
         procs.append(worker(BLOBS, "blobs", broker.endpoint, env))
         hold.unlink()
         assert broker.proc.wait(90) == 0, "".join(broker.lines)[-3000:]
@@ -223,8 +236,10 @@ def test_a_killed_producers_pool_is_removed_while_the_run_goes_on(tmp_path, shm_
         assert len(pool) == 1, files(d)
         producer.send_signal(signal.SIGKILL)
         producer.wait(10)
-        wait_until(lambda: not any(name.startswith(f"{next(iter(pool))}-") for name in files(d)),
-                   what=f"the dead producer's pool removed ({files(d)})")
+        wait_until(
+            lambda: not any(name.startswith(f"{next(iter(pool))}-") for name in files(d)),
+            what=f"the dead producer's pool removed ({files(d)})",
+        )
         assert broker.proc.poll() is None and shm_status(client)["adopted"] < n  # the run goes on
         procs.append(worker(BLOBS, "blobs", broker.endpoint, env))
         assert broker.proc.wait(90) == 0, "".join(broker.lines)[-3000:]
@@ -254,8 +269,10 @@ def test_a_broker_killed_for_good_leaves_files_until_the_next_broker_starts(tmp_
         broker.proc.wait(10)
         # The workers notice and wait to be welcomed again, each with a probe file: kill
         # them there, so they leave their probes too.
-        wait_until(lambda: sum(name.startswith("pipelogic-probe-") for name in files(d)) == 2,
-                   what=f"both workers waiting to rejoin ({files(d)})")
+        wait_until(
+            lambda: sum(name.startswith("pipelogic-probe-") for name in files(d)) == 2,
+            what=f"both workers waiting to rejoin ({files(d)})",
+        )
         for p in procs:
             p.send_signal(signal.SIGKILL)
             p.wait(10)
@@ -302,8 +319,11 @@ class Nemesis(threading.Thread):
                 continue
             if st.broker and st.broker.get("shm"):
                 self.adopted = max(self.adopted, st.broker["shm"]["adopted"])
-            live = [(v["name"], v["pid"]) for v in st.vertices
-                    if v["name"] in ("blobs", "digest") and v["state"] == "running"]
+            live = [
+                (v["name"], v["pid"])
+                for v in st.vertices
+                if v["name"] in ("blobs", "digest") and v["state"] == "running"
+            ]
             if not live or st.state != "running" or not st.broker:
                 continue
             name, pid = ("broker", st.broker["pid"]) if len(self.kills) % 4 == 3 else self.rng.choice(live)
@@ -320,7 +340,9 @@ def test_sigkill_chaos_of_workers_and_broker_with_shared_memory_exactly_once(tmp
     n = 3000
     f = tmp_path / "pipeline.yml"
     # "any": what a restarted broker replays comes from its store, as bytes.
-    f.write_text(pipeline(n, {"expect": "any"}, {"heartbeat_ms": 500, "buffer_bytes": 16 << 20, "credit": 16}, rate=400))
+    f.write_text(
+        pipeline(n, {"expect": "any"}, {"heartbeat_ms": 500, "buffer_bytes": 16 << 20, "credit": 16}, rate=400)
+    )
     with up_process(f, env, "--max-restarts", "1000", "--backoff-max", "0.25", "--timeout", "150") as up:
         nemesis = Nemesis(up.endpoint, d, seed, kills=10)
         nemesis.start()
@@ -328,8 +350,10 @@ def test_sigkill_chaos_of_workers_and_broker_with_shared_memory_exactly_once(tmp
         nemesis.stop.set()
         nemesis.join(5)
     line = verdict(read_out(tmp_path), reference(n))
-    report = (f"seed={seed} kills={nemesis.kills} most slot files={nemesis.most_files} slots adopted={nemesis.adopted} "
-              f"verdict: {line}\n{up.output[-3000:]}")
+    report = (
+        f"seed={seed} kills={nemesis.kills} most slot files={nemesis.most_files} slots adopted={nemesis.adopted} "
+        f"verdict: {line}\n{up.output[-3000:]}"
+    )
     print(report)
     assert len(nemesis.kills) >= 6, f"the run ended before 6 kills: {report}"
     assert {"blobs", "digest", "broker"} <= set(nemesis.kills), report

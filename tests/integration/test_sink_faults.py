@@ -24,13 +24,20 @@ from pipelogic.state import SnapshotStore, unpack_state
 def write_pipeline(folder: Path, n: int, sink_path: Path, rate: int | None = None) -> Path:
     source = {"source": "sequence", "count": n, **({"rate": rate} if rate else {})}
     f = folder / "pipeline.yml"
-    f.write_text(json.dumps({
-        "name": "sinkfull",
-        "settings": {"heartbeat_ms": 200},
-        "components": {"numbers": source, "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "200 ticks or 0.2 s"},
-                       "out": {"sink": "jsonl", "path": str(sink_path)}},
-        "connections": ["numbers -> counter", "counter -> out"],
-    }))
+    f.write_text(
+        json.dumps(
+            {
+                "name": "sinkfull",
+                "settings": {"heartbeat_ms": 200},
+                "components": {
+                    "numbers": source,
+                    "counter": {"path": str(COMPONENTS / "counter"), "snapshot": "200 ticks or 0.2 s"},
+                    "out": {"sink": "jsonl", "path": str(sink_path)},
+                },
+                "connections": ["numbers -> counter", "counter -> out"],
+            }
+        )
+    )
     return f
 
 
@@ -57,8 +64,9 @@ def small_disk(tmp_path) -> Iterator[Path]:
     mnt = tmp_path / "disk"
     mnt.mkdir()
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True, capture_output=True, text=True
+        )
     except (OSError, subprocess.CalledProcessError) as exc:
         if os.environ.get("PIPELOGIC_REQUIRE_DOCKER") and os.geteuid() == 0:
             raise  # CI runs as root: this test must run there
@@ -117,9 +125,26 @@ def test_giving_up_on_a_full_sink_and_running_again_finishes_exactly(tmp_path, s
     assert code != 0 and "the run is kept" in run.output, run.output
     assert "Traceback" not in run.output and "BLOCKED" in run.output, run.output
     filler.unlink()
-    again = subprocess.run([sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0",
-                            "--no-progress", "--timeout", "90", "--state-dir", str(state)],
-                           env=cli_env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(pipeline),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-progress",
+            "--timeout",
+            "90",
+            "--state-dir",
+            str(state),
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     said = again.stdout + again.stderr
     assert again.returncode == 0, said
     assert "resuming run" in said
@@ -132,10 +157,26 @@ def test_injected_sink_write_failures_are_held_and_retried(tmp_path, cli_env):
     n = 4000
     out = tmp_path / "out.jsonl"
     pipeline = write_pipeline(tmp_path, n, out, rate=4000)
-    done = subprocess.run([sys.executable, "-m", "pipelogic", "up", str(pipeline), "--listen", "tcp://127.0.0.1:0",
-                           "--no-progress", "--timeout", "90", "--state-dir", str(tmp_path / "state")],
-                          env=dict(cli_env, PIPELOGIC_FAIL_AT="sink:5x10"), capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(pipeline),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-progress",
+            "--timeout",
+            "90",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        env=dict(cli_env, PIPELOGIC_FAIL_AT="sink:5x10"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     said = done.stdout + done.stderr
     assert done.returncode == 0, said
     assert said.count("cannot write") == 1 and "writable again after 10 failed write(s)" in said, said

@@ -77,8 +77,6 @@ run(emit_externally, use_virtual_output=True)
 """
 
 
-
-
 def jsonl(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
@@ -87,7 +85,9 @@ def test_seed_streaming_virtual_in_and_out_snippets_under_up(tmp_path, component
     component("chunked", "name: chunked\nworker: {input_type: Int64, output_type: Int64}\n", STREAMING_SEED)
     component("camera", "name: camera\nworker: {output_type: Int64}\n", VIRTUAL_IN_SEED)
     component("emit", "name: emit\nworker: {input_type: Int64, output_type: Int64}\n", VIRTUAL_OUT_SEED)
-    r = run_up(tmp_path, """
+    r = run_up(
+        tmp_path,
+        """
         name: seed4
         components:
           n: {source: sequence, count: 50}
@@ -97,7 +97,9 @@ def test_seed_streaming_virtual_in_and_out_snippets_under_up(tmp_path, component
           a: {sink: jsonl, path: ./out/a.jsonl}
           b: {sink: jsonl, path: ./out/b.jsonl}
         connections: [n -> chunked, chunked -> a, camera -> emit, emit -> b]
-    """, cli_env)
+    """,
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr
     assert jsonl(tmp_path / "out/a.jsonl") == [10 * i for i in range(50)]
     assert jsonl(tmp_path / "out/b.jsonl") == list(range(100))
@@ -114,8 +116,14 @@ def test_asymmetric_rates_one_second_in_one_summary_out(tmp_path):
             return {"output": [sum(window)], "state": [], "pull_request": second}
         return {"output": [], "state": window, "pull_request": second}
 
-    out = run_component(summarize, [list(range(3050))], input_types=["Int64"], output_types=["Int64"],
-                        initial_state=[], initial_pull_request=second)
+    out = run_component(
+        summarize,
+        [list(range(3050))],
+        input_types=["Int64"],
+        output_types=["Int64"],
+        initial_state=[],
+        initial_pull_request=second,
+    )
     assert out == [sum(range(k * 500, (k + 1) * 500)) for k in range(6)]  # the last 50 never fill a second
 
 
@@ -126,8 +134,13 @@ def test_several_options_with_priorities(tmp_path):
     def f(a, b):
         return {"output": [[*a, *b]], "pull_request": req}
 
-    out = run_component(f, [list(range(10)), list(range(100, 105))], input_types=["Int64", "Int64"],
-                        output_types=["[Int64]"], initial_pull_request=req)
+    out = run_component(
+        f,
+        [list(range(10)), list(range(100, 105))],
+        input_types=["Int64", "Int64"],
+        output_types=["[Int64]"],
+        initial_pull_request=req,
+    )
     seen_a = [x for t in out for x in t if x < 100]
     seen_b = [x for t in out for x in t if x >= 100]
     assert seen_a == list(range(10)) and seen_b == list(range(100, 105))  # all, once, in order
@@ -136,8 +149,13 @@ def test_several_options_with_priorities(tmp_path):
 
 def test_skip_drops_messages(tmp_path):
     req = InputsPullRequest(InputsPullOption([S(1, 1, 1)]))  # drop one, keep one
-    out = run_component(lambda xs: {"output": xs, "pull_request": req}, [list(range(10))],
-                        input_types=["Int64"], output_types=["Int64"], initial_pull_request=req)
+    out = run_component(
+        lambda xs: {"output": xs, "pull_request": req},
+        [list(range(10))],
+        input_types=["Int64"],
+        output_types=["Int64"],
+        initial_pull_request=req,
+    )
     assert out == [1, 3, 5, 7, 9]
 
 
@@ -147,8 +165,13 @@ def test_malformed_pull_request_names_the_component(tmp_path):
     good = InputsPullRequest(InputsPullOption([S(0, 1, 1)]))
     bad = InputsPullRequest(InputsPullOption([S(0, 1, 1), S(0, 1, 1)]))
     try:
-        run_component(lambda xs: {"output": xs, "pull_request": bad}, [[1, 2]], input_types=["Int64"],
-                      output_types=["Int64"], initial_pull_request=good)
+        run_component(
+            lambda xs: {"output": xs, "pull_request": bad},
+            [[1, 2]],
+            input_types=["Int64"],
+            output_types=["Int64"],
+            initial_pull_request=good,
+        )
     except PipelineFailed as exc:
         assert "component: pull request has 2 shift(s) per option but the component declares 1 input(s)" in str(exc)
     else:
@@ -156,7 +179,10 @@ def test_malformed_pull_request_names_the_component(tmp_path):
 
 
 def test_full_virtual_queue_drops_and_counts_without_blocking(tmp_path, component, monkeypatch):
-    component("burst", "name: burst\nworker: {output_type: Int64}\n", """
+    component(
+        "burst",
+        "name: burst\nworker: {output_type: Int64}\n",
+        """
         import threading
         from pipelogic.worker import run, virtual_in
 
@@ -167,10 +193,17 @@ def test_full_virtual_queue_drops_and_counts_without_blocking(tmp_path, componen
 
         threading.Thread(target=burst).start()
         run(lambda virtual_input: virtual_input[0])
-    """)
+    """,
+    )
     monkeypatch.setenv("PIPELOGIC_VIRTUAL_QUEUE_SIZE", "10")
-    p = parse_pipeline({"name": "burst", "components": {"burst": {"path": str(tmp_path / "burst")}, "o": {"sink": "memory"}},
-                        "connections": ["burst -> o"]}, tmp_path / "p.yml")
+    p = parse_pipeline(
+        {
+            "name": "burst",
+            "components": {"burst": {"path": str(tmp_path / "burst")}, "o": {"sink": "memory"}},
+            "connections": ["burst -> o"],
+        },
+        tmp_path / "p.yml",
+    )
     broker = run_pipeline(p, timeout_s=60)
     got = broker.scheduler.vertices["o"].sink.values
     st = {v["name"]: v for v in broker.scheduler.status().vertices}
@@ -187,8 +220,13 @@ def test_virtual_out_callback_error_is_reported(tmp_path, component):
 
     virtual_out.set_on_push(bad)
     try:
-        run_component(lambda x: {"output": x, "virtual_output": [x]}, [list(range(100))], input_types=["Int64"],
-                      output_types=["Int64"], use_virtual_output=True)
+        run_component(
+            lambda x: {"output": x, "virtual_output": [x]},
+            [list(range(100))],
+            input_types=["Int64"],
+            output_types=["Int64"],
+            use_virtual_output=True,
+        )
     except PipelineFailed as exc:
         assert "external system down" in str(exc)
     else:

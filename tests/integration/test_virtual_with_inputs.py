@@ -31,7 +31,9 @@ def outputs(tmp_path: Path) -> list:
 
 
 def test_an_option_the_virtual_queue_cannot_satisfy_gives_way_to_the_next(tmp_path, cli_env):
-    pipe = setup(tmp_path, """
+    pipe = setup(
+        tmp_path,
+        """
         from pipelogic.worker import InputsPullOption, InputsPullRequest, StreamPullShift, run
 
         S = StreamPullShift.from_fixed
@@ -44,14 +46,17 @@ def test_an_option_the_virtual_queue_cannot_satisfy_gives_way_to_the_next(tmp_pa
             return {"output": [f"{'A' if virtual_input else 'B'}{xs[0]}"], "pull_request": REQ}
 
         run(f, initial_pull_request=REQ)   # nothing is ever pushed to virtual_in
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe, cli_env)  # before: A was chosen and the worker waited forever
     assert r.returncode == 0, r.stdout + r.stderr
     assert outputs(tmp_path) == [f"B{i}" for i in range(6)]
 
 
 def test_min_pull_holds_on_the_virtual_input_and_close_ends_only_it(tmp_path, cli_env):
-    pipe = setup(tmp_path, """
+    pipe = setup(
+        tmp_path,
+        """
         from pipelogic.worker import InputsPullOption, InputsPullRequest, StreamPullShift, run, virtual_in
 
         S = StreamPullShift.from_fixed
@@ -64,7 +69,8 @@ def test_min_pull_holds_on_the_virtual_input_and_close_ends_only_it(tmp_path, cl
             return {"output": [f"{xs}+{virtual_input}"], "pull_request": REQ}
 
         run(f, initial_pull_request=REQ)
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe, cli_env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert outputs(tmp_path) == ["[0]+[100, 101]"]  # and nothing short of two after it
@@ -72,7 +78,9 @@ def test_min_pull_holds_on_the_virtual_input_and_close_ends_only_it(tmp_path, cl
 
 
 def test_a_synchronous_component_goes_on_after_virtual_in_close(tmp_path, cli_env):
-    pipe = setup(tmp_path, """
+    pipe = setup(
+        tmp_path,
+        """
         from pipelogic.worker import run, virtual_in
 
         virtual_in.push("a", "b")
@@ -82,7 +90,8 @@ def test_a_synchronous_component_goes_on_after_virtual_in_close(tmp_path, cli_en
             return f"{x}:{''.join(virtual_input)}"
 
         run(f)
-    """)
+    """,
+    )
     r = run_up(tmp_path, pipe, cli_env)
     assert r.returncode == 0, r.stdout + r.stderr
     got = outputs(tmp_path)

@@ -115,11 +115,16 @@ def test_a_second_pipeline_cannot_write_a_sink_file_in_use(tmp_path):
     """Another process holds the file for its run: refused, naming that process."""
     path = tmp_path / "out.jsonl"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from backend_stub.builtins import Sink; from pipelogic.types import Atomic; from pathlib import Path;"
-         f"s = Sink('jsonl', Path({str(path)!r}), Atomic('Int64'), 'out'); s.write([1]); print('held', flush=True);"
-         "sys.stdin.read(); s.close()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from backend_stub.builtins import Sink; from pipelogic.types import Atomic; from pathlib import Path;"
+            f"s = Sink('jsonl', Path({str(path)!r}), Atomic('Int64'), 'out'); s.write([1]); print('held', flush=True);"
+            "sys.stdin.read(); s.close()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

@@ -20,7 +20,9 @@ HELLO = ROOT / "examples" / "hello" / "pipeline.yml"
 def test_the_checked_in_compose_file_is_what_the_generator_writes():
     opts = ComposeOptions(RUNTIME_IMAGE, command="pipelogic compose examples/hello/pipeline.yml -o compose.yaml")
     expected = render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", opts)
-    assert (ROOT / "compose.yaml").read_text() == expected, "regenerate: pipelogic compose examples/hello/pipeline.yml -o compose.yaml"
+    assert (ROOT / "compose.yaml").read_text() == expected, (
+        "regenerate: pipelogic compose examples/hello/pipeline.yml -o compose.yaml"
+    )
 
 
 def test_services_volumes_and_paths():
@@ -29,9 +31,19 @@ def test_services_volumes_and_paths():
     services = doc["services"]
     assert set(services) == {"broker", "double", "counter", "detector", "scale"}  # built-ins live in the broker
     broker = services["broker"]
-    assert broker["command"] == ["broker", "/pipeline/hello/pipeline.yml", "--listen", "tcp://0.0.0.0:5550",
-                                 "--state-dir", "/state", "--run-as-owner-of", "/pipeline/hello",
-                                 "--keys", "/keys", "--init-keys"]
+    assert broker["command"] == [
+        "broker",
+        "/pipeline/hello/pipeline.yml",
+        "--listen",
+        "tcp://0.0.0.0:5550",
+        "--state-dir",
+        "/state",
+        "--run-as-owner-of",
+        "/pipeline/hello",
+        "--keys",
+        "/keys",
+        "--init-keys",
+    ]
     # the pipeline's folder (its outputs) read-write, its components read-only and nothing
     # else of the host; the recovery store and the keys on volumes
     comps = [f"./examples/{c}:/pipeline/{c}:ro" for c in ("counter", "detector", "double", "scale")]
@@ -47,28 +59,41 @@ def test_services_volumes_and_paths():
     assert counter["environment"]["PIPELOGIC_BROKER"] == "tcp://broker:5550"
     assert counter["environment"]["PIPELOGIC_COMPONENT"] == "counter"
     assert counter["deploy"]["replicas"] == 1
-    assert set(doc["volumes"]) == {"broker-state", "double-state", "counter-state", "detector-state", "scale-state",
-                                   "keys"}
+    assert set(doc["volumes"]) == {
+        "broker-state",
+        "double-state",
+        "counter-state",
+        "detector-state",
+        "scale-state",
+        "keys",
+    }
     # Written elsewhere, the host paths are relative to the file's folder.
-    elsewhere = yaml.safe_load(render_compose(load_pipeline(HELLO), HELLO.parent / "compose.yaml", ComposeOptions("img:1")))
+    elsewhere = yaml.safe_load(
+        render_compose(load_pipeline(HELLO), HELLO.parent / "compose.yaml", ComposeOptions("img:1"))
+    )
     assert elsewhere["services"]["broker"]["volumes"][:2] == [".:/pipeline/hello", "../counter:/pipeline/counter:ro"]
     # --no-keys: plain TCP on the compose network, no keys volume, the image's user
-    plain = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", ComposeOptions("img:1", keys=False)))
+    plain = yaml.safe_load(
+        render_compose(load_pipeline(HELLO), ROOT / "compose.yaml", ComposeOptions("img:1", keys=False))
+    )
     assert "--keys" not in plain["services"]["broker"]["command"] and "keys" not in plain["volumes"]
     assert "user" not in plain["services"]["counter"]
     assert elsewhere["services"]["double"]["volumes"][0] == "../double:/component:ro"
 
 
 def test_a_component_image_replaces_the_mount():
-    doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", {"double": "me/double:2"})))
+    doc = yaml.safe_load(
+        render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", {"double": "me/double:2"}))
+    )
     double = doc["services"]["double"]
     assert double["image"] == "me/double:2" and "command" not in double
     assert double["volumes"] == ["double-state:/state", "keys:/keys:ro"]
 
 
 def test_shared_memory_is_one_tmpfs_volume_mounted_into_every_container():
-    doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml",
-                                        ComposeOptions("img:1", keys=False, shared_memory="1G")))
+    doc = yaml.safe_load(
+        render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", keys=False, shared_memory="1G"))
+    )
     assert doc["volumes"]["shm"] == {"driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": "size=1g,mode=1777"}}
     for name, svc in doc["services"].items():
         assert "shm:/shm" in svc["volumes"], name
@@ -89,14 +114,21 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_refusals(tmp_path, component):
     comp = component("broker", "name: broker\nworker: {input_type: Int64, output_type: Int64}\n", "")
-    pl = load_pipeline(write(tmp_path, f"name: x\ncomponents:\n  n: {{source: sequence, count: 1}}\n  broker: {{path: {comp}}}\n"
-                                       "  o: {sink: null}\nconnections: [n -> broker, broker -> o]\n"))
+    pl = load_pipeline(
+        write(
+            tmp_path,
+            f"name: x\ncomponents:\n  n: {{source: sequence, count: 1}}\n  broker: {{path: {comp}}}\n"
+            "  o: {sink: null}\nconnections: [n -> broker, broker -> o]\n",
+        )
+    )
     with pytest.raises(ContainerError, match="vertex 'broker' has the broker service's name"):
         render_compose(pl, tmp_path / "c.yaml", ComposeOptions("img:1"))
     with pytest.raises(ContainerError, match="--image names nope, which is not a component vertex"):
         render_compose(load_pipeline(HELLO), tmp_path / "c.yaml", ComposeOptions("img:1", {"nope": "x"}))
     (comp / "src" / "requirements.txt").write_text("numpy\n")
-    pl2 = load_pipeline(write(tmp_path, pl.file.read_text().replace("  broker:", "  b:").replace("-> broker, broker ->", "-> b, b ->")))
+    pl2 = load_pipeline(
+        write(tmp_path, pl.file.read_text().replace("  broker:", "  b:").replace("-> broker, broker ->", "-> b, b ->"))
+    )
     with pytest.raises(ContainerError, match="has src/requirements.txt.*--image b=TAG"):
         render_compose(pl2, tmp_path / "c.yaml", ComposeOptions("img:1"))
 
@@ -117,9 +149,11 @@ def test_the_broker_mounts_allowed_outside_folders_and_refuses_absolute_data_pat
     (tmp_path / "shared").mkdir()
     p = tmp_path / "proj" / "pipeline.yml"
     p.parent.mkdir()
-    body = (f"name: t\nallow_paths_outside: [../shared]\ncomponents:\n  n: {{source: sequence, count: 3}}\n"
-            f"  d: {{path: {ROOT / 'examples' / 'double'}}}\n  out: {{sink: jsonl, path: SINK}}\n"
-            "connections: [n -> d, d -> out]\n")
+    body = (
+        f"name: t\nallow_paths_outside: [../shared]\ncomponents:\n  n: {{source: sequence, count: 3}}\n"
+        f"  d: {{path: {ROOT / 'examples' / 'double'}}}\n  out: {{sink: jsonl, path: SINK}}\n"
+        "connections: [n -> d, d -> out]\n"
+    )
     p.write_text(body.replace("SINK", "../shared/x.jsonl"))
     doc = yaml.safe_load(render_compose(load_pipeline(p), p.parent / "compose.yaml", ComposeOptions("img:1")))
     vols = doc["services"]["broker"]["volumes"]

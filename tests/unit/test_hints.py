@@ -12,14 +12,20 @@ from pipelogic.errors import DefinitionError
 from pipelogic.pipeline import load_pipeline, parse_pipeline
 
 
-@pytest.mark.parametrize("text, where, hint", [
-    ("name: t\ncomponents:\n\tn: {source: sequence}\n", ":3:1:", "YAML indents with spaces, never tabs"),
-    ('name: "t\ncomponents: {}\n', ":3:1:", "the quote opened on line 1 is not closed"),
-    ("name: t\ncomponents:\n  n: {source: sequence\n  o: {sink: null}\n", ":4:4:",
-     "is a '}' missing at the end of line 3, or a ',' between two entries?"),
-    ("name: t\nconnections: [a -> b\n", ":3:1:", "is a ']' missing at the end of line 2"),
-    ("name: t\ncomponents:\n  n: a: b\n", ":3:7:", "a key needs a space after its ':'"),
-])
+@pytest.mark.parametrize(
+    "text, where, hint",
+    [
+        ("name: t\ncomponents:\n\tn: {source: sequence}\n", ":3:1:", "YAML indents with spaces, never tabs"),
+        ('name: "t\ncomponents: {}\n', ":3:1:", "the quote opened on line 1 is not closed"),
+        (
+            "name: t\ncomponents:\n  n: {source: sequence\n  o: {sink: null}\n",
+            ":4:4:",
+            "is a '}' missing at the end of line 3, or a ',' between two entries?",
+        ),
+        ("name: t\nconnections: [a -> b\n", ":3:1:", "is a ']' missing at the end of line 2"),
+        ("name: t\ncomponents:\n  n: a: b\n", ":3:7:", "a key needs a space after its ':'"),
+    ],
+)
 def test_a_yaml_slip_keeps_its_position_and_gets_a_hint(tmp_path, text, where, hint):
     f = tmp_path / "p.yml"
     f.write_text(text)
@@ -30,8 +36,10 @@ def test_a_yaml_slip_keeps_its_position_and_gets_a_hint(tmp_path, text, where, h
 
 def test_a_misspelt_source_or_sink_key_says_what_was_meant_and_nothing_else(tmp_path):
     f = tmp_path / "p.yml"
-    f.write_text("name: t\ncomponents:\n  n: {sorce: sequence, count: 3}\n  o: {snk: jsonl, path: x.jsonl}\n"
-                 "connections: [n -> o]\n")
+    f.write_text(
+        "name: t\ncomponents:\n  n: {sorce: sequence, count: 3}\n  o: {snk: jsonl, path: x.jsonl}\n"
+        "connections: [n -> o]\n"
+    )
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     problems = err.value.problems
@@ -48,16 +56,29 @@ def test_a_vertex_name_with_a_colon_says_a_space_is_missing(tmp_path):
 
 
 def test_config_set_suggests_the_nearest_key_and_vertex(tmp_path, component):
-    cdir = component("k", """
+    cdir = component(
+        "k",
+        """
         name: k
         worker:
           input_type: Int64
           output_type: Int64
           config_schema: {threshold: {type: Double, default: 0.5}}
-    """, "")
-    p = parse_pipeline({"name": "t", "components": {"a": {"source": "sequence", "count": 1}, "scale": {"path": str(cdir)},
-                                                    "o": {"sink": "null"}}, "connections": ["a -> scale", "scale -> o"]},
-                       tmp_path / "p.yml")
+    """,
+        "",
+    )
+    p = parse_pipeline(
+        {
+            "name": "t",
+            "components": {
+                "a": {"source": "sequence", "count": 1},
+                "scale": {"path": str(cdir)},
+                "o": {"sink": "null"},
+            },
+            "connections": ["a -> scale", "scale -> o"],
+        },
+        tmp_path / "p.yml",
+    )
     s = Scheduler(p)
     [reply] = s.config_set(P.ConfigSet("scale", {"treshold": "0.7"}), b"c", 0.0)
     assert "'treshold' is not in config_schema; did you mean 'threshold'?" in P.decode(reply.frames)[0].error
@@ -77,18 +98,26 @@ def _validate(path):
 def test_validate_checks_imports_and_the_run_function_without_running_main(tmp_path, component):
     yml = "name: w\nworker: {input_type: Int64, output_type: Int64}\n"
     marker = tmp_path / "ran"
-    cdir = component("w", yml, f"open({str(marker)!r}, 'w').close()\nimport not_a_module_xyz\n"
-                               "from pipelogic.worker import run\n\ndef f(a, b):\n    return a\n\nrun(f)\n")
+    cdir = component(
+        "w",
+        yml,
+        f"open({str(marker)!r}, 'w').close()\nimport not_a_module_xyz\n"
+        "from pipelogic.worker import run\n\ndef f(a, b):\n    return a\n\nrun(f)\n",
+    )
     r = _validate(cdir)
     assert r.exit_code == 2, r.output
     assert f"{cdir / 'src' / 'main.py'}:2:1: imports 'not_a_module_xyz', which is not installed here" in r.output
-    assert "main.py:8:1: component w: worker function 'f' takes 2 positional input(s) but component.yml declares " \
-           "1 input stream(s)" in r.output
+    assert (
+        "main.py:8:1: component w: worker function 'f' takes 2 positional input(s) but component.yml declares "
+        "1 input stream(s)" in r.output
+    )
     assert not marker.exists()  # nothing of main.py ran
     # With src/requirements.txt the image may install it: a warning; a default makes f fit.
     (cdir / "src" / "requirements.txt").write_text("not-a-module-xyz==1.0\n")
-    (cdir / "src" / "main.py").write_text("import not_a_module_xyz\nimport helper\nfrom pipelogic.worker import run\n\n"
-                                          "def f(a, b=1, *, state=None):\n    return a\n\nrun(f, initial_state=0)\n")
+    (cdir / "src" / "main.py").write_text(
+        "import not_a_module_xyz\nimport helper\nfrom pipelogic.worker import run\n\n"
+        "def f(a, b=1, *, state=None):\n    return a\n\nrun(f, initial_state=0)\n"
+    )
     (cdir / "src" / "helper.py").write_text("")
     r = _validate(cdir)
     assert r.exit_code == 0, r.output

@@ -39,8 +39,12 @@ def test_a_client_finds_its_key_in_a_folder_by_vertex_or_operator(tmp_path):
     with pytest.raises(KeyFileError, match="needs both"):
         client_keys({"PIPELOGIC_CURVE_KEY": str(d / "operators" / "ops.key_secret")})
     with pytest.raises(KeyFileError, match="public key file"):
-        client_keys({"PIPELOGIC_CURVE_KEY": str(d / "operators" / "ops.key"),
-                     "PIPELOGIC_CURVE_SERVER_KEY": str(d / "broker.key")})
+        client_keys(
+            {
+                "PIPELOGIC_CURVE_KEY": str(d / "operators" / "ops.key"),
+                "PIPELOGIC_CURVE_SERVER_KEY": str(d / "broker.key"),
+            }
+        )
 
 
 def test_a_worker_whose_key_was_revoked_says_so_and_never_stands_in_with_an_operator_key(tmp_path):

@@ -37,18 +37,24 @@ def test_an_alias_bomb_is_refused_without_being_expanded(tmp_path):
     f.write_text(BOMB)
     with pytest.raises(DefinitionError) as err:
         load_yaml(f)
-    assert f"more than {MAX_YAML_NODES:,} values" in str(err.value) and "an alias counts as all it repeats" in str(err.value)
+    assert f"more than {MAX_YAML_NODES:,} values" in str(err.value) and "an alias counts as all it repeats" in str(
+        err.value
+    )
     assert str(err.value).startswith(f"{f}:6:")  # where the count went over
 
 
 def test_an_alias_bomb_as_a_config_value_or_values_source_fails_validate(tmp_path, component):
-    cdir = component("k", "name: k\nworker: {input_type: Int64, output_type: Int64, "
-                          "config_schema: {s: {type: String, default: x}}}\n", "")
+    cdir = component(
+        "k",
+        "name: k\nworker: {input_type: Int64, output_type: Int64, config_schema: {s: {type: String, default: x}}}\n",
+        "",
+    )
     bomb = BOMB.replace("\n", "\n  ").rstrip()
     for spec in (f"k: {{path: {cdir}, config: {{s: *i}}}}", "n2: {source: values, values: *i}"):
         f = tmp_path / "pipeline.yml"
-        f.write_text(f"name: t\nbombs:\n  {bomb}\ncomponents:\n  n: {{source: sequence, count: 1}}\n  {spec}\n"
-                     "connections: []\n")
+        f.write_text(
+            f"name: t\nbombs:\n  {bomb}\ncomponents:\n  n: {{source: sequence, count: 1}}\n  {spec}\nconnections: []\n"
+        )
         with pytest.raises(DefinitionError, match="more than 200,000 values"):
             load_pipeline(f)
 
@@ -108,26 +114,40 @@ def test_a_config_value_over_the_limit_is_refused_with_the_limit():
 
 def _k(component) -> str:
     params = ", ".join(f"s{i}: {{type: String, default: x}}" for i in range(8))
-    return str(component("k", f"name: k\nworker: {{input_type: Int64, output_type: Int64, config_schema: {{{params}}}}}\n",
-                         ""))
+    return str(
+        component("k", f"name: k\nworker: {{input_type: Int64, output_type: Int64, config_schema: {{{params}}}}}\n", "")
+    )
 
 
 def test_config_values_that_together_exceed_a_welcome_are_refused_at_validate(tmp_path, component):
     cdir = _k(component)
     big = "z" * (MAX_CONFIG_VALUE_BYTES - 100)
     n = MAX_CONFIG_BYTES // len(big) + 1
-    spec = {"name": "t", "components": {"a": {"source": "sequence", "count": 1},
-                                        "k": {"path": cdir, "config": {f"s{i}": big for i in range(n)}},
-                                        "o": {"sink": "null"}}, "connections": ["a -> k", "k -> o"]}
-    with pytest.raises(DefinitionError, match=r"k\.config: its config values take .* over the 1 MiB limit for one vertex"):
+    spec = {
+        "name": "t",
+        "components": {
+            "a": {"source": "sequence", "count": 1},
+            "k": {"path": cdir, "config": {f"s{i}": big for i in range(n)}},
+            "o": {"sink": "null"},
+        },
+        "connections": ["a -> k", "k -> o"],
+    }
+    with pytest.raises(
+        DefinitionError, match=r"k\.config: its config values take .* over the 1 MiB limit for one vertex"
+    ):
         parse_pipeline(spec, tmp_path / "p.yml")
 
 
 def test_config_set_refuses_what_would_not_fit_and_keeps_the_old_values(tmp_path, component):
     cdir = _k(component)
-    p = parse_pipeline({"name": "t", "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": cdir},
-                                                    "o": {"sink": "null"}}, "connections": ["a -> k", "k -> o"]},
-                       tmp_path / "p.yml")
+    p = parse_pipeline(
+        {
+            "name": "t",
+            "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": cdir}, "o": {"sink": "null"}},
+            "connections": ["a -> k", "k -> o"],
+        },
+        tmp_path / "p.yml",
+    )
     s = Scheduler(p)
     big = "z" * (MAX_CONFIG_VALUE_BYTES - 100)
     for i in range(MAX_CONFIG_BYTES // len(big)):

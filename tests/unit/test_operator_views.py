@@ -15,8 +15,13 @@ from pipelogic.errors import DefinitionError, WorkerError
 
 
 def _vertex(ticks=0, checkpoints=(), finished=False, outputs=1):
-    return SimpleNamespace(ticks=ticks, checkpoints=list(checkpoints), finished=finished,
-                           out_counts=[0] * outputs, v=SimpleNamespace(outputs=[[]] * outputs, output_types=["Int64"] * outputs))
+    return SimpleNamespace(
+        ticks=ticks,
+        checkpoints=list(checkpoints),
+        finished=finished,
+        out_counts=[0] * outputs,
+        v=SimpleNamespace(outputs=[[]] * outputs, output_types=["Int64"] * outputs),
+    )
 
 
 def _sched(**vertices):
@@ -28,8 +33,15 @@ def _status(*rows, state="running"):
 
 
 def _row(name, state="running", queues=(0,), inflight=0, ticks=0, kind="component", **extra):
-    return {"name": name, "kind": kind, "state": state, "queues": list(queues), "inflight": inflight,
-            "ticks": ticks, **extra}
+    return {
+        "name": name,
+        "kind": kind,
+        "state": state,
+        "queues": list(queues),
+        "inflight": inflight,
+        "ticks": ticks,
+        **extra,
+    }
 
 
 def test_rates_come_from_samples_half_a_second_apart_over_five_seconds():
@@ -127,7 +139,9 @@ def test_yaml_positions_and_hints(tmp_path):
     assert p.items == [f"{f}:2:3: a.bb: unknown key 'bb'; did you mean 'b'?", f"{f}:2:21: a.bb[1].c: bad"]
     assert near("Conections", ["connections"]) == "; did you mean 'connections'?" and near("zzz", ["a"]) == ""
     f.write_text("a: 1\nb: [\n")
-    with pytest.raises(DefinitionError, match=r"x\.yml:3:1: not valid YAML: expected the node content, but found '<stream end>'"):
+    with pytest.raises(
+        DefinitionError, match=r"x\.yml:3:1: not valid YAML: expected the node content, but found '<stream end>'"
+    ):
         load_yaml(f)
 
 

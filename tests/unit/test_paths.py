@@ -41,13 +41,16 @@ def _reader(base: Path) -> Path:
 
 @pytest.mark.parametrize("path", ["../../elsewhere/out.jsonl", "/tmp/pipelogic-outside/out.jsonl"])
 def test_a_sink_path_outside_the_folder_is_refused_naming_the_key_and_the_opt_in(tmp_path, path):
-    f = _pipeline(tmp_path / "a" / "b", f"""
+    f = _pipeline(
+        tmp_path / "a" / "b",
+        f"""
         name: t
         components:
           n: {{source: sequence, count: 3}}
           out: {{sink: jsonl, path: "{path}"}}
         connections: [n -> out]
-    """)
+    """,
+    )
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     text = str(err.value)
@@ -58,14 +61,17 @@ def test_a_sink_path_outside_the_folder_is_refused_naming_the_key_and_the_opt_in
 def test_source_dead_letter_and_files_slot_outside_are_each_refused(tmp_path):
     _reader(tmp_path)
     (tmp_path / "w.txt").write_text("w")
-    f = _pipeline(tmp_path / "p", """
+    f = _pipeline(
+        tmp_path / "p",
+        """
         name: t
         components:
           n: {source: jsonl, path: ../in.jsonl}
           r: {path: ../reader, files: {model: ../w.txt}, on_error: skip, dead_letter: ../dl.jsonl}
           out: {sink: jsonl, path: out/x.jsonl}
         connections: [n -> r, r -> out]
-    """)
+    """,
+    )
     with pytest.raises(DefinitionError) as err:
         load_pipeline(f)
     text = str(err.value)
@@ -79,13 +85,16 @@ def test_a_symlink_inside_that_points_outside_is_outside(tmp_path):
     p = tmp_path / "p"
     p.mkdir()
     os.symlink(tmp_path / "elsewhere", p / "link")
-    f = _pipeline(p, """
+    f = _pipeline(
+        p,
+        """
         name: t
         components:
           n: {source: sequence, count: 3}
           out: {sink: jsonl, path: link/x.jsonl}
         connections: [n -> out]
-    """)
+    """,
+    )
     with pytest.raises(DefinitionError, match="components.out.path"):
         load_pipeline(f)
 
@@ -95,9 +104,12 @@ def _sharing(tmp_path: Path, **sinks: str) -> Path:
     jsonl sink at each of the given paths."""
     (tmp_path / "shared").mkdir(exist_ok=True)
     body = "".join(f"  {name}: {{sink: jsonl, path: {path}}}\n" for name, path in sinks.items())
-    return _pipeline(tmp_path / "p", "name: t\nallow_paths_outside: [../shared]\ncomponents:\n"
-                     f"  n: {{source: sequence, count: 3}}\n{body}"
-                     f"connections: [{', '.join(f'n -> {name}' for name in sinks)}]\n")
+    return _pipeline(
+        tmp_path / "p",
+        "name: t\nallow_paths_outside: [../shared]\ncomponents:\n"
+        f"  n: {{source: sequence, count: 3}}\n{body}"
+        f"connections: [{', '.join(f'n -> {name}' for name in sinks)}]\n",
+    )
 
 
 def test_allow_paths_outside_lets_the_listed_folders_only(tmp_path):
@@ -112,21 +124,25 @@ def test_allow_paths_outside_lets_the_listed_folders_only(tmp_path):
 
 @pytest.mark.parametrize("entry", ["/", "../../../../../../../../.."])
 def test_the_whole_file_system_cannot_be_allowed(tmp_path, entry):
-    f = _pipeline(tmp_path / "p", f"""
+    f = _pipeline(
+        tmp_path / "p",
+        f"""
         name: t
         allow_paths_outside: ["{entry}"]
         components:
           n: {{source: sequence, count: 3}}
           out: {{sink: jsonl, path: /tmp/x.jsonl}}
         connections: [n -> out]
-    """)
+    """,
+    )
     with pytest.raises(DefinitionError, match=r"allow_paths_outside\[0\]: .*the whole file system cannot be allowed"):
         load_pipeline(f)
 
 
 def test_validate_prints_the_opt_in(tmp_path, cli_env):
     f = _sharing(tmp_path, out="../shared/x.jsonl")
-    r = subprocess.run([sys.executable, "-m", "pipelogic", "validate", str(f)], capture_output=True, text=True,
-                       env=cli_env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelogic", "validate", str(f)], capture_output=True, text=True, env=cli_env, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert f"note: {f}: allow_paths_outside: reads and writes files in {(tmp_path / 'shared').resolve()}" in r.stdout

@@ -20,26 +20,32 @@ def roundtrip(value, t):
     return T.decode_frame(frame, t, bufs)
 
 
-@pytest.mark.parametrize("producer, consumer, ok", [
-    ("Int64", "Int64 | String", True),              # an A feeds an A | B
-    ("String", "Int64 | String", True),
-    ("Int64 | String", "String | Int64", True),      # order does not decide
-    ("Int64 | String", "Double | String | Int64", True),
-    ("RGB", "ImageFormat", True),                     # an option of a named union
-    ("[Int64]", "[Int64 | String]", True),
-    ("{a: Int64}", "{a: Int64 | Bool}", True),
-    ("Int64 | String", "Int64", False),               # a String is no Int64
-    ("Int64", "String | Double", False),
-    ("Bool | Int64", "Int64 | String", False),
-])
+@pytest.mark.parametrize(
+    "producer, consumer, ok",
+    [
+        ("Int64", "Int64 | String", True),  # an A feeds an A | B
+        ("String", "Int64 | String", True),
+        ("Int64 | String", "String | Int64", True),  # order does not decide
+        ("Int64 | String", "Double | String | Int64", True),
+        ("RGB", "ImageFormat", True),  # an option of a named union
+        ("[Int64]", "[Int64 | String]", True),
+        ("{a: Int64}", "{a: Int64 | Bool}", True),
+        ("Int64 | String", "Int64", False),  # a String is no Int64
+        ("Int64", "String | Double", False),
+        ("Bool | Int64", "Int64 | String", False),
+    ],
+)
 def test_union_assignability_is_by_option_not_by_position(producer, consumer, ok):
     assert T.is_assignable(T.create_type(producer), T.create_type(consumer)) is ok
 
 
 def test_a_pipeline_wires_a_producer_into_a_wider_union(tmp_path, component):
     cdir = component("u", "name: u\nworker: {input_type: 'String | Int64', output_type: Int64}\n", "")
-    data = {"name": "t", "components": {"n": {"source": "sequence", "count": 1}, "u": {"path": str(cdir)},
-                                        "o": {"sink": "null"}}, "connections": ["n -> u", "u -> o"]}
+    data = {
+        "name": "t",
+        "components": {"n": {"source": "sequence", "count": 1}, "u": {"path": str(cdir)}, "o": {"sink": "null"}},
+        "connections": ["n -> u", "u -> o"],
+    }
     p = parse_pipeline(data, tmp_path / "p.yml")
     assert str(p.vertices["u"].wire_types[0]) == "Int64"  # the consumer decodes with the producer's type
     data["components"]["n"] = {"source": "values", "type": "Bool", "values": [True]}
@@ -88,8 +94,10 @@ def test_config_values_print_and_dump_like_the_values_they_wrap():
     assert str(T.Int64(3)) == "3" and f"{T.Int64(3)}" == "3" and f"{T.Int32(7):>3}" == "  7"
     assert str(T.Double(0.5)) == "0.5" and f"{T.Double(0.25):.1f}" == "0.2"
     assert repr(T.Int64(3)) == "Int64(3)"  # repr still says what it is
-    schema = {"flag": ConfigParam("flag", "Bool", T.create_type("Bool")),
-              "n": ConfigParam("n", "Int64", T.create_type("Int64"))}
+    schema = {
+        "flag": ConfigParam("flag", "Bool", T.create_type("Bool")),
+        "n": ConfigParam("n", "Int64", T.create_type("Int64")),
+    }
     cfg = Config()
     cfg._bind(schema, {"flag": True, "n": 3}, 1)
     assert cfg.flag is True and json.dumps(cfg.flag) == "true" and json.dumps(cfg.n) == "3"
@@ -110,7 +118,9 @@ def test_strings_in_config_read_the_same_everywhere():
 
 
 def test_an_immutable_parameter_is_refused_by_config_set(tmp_path, component):
-    cdir = component("k", """
+    cdir = component(
+        "k",
+        """
         name: k
         worker:
           input_type: Int64
@@ -118,10 +128,17 @@ def test_an_immutable_parameter_is_refused_by_config_set(tmp_path, component):
           config_schema:
             model: {type: String, default: a, mutable: false}
             name: {type: String, default: x}
-    """, "")
-    p = parse_pipeline({"name": "t", "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": str(cdir)},
-                                                    "o": {"sink": "null"}}, "connections": ["a -> k", "k -> o"]},
-                       tmp_path / "p.yml")
+    """,
+        "",
+    )
+    p = parse_pipeline(
+        {
+            "name": "t",
+            "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": str(cdir)}, "o": {"sink": "null"}},
+            "connections": ["a -> k", "k -> o"],
+        },
+        tmp_path / "p.yml",
+    )
     s = Scheduler(p)
     [reply] = s.config_set(P.ConfigSet("k", {"model": "b"}), b"c", 0.0)
     msg, _ = P.decode(reply.frames)
@@ -131,10 +148,16 @@ def test_an_immutable_parameter_is_refused_by_config_set(tmp_path, component):
 
 
 def test_yaml_booleans_as_names_are_refused_with_the_reason(tmp_path, component):
-    cdir = component("k", "name: k\nworker: {input_type: Int64, output_type: Int64, "
-                          "config_schema: {on: {type: Int64, default: 1}}}\n", "")
-    with pytest.raises(DefinitionError, match=r"config_schema\.True: a name must be a string, got bool True "
-                                              r"\(YAML reads yes, no, on, off"):
+    cdir = component(
+        "k",
+        "name: k\nworker: {input_type: Int64, output_type: Int64, config_schema: {on: {type: Int64, default: 1}}}\n",
+        "",
+    )
+    with pytest.raises(
+        DefinitionError,
+        match=r"config_schema\.True: a name must be a string, got bool True "
+        r"\(YAML reads yes, no, on, off",
+    ):
         from pipelogic.component import load_component
 
         load_component(cdir)
@@ -166,8 +189,11 @@ def test_an_image_whose_data_does_not_match_its_size_is_refused_everywhere():
 
 
 def test_the_values_source_reads_bytes_as_base64_like_a_jsonl_file(tmp_path):
-    data = {"name": "t", "components": {"n": {"source": "values", "type": "[Bytes]", "values": [["aGk="], []]},
-                                        "o": {"sink": "memory"}}, "connections": ["n -> o"]}
+    data = {
+        "name": "t",
+        "components": {"n": {"source": "values", "type": "[Bytes]", "values": [["aGk="], []]}, "o": {"sink": "memory"}},
+        "connections": ["n -> o"],
+    }
     p = parse_pipeline(data, tmp_path / "p.yml")
     from backend_stub.builtins import make_source
 
@@ -193,12 +219,17 @@ def test_flush_at_end_delivers_the_tail_only_once_the_inputs_ended():
     skipping = InputsPullRequest(InputsPullOption([StreamPullShift.from_fixed(2, 3, 3)]), flush_at_end=True)
     assert decide([4], skipping, [True]).takes == ((2, 2),)
     assert InputsPullRequest.from_wire(flush.to_wire()) == flush and flush.to_wire()[-1] == "flush_at_end"
-    assert InputsPullRequest.from_wire(plain.to_wire()) == plain and not InputsPullRequest.from_wire(plain.to_wire()).flush_at_end
+    assert (
+        InputsPullRequest.from_wire(plain.to_wire()) == plain
+        and not InputsPullRequest.from_wire(plain.to_wire()).flush_at_end
+    )
 
 
 def test_a_mutable_file_slot_is_rebound_by_config_set_and_a_fixed_one_refused(tmp_path, component):
     """Issue 24, item 4: `mutable` on a slot lets its binding change while the pipeline runs."""
-    cdir = component("det", """
+    cdir = component(
+        "det",
+        """
         name: det
         worker:
           input_type: Int64
@@ -206,13 +237,23 @@ def test_a_mutable_file_slot_is_rebound_by_config_set_and_a_fixed_one_refused(tm
           file_schema:
             model: {file_type: weights, config_key: model_path, mutable: true}
             labels: {file_type: text, config_key: labels_path}
-    """, "")
+    """,
+        "",
+    )
     for name in ("a.onnx", "b.pt", "labels.txt", "other.txt"):
         (tmp_path / name).write_text("x")
-    p = parse_pipeline({"name": "t", "components": {
-        "a": {"source": "sequence", "count": 1},
-        "k": {"path": str(cdir), "files": {"model": "./a.onnx", "labels": "./labels.txt"}},
-        "o": {"sink": "null"}}, "connections": ["a -> k", "k -> o"]}, tmp_path / "p.yml")
+    p = parse_pipeline(
+        {
+            "name": "t",
+            "components": {
+                "a": {"source": "sequence", "count": 1},
+                "k": {"path": str(cdir), "files": {"model": "./a.onnx", "labels": "./labels.txt"}},
+                "o": {"sink": "null"},
+            },
+            "connections": ["a -> k", "k -> o"],
+        },
+        tmp_path / "p.yml",
+    )
     s = Scheduler(p)
 
     def reply(values):
@@ -220,7 +261,12 @@ def test_a_mutable_file_slot_is_rebound_by_config_set_and_a_fixed_one_refused(tm
         return P.decode(r.frames)[0]
 
     assert reply({"model_path": "./b.pt"}).ok and s.vertices["k"].v.config["model_path"] == str(tmp_path / "b.pt")
-    assert "labels_path is the path of file slot 'labels', which is not mutable" in reply({"labels_path": "./other.txt"}).error
-    assert "other.txt is a file of type text | txt (by its extension); slot 'model' takes weights" in \
-        reply({"model_path": "./other.txt"}).error
+    assert (
+        "labels_path is the path of file slot 'labels', which is not mutable"
+        in reply({"labels_path": "./other.txt"}).error
+    )
+    assert (
+        "other.txt is a file of type text | txt (by its extension); slot 'model' takes weights"
+        in reply({"model_path": "./other.txt"}).error
+    )
     assert "nope.onnx: no such file" in reply({"model_path": "nope.onnx"}).error

@@ -40,7 +40,8 @@ def test_an_empty_or_comment_only_requirements_file_asks_for_nothing(tmp_path):
 
 def test_requirements_get_the_platforms_rules_as_warnings_naming_the_line(tmp_path):
     f = tmp_path / "requirements.txt"
-    f.write_text(textwrap.dedent("""\
+    f.write_text(
+        textwrap.dedent("""\
         # the platform's docs: pin with ==, do not list what the base has
         onnxruntime==1.22.0
         scikit-learn>=1.3
@@ -51,7 +52,8 @@ def test_requirements_get_the_platforms_rules_as_warnings_naming_the_line(tmp_pa
         ultralytics[export]==8.3.0 ; python_version >= "3.9"
         git+https://example.invalid/x.git@v1#egg=x
         -r more.txt
-        """))
+        """)
+    )
     notes = requirement_notes(f)
     assert len(notes) == 5, notes
     assert notes[0].startswith(f"{f}:3: 'scikit-learn>=1.3' is not pinned") and "scikit-learn==X.Y.Z" in notes[0]
@@ -61,10 +63,13 @@ def test_requirements_get_the_platforms_rules_as_warnings_naming_the_line(tmp_pa
     assert notes[4].startswith(f"{f}:7: ") and "a second opencv distribution" in notes[4]
 
 
-@pytest.mark.parametrize("key, said", [
-    ("2-cuda12.8-torch2.8-onnxrtgpu1.22", "CUDA 12.8, PyTorch 2.8, onnxruntime-gpu 1.22"),
-    ("1-cpu", "CPU only"),
-])
+@pytest.mark.parametrize(
+    "key, said",
+    [
+        ("2-cuda12.8-torch2.8-onnxrtgpu1.22", "CUDA 12.8, PyTorch 2.8, onnxruntime-gpu 1.22"),
+        ("1-cpu", "CPU only"),
+    ],
+)
 def test_build_system_keys_are_checked_and_mapped(key, said):
     error, note = build_system_note(key)
     assert error is None and said in note and "pipelogic runtime image" in note
@@ -107,8 +112,10 @@ def test_the_platforms_component_keys_are_accepted_and_what_differs_is_said(comp
     assert "http: the platform routes these HTTP endpoints" in notes
     assert "worker.cache: a cache that survives runs: here the worker gets PIPELOGIC_CACHE_DIR" in notes
     # `frame` and `point` are type variables, as the docs name them: warnings, not errors.
-    assert "worker.input_type: 'frame' is a type variable (lowercase names are); did you mean 'VideoFrame'?" in notes \
+    assert (
+        "worker.input_type: 'frame' is a type variable (lowercase names are); did you mean 'VideoFrame'?" in notes
         or "'frame' is a type variable" in notes
+    )
     assert "'point' is a type variable (lowercase names are); did you mean 'Point'?" in notes
     errors, warnings = static_problems(spec)
     assert not errors and set(spec.notes) <= set(warnings)
@@ -118,15 +125,21 @@ def test_atomic_type_names_in_lower_case_stay_errors_and_a_bad_build_system_is_r
     with pytest.raises(DefinitionError, match="'int64' is a type variable .*did you mean 'Int64'"):
         load_component(component("a", "name: a\nworker: {input_type: int64, output_type: Int64}\n", MAIN))
     with pytest.raises(DefinitionError, match=r"component.yml:1:\d+: build_system: expected a build_system key"):
-        load_component(component("b", "build_system: gpu\nname: b\nworker: {input_type: Int64, output_type: Int64}\n",
-                                 MAIN))
+        load_component(
+            component("b", "build_system: gpu\nname: b\nworker: {input_type: Int64, output_type: Int64}\n", MAIN)
+        )
 
 
 def test_worker_cache_is_a_volume_in_containers(tmp_path, component):
     component("cached", "name: cached\nworker: {input_type: Int64, output_type: Int64, cache: true}\n", MAIN)
-    pl = parse_pipeline({"name": "c", "components": {"n": {"source": "sequence", "count": 1},
-                                                     "w": {"path": "./cached"}, "o": {"sink": "null"}},
-                         "connections": ["n -> w", "w -> o"]}, tmp_path / "pipeline.yml")
+    pl = parse_pipeline(
+        {
+            "name": "c",
+            "components": {"n": {"source": "sequence", "count": 1}, "w": {"path": "./cached"}, "o": {"sink": "null"}},
+            "connections": ["n -> w", "w -> o"],
+        },
+        tmp_path / "pipeline.yml",
+    )
     doc = yaml.safe_load(render_compose(pl, tmp_path / "compose.yaml", ComposeOptions("img:1")))
     w = doc["services"]["w"]
     assert "cache-cached:/cache" in w["volumes"] and w["environment"]["PIPELOGIC_CACHE_DIR"] == "/cache"

@@ -77,7 +77,9 @@ def test_exhaustive_two_streams():
             d = decide([n0, n1], r)
             ok = n0 >= s0.skip + s0.min_pull and n1 >= s1.skip + s1.min_pull
             if d is None:
-                assert not ok or (min(s0.max_pull, n0 - s0.skip) + s0.skip + min(s1.max_pull, n1 - s1.skip) + s1.skip == 0)
+                assert not ok or (
+                    min(s0.max_pull, n0 - s0.skip) + s0.skip + min(s1.max_pull, n1 - s1.skip) + s1.skip == 0
+                )
                 continue
             for (skip, k), s, n in zip(d.takes, (s0, s1), (n0, n1)):
                 assert skip == s.skip and s.min_pull <= k <= s.max_pull and skip + k <= n
@@ -87,7 +89,10 @@ def test_exhaustive_two_streams():
 shift_st = st.builds(lambda s, a, d: S(s, a, a + d), st.integers(0, 3), st.integers(0, 3), st.integers(0, 3))
 
 
-@given(st.lists(st.lists(shift_st, min_size=2, max_size=2), min_size=1, max_size=3), st.lists(st.integers(0, 12), min_size=2, max_size=2))
+@given(
+    st.lists(st.lists(shift_st, min_size=2, max_size=2), min_size=1, max_size=3),
+    st.lists(st.integers(0, 12), min_size=2, max_size=2),
+)
 def test_properties(options, lengths):
     opts = [o for o in options if any(s.consumes() for s in o)]
     if not opts:
@@ -95,7 +100,8 @@ def test_properties(options, lengths):
     r = req(*opts)
     d = decide(lengths, r)
     satisfiable = [
-        i for i, o in enumerate(opts)
+        i
+        for i, o in enumerate(opts)
         if all(n >= s.skip + s.min_pull for n, s in zip(lengths, o))
         and sum(s.skip + min(s.max_pull, n - s.skip) for n, s in zip(lengths, o)) > 0
     ]

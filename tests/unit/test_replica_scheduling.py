@@ -37,12 +37,18 @@ CREDIT = 3
 
 
 def make_pipeline(tmp: Path, comp: Path, replicas: int = 3, count: int = M):
-    return parse_pipeline({
-        "name": "replicas",
-        "components": {"src": {"source": "sequence", "count": count},
-                       "c": {"path": str(comp), "replicas": replicas}, "out": {"sink": "memory"}},
-        "connections": ["src -> c", "c -> out"],
-    }, tmp / "pipeline.yml")
+    return parse_pipeline(
+        {
+            "name": "replicas",
+            "components": {
+                "src": {"source": "sequence", "count": count},
+                "c": {"path": str(comp), "replicas": replicas},
+                "out": {"sink": "memory"},
+            },
+            "connections": ["src -> c", "c -> out"],
+        },
+        tmp / "pipeline.yml",
+    )
 
 
 @pytest.fixture
@@ -173,9 +179,15 @@ class ReplicaModel(RuleBasedStateMachine):
 
 def test_results_apply_in_tick_order_exactly_once_whatever_the_instances_do(tmp_path, comp):
     ReplicaModel.pipeline = make_pipeline(tmp_path, comp)
-    run_state_machine_as_test(ReplicaModel, settings=settings(
-        max_examples=int(os.environ.get("PIPELOGIC_MODEL_EXAMPLES", "150")), stateful_step_count=60, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        ReplicaModel,
+        settings=settings(
+            max_examples=int(os.environ.get("PIPELOGIC_MODEL_EXAMPLES", "150")),
+            stateful_step_count=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
 
 
 def ticks_to(actions, epoch):
@@ -235,15 +247,20 @@ def test_an_instance_answering_out_of_its_order_is_a_protocol_error(tmp_path, co
     s.pump(0.0)
     e, _ = s.hello(P.Hello("c", "a", 1, [], 1, 1), 0.0)
     ts = ticks_to(s.on_message(P.Ready(e, [], None), [], 0.0), e)
-    with pytest.raises(ProtocolError, match=rf"instance a \(epoch {e}\) sent a result for tick {ts[1]}; it owes tick {ts[0]}"):
+    with pytest.raises(
+        ProtocolError, match=rf"instance a \(epoch {e}\) sent a result for tick {ts[1]}; it owes tick {ts[0]}"
+    ):
         s.on_message(P.Results(e, [[ts[1], [[0]], None]]), [msgpack.packb(1)], 0.0)
 
 
-@pytest.mark.parametrize("features, why", [
-    (["stateful"], "stateful (one state"),
-    (["streaming"], "streaming (each pull request"),
-    (["virtual_output"], "virtual (its virtual messages"),
-])
+@pytest.mark.parametrize(
+    "features, why",
+    [
+        (["stateful"], "stateful (one state"),
+        (["streaming"], "streaming (each pull request"),
+        (["virtual_output"], "virtual (its virtual messages"),
+    ],
+)
 def test_a_replicated_vertex_must_be_stateless_and_synchronous(tmp_path, comp, features, why):
     s = Scheduler(make_pipeline(tmp_path, comp))
     e, _ = s.hello(P.Hello("c", "a", 1, [], 1, 1), 0.0)
@@ -267,20 +284,26 @@ def test_replicas_and_scale_are_checked(tmp_path, comp):
     p = make_pipeline(tmp_path, comp, replicas=1)
     apply_scale(p, parse_scale(["c=4"]))
     assert p.vertices["c"].replicas == 4
-    with pytest.raises(DefinitionError, match=r"--scale out=2: 'out' is not a component vertex .* \(its components: c\)"):
+    with pytest.raises(
+        DefinitionError, match=r"--scale out=2: 'out' is not a component vertex .* \(its components: c\)"
+    ):
         apply_scale(p, {"out": 2})
     with pytest.raises(ValueError, match=r"expected VERTEX=N with N >= 1, got 'c=0'"):
         parse_scale(["c=0"])
 
 
 def test_config_update_is_answered_once_every_instance_applied_it(tmp_path, component):
-    comp = component("c", """
+    comp = component(
+        "c",
+        """
         name: c
         worker:
           input_type: Int64
           output_type: Int64
           config_schema: {k: {type: Int64, default: 1}}
-    """, "")
+    """,
+        "",
+    )
     s = Scheduler(make_pipeline(tmp_path, comp))
     es = []
     for name in ("a", "b"):
@@ -312,8 +335,11 @@ def test_a_skipped_tick_of_one_instance_keeps_the_order(tmp_path, comp):
     # a fails its first tick (skip: Failed, then an empty result), b answers its own first.
     s.on_message(P.Results(b, [[t, [[0]], None] for t in sent[b]]), [msgpack.packb(t) for t in sent[b]], 0.0)
     assert s.on_message(P.Failed(a, bad, "boom", "", False), [], 0.0) == []
-    s.on_message(P.Results(a, [[bad, [[]], None]] + [[t, [[0]], None] for t in sent[a][1:]]),
-                 [msgpack.packb(t) for t in sent[a][1:]], 0.0)
+    s.on_message(
+        P.Results(a, [[bad, [[]], None]] + [[t, [[0]], None] for t in sent[a][1:]]),
+        [msgpack.packb(t) for t in sent[a][1:]],
+        0.0,
+    )
     vs = s.vertices["c"]
     assert vs.dead_lettered == 1 and vs.errors == 1
     assert s.vertices["out"].sink.values == [t for t in range(4) if t != bad]

@@ -45,9 +45,15 @@ def test_the_one_live_broker_of_a_folder_is_found_and_a_dead_ones_file_ignored(t
 
 def test_several_live_pipelines_in_a_folder_must_be_named(tmp_path):
     for stem in ("a", "b"):
-        write_address(default_state_dir(tmp_path / f"{stem}.yml"), f"tcp://127.0.0.1:400{len(stem)}",
-                      tmp_path / f"{stem}.yml", stem)
-    with pytest.raises(PipelogicError, match=r"2 pipelines run in this folder: a\.yml .*, b\.yml .*pipelogic status a\.yml"):
+        write_address(
+            default_state_dir(tmp_path / f"{stem}.yml"),
+            f"tcp://127.0.0.1:400{len(stem)}",
+            tmp_path / f"{stem}.yml",
+            stem,
+        )
+    with pytest.raises(
+        PipelogicError, match=r"2 pipelines run in this folder: a\.yml .*, b\.yml .*pipelogic status a\.yml"
+    ):
         find_broker(folder=tmp_path)
 
 

@@ -11,10 +11,14 @@ from pipelogic.pipeline import parse_pipeline
 
 @pytest.fixture
 def comp(component):
-    return component("c", """
+    return component(
+        "c",
+        """
         name: c
         worker: {input_types: [Int64, Int64], output_type: Int64}
-    """, "")
+    """,
+        "",
+    )
 
 
 def pipeline(tmp_path, comp, count=10):
@@ -125,15 +129,25 @@ def test_results_before_a_bad_entry_are_applied_and_delivered(tmp_path, comp):
 
 
 def test_config_set_validates_against_schema(tmp_path, component):
-    cdir = component("k", """
+    cdir = component(
+        "k",
+        """
         name: k
         worker:
           input_type: Int64
           output_type: Int64
           config_schema: {factor: {type: Int64, default: 2}}
-    """, "")
-    p = parse_pipeline({"name": "t", "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": str(cdir)}, "o": {"sink": "null"}},
-                        "connections": ["a -> k", "k -> o"]}, tmp_path / "p.yml")
+    """,
+        "",
+    )
+    p = parse_pipeline(
+        {
+            "name": "t",
+            "components": {"a": {"source": "sequence", "count": 1}, "k": {"path": str(cdir)}, "o": {"sink": "null"}},
+            "connections": ["a -> k", "k -> o"],
+        },
+        tmp_path / "p.yml",
+    )
     s = Scheduler(p)
     [reply] = s.config_set(P.ConfigSet("k", {"factor": '"x"'}), b"c", 0.0)
     msg, _ = P.decode(reply.frames)
@@ -166,9 +180,19 @@ def test_buffers_and_inflight_ticks_are_bounded_in_bytes(tmp_path, component):
     what is in flight to the consumer within inflight_bytes (plus one tick)."""
     big = component("big", "name: big\nworker: {input_type: Int64, output_type: Bytes}\n", "")
     eat = component("eat", "name: eat\nworker: {input_type: Bytes, output_type: Int64}\n", "")
-    p = parse_pipeline({"name": "t", "components": {
-        "n": {"source": "sequence", "count": 10_000}, "b": {"path": str(big)}, "e": {"path": str(eat)},
-        "o": {"sink": "memory"}}, "connections": ["n -> b", "b -> e", "e -> o"]}, tmp_path / "pipeline.yml")
+    p = parse_pipeline(
+        {
+            "name": "t",
+            "components": {
+                "n": {"source": "sequence", "count": 10_000},
+                "b": {"path": str(big)},
+                "e": {"path": str(eat)},
+                "o": {"sink": "memory"},
+            },
+            "connections": ["n -> b", "b -> e", "e -> o"],
+        },
+        tmp_path / "pipeline.yml",
+    )
     mb = 1 << 20
     s = Scheduler(p, Settings(credit=16, batch=1, buffer_bytes=8 * mb, inflight_bytes=4 * mb))
     eb, _ = s.hello(P.Hello("b", "i", 1, [], 1, 1), 0.0)

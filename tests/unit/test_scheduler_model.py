@@ -27,11 +27,14 @@ REFERENCE = [sum(range(i + 1)) for i in range(M)]
 
 
 def make_pipeline(tmp: str, comp: str):
-    return parse_pipeline({
-        "name": "model",
-        "components": {"src": {"source": "sequence", "count": M}, "c": {"path": comp}, "out": {"sink": "memory"}},
-        "connections": ["src -> c", "c -> out"],
-    }, __import__("pathlib").Path(tmp) / "pipeline.yml")
+    return parse_pipeline(
+        {
+            "name": "model",
+            "components": {"src": {"source": "sequence", "count": M}, "c": {"path": comp}, "out": {"sink": "memory"}},
+            "connections": ["src -> c", "c -> out"],
+        },
+        __import__("pathlib").Path(tmp) / "pipeline.yml",
+    )
 
 
 class Worker:
@@ -167,5 +170,12 @@ def test_retention_replay_and_dedup(tmp_path, component):
     BrokerModel.pipeline = make_pipeline(str(tmp_path), str(comp))
     from hypothesis.stateful import run_state_machine_as_test
 
-    run_state_machine_as_test(BrokerModel, settings=settings(
-        max_examples=int(os.environ.get("PIPELOGIC_MODEL_EXAMPLES", "150")), stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        BrokerModel,
+        settings=settings(
+            max_examples=int(os.environ.get("PIPELOGIC_MODEL_EXAMPLES", "150")),
+            stateful_step_count=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

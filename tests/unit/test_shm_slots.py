@@ -325,8 +325,8 @@ def test_part_of_a_loan_or_plain_memory_is_copied(world):
     buf = pool.lend(2 * MIB)
     assert buf is not None
     buf[:MIB] = payload(3)
-    ref = adopt(reg, 7, pool.place(buf[MIB // 2:]))  # not from the loan's start: copied into another slot
-    assert ref.bytes == bytes(buf[MIB // 2:])
+    ref = adopt(reg, 7, pool.place(buf[MIB // 2 :]))  # not from the loan's start: copied into another slot
+    assert ref.bytes == bytes(buf[MIB // 2 :])
     assert len(pool._loans) == 1
 
 

@@ -25,9 +25,20 @@ from pipelogic.types import Record, Variant
 
 def test_state_values_round_trip_with_their_types():
     state = {
-        "n": 3, "big": 2**80, "neg": -(2**70), "f": 1.5, "s": "x", "b": b"\x00\xff", "none": None,
-        "t": (1, (2, 3)), "set": {1, 2}, "fs": frozenset({"a"}), 7: "int key", (1, "k"): [1, 2],
-        "rec": Record({"x": 1.0, "y": 2.0}, "{x: Double, y: Double}"), "var": Variant("Just", 3),
+        "n": 3,
+        "big": 2**80,
+        "neg": -(2**70),
+        "f": 1.5,
+        "s": "x",
+        "b": b"\x00\xff",
+        "none": None,
+        "t": (1, (2, 3)),
+        "set": {1, 2},
+        "fs": frozenset({"a"}),
+        7: "int key",
+        (1, "k"): [1, 2],
+        "rec": Record({"x": 1.0, "y": 2.0}, "{x: Double, y: Double}"),
+        "var": Variant("Just", 3),
     }
     back = unpack_state(pack_state(state))
     assert back == state
@@ -50,11 +61,19 @@ def test_unserialisable_state_names_type_and_path():
         pack_state(np.array([object()]))
 
 
-@pytest.mark.parametrize("text, ticks, seconds", [
-    ("tick", 1, None), ("500 ticks", 500, None), ("ticks:7", 7, None), ("2 s", None, 2.0),
-    ("seconds:0.5", None, 0.5), ("100 ticks or 2s", 100, 2.0), ("off", None, None),
-    ({"every_ticks": 3, "every_seconds": 1}, 3, 1.0),
-])
+@pytest.mark.parametrize(
+    "text, ticks, seconds",
+    [
+        ("tick", 1, None),
+        ("500 ticks", 500, None),
+        ("ticks:7", 7, None),
+        ("2 s", None, 2.0),
+        ("seconds:0.5", None, 0.5),
+        ("100 ticks or 2s", 100, 2.0),
+        ("off", None, None),
+        ({"every_ticks": 3, "every_seconds": 1}, 3, 1.0),
+    ],
+)
 def test_policy_forms(text, ticks, seconds):
     p = SnapshotPolicy.parse(text)
     assert (p.every_ticks, p.every_seconds) == (ticks, seconds)
@@ -109,6 +128,7 @@ def test_store_removes_uncommitted_temp_files(tmp_path):
 
 # -- the platform's "state is Any": the types a natural component keeps (issue 24) ----------
 
+
 class Mode(enum.Enum):
     FAST = "fast"
     SLOW = "slow"
@@ -138,15 +158,25 @@ OWN = SourceClasses([Path(__file__).parent])
 
 def test_collections_times_numbers_and_own_classes_come_back_as_the_same_types():
     state = {
-        "deque": collections.deque([1, 2, 3], maxlen=3), "unbounded": collections.deque("ab"),
-        "counter": collections.Counter("abca"), "ordered": collections.OrderedDict(b=1, a=2),
-        "dd": collections.defaultdict(list, {"k": [1]}), "dd_none": collections.defaultdict(None, {1: 2}),
+        "deque": collections.deque([1, 2, 3], maxlen=3),
+        "unbounded": collections.deque("ab"),
+        "counter": collections.Counter("abca"),
+        "ordered": collections.OrderedDict(b=1, a=2),
+        "dd": collections.defaultdict(list, {"k": [1]}),
+        "dd_none": collections.defaultdict(None, {1: 2}),
         "dd_counter": collections.defaultdict(collections.Counter),
         "when": dt.datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("Europe/Paris")),
-        "offset": dt.datetime(2026, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=3))), "naive": dt.datetime(2026, 1, 2, 3),
-        "day": dt.date(2020, 2, 29), "clock": dt.time(1, 2, 3, 4), "span": dt.timedelta(days=-1, seconds=5, microseconds=7),
-        "price": Decimal("1.10"), "ratio": Fraction(2**70, 3), "mode": Mode.SLOW, "perm": Perm.R | Perm.W,
-        "point": Point(1, 2.5), "nested": [Point(2), {Mode.FAST: collections.deque([Point(3)], maxlen=1)}],
+        "offset": dt.datetime(2026, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=3))),
+        "naive": dt.datetime(2026, 1, 2, 3),
+        "day": dt.date(2020, 2, 29),
+        "clock": dt.time(1, 2, 3, 4),
+        "span": dt.timedelta(days=-1, seconds=5, microseconds=7),
+        "price": Decimal("1.10"),
+        "ratio": Fraction(2**70, 3),
+        "mode": Mode.SLOW,
+        "perm": Perm.R | Perm.W,
+        "point": Point(1, 2.5),
+        "nested": [Point(2), {Mode.FAST: collections.deque([Point(3)], maxlen=1)}],
     }
     back = unpack_state(pack_state(state, "v", OWN), OWN)
     for key, value in state.items():

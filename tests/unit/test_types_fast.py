@@ -18,19 +18,60 @@ import pipelogic.types as T
 from pipelogic.errors import TypeMismatch
 from pipelogic.types._codec import codec_for, resolve
 
-NAMED = ["BoundingBox", "[BoundingBox]", "Ellipse", "Polygon", "(Point, [Landmark])", "{a: Rectangle, b: [Int32]}",
-         "[(Int32, String)]", "{id: Int64, label: String, score: Double, box: (Double, Double, Double, Double)}"]
+NAMED = [
+    "BoundingBox",
+    "[BoundingBox]",
+    "Ellipse",
+    "Polygon",
+    "(Point, [Landmark])",
+    "{a: Rectangle, b: [Int32]}",
+    "[(Int32, String)]",
+    "{id: Int64, label: String, score: Double, box: (Double, Double, Double, Double)}",
+]
 
 # Plain data of any shape: what a user might return, or what a peer might send.
 # The edges each check is about: integer ranges, 32-bit floats, non-ASCII and unencodable text.
-edges = st.sampled_from([-1, 2**31 - 1, 2**31, -(2**31) - 1, 2**32, 2**63 - 1, 2**63, -(2**63) - 1, 2**64 - 1,
-                         3.5e38, -3.5e38, float("inf"), float("nan"), "é", "\ud800", "ab", "", True, 1.0, 1])
+edges = st.sampled_from(
+    [
+        -1,
+        2**31 - 1,
+        2**31,
+        -(2**31) - 1,
+        2**32,
+        2**63 - 1,
+        2**63,
+        -(2**63) - 1,
+        2**64 - 1,
+        3.5e38,
+        -3.5e38,
+        float("inf"),
+        float("nan"),
+        "é",
+        "\ud800",
+        "ab",
+        "",
+        True,
+        1.0,
+        1,
+    ]
+)
 junk = st.recursive(
-    edges | st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5)
+    edges
+    | st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=5)
     | st.binary(max_size=5),
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-    | st.dictionaries(st.sampled_from(["x", "y", "id", "name", "class", "points", "a", "b"]) | st.text(max_size=3),
-                      inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(
+            st.sampled_from(["x", "y", "id", "name", "class", "points", "a", "b"]) | st.text(max_size=3),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=10,
 )
 

@@ -10,8 +10,11 @@ from pipelogic.cv import BoundingBox, DetectedClass, Image, Point, Rectangle
 
 
 def box(h):
-    return {"class": {"id": 1, "name": "a"}, "confidence": 0.5,
-            "rectangle": {"x": 1.0, "y": 2.0, "width": 3.0, "height": h}}
+    return {
+        "class": {"id": 1, "name": "a"},
+        "confidence": 0.5,
+        "rectangle": {"x": 1.0, "y": 2.0, "width": 3.0, "height": h},
+    }
 
 
 def test_path_in_mismatch():
@@ -108,9 +111,17 @@ def test_large_bytes_go_out_of_band_zero_copy():
 @pytest.mark.parametrize(
     "raw",
     [
-        b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xff",
-        b"\xc6\xff\xff\xff\xff", b"\x91" * 100000, b"\xa2\xff\xfe", b"\xc1", b"\x01\x02",
-        b"\x81\x01\x02", b"\xd4\x07\x00", b"",
+        b"\xdd\xff\xff\xff\xff",
+        b"\xdf\xff\xff\xff\xff",
+        b"\xdb\xff\xff\xff\xff",
+        b"\xc6\xff\xff\xff\xff",
+        b"\x91" * 100000,
+        b"\xa2\xff\xfe",
+        b"\xc1",
+        b"\x01\x02",
+        b"\x81\x01\x02",
+        b"\xd4\x07\x00",
+        b"",
     ],
 )
 def test_decoder_bombs_raise_decode_error(raw):

@@ -5,4 +5,5 @@ def counter(message, state):
     new_state = state + 1
     return {"output": new_state, "state": new_state}
 
+
 run(counter, initial_state=0)

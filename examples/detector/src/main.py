@@ -6,8 +6,7 @@ from pipelogic.worker import run
 
 def detect(n):
     boxes = [
-        BoundingBox(DetectedClass(i, "thing"), 0.5 + i / 10, Rectangle(10.0 * i, 5.0, 20.0, 30.0))
-        for i in range(n % 3)
+        BoundingBox(DetectedClass(i, "thing"), 0.5 + i / 10, Rectangle(10.0 * i, 5.0, 20.0, 30.0)) for i in range(n % 3)
     ]
     image = Image(width=2, height=2, format="GRAY", data=bytes([n % 256] * 4))
     return boxes, image

@@ -4,4 +4,5 @@ from pipelogic.worker import run
 def double(x):
     return x * 2
 
+
 run(double)
