@@ -19,8 +19,8 @@ from backend_stub.metrics import MetricsServer
 from backend_stub.scheduler import Settings
 from pipelogic import _logging
 from pipelogic.cli._display import status_table
-from pipelogic.errors import DefinitionError, StateError
-from pipelogic.keys import KeyFileError, init_container_keys, worker_uids
+from pipelogic.errors import DefinitionError, KeyFileError, StateError
+from pipelogic.keys import init_container_keys, worker_uids
 from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale
 from pipelogic.runs import remove_address, write_address
 from pipelogic.transport import DEFAULT_BROKER

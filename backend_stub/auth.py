@@ -20,7 +20,8 @@ from pathlib import Path
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from pipelogic.keys import KeyFileError, list_keys
+from pipelogic.errors import KeyFileError
+from pipelogic.keys import list_keys
 from pipelogic.transport import ZContext
 
 __all__ = ["CONTROL_DOMAIN", "KeyRing", "start_authenticator", "worker_domain"]

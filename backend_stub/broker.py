@@ -36,12 +36,12 @@ from backend_stub.bounds import (
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
-from backend_stub.slots import SlotLost, SlotRegistry
+from backend_stub.slots import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
 from pipelogic import _faults, _health, transport
 from pipelogic import protocol as P
 from pipelogic._shm import enabled as shm_enabled
-from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
+from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError, SlotLost
 from pipelogic.pipeline import Pipeline
 from pipelogic.transport import ZSocket
 

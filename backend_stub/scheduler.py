@@ -13,7 +13,7 @@ older of its last two durable checkpoints (the worker keeps two snapshot generat
 may fall back to the previous one). A new incarnation says where its restored state ends
 (``Ready.resume``) and gets the logged ticks from there, composed exactly as before.
 
-Bounds (P5/P6): a worker has at most ``credit`` ticks in flight (1 in streaming mode, whose
+Bounds: a worker has at most ``credit`` ticks in flight (1 in streaming mode, whose
 next pull request comes with each result); a producer dispatches a tick only if every
 consumer buffer has room for what the in-flight ticks may add, so a synchronous edge never
 buffers more than ``buffer_capacity`` messages. Streaming producers may overshoot by the

@@ -46,7 +46,7 @@ from pipelogic._shm import (
     shm_dir,
     slot_name,
 )
-from pipelogic.errors import PipelogicError, ProtocolError
+from pipelogic.errors import ProtocolError, SlotLost
 
 __all__ = ["SlotLost", "SlotRef", "SlotRegistry"]
 
@@ -59,11 +59,6 @@ _PROBE = re.compile(r"pipelogic-probe-[0-9a-f]{24}")
 _LOCK = re.compile(r"(pipelogic-[0-9a-f]{1,8}-)lock")
 _LOCK_WAIT_S = 2.0  # how long a starting broker waits for a sweeper that holds its run's lock
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-class SlotLost(PipelogicError):
-    """A slot the broker holds cannot be read (its file was removed or cut short by
-    someone else): the values in it are lost, and the run fails saying so."""
 
 
 class _Pool:

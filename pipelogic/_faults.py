@@ -1,4 +1,4 @@
-"""Fault injection for crash testing (RELIABILITY.md T2): named crash points and I/O errors.
+"""Fault injection for crash testing: named crash points and I/O errors.
 
 Off unless the environment asks, and then cheap: one dict lookup per point.
 

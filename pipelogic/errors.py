@@ -18,6 +18,11 @@ This module is a leaf: it imports nothing of ours, so every layer may raise thes
     ├── ReturnShapeError           the worker function returned the wrong shape
     ├── OutputTypeError            an output value does not match the declared type
     ├── BrokerUnavailable          the broker did not answer in time
+    │   └── HandshakeRefused       the CurveZMQ handshake failed (keys refused or missing)
+    ├── VirtualStreamClosed        virtual_in.push() after close(), virtual output after stop()
+    ├── KeyFileError               a key folder or key file that cannot be used
+    │   └── KeyFileMissing         a key file a client was pointed at does not exist (yet)
+    ├── SlotLost                   a shared-memory slot the broker holds cannot be read
     ├── PipelineFailed             a pipeline run stopped with an error
     ├── ContainerError             a container engine operation (image build, compose) failed
     ├── StateError                 durable state (snapshots) cannot be used
@@ -25,18 +30,29 @@ This module is a leaf: it imports nothing of ours, so every layer may raise thes
     │   ├── SnapshotCorrupt        snapshots exist but none is valid
     │   └── StateLocked            another instance holds the state directory
     └── RuntimeBug                 an internal invariant broke: a bug in pipelogic
+
+Internal signals, caught where they are raised's caller and never shown to a user:
+``SlotGone`` (a tick names a shared-memory slot a newer broker removed: rejoin),
+``StopRequested`` (SIGTERM while waiting for the broker), ``CodecUnsupported`` (a type the
+generated fast codec does not handle: the generic one is used).
+
+Every PipelogicError carries ``reported_to_broker``: True once the worker told the broker
+about it (the broker's report is then the one shown).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BrokerUnavailable",
-    "HandshakeRefused",
+    "CodecUnsupported",
     "ConfigError",
     "ContainerError",
     "DecodeError",
     "DefinitionError",
+    "HandshakeRefused",
     "IncompatibleTypes",
+    "KeyFileError",
+    "KeyFileMissing",
     "OutputTypeError",
     "PipelineFailed",
     "PipelogicError",
@@ -45,20 +61,26 @@ __all__ = [
     "PullRequestError",
     "ReturnShapeError",
     "RuntimeBug",
+    "SlotGone",
+    "SlotLost",
     "SnapshotCorrupt",
     "SnapshotValueError",
     "StateError",
     "StateLocked",
+    "StopRequested",
     "TypeDefinitionError",
     "TypeMismatch",
     "TypeParseError",
     "TypeSystemError",
+    "VirtualStreamClosed",
     "WorkerError",
 ]
 
 
 class PipelogicError(Exception):
     """Base of every error pipelogic raises on purpose."""
+
+    reported_to_broker: bool = False  # the worker sent it to the broker (which reports it)
 
 
 class TypeSystemError(PipelogicError):
@@ -183,3 +205,38 @@ class SnapshotCorrupt(StateError):
 
 class StateLocked(StateError):
     """Another live worker instance holds the lock of this state directory."""
+
+
+class VirtualStreamClosed(PipelogicError):
+    """push() after close(), or a virtual output after stop()."""
+
+
+class KeyFileError(PipelogicError):
+    """A key folder or key file that cannot be used."""
+
+
+class KeyFileMissing(KeyFileError):
+    """A key file a client was pointed at does not exist (yet: in containers, the broker
+    makes the keys when it first starts)."""
+
+
+class SlotLost(PipelogicError):
+    """A slot the broker holds cannot be read (its file was removed or cut short by
+    someone else): the values in it are lost, and the run fails saying so."""
+
+
+# -- internal signals (not errors a user sees) --------------------------------------------------
+
+
+class SlotGone(Exception):
+    """A tick names a slot whose file is gone: a broker that started since removed its
+    predecessor's pools, so the tick is from a broker that no longer exists (the worker
+    rejoins, and the new broker replays the tick with the payload from its store)."""
+
+
+class StopRequested(Exception):
+    """SIGTERM while waiting for the broker."""
+
+
+class CodecUnsupported(Exception):
+    """A type the generated fast codec does not handle; the generic codec is used."""

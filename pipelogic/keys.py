@@ -32,7 +32,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from pipelogic.errors import PipelogicError
+from pipelogic.errors import KeyFileError, KeyFileMissing
 
 __all__ = [
     "WORKER_UID_BASE",
@@ -51,15 +51,6 @@ __all__ = [
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 ROLES = ("workers", "operators")
-
-
-class KeyFileError(PipelogicError):
-    """A key folder or key file that cannot be used."""
-
-
-class KeyFileMissing(KeyFileError):
-    """A key file a client was pointed at does not exist (yet: in containers, the broker
-    makes the keys when it first starts)."""
 
 
 WORKER_UID_BASE = 20000

@@ -114,7 +114,7 @@ def run_component(component_dir: Path) -> int:
         supervised = os.environ.get("PIPELOGIC_SUPERVISED") == "1"
         # A state that cannot be snapshotted fails again after any restart, even mid-run: no restart loop.
         transient = not isinstance(exc, SnapshotValueError) and (started or isinstance(exc, _TRANSIENT))
-        if not (supervised and getattr(exc, "reported_to_broker", False)):
+        if not (supervised and isinstance(exc, PipelogicError) and exc.reported_to_broker):
             # Under `pipelogic up` the broker's report of a failed tick is the one shown.
             _report(exc, "" if transient else "the component failed to start: ")
         return EXIT_ERROR if transient else EXIT_START

@@ -1,9 +1,9 @@
 """The file operations the snapshot writer uses, behind one small interface.
 
 The writer calls only these, so a test can record them and replay every possible on-disk
-state after a power cut (RELIABILITY.md T3). :class:`OsFileSystem` is the real one; it
+state after a power cut (tests/unit/test_snapshot_power_loss.py). :class:`OsFileSystem` is the real one; it
 passes each write and fsync through :func:`pipelogic._faults.fail_point` so I/O errors can
-be injected (T2).
+be injected (pipelogic/_faults.py).
 """
 
 from __future__ import annotations

@@ -26,16 +26,13 @@ import math
 import types
 from typing import Any
 
+from pipelogic.errors import CodecUnsupported
 from pipelogic.types import _codec as C
 
 __all__ = ["install"]
 
 _MISSING = object()
 _MAX_LINES = 400  # a type whose checks would be longer keeps the generic codec
-
-
-class _Unsupported(Exception):
-    pass
 
 
 class _Gen:
@@ -58,12 +55,12 @@ class _Gen:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
         if len(self.lines) > _MAX_LINES:
-            raise _Unsupported
+            raise CodecUnsupported
 
 
 def _named_inner(g: _Gen, c: Any) -> Any:
     if not isinstance(c, C._Named) or c.invariant is not None or c.inner is None or id(c) in g.open:
-        raise _Unsupported
+        raise CodecUnsupported
     return c.inner
 
 
@@ -118,7 +115,7 @@ def _check(g: _Gen, c: Any, x: str, ind: int, fail: str) -> None:
         _check(g, inner, x, ind, fail)
         g.open.discard(id(c))
     else:
-        raise _Unsupported
+        raise CodecUnsupported
 
 
 def _plain(c: Any) -> bool:
@@ -186,7 +183,7 @@ def _dec(g: _Gen, c: Any, x: str, ind: int, fail: str) -> str:
         r = _dec(g, inner, x, ind, fail)
         g.open.discard(id(c))
         return r
-    raise _Unsupported
+    raise CodecUnsupported
 
 
 def _compile(c: C.Codec, kind: str) -> Any:
@@ -215,7 +212,7 @@ def install(c: C.Codec) -> None:
         def compile_then_call(v: Any, bufs: Any) -> Any:
             try:
                 fn = _compile(c, kind)
-            except _Unsupported:
+            except CodecUnsupported:
                 fn = types.MethodType(getattr(type(c), kind), c)
             setattr(c, kind, fn)
             return fn(v, bufs)

@@ -135,7 +135,7 @@ def _drain_virtual_out(session: Session) -> None:
 
         try:  # the broker fails the run with it: the vertex is not done until its outputs are
             session.send(P.Failed(session.epoch, session.next_tick, str(exc), "", True))
-            exc.reported_to_broker = True  # type: ignore[attr-defined]
+            exc.reported_to_broker = True
         except BrokerUnavailable:
             pass
         raise exc

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec
-from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked
+from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked, StopRequested
 from pipelogic.transport import ZContext
 from pipelogic.worker._link import handshake, hello_for
 from pipelogic.worker._shm import make_probe, remove_probe
@@ -15,10 +15,6 @@ from pipelogic.worker._shm import make_probe, remove_probe
 __all__ = ["StopRequested", "greet"]
 
 log = logging.getLogger("pipelogic.worker")
-
-
-class StopRequested(Exception):
-    """SIGTERM while waiting for the broker (internal)."""
 
 
 def greet(

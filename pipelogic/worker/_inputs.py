@@ -15,9 +15,8 @@ from typing import Any
 
 import msgpack
 
-from pipelogic.errors import DecodeError
+from pipelogic.errors import DecodeError, SlotGone
 from pipelogic.types import Named, Type, codec_for, create_type
-from pipelogic.worker._shm import SlotGone
 
 __all__ = ["InputDecoder"]
 

@@ -11,7 +11,7 @@ threads) and reads the broker's Pongs. It marks the link lost:
   (:meth:`Session.rejoin <pipelogic.worker._session.Session>`), with a new link.
 
 Sends never block for long: a send that the broker does not take is retried in short steps
-while the link is not lost, so a dead broker is noticed within the heartbeat bound (P8)
+while the link is not lost, so a dead broker is noticed within the heartbeat bound
 rather than after a long send timeout.
 """
 
@@ -30,8 +30,7 @@ import zmq
 
 from pipelogic import _health, transport
 from pipelogic import protocol as P
-from pipelogic.errors import BrokerUnavailable, ProtocolError
-from pipelogic.keys import KeyFileMissing
+from pipelogic.errors import BrokerUnavailable, KeyFileMissing, ProtocolError
 from pipelogic.transport import ZContext
 
 __all__ = ["BrokerLink", "BrokerLost", "handshake"]

@@ -129,7 +129,7 @@ class Session:
         self.ticks_done = 0
         self._sent_stats: tuple[Any, ...] | None = None  # the counters last sent (see _changed_stats)
         self._closed = False
-        # One writer per state directory (P18): lock before the handshake, so a second
+        # One writer per state directory: lock before the handshake, so a second
         # worker cannot fence the first one before it finds out. A worker that finds the
         # lock taken asks the broker to join as one more instance instead: admitted only to
         # a replicated (stateless) vertex, and then it never writes a snapshot.
@@ -199,7 +199,7 @@ class Session:
 
     def send(self, msg: P.Message, payload: list[Any] | None = None) -> None:
         """Send to the broker: BrokerLost if the broker went away meanwhile (the loop
-        rejoins), BrokerUnavailable if it takes nothing for the send timeout (P8)."""
+        rejoins), BrokerUnavailable if it takes nothing for the send timeout."""
         assert self.link is not None
         if self._held.layout:
             self._flush_results()  # what the broker applies first goes out first
@@ -300,7 +300,7 @@ class Session:
         except SnapshotValueError as exc:
             # Permanent: a restart would run into it again. The broker fails the run with it.
             self.send(P.Failed(self.epoch, tick, f"{exc} (at the snapshot after tick {tick - 1})", "", True))
-            exc.reported_to_broker = True  # type: ignore[attr-defined]
+            exc.reported_to_broker = True
             raise
         meta = {"pull_request": self.pull_request.to_wire() if self.pull_request is not None else None}
         return self.snaps.take(
@@ -573,7 +573,7 @@ class Session:
                 tb = user_traceback(exc.__cause__) if exc.__cause__ is not None else ""
                 self.send(P.Failed(self.epoch, tick, str(exc), tb, fatal))
                 if fatal:
-                    exc.reported_to_broker = True  # type: ignore[union-attr]
+                    exc.reported_to_broker = True
                     raise
                 log.warning("%s (tick %d skipped, inputs sent to the dead-letter file)", exc, tick)
                 pr = self.pull_request.to_wire() if self.pull_request is not None else None

@@ -38,6 +38,7 @@ from pipelogic._shm import (
     shm_dir,
     slot_name,
 )
+from pipelogic.errors import SlotGone
 
 __all__ = ["SharedMemory", "SlotGone", "SlotPool", "SlotReader", "make_probe", "remove_probe"]
 
@@ -45,12 +46,6 @@ log = logging.getLogger("pipelogic.worker")
 
 _ROUND = 64 * 1024  # slot capacities are rounded up to this: frames of one stream vary a little
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-class SlotGone(Exception):
-    """A tick names a slot whose file is gone: a broker that started since removed its
-    predecessor's pools, so the tick is from a broker that no longer exists (the worker
-    rejoins, and the new broker replays the tick with the payload from its store)."""
 
 
 def _address(buf: Any) -> int | None:

@@ -5,7 +5,7 @@ every tick the state reflects, and reported only once it is durable (docs/semant
 
 A disk that refuses a write (full, read-only) does not stop the worker at once: it holds
 (no new ticks: the write happens in the tick loop), says so in one line, retries with
-backoff, and gives up (StateError, exit 1: P17) only after ``storage_retry_s``.
+backoff, and gives up (StateError, exit 1) only after ``storage_retry_s``.
 """
 
 from __future__ import annotations

@@ -11,17 +11,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pipelogic.errors import PipelogicError
+from pipelogic.errors import VirtualStreamClosed
 from pipelogic.pulling import take_shift
 from pipelogic.types import InputsPullRequest
 
 __all__ = ["VirtualInputStream", "VirtualOutputStream", "VirtualStreamClosed", "source_take", "virtual_take"]
 
 log = logging.getLogger("pipelogic.worker")
-
-
-class VirtualStreamClosed(PipelogicError):
-    """push() after close(), or a virtual output after stop()."""
 
 
 class VirtualInputStream:

@@ -1,4 +1,4 @@
-"""Kill -9 of the broker itself under `pipelogic up` (RELIABILITY.md T14, P24).
+"""Kill -9 of the broker itself under `pipelogic up`.
 
 The T1 pipeline (source -> stateful counter -> stateful streaming accumulator -> jsonl sink,
 100,000 values) while a seeded nemesis SIGKILLs the broker at random moments, at least 10

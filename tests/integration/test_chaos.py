@@ -1,4 +1,4 @@
-"""Kill -9 chaos under `pipelogic up` with an exactly-once verifier (RELIABILITY.md T1).
+"""Kill -9 chaos under `pipelogic up` with an exactly-once verifier.
 
 source (100,000 values) -> a stateless vertex run as 3 replicas -> stateful counter ->
 stateful streaming accumulator -> jsonl sink, while a seeded nemesis SIGKILLs a random
@@ -140,7 +140,7 @@ def test_kill9_chaos_exactly_once(tmp_path, cli_env, redelivery):
 
 
 def test_stopped_worker_is_declared_dead_and_replaced(tmp_path, cli_env):
-    """SIGSTOP a stateful worker (T5): the broker declares it dead after liveness x
+    """SIGSTOP a stateful worker: the broker declares it dead after liveness x
     heartbeat, `up` kills the stopped process and restarts it, and the result is exact."""
     n = 20_000
     pipeline = tmp_path / "pipeline.yml"
@@ -179,7 +179,7 @@ def test_stopped_worker_is_declared_dead_and_replaced(tmp_path, cli_env):
         rc = up.proc.wait(60)
     output = up.output
     assert rc == 0, output[-3000:]
-    # liveness 5 x 200 ms = 1 s: never earlier; later only by scheduling noise (P8)
+    # liveness 5 x 200 ms = 1 s: never earlier; later only by scheduling noise
     assert declared is not None and 0.9 <= declared <= 5.0, (declared, output[-2000:])
     assert "lost this worker" in output
     got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""The broker's durable run (P24, P25, T14): crash points on its commit path, `pipelogic up`
+"""The broker's durable run: crash points on its commit path, `pipelogic up`
 killed, interrupted and run again, a changed pipeline, a second `up`, a store that cannot
 commit for a while, and a worker told to stop while its broker is gone. Real processes,
 real sockets; every result is checked against the crash-free reference."""
@@ -208,7 +208,7 @@ def test_kill9_of_up_takes_its_children_along_and_up_again_finishes_exactly(tmp_
         pids = [st.broker["pid"]] + [v["pid"] for v in st.vertices if v["pid"]]
         first.proc.kill()
         first.proc.wait()
-        # P25: no broker or worker of that run keeps writing (parent-death signal).
+        # No broker or worker of that run keeps writing (parent-death signal).
         try:
             # Without the parent-death signal they would live on forever. Each normally stops in
             # about a second (graceful SIGTERM); the bound allows a loaded machine, and a hang

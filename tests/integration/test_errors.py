@@ -1,4 +1,4 @@
-"""Bad definitions and bad results give the errors DESIGN.md asks for."""
+"""Bad definitions and bad results give errors that say what was expected, what was got and where."""
 
 import pytest
 

@@ -1,5 +1,5 @@
-"""Crash points, I/O errors, corrupt snapshots, the state lock and SIGTERM (RELIABILITY.md
-T2 and T12), each against a real broker and real worker processes.
+"""Crash points, I/O errors, corrupt snapshots, the state lock and SIGTERM, each against a
+real broker and real worker processes.
 
 Every scenario runs source -> stateful counter -> sink over 2,000 values. The counter's
 first incarnation gets a fault; a supervisor thread restarts it without one; then the
@@ -33,7 +33,7 @@ WANT_OUT, WANT_STATE = fold_counter(N)
 
 
 def check_snapshot(state_dir: Path) -> int:
-    """P13/P14: the loader finds a committed snapshot (or none at all) and its state is the
+    """The loader finds a committed snapshot (or none at all) and its state is the
     fold of exactly the ticks it claims. Returns its tick."""
     snap = SnapshotStore(state_dir / "counter", "counter").load()
     if snap is None:
@@ -158,7 +158,7 @@ def test_a_lasting_io_error_reports_no_checkpoint_and_keeps_the_old_snapshot(tmp
         between=lambda: ticks.append(check_snapshot(state)),
     )
     run(tmp_path, sup)
-    assert sup.codes[0] == 1, sup.codes  # after the retry limit, the worker stops (P17)
+    assert sup.codes[0] == 1, sup.codes  # after the retry limit, the worker stops
     assert len(ticks) == 1, ticks  # checked: whatever snapshot is on disk is intact and consistent
 
 

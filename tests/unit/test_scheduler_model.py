@@ -1,4 +1,4 @@
-"""Model-based test of the broker's retention, replay and dedup (RELIABILITY.md T11).
+"""Model-based test of the broker's retention, replay and dedup.
 
 Hypothesis drives the real Scheduler (no sockets) through random interleavings of: a
 stateful worker taking and answering ticks, snapshotting (Sync -> Applied -> durable ->

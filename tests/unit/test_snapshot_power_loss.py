@@ -1,4 +1,4 @@
-"""Simulated power loss for the snapshot writer (RELIABILITY.md T3, P13 and P16).
+"""Simulated power loss for the snapshot writer (the last committed snapshot always loads, whatever the cut).
 
 A recording file system keeps the writer's operations. For every prefix of the log we build
 each on-disk state a power cut could leave: only fsynced file data survives, the last
