@@ -1,4 +1,4 @@
-"""Porting from the platform (issue 12): unions, the variant form, definitions through
+"""Porting from the platform: unions, the variant form, definitions through
 create_type, config values that behave like Python values, and type gaps."""
 
 import json

@@ -1,4 +1,4 @@
-"""A new user's first mistakes (issue 11): each gets one clear message, once, and the right
+"""A new user's first mistakes: each gets one clear message, once, and the right
 exit code; real `pipelogic` processes, real brokers and workers."""
 
 import json
