@@ -30,6 +30,7 @@ from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
 from pipelogic.errors import DefinitionError, ProtocolError
 from pipelogic.pipeline import apply_scale, parse_pipeline, parse_scale
+from tests.fakes import FakeWorker, deliver
 
 M = 50
 REFERENCE = [3 * x for x in range(M)]
@@ -56,36 +57,19 @@ def comp(component):
     return component("c", "name: c\nworker: {input_type: Int64, output_type: Int64}\n", "")
 
 
-class Inst:
-    def __init__(self, name: str, epoch: int) -> None:
-        self.name = name
-        self.epoch = epoch
-        self.inbox: list[tuple[int, int]] = []
-        self.closed = False
-
-
 class ReplicaModel(RuleBasedStateMachine):
     pipeline = None  # set by the test
 
     def __init__(self) -> None:
         super().__init__()
         self.s = Scheduler(self.pipeline, Settings(credit=CREDIT, batch=2, buffer_capacity=6))
-        self.live: dict[int, Inst] = {}
-        self.dead: list[Inst] = []
+        self.live: dict[int, FakeWorker] = {}
+        self.dead: list[FakeWorker] = []
         self.names = 0
         self.s.pump(0.0)
 
     def deliver(self, actions) -> None:
-        for a in actions:
-            inst = self.live.get(a.epoch)
-            if a.kind != "send" or inst is None:
-                continue
-            msg, payload = P.decode(a.frames)
-            if isinstance(msg, P.Ticks):
-                for tick, per_input, _ in P.split_values(msg.layout, payload, 1):
-                    inst.inbox.append((tick, msgpack.unpackb(per_input[0][0][0])))
-            elif isinstance(msg, P.Close):
-                inst.closed = True
+        deliver(actions, self.live)
 
     def send(self, msg, payload=()) -> None:
         self.deliver(self.s.on_message(msg, list(payload), 0.0))
@@ -95,7 +79,7 @@ class ReplicaModel(RuleBasedStateMachine):
         epoch, _ = self.s.hello(P.Hello("c", name, 1, [], 1, 1), 0.0)
         for e in replaced:  # the same instance id: a restart; the old epoch is fenced
             self.dead.append(self.live.pop(e))
-        self.live[epoch] = Inst(name, epoch)
+        self.live[epoch] = FakeWorker(epoch, name)
         self.send(P.Ready(epoch, [], None))
         assert self.s.failed is None, self.s.failed
 
@@ -114,12 +98,9 @@ class ReplicaModel(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(1, 4))
     def answer(self, data, n: int) -> None:
         inst = data.draw(st.sampled_from([i for i in self.live.values() if i.inbox]))
-        layout, frames = [], []
-        for tick, x in inst.inbox[:n]:
-            layout.append([tick, [[0]], None])
-            frames.append(msgpack.packb(3 * x))
+        answers = [(tick, 3 * x) for tick, x in inst.inbox[:n]]
         del inst.inbox[:n]
-        self.send(P.Results(inst.epoch, layout), frames)
+        self.send(*FakeWorker.results(inst.epoch, answers))
 
     @precondition(lambda self: self.live)
     @rule(data=st.data())
@@ -170,11 +151,10 @@ class ReplicaModel(RuleBasedStateMachine):
         assert self.s.vertices["out"].sink.values == REFERENCE
         assert self.s.vertices["c"].duplicates == 0
 
-    def answer_all(self, inst: Inst) -> None:
-        layout = [[t, [[0]], None] for t, _ in inst.inbox]
-        frames = [msgpack.packb(3 * x) for _, x in inst.inbox]
+    def answer_all(self, inst: FakeWorker) -> None:
+        answers = [(tick, 3 * x) for tick, x in inst.inbox]
         inst.inbox.clear()
-        self.send(P.Results(inst.epoch, layout), frames)
+        self.send(*FakeWorker.results(inst.epoch, answers))
 
 
 def test_results_apply_in_tick_order_exactly_once_whatever_the_instances_do(tmp_path, comp):

@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
 from pipelogic.pipeline import parse_pipeline
+from tests.fakes import FakeWorker, deliver
 
 M = 40
 REFERENCE = [sum(range(i + 1)) for i in range(M)]
@@ -37,14 +38,13 @@ def make_pipeline(tmp: str, comp: str):
     )
 
 
-class Worker:
+class Worker(FakeWorker):
+    """A stateful counter's worker: its state and the tick it reaches."""
+
     def __init__(self, epoch: int, tick: int, state: int) -> None:
-        self.epoch = epoch
+        super().__init__(epoch)
         self.next_tick = tick
         self.state = state
-        self.inbox: list[tuple[int, int]] = []
-        self.applied_upto = -1
-        self.closed = False
 
 
 class BrokerModel(RuleBasedStateMachine):
@@ -61,17 +61,7 @@ class BrokerModel(RuleBasedStateMachine):
     # -- plumbing --------------------------------------------------------------------------
 
     def deliver(self, actions) -> None:
-        for a in actions:
-            if a.kind != "send" or self.w is None or a.epoch != self.w.epoch:
-                continue
-            msg, payload = P.decode(a.frames)
-            if isinstance(msg, P.Ticks):
-                for tick, per_input, _ in P.split_values(msg.layout, payload, 1):
-                    self.w.inbox.append((tick, msgpack.unpackb(per_input[0][0][0])))
-            elif isinstance(msg, P.Applied):
-                self.w.applied_upto = msg.tick
-            elif isinstance(msg, P.Close):
-                self.w.closed = True
+        deliver(actions, {self.w.epoch: self.w} if self.w is not None else {})
 
     def send(self, msg, payload=()) -> None:
         self.deliver(self.s.on_message(msg, list(payload), 0.0))
@@ -93,15 +83,14 @@ class BrokerModel(RuleBasedStateMachine):
     @rule(n=st.integers(1, 5))
     def process(self, n: int) -> None:
         w = self.w
-        layout, frames = [], []
+        answers = []
         for tick, x in w.inbox[:n]:
             assert tick == w.next_tick, f"tick {tick} delivered, the state is at {w.next_tick}"
             w.state += x
             w.next_tick += 1
-            layout.append([tick, [[0]], None])
-            frames.append(msgpack.packb(w.state))
+            answers.append((tick, w.state))
         del w.inbox[:n]
-        self.send(P.Results(w.epoch, layout), frames)
+        self.send(*FakeWorker.results(w.epoch, answers))
 
     @precondition(lambda self: self.w is not None)
     @rule()
