@@ -18,7 +18,8 @@ from pipelogic import protocol as P
 from pipelogic._yamlfile import near
 from pipelogic.component import check_config_total, check_config_value
 from pipelogic.errors import PipelogicError
-from pipelogic.files import FileSlot, types_of
+from pipelogic.files import FileSlot
+from pipelogic.filetypes import types_of
 from pipelogic.limits import preview
 from pipelogic.types import encode
 

@@ -34,19 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelogic._yamlfile import Problems, near
+from pipelogic.filetypes import EXTENSION_TYPES, FILE_TYPES, TYPE_EXTENSIONS, types_of
 
-__all__ = [
-    "EXTENSION_TYPES",
-    "FILES_DIR",
-    "FILE_TYPES",
-    "GENERATED_DIR",
-    "FileSlot",
-    "bind_files",
-    "in_container",
-    "bound_path",
-    "parse_slots",
-    "types_of",
-]
+__all__ = ["FILES_DIR", "GENERATED_DIR", "FileSlot", "bind_files", "bound_path", "in_container", "parse_slots"]
 
 SLOT_KEYS = ("file_type", "config_key", "is_optional", "tag", "mutable", "target")
 GENERATED_KEYS = ("name", "file_type", "config_key")
@@ -54,133 +44,6 @@ BINDING_KEYS = ("path", "type", "name")
 FILES_DIR = "/files"
 GENERATED_DIR = "/generated"
 TARGETS = ("triton", "torchserve", "vllm", "sglang")
-
-# The platform's file-type vocabulary (its "File types" page names these groups; its full
-# set is larger, so another name is accepted with a warning from validate).
-FILE_TYPES = (
-    "model",
-    "weights",
-    "onnx",
-    "mar",
-    "safetensors",
-    "checkpoint",
-    "tokenizer",
-    "lora",
-    "gguf",
-    "csv",
-    "tsv",
-    "excel",
-    "parquet",
-    "arrow",
-    "pdf",
-    "json",
-    "jsonl",
-    "yaml",
-    "toml",
-    "xml",
-    "html",
-    "markdown",
-    "text",
-    "srt",
-    "vtt",
-    "image",
-    "audio",
-    "video",
-    "mesh",
-    "point_cloud",
-    "numpy",
-    "faiss",
-    "archive",
-    "binary",
-)
-# A bound file's types when the binding does not say: its extension's entry here, and the
-# extension itself (so the older form, a slot typed by extension, still matches).
-EXTENSION_TYPES: dict[str, tuple[str, ...]] = {
-    "onnx": ("onnx", "weights"),
-    "pt": ("weights", "checkpoint"),
-    "pth": ("weights", "checkpoint"),
-    "safetensors": ("safetensors", "weights"),
-    "engine": ("weights",),
-    "bin": ("weights",),
-    "ckpt": ("checkpoint",),
-    "mar": ("mar",),
-    "gguf": ("gguf", "model"),
-    "csv": ("csv",),
-    "tsv": ("tsv",),
-    "xlsx": ("excel",),
-    "xls": ("excel",),
-    "parquet": ("parquet",),
-    "arrow": ("arrow",),
-    "feather": ("arrow",),
-    "pdf": ("pdf",),
-    "json": ("json",),
-    "jsonl": ("jsonl",),
-    "yaml": ("yaml",),
-    "yml": ("yaml",),
-    "toml": ("toml",),
-    "xml": ("xml",),
-    "html": ("html",),
-    "htm": ("html",),
-    "md": ("markdown",),
-    "txt": ("text",),
-    "srt": ("srt",),
-    "vtt": ("vtt",),
-    "png": ("image",),
-    "jpg": ("image",),
-    "jpeg": ("image",),
-    "bmp": ("image",),
-    "webp": ("image",),
-    "tif": ("image",),
-    "tiff": ("image",),
-    "wav": ("audio",),
-    "mp3": ("audio",),
-    "flac": ("audio",),
-    "ogg": ("audio",),
-    "mp4": ("video",),
-    "avi": ("video",),
-    "mkv": ("video",),
-    "mov": ("video",),
-    "webm": ("video",),
-    "obj": ("mesh",),
-    "stl": ("mesh",),
-    "glb": ("mesh",),
-    "ply": ("mesh", "point_cloud"),
-    "pcd": ("point_cloud",),
-    "npy": ("numpy",),
-    "npz": ("numpy",),
-    "faiss": ("faiss",),
-    "index": ("faiss",),
-    "zip": ("archive",),
-    "tar": ("archive",),
-    "tgz": ("archive",),
-    "gz": ("archive",),
-}
-# A generated file's extension, from its type (else the type itself).
-TYPE_EXTENSIONS = {
-    "excel": "xlsx",
-    "markdown": "md",
-    "text": "txt",
-    "image": "png",
-    "audio": "wav",
-    "video": "mp4",
-    "numpy": "npy",
-    "archive": "zip",
-    "point_cloud": "ply",
-    "mesh": "obj",
-    "weights": "bin",
-    "model": "bin",
-    "binary": "bin",
-    "checkpoint": "ckpt",
-}
-
-
-def types_of(path: Path, said: str | None = None) -> set[str]:
-    """The file types of ``path``: ``said`` by the binding, else from its extension; every
-    file is also ``binary``."""
-    if said:
-        return {said, "binary"}
-    ext = path.suffix.lstrip(".").lower()
-    return {ext, *EXTENSION_TYPES.get(ext, ()), "binary"}
 
 
 @dataclass(frozen=True)
