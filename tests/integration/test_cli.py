@@ -7,7 +7,7 @@ import time
 from click.testing import CliRunner
 
 from pipelogic.cli import main
-from tests.helpers import BrokerProc
+from tests.helpers import BrokerProc, wait_until
 
 
 def test_validate_reports_ok_and_problems(tmp_path, component):
@@ -87,12 +87,12 @@ def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, 
         assert r.exit_code == 0 and "config version 1 applied by the worker" in r.output, r.output
         r = run.invoke(main, ["config", "set", "cfg", 'factor="x"'])
         assert r.exit_code != 0 and "declared type Int64" in r.output
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            vals = [int(x) for x in (tmp_path / "out.jsonl").read_text().split()]
-            if vals and vals[-1] >= 1000:
-                break
-            time.sleep(0.1)
+
+        def values() -> list[int]:
+            return [int(x) for x in (tmp_path / "out.jsonl").read_text().split()]
+
+        wait_until(lambda: values() and values()[-1] >= 1000, 20, "a value with the new factor")
+        vals = values()
         assert any(v >= 1000 for v in vals) and vals[0] < 1000  # applied between ticks, live
     finally:
         if worker is not None:

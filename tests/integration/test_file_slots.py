@@ -228,12 +228,11 @@ def test_file_types_are_the_platforms_names_and_a_binding_may_say_its_type(tmp_p
 def test_a_mutable_slot_is_rebound_while_the_pipeline_runs_and_sync_reports_it(tmp_path, cli_env):
     import subprocess
     import sys
-    import time
 
     from click.testing import CliRunner
 
     from pipelogic.cli import main
-    from tests.helpers import BrokerProc
+    from tests.helpers import BrokerProc, wait_until
 
     d = tmp_path / "reader"
     (d / "src").mkdir(parents=True)
@@ -284,15 +283,12 @@ def test_a_mutable_slot_is_rebound_while_the_pipeline_runs_and_sync_reports_it(t
     try:
         run = CliRunner(env={"PIPELOGIC_BROKER": broker.endpoint})
         out = tmp_path / "out.jsonl"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (out.exists() and out.read_text().strip()):
-            time.sleep(0.1)
+        wait_until(lambda: out.exists() and out.read_text().strip(), 30, "the first output")
         r = run.invoke(main, ["config", "set", "reader", "model_path=./b.pt"])
         assert r.exit_code == 0 and "applied by the worker" in r.output, r.output
         r = run.invoke(main, ["config", "set", "reader", "model_path=./p.yml"])
         assert r.exit_code != 0 and "slot 'model' takes weights" in r.output, r.output
-        while time.monotonic() < deadline and '"B"' not in out.read_text():
-            time.sleep(0.1)
+        wait_until(lambda: '"B"' in out.read_text(), 30, "an output of the rebound file")
         got = [json.loads(x) for x in out.read_text().split()]
         assert got[0] == "A" and "B" in got and got[got.index("B") :] == ["B"] * (len(got) - got.index("B"))
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import BrokerProc, run_up
+from tests.helpers import BrokerProc, run_up, wait_until
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,12 +177,8 @@ def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
     worker = start_worker(tmp_path / "w", "w", broker.endpoint, cli_env)
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            m = scrape(url)
-            if m.get(("pipelogic_pipeline_state", (("pipeline", "counted"), ("state", "done")))) == 1.0:
-                break
-            time.sleep(0.2)
+        done = ("pipelogic_pipeline_state", (("pipeline", "counted"), ("state", "done")))
+        wait_until(lambda: scrape(url).get(done) == 1.0, 60, "the metrics to say done")
         time.sleep(0.6)  # one more publication after the end
         m = scrape(url)
 

@@ -24,6 +24,7 @@ from pipelogic import _faults
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.state import SnapshotStore, unpack_state
 from pipelogic.testing import run_pipeline
+from tests.helpers import wait_until
 
 COUNTER = COMPONENTS / "counter"
 N = 2000
@@ -201,9 +202,7 @@ def test_second_instance_on_the_same_state_dir_refuses(tmp_path):
     second: list[tuple[int, str]] = []
 
     def during(p: subprocess.Popen[bytes], env: dict[str, str]) -> None:
-        deadline = time.monotonic() + 20
-        while not (state / "counter" / "LOCK").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: (state / "counter" / "LOCK").exists(), 20, "the first worker's lock")
         other = subprocess.run(
             [sys.executable, "-m", "pipelogic", "worker", str(COUNTER)],
             env=env,
