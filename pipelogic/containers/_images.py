@@ -74,8 +74,10 @@ def docker_client() -> Any:
         from docker.errors import DockerException
 
         import docker
-    except ImportError as exc:  # pragma: no cover - docker is a core dependency
-        raise ContainerError(f"the docker SDK is not installed: {exc}") from None
+    except ImportError:
+        raise ContainerError(
+            "building images needs the docker SDK, which is not installed here: pip install 'pipelogic[containers]'"
+        ) from None
     try:
         client = docker.from_env(timeout=300)
         client.ping()
