@@ -91,8 +91,8 @@ def hello_refusal(
     )
     if msg.join:
         return P.Refuse(
-            f"{P.ONE_INSTANCE}vertex {msg.vertex} runs as one instance and another worker holds "
-            f"its state directory; {how}"
+            f"vertex {msg.vertex} runs as one instance and another worker holds its state directory; {how}",
+            P.ONE_INSTANCE,
         )
     if (
         vs.epoch is not None

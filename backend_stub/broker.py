@@ -432,12 +432,9 @@ class Broker:
         try:
             if isinstance(msg, P.Hello):
                 if not self.hellos.allow(msg.vertex, now):
-                    why = (
-                        f"{P.RETRY_LATER}too many handshakes for vertex {msg.vertex} "
-                        f"(at most {self.hellos.rate:g} a second)"
-                    )
-                    refuse("control", f"control: {why}", now)
-                    return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
+                    why = f"too many handshakes for vertex {msg.vertex} (at most {self.hellos.rate:g} a second)"
+                    refuse("control", f"control: retry later: {why}", now)
+                    return [Action("reply", client=client, frames=P.encode(P.Refuse(why, P.RETRY_LATER)))]
                 return self._hello(client, msg, now, user)
             if isinstance(msg, P.Heartbeat):
                 alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)

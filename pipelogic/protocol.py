@@ -78,12 +78,12 @@ MAX_HEADER_BYTES = 4 * 1024 * 1024
 """A header larger than this is refused (payload frames are limited by the transport)."""
 MAX_FRAMES = 1_000_000
 """A message with more frames than this is refused."""
-RETRY_LATER = "retry later: "
-"""How a Refuse reason starts when the same request may succeed a little later (a worker
-says Hello again after a pause instead of giving up)."""
-ONE_INSTANCE = "one instance: "
-"""How a Refuse reason starts when a worker that asked to join (``Hello.join``: its state
-directory is locked by another worker) found a vertex that runs as one instance."""
+RETRY_LATER = "retry_later"
+"""``Refuse.code`` when the same request may succeed a little later (a worker says Hello
+again after a pause instead of giving up)."""
+ONE_INSTANCE = "one_instance"
+"""``Refuse.code`` when a worker that asked to join (``Hello.join``: its state directory is
+locked by another worker) found a vertex that runs as one instance."""
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -225,9 +225,12 @@ class Welcome(Message):
 
 @_message("refuse")
 class Refuse(Message):
-    """The broker refuses a Hello (unknown vertex, mismatched component, duplicate)."""
+    """The broker refuses a request (a Hello: unknown vertex, mismatched component,
+    duplicate; a control request). ``reason`` is for people; ``code`` (``RETRY_LATER``,
+    ``ONE_INSTANCE`` or empty) is for the program that asked."""
 
     reason: str
+    code: str = ""
 
 
 @_message("status_request")

@@ -60,8 +60,8 @@ def greet(
     if waited:
         log.info("vertex %s: connected to the broker at %s", vertex, broker)
     if isinstance(msg, P.Refuse):
-        if locked_out is not None and msg.reason.startswith(P.ONE_INSTANCE):
-            raise StateLocked(f"{locked_out} ({msg.reason.removeprefix(P.ONE_INSTANCE)})")
+        if locked_out is not None and msg.code == P.ONE_INSTANCE:
+            raise StateLocked(f"{locked_out} ({msg.reason})")
         raise ProtocolError(f"vertex {vertex}: the broker refused this worker: {msg.reason}")
     if not isinstance(msg, P.Welcome):
         raise ProtocolError(f"vertex {vertex}: expected welcome from the broker, got {msg.KIND}")

@@ -73,7 +73,7 @@ def handshake(
             frames = None
         if frames is not None:
             msg, _ = P.decode(frames)
-            if not (isinstance(msg, P.Refuse) and msg.reason.startswith(P.RETRY_LATER)):
+            if not (isinstance(msg, P.Refuse) and msg.code == P.RETRY_LATER):
                 return msg
             started = time.monotonic()  # busy: back off below, like a refused connection
         _health.beat()
