@@ -2,8 +2,9 @@
 its actions.
 
 Sockets: a ROUTER on the listen address (control: handshakes, status, config), one PULL
-for everything workers send, and one PUSH per worker incarnation (PUSH load-balances, so
-a shared one could not address a given worker).
+for everything workers send, and one ROUTER per worker incarnation for its ticks, which
+sends only to the peer with the secret routing id its Welcome named (``ROUTER_MANDATORY``:
+a stranger connecting to that port receives nothing).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Directions (sockets in ``docs/protocol.md``):
 - control, client DEALER -> broker ROUTER: Hello / Welcome / Refuse, StatusRequest /
   StatusReply, ConfigSet / ConfigReply, Tap / TapReply;
 - control, worker DEALER -> broker ROUTER (the heartbeat thread): Heartbeat / Pong;
-- data, broker PUSH -> worker PULL (one socket per worker incarnation): Ticks, ConfigPush,
-  Applied, Close;
+- data, broker ROUTER -> worker DEALER (one socket per worker incarnation, addressed by the
+  routing id the Welcome names): Ticks, ConfigPush, Applied, Close;
 - data, worker PUSH -> broker PULL: Ready, Results, Heartbeat, ConfigApplied, Failed, Finished,
   Sync, Checkpoint, Goodbye.
 

@@ -129,7 +129,7 @@ class BrokerLink:
         self.lost: str | None = None  # why the link is unusable
         self.fenced = False  # lost because this broker replaced or declared dead this epoch
         # A DEALER under the secret routing id the broker addresses this worker's ticks to.
-        self.pull = transport.connect(
+        self.ticks = transport.connect(
             ctx,
             zmq.DEALER,
             transport.peer_endpoint(broker, welcome.tick_endpoint),
@@ -172,9 +172,9 @@ class BrokerLink:
             try:
                 # Try first: when ticks are flowing, one is usually waiting, and a poll costs
                 # more than the receive.
-                return P.decode(transport.recv(self.pull, transport.NOBLOCK))
+                return P.decode(transport.recv(self.ticks, transport.NOBLOCK))
             except zmq.Again:
-                if waited or timeout_ms == 0 or not self.pull.poll(timeout_ms):
+                if waited or timeout_ms == 0 or not self.ticks.poll(timeout_ms):
                     return None
                 waited = True
             except ProtocolError as exc:
@@ -218,5 +218,5 @@ class BrokerLink:
     def close(self) -> None:
         self._hb_stop.set()
         self._hb.join(5)
-        self.pull.close(0)
+        self.ticks.close(0)
         self.push.close(0)
