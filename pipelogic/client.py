@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import zmq
-
 from pipelogic import protocol as P
 from pipelogic import transport
 from pipelogic.errors import BrokerUnavailable, ProtocolError
@@ -27,7 +25,7 @@ class BrokerClient:
     def exchange(self, msg: P.Message, timeout_s: float | None = None) -> tuple[P.Message, list[Any]]:
         """Send ``msg``; the reply and its payload frames. A Refuse raises ProtocolError."""
         t = self.timeout_s if timeout_s is None else timeout_s
-        frames = transport.request(zmq.Context.instance(), self.address, P.encode(msg), t)
+        frames = transport.request(transport.shared_context(), self.address, P.encode(msg), t)
         if frames is None:
             raise BrokerUnavailable(f"no answer from the broker at {self.address} within {t:g} s")
         reply, payload = P.decode(frames)

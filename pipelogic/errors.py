@@ -31,8 +31,8 @@ This module is a leaf: it imports nothing of ours, so every layer may raise thes
     │   └── StateLocked            another instance holds the state directory
     └── RuntimeBug                 an internal invariant broke: a bug in pipelogic
 
-Internal signals, caught where they are raised's caller and never shown to a user:
-``SlotGone`` (a tick names a shared-memory slot a newer broker removed: rejoin),
+Internal signals, caught by the worker runtime and never shown to a user: ``BrokerLost``
+(the broker went silent or restarted: rejoin), ``SlotGone`` (a tick names a shared-memory slot a newer broker removed: rejoin),
 ``StopRequested`` (SIGTERM while waiting for the broker), ``CodecUnsupported`` (a type the
 generated fast codec does not handle: the generic one is used).
 
@@ -43,6 +43,7 @@ about it (the broker's report is then the one shown).
 from __future__ import annotations
 
 __all__ = [
+    "BrokerLost",
     "BrokerUnavailable",
     "CodecUnsupported",
     "ConfigError",
@@ -226,6 +227,10 @@ class SlotLost(PipelogicError):
 
 
 # -- internal signals (not errors a user sees) --------------------------------------------------
+
+
+class BrokerLost(BrokerUnavailable):
+    """The broker went silent or restarted: the worker keeps its state and rejoins."""
 
 
 class SlotGone(Exception):

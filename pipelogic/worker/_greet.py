@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec
 from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked, StopRequested
-from pipelogic.transport import ZContext
-from pipelogic.worker._link import handshake, hello_for
+from pipelogic.transport.link import Transport, handshake
 from pipelogic.worker._shm import make_probe, remove_probe
 
-__all__ = ["StopRequested", "greet"]
+__all__ = ["StopRequested", "greet", "hello_for", "instance_id"]
 
 log = logging.getLogger("pipelogic.worker")
 
 
+def instance_id() -> str:
+    """This worker's instance id: ``PIPELOGIC_INSTANCE`` (``pipelogic up`` numbers a
+    replicated vertex's instances), else host and pid. The broker takes a Hello with the id
+    of a live instance for a restart of it (a container keeps its host name and usually its
+    pid across restarts), and any other for one more instance of a replicated vertex."""
+    return os.environ.get("PIPELOGIC_INSTANCE") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def hello_for(
+    vertex: str, input_types: list[str], output_types: list[str], join: bool = False, shm: str = ""
+) -> P.Hello:
+    return P.Hello(
+        vertex=vertex,
+        instance=instance_id(),
+        pid=os.getpid(),
+        features=[],
+        inputs=len(input_types),
+        outputs=len(output_types),
+        host=socket.gethostname(),
+        types=[input_types, output_types],
+        join=join,
+        shm=shm,
+    )
+
+
 def greet(
-    ctx: ZContext,
+    transport: Transport,
     broker: str,
     spec: ComponentSpec,
     vertex: str,
@@ -46,7 +72,7 @@ def greet(
             log.warning("vertex %s: waiting for the broker at %s (up to %g s)", vertex, broker, timeout_s)
 
     try:
-        msg = handshake(ctx, broker, hello, timeout_s, stop_requested, 0.5 if rejoin else 2.0, waiting)
+        msg = handshake(transport, hello, timeout_s, stop_requested, 0.5 if rejoin else 2.0, waiting)
     finally:
         remove_probe(probe)
     if msg is None and stop_requested():

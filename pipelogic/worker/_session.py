@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import zmq
-
-from pipelogic import _faults, transport
+from pipelogic import _faults
 from pipelogic import protocol as P
 from pipelogic._tracebacks import user_traceback
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import (
+    BrokerLost,
     BrokerUnavailable,
     DecodeError,
     OutputTypeError,
@@ -41,11 +40,12 @@ from pipelogic.errors import (
     WorkerError,
 )
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
+from pipelogic.transport import broker_address
+from pipelogic.transport.link import Link, Transport, ZmqTransport
 from pipelogic.types import InputsPullRequest
 from pipelogic.worker._config import Config
 from pipelogic.worker._greet import StopRequested, greet
 from pipelogic.worker._inputs import InputDecoder
-from pipelogic.worker._link import BrokerLink, BrokerLost
 from pipelogic.worker._results import HeldResults, hold_limit
 from pipelogic.worker._shm import SharedMemory, SlotGone
 from pipelogic.worker._snapshots import Snapshots
@@ -106,7 +106,7 @@ class WorkerSettings:
         else:
             component_dir = Path.cwd()
         return cls(
-            broker=transport.broker_address(),
+            broker=broker_address(),
             component_dir=component_dir,
             vertex=env.get("PIPELOGIC_COMPONENT") or None,
             state_dir=Path(env.get("PIPELOGIC_STATE_DIR", ".pipelogic/state")),
@@ -122,7 +122,9 @@ class Session:
     across rejoins after a broker restart (each rejoin is a new incarnation: new epoch,
     new :class:`BrokerLink`, state restored from the newest snapshot)."""
 
-    def __init__(self, settings: WorkerSettings, spec: ComponentSpec | None = None) -> None:
+    def __init__(
+        self, settings: WorkerSettings, spec: ComponentSpec | None = None, transport: Transport | None = None
+    ) -> None:
         self.settings = settings
         self.spec = spec if spec is not None else load_component(settings.component_dir)
         self.vertex = settings.vertex or self.spec.name
@@ -140,14 +142,14 @@ class Session:
         except StateLocked as exc:
             self._locked_out = exc
         self.snaps = Snapshots(self.store, self.vertex, settings.storage_retry_s)
-        self.ctx = zmq.Context()
-        self.link: BrokerLink | None = None
+        self.transport: Transport = transport if transport is not None else ZmqTransport(settings.broker)
+        self.link: Link | None = None
         self.stop_requested = False  # SIGTERM: finish the tick, snapshot, leave
         self.shm = SharedMemory()  # this incarnation's shared-memory slots, if the broker offered them
         try:
             self._accept(self._handshake(settings.connect_timeout_s, rejoin=False))
         except BaseException:
-            transport.term(self.ctx)
+            self.transport.close()
             self.store.unlock()
             raise
         self.virtual_in: VirtualInputStream | None = None
@@ -160,7 +162,7 @@ class Session:
 
     def _handshake(self, timeout_s: float, rejoin: bool) -> P.Welcome:
         return greet(
-            self.ctx,
+            self.transport,
             self.settings.broker,
             self.spec,
             self.vertex,
@@ -191,7 +193,7 @@ class Session:
     # -- data ------------------------------------------------------------------------------
 
     def open_data(self) -> None:
-        self.link = BrokerLink(self.ctx, self.settings.broker, self.welcome, self.vertex, self.stats)
+        self.link = self.transport.link(self.welcome, self.vertex, self.stats)
 
     @property
     def lost(self) -> str | None:
@@ -260,7 +262,7 @@ class Session:
         if self.link is not None:
             self.link.close()
         self.shm.close()
-        if not transport.term(self.ctx):
+        if not self.transport.close():
             log.warning(
                 "vertex %s: zmq did not close its connections within 2 s (a slow DNS lookup of %s?); "
                 "exiting without waiting",

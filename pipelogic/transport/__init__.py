@@ -43,6 +43,7 @@ __all__ = [
     "request",
     "send",
     "send_to",
+    "shared_context",
     "term",
     "waiting",
     "ZContext",
@@ -243,6 +244,11 @@ def recv(sock: ZSocket, flags: int = 0) -> list[Any]:
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+
+
+def shared_context() -> ZContext:
+    """The process's shared zmq context (for short-lived clients such as the CLI's)."""
+    return zmq.Context.instance()
 
 
 def request(ctx: ZContext, endpoint: str, frames: Sequence[Any], timeout_s: float) -> list[bytes] | None:

@@ -1,14 +1,18 @@
-"""A worker's link to its broker: the handshake, the two data sockets and the heartbeat
-thread that watches the broker.
+"""The worker's side of the wire: the :class:`Transport` seam and its zmq implementation.
 
-The heartbeat thread owns a control socket of its own (zmq sockets are not shared between
-threads) and reads the broker's Pongs. It marks the link lost:
+A worker reaches its broker through a :class:`Transport`: a control request (the Hello
+handshake) and, per accepted incarnation, a :class:`Link` that sends to the broker and
+receives its ticks. :class:`ZmqTransport` is the real one; :mod:`pipelogic.transport.memory`
+has an in-memory one for unit tests of the worker, with a scripted broker.
+
+The zmq link's heartbeat thread owns a control socket of its own (zmq sockets are not
+shared between threads) and reads the broker's Pongs. It marks the link lost:
 
 - *fenced* (:attr:`BrokerLink.fenced`): this very broker says the epoch was replaced or
   declared dead. The worker stops; its supervisor starts a new one.
 - *broker gone*: no Pong for ``liveness`` heartbeat intervals, or a Pong from another
-  broker process (the broker restarted). The worker keeps its state and rejoins
-  (:meth:`Session.rejoin <pipelogic.worker._session.Session>`), with a new link.
+  broker process (the broker restarted). The worker keeps its state and rejoins, with a new
+  link.
 
 Sends never block for long: a send that the broker does not take is retried in short steps
 while the link is not lost, so a dead broker is noticed within the heartbeat bound
@@ -18,35 +22,79 @@ rather than after a long send timeout.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
-from pipelogic import _health, transport
+from pipelogic import _health
 from pipelogic import protocol as P
-from pipelogic.errors import BrokerUnavailable, KeyFileMissing, ProtocolError
-from pipelogic.transport import ZContext
+from pipelogic.errors import BrokerLost, BrokerUnavailable, KeyFileMissing, ProtocolError
+from pipelogic.transport import NOBLOCK, ZContext, connect, peer_endpoint, recv, request, send, term
 
-__all__ = ["BrokerLink", "BrokerLost", "handshake"]
+__all__ = ["BrokerLink", "Link", "Transport", "ZmqTransport", "handshake"]
 
 log = logging.getLogger("pipelogic.worker")
 
 _SEND_STEP_MS = 200
 
 
-class BrokerLost(BrokerUnavailable):
-    """The broker went silent or restarted: rejoin (internal to the worker runtime)."""
+class Link(Protocol):
+    """One accepted incarnation's channel to the broker (one Welcome)."""
+
+    lost: str | None  # why the link is unusable (the broker is gone, or fenced this epoch)
+    fenced: bool  # lost because the broker replaced or declared dead this epoch
+    send_timeout_s: float
+
+    def send(self, msg: P.Message, payload: Any = ()) -> None:
+        """Send to the broker: BrokerLost if the link is lost meanwhile, BrokerUnavailable
+        after the send timeout."""
+
+    def send_frames(self, frames: list[Any]) -> None:
+        """:meth:`send` of a message already encoded."""
+
+    def recv(self, timeout_ms: int) -> tuple[P.Message, list[Any]] | None:
+        """The broker's next message to this worker, or None after ``timeout_ms``."""
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """How a worker reaches its broker."""
+
+    def request(self, frames: list[Any], timeout_s: float) -> list[Any] | None:
+        """One control request (a Hello): the reply's frames, or None after ``timeout_s``."""
+
+    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]) -> Link:
+        """The data channel of the incarnation ``welcome`` accepted; ``stats()`` gives the
+        counters its heartbeats carry."""
+
+    def close(self) -> bool:
+        """Release everything; False if that did not finish in time (it goes on behind)."""
+
+
+class ZmqTransport:
+    """The worker's transport over zmq: one context for every socket of the process."""
+
+    def __init__(self, broker: str) -> None:
+        self.broker = broker
+        self.ctx: ZContext = zmq.Context()
+
+    def request(self, frames: list[Any], timeout_s: float) -> list[Any] | None:
+        return request(self.ctx, self.broker, frames, timeout_s)
+
+    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]) -> BrokerLink:
+        return BrokerLink(self.ctx, self.broker, welcome, vertex, stats)
+
+    def close(self) -> bool:
+        return term(self.ctx)
 
 
 def handshake(
-    ctx: ZContext,
-    broker: str,
+    transport: Transport,
     hello: P.Hello,
     timeout_s: float,
     stop: Callable[[], bool] = lambda: False,
@@ -64,7 +112,7 @@ def handshake(
         left = deadline - time.monotonic()
         started = time.monotonic()
         try:
-            frames = transport.request(ctx, broker, P.encode(hello), max(0.05, min(attempt_s, left)))
+            frames = transport.request(P.encode(hello), max(0.05, min(attempt_s, left)))
         except KeyFileMissing:
             # In containers the broker makes the keys when it starts: wait for it, as for the
             # broker itself, and say so if it never comes.
@@ -87,31 +135,6 @@ def handshake(
             pause = min(pause * 2, 2.0)
 
 
-def instance_id() -> str:
-    """This worker's instance id: ``PIPELOGIC_INSTANCE`` (``pipelogic up`` numbers a
-    replicated vertex's instances), else host and pid. The broker takes a Hello with the id
-    of a live instance for a restart of it (a container keeps its host name and usually its
-    pid across restarts), and any other for one more instance of a replicated vertex."""
-    return os.environ.get("PIPELOGIC_INSTANCE") or f"{socket.gethostname()}:{os.getpid()}"
-
-
-def hello_for(
-    vertex: str, input_types: list[str], output_types: list[str], join: bool = False, shm: str = ""
-) -> P.Hello:
-    return P.Hello(
-        vertex=vertex,
-        instance=instance_id(),
-        pid=os.getpid(),
-        features=[],
-        inputs=len(input_types),
-        outputs=len(output_types),
-        host=socket.gethostname(),
-        types=[input_types, output_types],
-        join=join,
-        shm=shm,
-    )
-
-
 class BrokerLink:
     """The data sockets and heartbeat of one accepted incarnation (one Welcome)."""
 
@@ -129,13 +152,13 @@ class BrokerLink:
         self.lost: str | None = None  # why the link is unusable
         self.fenced = False  # lost because this broker replaced or declared dead this epoch
         # A DEALER under the secret routing id the broker addresses this worker's ticks to.
-        self.ticks = transport.connect(
+        self.ticks = connect(
             ctx,
             zmq.DEALER,
-            transport.peer_endpoint(broker, welcome.tick_endpoint),
+            peer_endpoint(broker, welcome.tick_endpoint),
             routing_id=bytes.fromhex(welcome.tick_identity),
         )
-        self.push = transport.connect(ctx, zmq.PUSH, transport.peer_endpoint(broker, welcome.result_endpoint))
+        self.push = connect(ctx, zmq.PUSH, peer_endpoint(broker, welcome.result_endpoint))
         self.push.setsockopt(zmq.SNDTIMEO, _SEND_STEP_MS)
         self.send_timeout_s = max(10.0, welcome.heartbeat_ms * (self.liveness + 1) / 1000)
         self._hb_stop = threading.Event()
@@ -152,7 +175,7 @@ class BrokerLink:
         deadline = time.monotonic() + self.send_timeout_s
         while True:
             try:
-                transport.send(self.push, frames)
+                send(self.push, frames)
                 return
             except zmq.Again:
                 if self.lost is not None and not self.fenced:
@@ -172,7 +195,7 @@ class BrokerLink:
             try:
                 # Try first: when ticks are flowing, one is usually waiting, and a poll costs
                 # more than the receive.
-                return P.decode(transport.recv(self.ticks, transport.NOBLOCK))
+                return P.decode(recv(self.ticks, NOBLOCK))
             except zmq.Again:
                 if waited or timeout_ms == 0 or not self.ticks.poll(timeout_ms):
                     return None
@@ -181,7 +204,7 @@ class BrokerLink:
                 log.error("vertex %s: dropped a malformed message from the broker: %s", self.vertex, exc)
 
     def _heartbeat(self) -> None:
-        sock = transport.connect(self.ctx, zmq.DEALER, self.broker)
+        sock = connect(self.ctx, zmq.DEALER, self.broker)
         interval = self.welcome.heartbeat_ms / 1000.0
         last_pong = time.monotonic()
         try:
