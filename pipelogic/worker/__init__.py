@@ -32,7 +32,8 @@ from pipelogic.state import SourceClasses
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
 from pipelogic.worker._config import Config
 from pipelogic.worker._loan import loan
-from pipelogic.worker._session import Session, WorkerSettings, main_file, on_sigterm
+from pipelogic.worker._session import Session, on_sigterm
+from pipelogic.worker._settings import WorkerSettings, main_file
 from pipelogic.worker._step import Step, inspect_function
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream, VirtualStreamClosed
 

@@ -4,7 +4,7 @@ A worker answers every tick, but not every tick needs a message of its own: when
 next batch of ticks is already waiting in the socket, the results of the ticks done so
 far are held and sent with the next ones, so a busy worker sends one Results (and the
 broker handles one message and pumps once) for several ticks. The session decides when
-to send (:meth:`Session._flush_results`); anything else it sends flushes the held results
+to send (:meth:`Session.flush_results`); anything else it sends flushes the held results
 first, so the broker never sees a message out of order with the results before it.
 """
 

@@ -13,30 +13,103 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pipelogic import _faults
+from pipelogic import protocol as P
 from pipelogic.errors import SnapshotValueError, StateError
 from pipelogic.state import DEFAULT_POLICY, Snapshot, SnapshotPolicy, SnapshotStore
+from pipelogic.types import InputsPullRequest
+from pipelogic.worker._step import Step
 
-__all__ = ["Snapshots"]
+__all__ = ["Snapshots", "StateChannel"]
 
 log = logging.getLogger("pipelogic.worker")
+
+
+class StateChannel(Protocol):
+    """What a snapshot needs from the session: its epoch, a send, the broker's confirmation."""
+
+    epoch: int
+
+    def send(self, msg: P.Message) -> None: ...
+
+    def confirm(self, tick: int, timeout_s: float) -> bool:
+        """Ask the broker whether it holds the results of every tick below ``tick``."""
+
+    def interrupted(self) -> bool:
+        """A stop request, or the broker gone: give up waiting."""
 
 
 class Snapshots:
     """The snapshot bookkeeping of one worker process (across its rejoins)."""
 
-    def __init__(self, store: SnapshotStore, vertex: str, storage_retry_s: float) -> None:
+    def __init__(self, store: SnapshotStore, vertex: str, storage_retry_s: float, locked_out: bool = False) -> None:
         self.store = store
         self.vertex = vertex
         self.storage_retry_s = storage_retry_s
+        # One more instance of a replicated vertex, without the state directory's lock: it
+        # never writes (the lock holder's state only).
+        self.locked_out = locked_out
         self.policy = SnapshotPolicy.parse(DEFAULT_POLICY, "snapshot policy")
         self.tick = 0  # the newest snapshot reflects every tick below this
         self.time = time.monotonic()
         self.count = 0
+        self.initial: bytes | None = None  # the packed initial state: a new run starts from it
         self._fails = 0  # unconfirmed snapshots in a row
         self._retry_at = 0.0  # after an unconfirmed snapshot: not before this
+
+    def restore(
+        self, step: Step, run_id: str, pull_request: InputsPullRequest | None
+    ) -> tuple[int, InputsPullRequest | None]:
+        """Load the newest valid snapshot of run ``run_id`` into ``step`` (else the initial
+        state): the tick it reaches (0 for a fresh start) and the pull request it kept
+        (else ``pull_request``)."""
+        if self.initial is not None:
+            step.load_state(self.initial, self.vertex)
+        snap = self.load(run_id)
+        if snap is None:
+            return 0, pull_request
+        step.load_state(snap.state, self.vertex)
+        pr = snap.meta.get("pull_request")
+        if pr is not None:
+            pull_request = InputsPullRequest.from_wire(pr)
+        log.info(
+            "vertex %s: restored state at tick %d (snapshot generation %d)", self.vertex, snap.tick, snap.generation
+        )
+        return snap.tick, pull_request
+
+    def snapshot(
+        self,
+        step: Step,
+        tick: int,
+        pull_request: InputsPullRequest | None,
+        run_id: str,
+        channel: StateChannel,
+        timeout_s: float = 30.0,
+    ) -> bool:
+        """Write a snapshot of ``step``'s state reaching ``tick`` if it moved; True if one
+        was committed. Raises StateError (or SnapshotValueError, after telling the broker:
+        it fails the run) when the state cannot be written."""
+        if tick <= self.tick or self.locked_out:
+            return False
+        try:
+            data = step.pack_state(self.vertex)  # an unserialisable state fails here, first
+        except SnapshotValueError as exc:
+            # Permanent: a restart would run into it again. The broker fails the run with it.
+            channel.send(P.Failed(channel.epoch, tick, f"{exc} (at the snapshot after tick {tick - 1})", "", True))
+            exc.reported_to_broker = True
+            raise
+        meta = {"pull_request": pull_request.to_wire() if pull_request is not None else None}
+        return self.take(
+            tick,
+            data,
+            run_id,
+            meta,
+            confirm=lambda t: channel.confirm(t, timeout_s),
+            report=lambda t: channel.send(P.Checkpoint(channel.epoch, t)),
+            interrupted=channel.interrupted,
+        )
 
     def due(self, next_tick: int) -> bool:
         now = time.monotonic()

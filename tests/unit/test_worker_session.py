@@ -13,7 +13,8 @@ from pipelogic import protocol as P
 from pipelogic.component import load_component
 from pipelogic.transport.memory import MemoryTransport
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift, create_type
-from pipelogic.worker._session import Session, WorkerSettings
+from pipelogic.worker._session import Session
+from pipelogic.worker._settings import WorkerSettings
 from pipelogic.worker._step import Step, inspect_function
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream
 
