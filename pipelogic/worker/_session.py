@@ -2,7 +2,8 @@
 restarts, and the loop that hands ticks to the :class:`TickRunner` (``_runner.py``) and
 snapshots to :class:`Snapshots` (``_snapshots.py``). The network is behind a
 :class:`Transport` (``pipelogic.transport.link``): zmq in a real worker, in memory in unit
-tests.
+tests. One cohesive thing (the loop and what it answers between ticks: config, close, the
+broker's confirmation of a snapshot), which is why it is longer than most modules.
 
 Threads: the main thread owns the tick and result sockets and runs the user function;
 a heartbeat thread owns a socket of its own (zmq sockets are not shared between threads),
