@@ -24,25 +24,24 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from backend_stub import replicas
-from backend_stub.admission import HelloLimiter
 from backend_stub.auth import KeyRing, start_authenticator, worker_domain
 from backend_stub.bounds import (
-    CONTROL_MAX_BYTES,
-    CONTROL_MAX_FRAMES,
     MAX_MESSAGE_BYTES,
     TICK_PORT_MAX_FRAME,
     give_back,
     total,
 )
+from backend_stub.committer import Committer
+from backend_stub.control import ControlDesk
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
 from backend_stub.slots import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
-from pipelogic import _faults, _health, transport
+from pipelogic import _health, transport
 from pipelogic import protocol as P
 from pipelogic._shm import enabled as shm_enabled
-from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError, SlotLost
+from pipelogic.errors import PipelogicError, ProtocolError, SlotLost
 from pipelogic.pipeline import Pipeline
 from pipelogic.transport import ZSocket
 
@@ -88,13 +87,7 @@ class Broker:
         self.instance = uuid.uuid4().hex[:12]  # tells workers that a restarted broker is another one
         self.listen = listen
         self.exit_when_done = exit_when_done
-        self.commit_s = commit_ms / 1000
-        self.held: list[Action] = []  # durable actions waiting for the next commit
-        self._events = 0  # messages handled since the last commit
-        self._last_commit = 0.0
-        self._store_retry_at = 0.0
-        self._store_failures = 0
-        self.store_error: str | None = None
+        self.committer: Committer | None = None  # with a recovery store: its group commit
         self.ctx = zmq.Context()
         self.keys: KeyRing | None = None
         self.auth: ThreadAuthenticator | None = None
@@ -121,6 +114,8 @@ class Broker:
             # Only once it listens is the run recorded (and are its sink files opened): a
             # broker that cannot bind leaves no unfinished run behind to be "resumed".
             self.scheduler, self.store = open_run(pipeline, settings, state_dir, fresh, log.info)
+            if self.store is not None:
+                self.committer = Committer(self.store, self.scheduler, commit_ms / 1000, self._carry_out)
         except BaseException:
             if self.auth is not None:
                 self.auth.stop()
@@ -139,7 +134,9 @@ class Broker:
         self._next_key_check = 0.0
         self._next_stray_check = 0.0
         self._dropped_bytes = 0  # of messages refused for their size, to give back (see _drain)
-        self.hellos = HelloLimiter(list(pipeline.vertices))
+        self.desk = ControlDesk(
+            self.scheduler, self.keys, self.epoch_keys, self.instance, self.status, self._hello, self._drop
+        )
         self.workers: dict[int, tuple[ZSocket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
         # A plain flag, not a threading.Event: stop() runs in signal handlers, and Event.set
@@ -213,10 +210,10 @@ class Broker:
                 now = time.monotonic()
                 # With keys, frames stay zmq.Frames: they carry the ZAP handler's User-Id.
                 if self.control in events:
-                    self._drain(self.control, self._control, now, "frames")
+                    self._drain(self.control, self.desk.handle, now, "frames")
                 if self.results in events:
                     self._drain(self.results, self._data, now, "frames" if self.keys else "hot")
-                if self._store_retry_at == 0.0:  # while the store cannot commit, nothing new moves
+                if self.committer is None or not self.committer.blocked:  # else nothing new moves
                     if self.results in events:
                         # Ticks first: what answered results made room for goes out before
                         # the sources refill and the sinks write (the latency of a tick).
@@ -239,8 +236,8 @@ class Broker:
                     self._revoke(self.keys.reload())
                 if self.metrics is not None:
                     self.metrics.publish(self.status, now)
-                if self.store is not None:
-                    self._commit(now)
+                if self.committer is not None:
+                    self.committer.commit(now)
                 self._flush()
                 _health.beat()
                 if self.exit_when_done and self.finished and not self._lingering(now):
@@ -270,7 +267,7 @@ class Broker:
             "start": start,
             "store": str(store.dir) if store is not None else None,
             "commits": store.commits if store is not None else 0,
-            "store_error": self.store_error,
+            "store_error": self.committer.error if self.committer is not None else None,
             "refused": dict(sch.refusals.counts),
             "shm": self.slots.stats() if self.slots is not None else None,
         }
@@ -307,7 +304,8 @@ class Broker:
                     frames = sock.recv_multipart(zmq.NOBLOCK, copy=how == "bytes")
             except zmq.Again:
                 return
-            self._events += 1
+            if self.committer is not None:
+                self.committer.events += 1
             actions = handle(frames, now)
             del frames  # the last reference: a message the handler dropped is freed here...
             if self._dropped_bytes:  # ...so its memory can be handed back now
@@ -315,52 +313,13 @@ class Broker:
                 self._dropped_bytes = 0
             self._run(actions)
 
-    def _commit(self, now: float, final: bool = False) -> bool:
-        """Group commit: at most every ``commit_ms``, at once when durable actions wait
-        (Applied, the end of a vertex, config replies), which are carried out only after
-        it. A failing store (disk full, read-only) is retried with backoff, one log line per
-        streak, while the pipeline waits; nothing committed is lost."""
-        store = self.store
-        assert store is not None
-        journal = self.scheduler.journal
-        pending = bool(self.held or self._events or (journal is not None and (journal.values or journal.ticks)))
-        if not pending and not final:
-            return True
-        if not final and (now < self._store_retry_at or (not self.held and now - self._last_commit < self.commit_s)):
-            return False
-        try:
-            store.commit(self.scheduler)
-        except SlotLost as exc:  # a value to spill is gone: retrying cannot bring it back
-            self.scheduler._fail(str(exc))
-            return False
-        except (OSError, sqlite3.Error) as exc:
-            self._store_failures += 1
-            delay = min(0.1 * 2 ** (self._store_failures - 1), 2.0)
-            self._store_retry_at = now + delay
-            self.store_error = f"{type(exc).__name__}: {exc}"
-            if self._store_failures == 1:
-                log.error(
-                    "broker: cannot write its recovery store %s (%s); the pipeline waits and retries with backoff",
-                    store.dir,
-                    exc,
-                )
-            return False
-        if self._store_failures:
-            log.warning(
-                "broker: the recovery store %s is writable again after %d failed commit(s); going on",
-                store.dir,
-                self._store_failures,
-            )
-        self._store_failures = 0
-        self._store_retry_at = 0.0
-        self.store_error = None
-        self._events = 0
-        self._last_commit = now
-        held, self.held = self.held, []
+    def _drop(self, size: int) -> None:
+        self._dropped_bytes += size
+
+    def _carry_out(self, held: list[Action]) -> None:
+        """The durable actions a commit held back, now that the store has them."""
         self._run(held, committed=True)
         self._flush()
-        _faults.point("broker-after-durable-sends")
-        return True
 
     @property
     def malformed(self) -> int:
@@ -394,82 +353,6 @@ class Broker:
                 )
                 self._run(self.scheduler.disconnect(epoch))
                 self._drop_worker(epoch)
-
-    def _control(self, frames: list[Any], now: float) -> list[Action]:
-        refuse = self.scheduler.refusals.refuse
-        if len(frames) < 3 or bytes(frames[1]) != b"":
-            refuse("control", "control: not a [client, empty, header, ...] message", now)
-            return []
-        # Frames arrive uncopied (zmq.Frames): a message over the limits is dropped before
-        # anything is copied out of it. zmq already took it whole (it hands a multipart message
-        # over only once all of it arrived): _drain gives that memory back once it is freed.
-        size = total(frames)
-        if len(frames) > CONTROL_MAX_FRAMES or size > CONTROL_MAX_BYTES:
-            refuse(
-                "control",
-                f"control: a message of {len(frames)} frames and {size:,} bytes (a control "
-                f"message is one header of at most {P.MAX_HEADER_BYTES:,} bytes)",
-                now,
-            )
-            self._dropped_bytes += size
-            return []
-        user: bytes | None = None
-        if self.keys is not None:  # the ZAP handler's User-Id is on the frames
-            user = (frames[2].get("User-Id") or "").encode() or None
-            frames = [frames[0].bytes, b"", *frames[2:]]
-        else:
-            frames = [f.bytes for f in frames]
-        client = frames[0]
-        try:
-            msg, _ = P.decode(frames[2:])
-            if self.keys is not None and (why := self._not_allowed(msg, user)) is not None:
-                refuse(self.keys.name(user), f"control: {why}", now)  # counted and logged per key
-                return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
-        except ProtocolError as exc:
-            refuse("control", f"control: {exc}", now)
-            if isinstance(exc, ProtocolVersionError):
-                return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
-            return []
-        try:
-            if isinstance(msg, P.Hello):
-                if not self.hellos.allow(msg.vertex, now):
-                    why = f"too many handshakes for vertex {msg.vertex} (at most {self.hellos.rate:g} a second)"
-                    refuse("control", f"control: retry later: {why}", now)
-                    return [Action("reply", client=client, frames=P.encode(P.Refuse(why, P.RETRY_LATER)))]
-                return self._hello(client, msg, now, user)
-            if isinstance(msg, P.Heartbeat):
-                alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)
-                return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive, self.instance)))]
-            if isinstance(msg, P.StatusRequest):
-                return [Action("reply", client=client, frames=P.encode(self.status()))]
-            if isinstance(msg, P.Tap):
-                reply, payload = self.scheduler.taps.poll(self.scheduler, msg, now)
-                return [Action("reply", client=client, frames=P.encode(reply, payload))]
-            if isinstance(msg, P.ConfigSet):
-                return self.scheduler.config_set(msg, client, now)
-        except PipelogicError as exc:
-            refuse("control", f"control: {msg.KIND} failed: {exc}", now)  # logged at most once per interval
-            return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
-        except Exception as exc:  # noqa: BLE001 - no request may crash the broker; refuse() logs the traceback
-            refuse("control", f"control: internal error while handling {msg.KIND}", now, bug=True)
-            return [
-                Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))
-            ]
-        refuse("control", f"control: {msg.KIND} is not a control request", now)
-        return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
-
-    def _not_allowed(self, msg: P.Message, user: bytes | None) -> str | None:
-        """With keys: why the key ``user`` may not send ``msg`` on the control socket."""
-        assert self.keys is not None
-        if isinstance(msg, P.Hello):
-            return self.keys.may_register(user, msg.vertex)
-        if isinstance(msg, P.Heartbeat):
-            if self.epoch_keys.get(msg.epoch) != user:
-                return f"a heartbeat for epoch {msg.epoch} from {self.keys.name(user)}, which did not register it"
-            return None
-        if isinstance(msg, (P.StatusRequest, P.Tap, P.ConfigSet)) and not self.keys.is_operator(user):
-            return f"{msg.KIND} needs an operator key; this client has {self.keys.name(user)}"
-        return None
 
     def _hello(self, client: bytes, msg: P.Hello, now: float, user: bytes | None = None) -> list[Action]:
         result = self.scheduler.hello(msg, now)
@@ -549,8 +432,8 @@ class Broker:
 
     def _run(self, actions: list[Action], committed: bool = False) -> None:
         for a in actions:
-            if a.durable and self.store is not None and not committed and not UNSAFE:
-                self.held.append(a)
+            if a.durable and self.committer is not None and not committed and not UNSAFE:
+                self.committer.held.append(a)
             elif a.kind == "send":
                 box = self.outbox.get(a.epoch)
                 if box is not None:
@@ -610,7 +493,8 @@ class Broker:
             self.metrics.publish(self.status, time.monotonic(), force=True)
         if self.store is not None:
             try:
-                if self._commit(time.monotonic(), final=True) and sch.done:
+                assert self.committer is not None
+                if self.committer.commit(time.monotonic(), final=True) and sch.done:
                     self.store.finish()
             except (OSError, sqlite3.Error) as exc:
                 log.error("broker: the last commit failed (%s); a restart resumes from the one before", exc)

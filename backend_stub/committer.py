@@ -1,0 +1,91 @@
+"""The broker's group commit: what moved goes to the recovery store at most every
+``commit_ms``, at once when durable actions wait (Applied, the end of a vertex, config
+replies), which are carried out only after it. A failing store (disk full, read-only) is
+retried with backoff, one log line per streak, while the pipeline waits; nothing committed
+is lost."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+
+from backend_stub.model import Action
+from backend_stub.scheduler import Scheduler
+from backend_stub.store import RecoveryStore
+from pipelogic import _faults
+from pipelogic.errors import SlotLost
+
+__all__ = ["Committer"]
+
+log = logging.getLogger("backend_stub")
+
+
+class Committer:
+    """Commits ``scheduler``'s run to ``store``; ``carry_out(actions)`` runs the durable
+    actions held for the commit once it is done."""
+
+    def __init__(
+        self,
+        store: RecoveryStore,
+        scheduler: Scheduler,
+        commit_s: float,
+        carry_out: Callable[[list[Action]], None],
+    ) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.commit_s = commit_s
+        self.carry_out = carry_out
+        self.held: list[Action] = []  # durable actions waiting for the next commit
+        self.events = 0  # messages handled since the last commit
+        self.last = 0.0  # when the last commit was
+        self.retry_at = 0.0  # after a failed commit: not before this (0: the store is fine)
+        self.failures = 0  # failed commits in a row
+        self.error: str | None = None  # the last failure, shown by status
+
+    @property
+    def blocked(self) -> bool:
+        """The store cannot commit: nothing new may move until it can."""
+        return self.retry_at != 0.0
+
+    def commit(self, now: float, final: bool = False) -> bool:
+        """Commit if due (``final``: now, whatever is pending); True if the store holds
+        everything that moved."""
+        journal = self.scheduler.journal
+        pending = bool(self.held or self.events or (journal is not None and (journal.values or journal.ticks)))
+        if not pending and not final:
+            return True
+        if not final and (now < self.retry_at or (not self.held and now - self.last < self.commit_s)):
+            return False
+        try:
+            self.store.commit(self.scheduler)
+        except SlotLost as exc:  # a value to spill is gone: retrying cannot bring it back
+            self.scheduler._fail(str(exc))
+            return False
+        except (OSError, sqlite3.Error) as exc:
+            self.failures += 1
+            delay = min(0.1 * 2 ** (self.failures - 1), 2.0)
+            self.retry_at = now + delay
+            self.error = f"{type(exc).__name__}: {exc}"
+            if self.failures == 1:
+                log.error(
+                    "broker: cannot write its recovery store %s (%s); the pipeline waits and retries with backoff",
+                    self.store.dir,
+                    exc,
+                )
+            return False
+        if self.failures:
+            log.warning(
+                "broker: the recovery store %s is writable again after %d failed commit(s); going on",
+                self.store.dir,
+                self.failures,
+            )
+        self.failures = 0
+        self.retry_at = 0.0
+        self.error = None
+        self.events = 0
+        self.last = now
+        held, self.held = self.held, []
+        self.carry_out(held)
+        _faults.point("broker-after-durable-sends")
+        return True
