@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from backend_stub.builtins import Sink, Source
 from pipelogic.pipeline import Pipeline, Vertex
@@ -27,14 +27,14 @@ class Settings:
     batch: int = 64
     heartbeat_ms: int = 1000
     liveness: int = 5
-    redelivery: int = 1  # 0: a control setting for tests; lost ticks are not replayed
+    redelivery: bool = True  # off: a control setting for tests; lost ticks are not replayed
 
     @classmethod
     def from_pipeline(cls, p: Pipeline, **overrides: Any) -> Settings:
         s = cls()
         for k, v in {**p.settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
             if hasattr(s, k):
-                setattr(s, k, int(v))
+                setattr(s, k, bool(v) if k == "redelivery" else int(v))
         s.batch = max(1, min(s.batch, s.credit))
         return s
 
@@ -48,7 +48,7 @@ class Action:
     config); a broker with a recovery store carries it out only once that state is
     committed, so no peer ever acts on something a broker restart would forget."""
 
-    kind: str
+    kind: Literal["send", "reply", "close"]
     epoch: int = 0
     frames: list[Any] = field(default_factory=list)
     text: str = ""

@@ -151,7 +151,7 @@ class Scheduler:
         self._next_epoch += 1
         for old in replicas.admit(vs, epoch, msg, now):
             self.by_epoch.pop(old, None)
-            replicas.release(vs, old, bool(self.settings.redelivery))
+            replicas.release(vs, old, self.settings.redelivery)
             vs.restarts += 1
         self._apply_lost(vs)
         vs.pid = msg.pid
@@ -188,7 +188,7 @@ class Scheduler:
             return []
         if vs.replicated:
             self.by_epoch.pop(epoch, None)
-            replicas.release(vs, epoch, bool(self.settings.redelivery), lost=True)
+            replicas.release(vs, epoch, self.settings.redelivery, lost=True)
             self._apply_lost(vs)
         else:
             self._fence(vs)
@@ -230,9 +230,9 @@ class Scheduler:
             if self.adopt is not None:
                 self.adopt(epoch, entries)
             if vs.replicated:
-                replicas.take_results(vs, vs.instances[epoch], entries, self._emit, bool(self.settings.redelivery))
+                replicas.take_results(vs, vs.instances[epoch], entries, self._emit, self.settings.redelivery)
             else:
-                apply_results(vs, entries, self._emit, self._pull, bool(self.settings.redelivery))
+                apply_results(vs, entries, self._emit, self._pull, self.settings.redelivery)
             if not pump:
                 return []
         elif vs.replicated and not isinstance(msg, (P.Sync, P.Checkpoint, P.Heartbeat, P.Failed)):
@@ -247,7 +247,7 @@ class Scheduler:
         elif isinstance(msg, P.Checkpoint):
             if msg.tick <= vs.applied and (not vs.checkpoints or msg.tick > vs.checkpoints[-1]):
                 vs.checkpoints.append(msg.tick)
-                vs.trim(bool(self.settings.redelivery))
+                vs.trim(self.settings.redelivery)
             return []
         elif isinstance(msg, P.Heartbeat):
             vs.worker_stats = clean_stats(msg.stats)
@@ -299,7 +299,7 @@ class Scheduler:
             # Closed at the end, or stopped early (SIGTERM: scaled down): then its unanswered
             # ticks go to the others.
             self.by_epoch.pop(inst.epoch, None)
-            replicas.release(vs, inst.epoch, bool(self.settings.redelivery))
+            replicas.release(vs, inst.epoch, self.settings.redelivery)
             self._apply_lost(vs)
             return [Action("close", inst.epoch), *self.pump(now)]
         raise ProtocolError(f"vertex {vs.name}: unexpected {msg.KIND} from an instance of a replicated vertex")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from enum import IntEnum
 from pathlib import Path
 
 __all__ = [
@@ -53,10 +54,17 @@ MAGIC = b"\x00PLSHM1\x00"
 CTL_SLOTS = 4096
 """Slots per pool (the control file is one page)."""
 
-FREE, HELD, KEPT, GONE = 0, 1, 2, 3
-"""A slot's state byte in its pool's control file: FREE (the producer may fill it), HELD
-(the broker owns it), KEPT (held, and a consumer keeps a view of it), GONE (released by the
-broker but kept by a consumer: the producer must let it go, never refill it)."""
+
+class SlotState(IntEnum):
+    """A slot's state byte in its pool's control file."""
+
+    FREE = 0  # the producer may fill it
+    HELD = 1  # the broker owns it
+    KEPT = 2  # held, and a consumer keeps a view of it
+    GONE = 3  # released by the broker but kept by a consumer: the producer lets it go, never refills it
+
+
+FREE, HELD, KEPT, GONE = SlotState  # the names the slot code compares with
 
 _HEAD = struct.Struct("<8sIQ")  # magic, slot index, payload length; the pool prefix follows
 _PREFIX = re.compile(r"pipelogic-[0-9a-f]{1,32}-[0-9]{1,20}")

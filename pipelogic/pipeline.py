@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipelogic._yamlfile import Problems, load_yaml, near
 from pipelogic.component import (
@@ -83,7 +83,7 @@ class Vertex:
     wire_types: list[Type] = field(default_factory=list)
     inputs: list[Port | None] = field(default_factory=list)
     outputs: list[list[Port]] = field(default_factory=list)
-    on_error: str = "fail"
+    on_error: Literal["fail", "skip"] = "fail"
     snapshot: str | None = None  # the vertex's snapshot policy (normalised text), if set
     replicas: int = 1  # worker instances the vertex runs as (docs/semantics.md, "Replicas")
 
@@ -263,7 +263,13 @@ def _vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex | No
         problems.add([*key, "replicas"], f"expected an integer >= 1 (worker instances), got {replicas!r}", value=True)
         replicas = 1
     v = Vertex(
-        name, "component", dict(spec), component=comp, on_error=str(on_error), snapshot=snapshot, replicas=replicas
+        name,
+        "component",
+        dict(spec),
+        component=comp,
+        on_error="skip" if on_error == "skip" else "fail",
+        snapshot=snapshot,
+        replicas=replicas,
     )
     v.input_types = list(comp.input_types)
     v.output_types = list(comp.output_types)
@@ -317,10 +323,14 @@ def _settings(data: Any, problems: Problems) -> dict[str, Any]:
                 out[k] = SnapshotPolicy.parse(v, "snapshot").to_text()
             except ValueError as exc:
                 problems.add(["settings", k], str(exc).removeprefix("snapshot: "), value=True)
+        elif k == "redelivery":  # true or false (1 or 0 also read)
+            if type(v) is bool or (type(v) is int and v in (0, 1)):
+                out[k] = bool(v)
+            else:
+                problems.add(["settings", k], f"expected true or false, got {v!r}", value=True)
         elif k in SETTINGS_KEYS:
-            low = 0 if k == "redelivery" else 1
-            if type(v) is not int or v < low:
-                problems.add(["settings", k], f"expected an integer >= {low}, got {v!r}", value=True)
+            if type(v) is not int or v < 1:
+                problems.add(["settings", k], f"expected an integer >= 1, got {v!r}", value=True)
             else:
                 out[k] = v
     return out

@@ -9,7 +9,7 @@ starts each one (the broker's input types, the tick the state reaches, the pull 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pipelogic import _faults
 from pipelogic import protocol as P
@@ -72,14 +72,14 @@ class TickRunner:
         step: Step,
         virtual_in: VirtualInputStream,
         virtual_out: VirtualOutputStream,
-        on_error: str,
+        on_error: Literal["fail", "skip"],
         hold_limit: int,
     ) -> None:
         self.vertex = vertex
         self.step = step
         self.virtual_in = virtual_in
         self.vout = virtual_out
-        self.on_error = on_error  # "fail" or "skip" (pipeline.yml)
+        self.on_error = on_error  # pipeline.yml
         self.hold_limit = hold_limit  # results held while more ticks wait (see _results.py)
         self.held = HeldResults()  # done ticks whose results go out with the next ones
         self.inputs: InputDecoder | None = None  # this incarnation's decoder (begin)

@@ -23,7 +23,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipelogic import _faults
 from pipelogic import protocol as P
@@ -284,7 +284,7 @@ class Session:
         # virtual queue does not hold results while it waits; others may hold a few.
         plain = not (step.mode.source or step.mode.virtual_input)
         limit = hold_limit(int(self.welcome.settings.get("credit", 1))) if plain else 1
-        on_error = str(self.welcome.settings.get("on_error", "fail"))
+        on_error: Literal["fail", "skip"] = "skip" if self.welcome.settings.get("on_error") == "skip" else "fail"
         self.runner = TickRunner(self.vertex, step, virtual_in, virtual_out, on_error, limit)
         self._initial_pull = pull_request
         if step.mode.stateful:
