@@ -36,13 +36,13 @@ from backend_stub.control import ControlDesk
 from backend_stub.metrics import MetricsServer
 from backend_stub.model import Action, Settings
 from backend_stub.observe import Observer
-from backend_stub.slots import SlotRegistry
+from backend_stub.shm import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
 from pipelogic import _health, transport
 from pipelogic import protocol as P
-from pipelogic._shm import enabled as shm_enabled
 from pipelogic.errors import PipelogicError, ProtocolError, SlotLost
 from pipelogic.pipeline import Pipeline
+from pipelogic.shm import enabled as shm_enabled
 from pipelogic.transport import ZSocket
 
 __all__ = ["Broker"]

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec
 from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked, StopRequested
+from pipelogic.shm.worker import make_probe, remove_probe
 from pipelogic.transport.link import Transport, handshake
-from pipelogic.worker._shm import make_probe, remove_probe
 
 __all__ = ["StopRequested", "greet", "hello_for", "instance_id"]
 

@@ -29,6 +29,7 @@ from pipelogic import _faults
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec, load_component
 from pipelogic.errors import BrokerLost, BrokerUnavailable, StateError, StateLocked, StopRequested
+from pipelogic.shm.worker import SharedMemory
 from pipelogic.state import DEFAULT_POLICY, SnapshotPolicy, SnapshotStore
 from pipelogic.transport.link import Link, Transport, ZmqTransport
 from pipelogic.types import InputsPullRequest
@@ -38,7 +39,6 @@ from pipelogic.worker._inputs import InputDecoder
 from pipelogic.worker._results import hold_limit
 from pipelogic.worker._runner import TickRunner
 from pipelogic.worker._settings import WorkerSettings
-from pipelogic.worker._shm import SharedMemory
 from pipelogic.worker._snapshots import Snapshots
 from pipelogic.worker._step import Step
 from pipelogic.worker._virtual import (

@@ -10,9 +10,10 @@ import os
 
 import pytest
 
-from backend_stub.slots import ANYONE, SlotLost, SlotRef, SlotRegistry
+from backend_stub.shm import ANYONE, SlotLost, SlotRef, SlotRegistry
 from backend_stub.store import _frame
-from pipelogic._shm import (
+from pipelogic.errors import ProtocolError
+from pipelogic.shm import (
     CTL_SLOTS,
     FREE,
     GONE,
@@ -26,8 +27,7 @@ from pipelogic._shm import (
     run_prefix,
     slot_name,
 )
-from pipelogic.errors import ProtocolError
-from pipelogic.worker._shm import SlotPool, SlotReader
+from pipelogic.shm.worker import SlotPool, SlotReader
 
 MIB = 1 << 20
 RUN = "0123456789abcdef0123456789abcdef"
@@ -265,7 +265,7 @@ def test_a_slot_removed_behind_the_brokers_back_is_reported(world):
 
 
 def test_files_take_the_mode_asked_for_whatever_the_umask(tmp_path, monkeypatch):
-    from pipelogic.worker._shm import make_probe
+    from pipelogic.shm.worker import make_probe
 
     monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))
     old = os.umask(0o022)
@@ -374,8 +374,8 @@ def test_a_tick_naming_a_removed_slot_is_from_a_broker_that_is_gone(world):
     """A restarted broker removes its predecessor's pools: a tick of the old broker still
     being decoded names a slot that is gone. That is no bad input (which fails the run)
     but the sign to rejoin."""
+    from pipelogic.shm.worker import SlotGone
     from pipelogic.worker._inputs import InputDecoder
-    from pipelogic.worker._shm import SlotGone
 
     reg, pool, reader, _d = world
     desc = pool.place(payload(1))
@@ -434,7 +434,7 @@ def test_a_starting_broker_removes_the_pools_of_runs_whose_broker_died(tmp_path)
 def test_a_broker_whose_lock_is_held_keeps_to_sockets(tmp_path, monkeypatch):
     import fcntl
 
-    import backend_stub.slots as slots
+    import backend_stub.shm as slots
 
     monkeypatch.setattr(slots, "_LOCK_WAIT_S", 0.05)
     reg = SlotRegistry(RUN, tmp_path)
@@ -464,7 +464,7 @@ def test_the_sweep_keeps_the_runs_own_lock_file(tmp_path):
 
 
 def test_a_killed_workers_probe_is_removed_a_live_ones_kept(tmp_path, monkeypatch):
-    from pipelogic.worker import _shm as worker_shm
+    from pipelogic.shm import worker as worker_shm
 
     monkeypatch.setenv("PIPELOGIC_SHM", "1")
     monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))

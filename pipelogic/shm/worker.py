@@ -1,4 +1,4 @@
-"""The worker's side of the shared-memory path (see :mod:`pipelogic._shm`).
+"""The worker's side of the shared-memory path (see :mod:`pipelogic.shm`).
 
 :class:`SlotPool` places this incarnation's large outputs into reusable slot files;
 :class:`SlotReader` maps the slots its inputs name, and before the worker answers a tick
@@ -22,7 +22,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from pipelogic._shm import (
+from pipelogic.errors import SlotGone
+from pipelogic.shm import (
     CTL_SLOTS,
     FREE,
     GONE,
@@ -38,7 +39,6 @@ from pipelogic._shm import (
     shm_dir,
     slot_name,
 )
-from pipelogic.errors import SlotGone
 
 __all__ = ["SharedMemory", "SlotGone", "SlotPool", "SlotReader", "make_probe", "remove_probe"]
 

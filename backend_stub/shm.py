@@ -1,4 +1,4 @@
-"""The broker's side of the shared-memory path (:mod:`pipelogic._shm`): which worker
+"""The broker's side of the shared-memory path (:mod:`pipelogic.shm`): which worker
 incarnations share the broker's shared-memory directory, the slots the broker holds, and
 giving them back.
 
@@ -29,7 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipelogic._shm import (
+from pipelogic.errors import ProtocolError, SlotLost
+from pipelogic.shm import (
     CTL_SLOTS,
     FREE,
     GONE,
@@ -46,7 +47,6 @@ from pipelogic._shm import (
     shm_dir,
     slot_name,
 )
-from pipelogic.errors import ProtocolError, SlotLost
 
 __all__ = ["SlotLost", "SlotRef", "SlotRegistry"]
 
