@@ -222,7 +222,7 @@ class Broker:
                     self._run(sch.pump(now))
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
-                self.observer.sample(sch, now)
+                self.observer.sample(sch.vertices, now)
                 if sch.taps.rings:
                     sch.taps.expire(now)
                 if self.slots is not None and now >= self._next_reap:
@@ -258,7 +258,8 @@ class Broker:
 
     def status(self) -> P.StatusReply:
         sch = self.scheduler
-        st = self.observer.decorate(sch, sch.status(), time.monotonic())
+        bound = sch.settings.heartbeat_ms * sch.settings.liveness / 1000
+        st = self.observer.decorate(sch.status(), time.monotonic(), bound)
         store = self.store
         start = sch.incarnation - sch.run_start + 1 if sch.run_start else 0  # this broker's start, in this run
         broker = {

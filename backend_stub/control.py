@@ -93,7 +93,7 @@ class ControlDesk:
             if isinstance(msg, P.StatusRequest):
                 return [Action("reply", client=client, frames=P.encode(self.status()))]
             if isinstance(msg, P.Tap):
-                reply, payload = self.scheduler.taps.poll(self.scheduler, msg, now)
+                reply, payload = self.scheduler.taps.poll(self.scheduler.vertices, msg, now)
                 return [Action("reply", client=client, frames=P.encode(reply, payload))]
             if isinstance(msg, P.ConfigSet):
                 return self.scheduler.config_set(msg, client, now)

@@ -9,13 +9,12 @@ second) and :meth:`Observer.decorate` on every status request, so a one-shot
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
+from backend_stub.model import VertexState
 from pipelogic import protocol as P
-
-if TYPE_CHECKING:
-    from backend_stub.scheduler import Scheduler
+from pipelogic.pipeline import Pipeline
 
 __all__ = ["LOSS_KINDS", "Observer", "status_of"]
 
@@ -39,18 +38,19 @@ class Observer:
     checkpoint_at: dict[str, tuple[int, float]] = field(default_factory=dict)  # tick, when first seen
     _next: float = 0.0
 
-    def sample(self, sch: Scheduler, now: float) -> None:
+    def sample(self, vertices: Mapping[str, VertexState], now: float) -> None:
+        """Note each vertex's progress (at most every SAMPLE_S)."""
         if now < self._next:
             return
         self._next = now + SAMPLE_S
-        counts = {name: vs.ticks for name, vs in sch.vertices.items()}
+        counts = {name: vs.ticks for name, vs in vertices.items()}
         for name, c in counts.items():
             if self._last_counts.get(name) != c:
                 self.last_progress[name] = now
                 if name in self._last_counts:
                     self.first_progress.setdefault(name, (self.samples[-1][0], self._last_counts[name]))
         self._last_counts = counts
-        for name, vs in sch.vertices.items():
+        for name, vs in vertices.items():
             if vs.checkpoints and self.checkpoint_at.get(name, (None,))[0] != vs.checkpoints[-1]:
                 self.checkpoint_at[name] = (vs.checkpoints[-1], now)
         self.samples.append((now, counts))
@@ -74,13 +74,13 @@ class Observer:
             return None
         return (ticks - first[1]) / (last - first[0])
 
-    def decorate(self, sch: Scheduler, st: P.StatusReply, now: float) -> P.StatusReply:
+    def decorate(self, st: P.StatusReply, now: float, bound: float) -> P.StatusReply:
         """The scheduler's status with ``rate``, ``stuck_s`` and ``lost`` per vertex.
 
         A vertex is stuck when it has work (input queued or ticks in flight) and has not
-        completed a tick for longer than the liveness bound (heartbeat x liveness)."""
+        completed a tick for longer than ``bound``, the liveness bound in seconds
+        (heartbeat x liveness)."""
         rates = self.rates()
-        bound = sch.settings.heartbeat_ms * sch.settings.liveness / 1000
         vertices = []
         for v in st.vertices:
             name = v["name"]
@@ -114,11 +114,11 @@ class Observer:
         return replace(st, vertices=vertices)
 
 
-def status_of(sch: Scheduler) -> P.StatusReply:
-    """The scheduler's status: per vertex its state and counters, per stream its count."""
+def status_of(pipeline: Pipeline, states: Mapping[str, VertexState], failed: str | None, done: bool) -> P.StatusReply:
+    """A run's status: per vertex its state and counters, per stream its count."""
     vertices = []
-    for name in sch.pipeline.order:
-        vs = sch.vertices[name]
+    for name in pipeline.order:
+        vs = states[name]
         vertices.append(
             {
                 "name": name,
@@ -167,9 +167,9 @@ def status_of(sch: Scheduler) -> P.StatusReply:
                 ],
             )
     streams = []
-    for name in sch.pipeline.order:
-        vs = sch.vertices[name]
+    for name in pipeline.order:
+        vs = states[name]
         for k, consumers in enumerate(vs.consumers):
             streams.append({"from": f"{name}.{k}", "to": [f"{c}.{j}" for c, j in consumers], "count": vs.out_counts[k]})
-    state = "failed" if sch.failed else ("done" if sch.done else "running")
-    return P.StatusReply(sch.pipeline.name, state, vertices, streams, sch.failed)
+    state = "failed" if failed else ("done" if done else "running")
+    return P.StatusReply(pipeline.name, state, vertices, streams, failed)

@@ -618,7 +618,7 @@ class Scheduler:
 
     def status(self) -> P.StatusReply:
         """Every vertex's counters and state, the streams' counts, the run's state."""
-        return status_of(self)
+        return status_of(self.pipeline, self.vertices, self.failed, self.done)
 
     def buffered(self) -> int:
         """Messages held in input buffers now (not counting in-flight ticks)."""

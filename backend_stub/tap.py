@@ -10,14 +10,12 @@ the cost on the hot path is one empty-dict check per emitted batch.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from backend_stub.model import Value, VertexState
 from pipelogic import protocol as P
-
-if TYPE_CHECKING:
-    from backend_stub.model import Value
-    from backend_stub.scheduler import Scheduler
 
 __all__ = ["Taps"]
 
@@ -58,10 +56,11 @@ class Taps:
         for key in [k for k, r in self.rings.items() if now - r.last_poll > IDLE_S]:
             del self.rings[key]
 
-    def poll(self, sch: Scheduler, msg: P.Tap, now: float) -> tuple[P.Message, list[Any]]:
-        vs = sch.vertices.get(msg.vertex)
+    def poll(self, vertices: Mapping[str, VertexState], msg: P.Tap, now: float) -> tuple[P.Message, list[Any]]:
+        """Answer a tap request on one of ``vertices``' output streams."""
+        vs = vertices.get(msg.vertex)
         if vs is None or not vs.v.outputs:
-            with_outputs = ", ".join(n for n, x in sch.vertices.items() if x.v.outputs)
+            with_outputs = ", ".join(n for n, x in vertices.items() if x.v.outputs)
             what = "unknown vertex" if vs is None else "no output streams on vertex"
             return P.Refuse(f"{what} {msg.vertex!r}; vertices with outputs: {with_outputs}"), []
         if not 0 <= msg.stream < len(vs.v.outputs):

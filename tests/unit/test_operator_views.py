@@ -49,22 +49,22 @@ def test_rates_come_from_samples_half_a_second_apart_over_five_seconds():
     sch, ob = _sched(a=a), Observer()
     for i in range(30):  # 100 ticks/s for 15 s, sampled every 0.1 s: one sample per 0.5 s kept
         a.ticks = i * 10
-        ob.sample(sch, i * 0.1)
+        ob.sample(sch.vertices, i * 0.1)
     assert len(ob.samples) <= 12 and ob.rates()["a"] == pytest.approx(100)
 
 
 def test_a_busy_vertex_that_completes_nothing_past_the_liveness_bound_is_stuck():
     a = _vertex(ticks=5)
     sch, ob = _sched(a=a), Observer()
-    ob.sample(sch, 0.0)
-    ob.sample(sch, 0.5)
+    ob.sample(sch.vertices, 0.0)
+    ob.sample(sch.vertices, 0.5)
     busy = _status(_row("a", queues=(3,), ticks=5))
-    assert ob.decorate(sch, busy, 4.0).vertices[0]["stuck_s"] == 0  # within 5 s
-    assert ob.decorate(sch, busy, 7.0).vertices[0]["stuck_s"] == 7.0
+    assert ob.decorate(busy, 4.0, 5.0).vertices[0]["stuck_s"] == 0  # within 5 s
+    assert ob.decorate(busy, 7.0, 5.0).vertices[0]["stuck_s"] == 7.0
     idle = _status(_row("a", queues=(0,), ticks=5))
-    assert ob.decorate(sch, idle, 70.0).vertices[0]["stuck_s"] == 0  # nothing to do: not stuck
+    assert ob.decorate(idle, 70.0, 5.0).vertices[0]["stuck_s"] == 0  # nothing to do: not stuck
     done = _status(_row("a", queues=(3,), ticks=5), state="failed")
-    assert ob.decorate(sch, done, 70.0).vertices[0]["stuck_s"] == 0
+    assert ob.decorate(done, 70.0, 5.0).vertices[0]["stuck_s"] == 0
 
 
 def test_losses_are_gathered_and_a_finished_vertex_shows_its_mean_rate():
@@ -72,9 +72,9 @@ def test_losses_are_gathered_and_a_finished_vertex_shows_its_mean_rate():
     sch, ob = _sched(a=a), Observer()
     for i in range(8):
         a.ticks = i * 50
-        ob.sample(sch, i * 0.5)
+        ob.sample(sch.vertices, i * 0.5)
     st = _status(_row("a", state="finished", ticks=350, dropped_at_end=2, dead_lettered=3, virtual_dropped=0))
-    v = ob.decorate(sch, st, 10.0).vertices[0]
+    v = ob.decorate(st, 10.0, 5.0).vertices[0]
     assert v["lost"] == {"dropped_at_end": 2, "dead_lettered": 3}
     assert v["rate"] == pytest.approx(100)
 
@@ -82,11 +82,11 @@ def test_losses_are_gathered_and_a_finished_vertex_shows_its_mean_rate():
 def test_snapshot_age_counts_from_when_a_new_checkpoint_was_seen():
     a = _vertex(checkpoints=[10])
     sch, ob = _sched(a=a), Observer()
-    ob.sample(sch, 1.0)
+    ob.sample(sch.vertices, 1.0)
     a.checkpoints.append(20)
-    ob.sample(sch, 2.0)
-    ob.sample(sch, 3.0)
-    assert ob.decorate(sch, _status(_row("a")), 5.5).vertices[0]["snapshot_age_s"] == 3.5
+    ob.sample(sch.vertices, 2.0)
+    ob.sample(sch.vertices, 3.0)
+    assert ob.decorate(_status(_row("a")), 5.5, 5.0).vertices[0]["snapshot_age_s"] == 3.5
 
 
 def _frames(i):
@@ -104,17 +104,17 @@ def test_a_tap_sees_values_from_its_start_and_a_slow_one_is_told_what_it_missed(
         taps.offer("n", 0, first, values)
 
     emit(5)  # before any tap: not kept
-    reply, payload = taps.poll(sch, P.Tap("n", 0, -1, 100), 0.0)
+    reply, payload = taps.poll(sch.vertices, P.Tap("n", 0, -1, 100), 0.0)
     assert reply.next == 5 and payload == [] and not reply.ended
     emit(3)
-    reply, payload = taps.poll(sch, P.Tap("n", 0, reply.next, 2), 0.1)
+    reply, payload = taps.poll(sch.vertices, P.Tap("n", 0, reply.next, 2), 0.1)
     assert (reply.first, reply.next, reply.dropped, payload) == (5, 7, 0, [_frames(5)[0], _frames(6)[0]])
     emit(MAX_VALUES + 10)  # the tap falls behind: the ring keeps the newest MAX_VALUES
-    reply, payload = taps.poll(sch, P.Tap("n", 0, reply.next, 10**6), 0.2)
+    reply, payload = taps.poll(sch.vertices, P.Tap("n", 0, reply.next, 10**6), 0.2)
     assert reply.dropped == 11 and reply.first == 18 and reply.next == vs.out_counts[0]
     assert len(payload) == MAX_VALUES and len(taps.rings[("n", 0)].values) == MAX_VALUES  # trimmed next poll
     vs.finished = True
-    reply, _ = taps.poll(sch, P.Tap("n", 0, reply.next, 10), 0.3)
+    reply, _ = taps.poll(sch.vertices, P.Tap("n", 0, reply.next, 10), 0.3)
     assert reply.ended and not taps.rings[("n", 0)].values
     taps.expire(100.0)
     assert not taps.rings
@@ -122,9 +122,9 @@ def test_a_tap_sees_values_from_its_start_and_a_slow_one_is_told_what_it_missed(
 
 def test_a_tap_on_a_vertex_without_that_stream_is_refused():
     sch, taps = _sched(n=_vertex(), o=_vertex(outputs=0)), Taps()
-    assert "unknown vertex 'x'; vertices with outputs: n" in taps.poll(sch, P.Tap("x", 0, -1, 1), 0)[0].reason
-    assert "no output streams on vertex 'o'" in taps.poll(sch, P.Tap("o", 0, -1, 1), 0)[0].reason
-    assert "has 1 output stream(s), no stream 2" in taps.poll(sch, P.Tap("n", 2, -1, 1), 0)[0].reason
+    assert "unknown vertex 'x'; vertices with outputs: n" in taps.poll(sch.vertices, P.Tap("x", 0, -1, 1), 0)[0].reason
+    assert "no output streams on vertex 'o'" in taps.poll(sch.vertices, P.Tap("o", 0, -1, 1), 0)[0].reason
+    assert "has 1 output stream(s), no stream 2" in taps.poll(sch.vertices, P.Tap("n", 2, -1, 1), 0)[0].reason
 
 
 def test_yaml_positions_and_hints(tmp_path):
