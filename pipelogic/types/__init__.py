@@ -11,6 +11,9 @@ from pipelogic.errors import (
     TypeMismatch,
     TypeParseError,
 )
+
+# Before any codec is made (isort keeps it first): every codec gets its generated fast paths.
+from pipelogic.types import _fast  # noqa: F401
 from pipelogic.types._api import (
     as_type,
     create_bool,

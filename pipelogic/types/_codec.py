@@ -25,7 +25,7 @@ import math
 import operator
 import struct
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -699,15 +699,27 @@ def _compile(t: Type) -> Codec:
             except BaseException:
                 _CACHE.pop(t, None)
                 raise
-            _fast.install(named)
+            _install(named)
             return named
     if isinstance(c, (_List, _Tuple, _Record)):
-        _fast.install(c)  # generated checks, the generic codec behind them (pipelogic.types._fast)
+        _install(c)  # generated checks, the generic codec behind them (pipelogic.types._fast)
     _CACHE[t] = c
     return c
 
 
-from pipelogic.types import _fast  # noqa: E402 - it builds on the classes above
+def _no_fast_path(c: Codec) -> None:
+    pass
+
+
+# Gives a structured codec its generated fast paths: pipelogic.types._fast installs itself
+# here when it is imported (it builds on this module, so this module cannot import it).
+_install: Callable[[Codec], None] = _no_fast_path
+
+
+def set_fast_paths(install: Callable[[Codec], None]) -> None:
+    """Let ``install`` give each new structured codec its fast paths (the ``_fast`` module)."""
+    global _install
+    _install = install
 
 
 def decode_error(err: Exception, where: str = "") -> DecodeError:

@@ -221,3 +221,6 @@ def install(c: C.Codec) -> None:
 
     c.enc = first("enc")  # type: ignore[method-assign]
     c.dec = first("dec")  # type: ignore[method-assign]
+
+
+C.set_fast_paths(install)
