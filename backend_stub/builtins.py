@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from pipelogic.pipeline import Pipeline, Vertex
 from pipelogic.types import Type, codec_for
 
 __all__ = ["Sink", "Source", "make_sink", "make_source"]
+
+log = logging.getLogger("backend_stub")
 
 Value = tuple[Any, ...]
 
@@ -186,6 +189,49 @@ class Sink:
         if self.kind == "jsonl":
             return "".join(json.dumps(to_json(v), separators=(",", ":")) + "\n" for v in values).encode()
         return b"".join(msgpack.packb(to_json(v), use_bin_type=True) for v in values)
+
+    def pump(self, buf: Any, vertex: str, now: float) -> tuple[int, str | None]:
+        """Write what ``buf`` (this sink's input buffer) holds: how many values went out,
+        and why the run must fail, if it must. A file sink that cannot write (a full disk, a
+        read-only folder) holds: its values stay queued, uncounted, and backpressure stops
+        its producers until a retry (with backoff) goes through. Nothing is counted consumed
+        before it is written; the store commits it only after the file is synced."""
+        if buf.queue and self.kind == "null":  # nothing to write: no need to decode
+            n = buf.clear()
+            self.count += n
+            buf.consumed += n
+            return n, None
+        if not buf.queue or now < self.retry_at:
+            return 0, None
+        decoded = []
+        for v in buf.queue:
+            try:
+                data = msgpack.unpackb(getattr(v[0], "buffer", v[0]), raw=False, strict_map_key=True)
+                decoded.append(self.codec.dec(data, [getattr(b, "buffer", b) for b in v[1:]]))
+            except Exception as exc:  # noqa: BLE001 - a bad value fails the run, not the broker
+                return 0, f"sink {vertex}: cannot decode a value: {exc}"
+        try:
+            self.write(decoded)
+        except OSError as exc:
+            if self.path is None:  # stdout: a closed pipe does not come back
+                return 0, f"sink {vertex}: {exc}"
+            if self.hold(exc, now):
+                log.error(
+                    "sink %s: cannot write %s (%s); the pipeline waits and retries with backoff; nothing is lost",
+                    vertex,
+                    self.path,
+                    self.error,
+                )
+            return 0, None
+        buf.consumed += buf.clear()
+        if self.failures:
+            log.warning(
+                "sink %s: %s is writable again after %d failed write(s); going on",
+                vertex,
+                self.path,
+                self.writable_again(),
+            )
+        return len(decoded), None
 
     def write(self, values: list[Any]) -> None:
         """Write ``values`` whole, or raise ``OSError`` having counted none of them."""

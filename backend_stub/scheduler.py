@@ -31,8 +31,6 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from backend_stub import deadletter, replicas
 from backend_stub.admission import clean_stats, hello_refusal, welcome_fields
 from backend_stub.builtins import make_sink, make_source
@@ -477,50 +475,14 @@ class Scheduler:
             self._finish(vs)
 
     def _pump_sink(self, vs: VertexState, now: float) -> None:
-        """Write what the sink's input holds. A file sink that cannot write (a full disk, a
-        read-only folder) holds: its values stay queued, uncounted, and backpressure stops
-        its producers until a retry (with backoff) goes through. Nothing is counted consumed
-        before it is written; the store commits it only after the file is synced."""
         sink = vs.sink
         assert sink is not None
         buf = vs.inputs[0]
-        if buf.queue and sink.kind == "null":  # nothing to write: no need to decode
-            n = buf.clear()
-            sink.count += n
-            vs.ticks += n
-            buf.consumed += n
-        elif buf.queue and now >= sink.retry_at:
-            codec = sink.codec
-            decoded = []
-            for v in buf.queue:
-                try:
-                    data = msgpack.unpackb(getattr(v[0], "buffer", v[0]), raw=False, strict_map_key=True)
-                    decoded.append(codec.dec(data, [getattr(b, "buffer", b) for b in v[1:]]))
-                except Exception as exc:  # noqa: BLE001 - a bad value fails the run, not the broker
-                    self._fail(f"sink {vs.name}: cannot decode a value: {exc}")
-                    return
-            try:
-                sink.write(decoded)
-            except OSError as exc:
-                if sink.path is None:  # stdout: a closed pipe does not come back
-                    self._fail(f"sink {vs.name}: {exc}")
-                elif sink.hold(exc, now):
-                    log.error(
-                        "sink %s: cannot write %s (%s); the pipeline waits and retries with backoff; nothing is lost",
-                        vs.name,
-                        sink.path,
-                        sink.error,
-                    )
-                return
-            buf.consumed += buf.clear()
-            vs.ticks += len(decoded)
-            if sink.failures:
-                log.warning(
-                    "sink %s: %s is writable again after %d failed write(s); going on",
-                    vs.name,
-                    sink.path,
-                    sink.writable_again(),
-                )
+        written, failure = sink.pump(buf, vs.name, now)
+        if failure is not None:
+            self._fail(failure)
+            return
+        vs.ticks += written
         if buf.closed and not buf.queue:
             sink.close()
             vs.finished = True
