@@ -76,6 +76,7 @@ class ComponentSpec:
     raw: dict[str, Any] = field(default_factory=dict)
     file_slots: dict[str, FileSlot] = field(default_factory=dict)  # read and generated files
     notes: list[str] = field(default_factory=list)  # how it differs here: validate's warnings
+    cache: bool = False  # worker.cache: a cache folder kept across runs (docs/platform.md)
 
     @property
     def main(self) -> Path:
@@ -345,6 +346,7 @@ def parse_component(data: Any, file: Path) -> ComponentSpec:
         raw=data,
         file_slots=slots,
         notes=notes.items,
+        cache=worker.get("cache") is not None,
     )
 
 

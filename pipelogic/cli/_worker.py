@@ -68,8 +68,7 @@ def _cache_env(cdir: Path) -> None:
         spec = load_component(cdir)
     except PipelogicError:
         return  # the session reports it
-    worker = spec.raw.get("worker")
-    if not isinstance(worker, dict) or worker.get("cache") is None:
+    if not spec.cache:
         return
     folder = Path(os.environ.get("PIPELOGIC_CACHE_DIR") or Path(".pipelogic") / "cache" / spec.name).resolve()
     try:

@@ -219,7 +219,7 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         volume = f"{v.name}-state"
         volumes[volume] = {}
         svc["volumes"] = [*mounts, f"{volume}:/state"]
-        if isinstance(v.component.raw.get("worker"), dict) and v.component.raw["worker"].get("cache") is not None:
+        if v.component.cache:
             # worker.cache: model caches kept across runs, one volume per component.
             volumes[f"cache-{v.component.name}"] = {}
             svc["volumes"].append(f"cache-{v.component.name}:{CACHE_MOUNT}")

@@ -20,6 +20,7 @@ The broker is found at ``$PIPELOGIC_BROKER``; the component directory is
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -51,6 +52,8 @@ __all__ = [
     "virtual_in",
     "virtual_out",
 ]
+
+log = logging.getLogger("pipelogic.worker")
 
 config = Config()
 """The component's config values (see :class:`Config`)."""
@@ -104,9 +107,7 @@ def _drain_virtual_out(session: Session) -> None:
     wait_s = float(os.environ.get("PIPELOGIC_VIRTUAL_OUT_DRAIN_S", "60"))
     unclaimed = virtual_out.unclaimed()
     if unclaimed:
-        import logging
-
-        logging.getLogger("pipelogic.worker").warning(
+        log.warning(
             "vertex %s: %d virtual output item(s) were never claimed (no virtual_out.set_on_push() callback): "
             "counted as lost",
             session.vertex,
@@ -141,9 +142,7 @@ def _drain_virtual_out(session: Session) -> None:
             pass
         raise exc
     virtual_out.lost = left
-    import logging
-
-    logging.getLogger("pipelogic.worker").error("%s: counted as lost", what)
+    log.error("%s: counted as lost", what)
     session.send_stats()
 
 
@@ -199,9 +198,7 @@ def run(
         if initial_pull_request is not None:
             initial_pull_request.check_inputs(mode.n_inputs, session.vertex)
         if use_virtual_output and virtual_out._with_tag:
-            import logging
-
-            logging.getLogger("pipelogic.worker").info(
+            log.info(
                 "vertex %s: the virtual_out callback takes (item, tag): acknowledge mode; give each item back with "
                 "virtual_out.ack(tag) (at most %d unacknowledged, then the ticks wait)",
                 session.vertex,
