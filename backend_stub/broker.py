@@ -34,7 +34,7 @@ from backend_stub.bounds import (
 from backend_stub.committer import Committer
 from backend_stub.control import ControlDesk
 from backend_stub.metrics import MetricsServer
-from backend_stub.model import Action, Settings
+from backend_stub.model import Action, Reply, Send, Settings
 from backend_stub.observe import Observer
 from backend_stub.shm import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
@@ -359,7 +359,7 @@ class Broker:
         result = self.scheduler.hello(msg, now)
         if isinstance(result, P.Refuse):
             log.warning("refused a worker: %s", result.reason)
-            return [Action("reply", client=client, frames=P.encode(result))]
+            return [Reply(client, P.encode(result))]
         epoch, fields = result
         for old in [e for e in self.workers if e not in self.scheduler.by_epoch]:
             self._drop_worker(old)
@@ -399,7 +399,7 @@ class Broker:
             epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint, tick_identity=token.hex(), **fields
         )
         log.info("vertex %s connected (pid %d, epoch %d)", msg.vertex, msg.pid, epoch)
-        return [Action("reply", client=client, frames=P.encode(welcome))]
+        return [Reply(client, P.encode(welcome))]
 
     def _data(self, frames: list[Any], now: float) -> list[Action]:
         msg: P.Message | None = None
@@ -414,7 +414,7 @@ class Broker:
                     raise ProtocolError(
                         f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,}: PIPELOGIC_MAX_FRAME_BYTES)"
                     )
-            msg, payload = P.decode(frames)
+            msg, payload = P.decode(frames, P.TO_BROKER)
             if self.keys is not None:
                 epoch = getattr(msg, "epoch", None)
                 if not self._registered(user, epoch):
@@ -435,7 +435,7 @@ class Broker:
         for a in actions:
             if a.durable and self.committer is not None and not committed and not UNSAFE:
                 self.committer.held.append(a)
-            elif a.kind == "send":
+            elif isinstance(a, Send):
                 box = self.outbox.get(a.epoch)
                 if box is not None:
                     # Slots reach a worker that can map them as descriptors, any other
@@ -443,13 +443,13 @@ class Broker:
                     box.append(
                         a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames, a.epoch)
                     )
-            elif a.kind == "reply":
+            elif isinstance(a, Reply):
                 frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames)
                 try:
                     self.control.send_multipart([a.client, b"", *frames], zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass  # the client went away
-            elif a.kind == "close":
+            else:
                 self._flush_one(a.epoch)
                 self._drop_worker(a.epoch)
         # Sends go out at the end of the loop turn (or of the commit), once for all of them.

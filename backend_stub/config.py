@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from backend_stub.model import Action, VertexState
+from backend_stub.model import Action, Reply, Send, VertexState
 from pipelogic import protocol as P
 from pipelogic._yamlfile import near
 from pipelogic.component import check_config_total, check_config_value
@@ -27,7 +27,7 @@ __all__ = ["ConfigDesk"]
 
 
 def _reply(client: Any, ok: bool, version: int, applied: bool, error: str | None = None) -> Action:
-    return Action("reply", client=client, frames=P.encode(P.ConfigReply(ok, version, applied, error)), durable=True)
+    return Reply(client, P.encode(P.ConfigReply(ok, version, applied, error)), durable=True)
 
 
 def _rebind(slot: FileSlot, text: Any, base: Path) -> tuple[str, str]:
@@ -134,11 +134,11 @@ class ConfigDesk:
         vs.v.config.update(new)
         vs.config_version += 1
         wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}
-        actions = []
+        actions: list[Action] = []
         epochs = vs.epochs()  # a replicated vertex: every instance, answered once all applied it
         if epochs and not vs.finished:
             for epoch in epochs:
-                actions.append(Action("send", epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
+                actions.append(Send(epoch, P.encode(P.ConfigPush(vs.config_version, wire))))
             if msg.wait_ms > 0:
                 self.pending.append((client, vs.name, vs.config_version, now + msg.wait_ms / 1000))
                 return actions

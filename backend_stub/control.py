@@ -14,7 +14,7 @@ from typing import Any
 from backend_stub.admission import HelloLimiter
 from backend_stub.auth import KeyRing
 from backend_stub.bounds import CONTROL_MAX_BYTES, CONTROL_MAX_FRAMES, total
-from backend_stub.model import Action
+from backend_stub.model import Action, Reply
 from backend_stub.scheduler import Scheduler
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
@@ -71,42 +71,40 @@ class ControlDesk:
             frames = [f.bytes for f in frames]
         client = frames[0]
         try:
-            msg, _ = P.decode(frames[2:])
+            msg, _ = P.decode(frames[2:])  # another direction's message is refused below, with a reply
             if self.keys is not None and (why := self._not_allowed(msg, user)) is not None:
                 refuse(self.keys.name(user), f"control: {why}", now)  # counted and logged per key
-                return [Action("reply", client=client, frames=P.encode(P.Refuse(why)))]
+                return [Reply(client, P.encode(P.Refuse(why)))]
         except ProtocolError as exc:
             refuse("control", f"control: {exc}", now)
             if isinstance(exc, ProtocolVersionError):
-                return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
+                return [Reply(client, P.encode(P.Refuse(str(exc))))]
             return []
         try:
             if isinstance(msg, P.Hello):
                 if not self.hellos.allow(msg.vertex, now):
                     why = f"too many handshakes for vertex {msg.vertex} (at most {self.hellos.rate:g} a second)"
                     refuse("control", f"control: retry later: {why}", now)
-                    return [Action("reply", client=client, frames=P.encode(P.Refuse(why, P.RETRY_LATER)))]
+                    return [Reply(client, P.encode(P.Refuse(why, P.RETRY_LATER)))]
                 return self.hello(client, msg, now, user)
             if isinstance(msg, P.Heartbeat):
                 alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)
-                return [Action("reply", client=client, frames=P.encode(P.Pong(msg.epoch, alive, self.instance)))]
+                return [Reply(client, P.encode(P.Pong(msg.epoch, alive, self.instance)))]
             if isinstance(msg, P.StatusRequest):
-                return [Action("reply", client=client, frames=P.encode(self.status()))]
+                return [Reply(client, P.encode(self.status()))]
             if isinstance(msg, P.Tap):
                 reply, payload = self.scheduler.taps.poll(self.scheduler.vertices, msg, now)
-                return [Action("reply", client=client, frames=P.encode(reply, payload))]
+                return [Reply(client, P.encode(reply, payload))]
             if isinstance(msg, P.ConfigSet):
                 return self.scheduler.config_set(msg, client, now)
         except PipelogicError as exc:
             refuse("control", f"control: {msg.KIND} failed: {exc}", now)  # logged at most once per interval
-            return [Action("reply", client=client, frames=P.encode(P.Refuse(str(exc))))]
+            return [Reply(client, P.encode(P.Refuse(str(exc))))]
         except Exception as exc:  # noqa: BLE001 - no request may crash the broker; refuse() logs the traceback
             refuse("control", f"control: internal error while handling {msg.KIND}", now, bug=True)
-            return [
-                Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))
-            ]
+            return [Reply(client, P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))]
         refuse("control", f"control: {msg.KIND} is not a control request", now)
-        return [Action("reply", client=client, frames=P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
+        return [Reply(client, P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
 
     def _not_allowed(self, msg: P.Message, user: bytes | None) -> str | None:
         """With keys: why the key ``user`` may not send ``msg`` on the control socket."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from backend_stub.builtins import Sink, Source
 from pipelogic.pipeline import Pipeline, Vertex
@@ -39,21 +39,42 @@ class Settings:
         return s
 
 
-@dataclass
-class Action:
-    """What the loop must do: ``send`` frames to a worker epoch, ``close`` it, or
-    ``reply`` to a control client.
+# What the socket loop must do, as the scheduler says it. ``durable`` (on each): the action
+# acknowledges state (Applied, the end of a vertex, a stored config); a broker with a
+# recovery store carries it out only once that state is committed, so no peer ever acts on
+# something a broker restart would forget.
 
-    ``durable``: the action acknowledges state (Applied, the end of a vertex, a stored
-    config); a broker with a recovery store carries it out only once that state is
-    committed, so no peer ever acts on something a broker restart would forget."""
 
-    kind: Literal["send", "reply", "close"]
-    epoch: int = 0
-    frames: list[Any] = field(default_factory=list)
-    text: str = ""
-    client: Any = None
+@dataclass(slots=True)
+class Send:
+    """Send ``frames`` to the worker incarnation ``epoch``."""
+
+    epoch: int
+    frames: list[Any]
     durable: bool = False
+    kind: ClassVar[Literal["send"]] = "send"
+
+
+@dataclass(slots=True)
+class Reply:
+    """Answer the control client ``client`` (its routing id) with ``frames``."""
+
+    client: Any
+    frames: list[Any]
+    durable: bool = False
+    kind: ClassVar[Literal["reply"]] = "reply"
+
+
+@dataclass(slots=True)
+class CloseWorker:
+    """Close the worker incarnation ``epoch``: its tick socket goes."""
+
+    epoch: int
+    durable: bool = False
+    kind: ClassVar[Literal["close"]] = "close"
+
+
+Action = Send | Reply | CloseWorker
 
 
 @dataclass

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend_stub.forming import room, take_tick
-from backend_stub.model import Action, Inflight, Instance, Journal, Settings, Value, VertexState
+from backend_stub.model import Action, Inflight, Instance, Journal, Send, Settings, Value, VertexState
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
 
@@ -132,10 +132,10 @@ def deal(
             for v in values:
                 frames.extend(v)
         if len(layout) >= batch:
-            actions.append(Action("send", best.epoch, P.encode(P.Ticks(best.epoch, layout), frames)))
+            actions.append(Send(best.epoch, P.encode(P.Ticks(best.epoch, layout), frames)))
             del pending[best.epoch]
     for epoch, (layout, frames) in pending.items():
-        actions.append(Action("send", epoch, P.encode(P.Ticks(epoch, layout), frames)))
+        actions.append(Send(epoch, P.encode(P.Ticks(epoch, layout), frames)))
 
 
 def _next(

@@ -38,9 +38,11 @@ from backend_stub.config import ConfigDesk
 from backend_stub.forming import could_form, room, take_tick
 from backend_stub.model import (
     Action,
+    CloseWorker,
     InputBuffer,
     Instance,
     Journal,
+    Send,
     Settings,
     Value,
     VertexState,
@@ -190,7 +192,7 @@ class Scheduler:
             self._apply_lost(vs)
         else:
             self._fence(vs)
-        return [Action("close", epoch)]
+        return [CloseWorker(epoch)]
 
     def heartbeat(self, epoch: int, stats: dict[str, Any], now: float) -> bool:
         """A heartbeat from the worker's side thread; False tells it that it was fenced."""
@@ -241,7 +243,7 @@ class Scheduler:
             self._ready(vs, msg)
         elif isinstance(msg, P.Sync):
             # Results travel on the same socket ahead of the Sync, so they are applied.
-            return [Action("send", epoch, P.encode(P.Applied(epoch, vs.applied)), durable=True)]
+            return [Send(epoch, P.encode(P.Applied(epoch, vs.applied)), durable=True)]
         elif isinstance(msg, P.Checkpoint):
             if msg.tick <= vs.applied and (not vs.checkpoints or msg.tick > vs.checkpoints[-1]):
                 vs.checkpoints.append(msg.tick)
@@ -269,7 +271,7 @@ class Scheduler:
             self.by_epoch.pop(epoch, None)
             vs.goodbye = True
             vs.epoch = None
-            return [Action("close", epoch), *self.pump(now)]
+            return [CloseWorker(epoch), *self.pump(now)]
         else:
             raise ProtocolError(f"unexpected {msg.KIND} on the data socket")
         return self.pump(now)
@@ -299,7 +301,7 @@ class Scheduler:
             self.by_epoch.pop(inst.epoch, None)
             replicas.release(vs, inst.epoch, self.settings.redelivery)
             self._apply_lost(vs)
-            return [Action("close", inst.epoch), *self.pump(now)]
+            return [CloseWorker(inst.epoch), *self.pump(now)]
         raise ProtocolError(f"vertex {vs.name}: unexpected {msg.KIND} from an instance of a replicated vertex")
 
     def _ready(self, vs: VertexState, msg: P.Ready) -> None:
@@ -457,7 +459,7 @@ class Scheduler:
             self._close_instances(vs, actions)
         if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
             vs.closed_epoch = vs.epoch
-            actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
+            actions.append(Send(vs.epoch, P.encode(P.Close("finished")), durable=True))
 
     def _pump_source(self, vs: VertexState, now: float) -> None:
         assert vs.source is not None
@@ -493,7 +495,7 @@ class Scheduler:
         for i in vs.instances.values():
             if i.ready and not i.closed:
                 i.closed = True
-                actions.append(Action("send", i.epoch, P.encode(P.Close("finished")), durable=True))
+                actions.append(Send(i.epoch, P.encode(P.Close("finished")), durable=True))
 
     def _pump_replicated(self, vs: VertexState, actions: list[Action]) -> None:
         replicas.deal(vs, self.vertices, self.settings, self.journal, actions)
@@ -558,15 +560,15 @@ class Scheduler:
                 for v in values:
                     frames.extend(v)
             if len(layout) >= batch:
-                actions.append(Action("send", vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
+                actions.append(Send(vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
                 layout, frames = [], []
         if layout:
-            actions.append(Action("send", vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
+            actions.append(Send(vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
         if vs.finished:
             # A worker that (re)connected after the end: once it has caught up, stop it.
             if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:
                 vs.closed_epoch = vs.epoch
-                actions.append(Action("send", vs.epoch, P.encode(P.Close("finished")), durable=True))
+                actions.append(Send(vs.epoch, P.encode(P.Close("finished")), durable=True))
             return
         if (
             vs.applied == vs.next_tick
@@ -590,7 +592,7 @@ class Scheduler:
         # Not to a worker already told to stop: it may be gone, and a send to it would
         # only wait for nobody.
         return [
-            Action("send", e, P.encode(P.Close(reason)))
+            Send(e, P.encode(P.Close(reason)))
             for e, vs in list(self.by_epoch.items())
             if vs.closed_epoch != e and not (e in vs.instances and vs.instances[e].closed)
         ]

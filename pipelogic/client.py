@@ -28,7 +28,7 @@ class BrokerClient:
         frames = transport.request(transport.shared_context(), self.address, P.encode(msg), t)
         if frames is None:
             raise BrokerUnavailable(f"no answer from the broker at {self.address} within {t:g} s")
-        reply, payload = P.decode(frames)
+        reply, payload = P.decode(frames, P.REPLY)
         if isinstance(reply, P.Refuse):
             raise ProtocolError(f"the broker refused the request: {reply.reason}")
         return reply, payload

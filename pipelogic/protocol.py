@@ -37,10 +37,16 @@ from pipelogic.errors import ProtocolError, ProtocolVersionError
 from pipelogic.types._pack import pack
 
 __all__ = [
+    "DIRECTIONS",
     "MAX_FRAMES",
     "MAX_HEADER_BYTES",
+    "ONE_INSTANCE",
     "PROTOCOL_VERSION",
+    "REPLY",
+    "REQUEST",
     "RETRY_LATER",
+    "TO_BROKER",
+    "TO_WORKER",
     "Applied",
     "Checkpoint",
     "Close",
@@ -493,15 +499,37 @@ def decode_header(frame: Any) -> Message:
     return cls(**kwargs)
 
 
-def decode(frames: Sequence[Any]) -> tuple[Message, list[Any]]:
+# The directions a message travels in, each on its own sockets (docs/protocol.md). A receiver
+# decodes with the direction it expects: a message of another direction is a ProtocolError,
+# however well formed. (A heartbeat goes both on the control socket, from the worker's
+# heartbeat thread, and on the data socket, with the final counters.)
+REQUEST = "control request"  # client -> broker, control socket
+REPLY = "control reply"  # broker -> client, control socket
+TO_WORKER = "broker to worker"  # a worker's tick socket
+TO_BROKER = "worker to broker"  # the broker's result socket
+DIRECTIONS: dict[str, frozenset[str]] = {
+    REQUEST: frozenset({"hello", "status_request", "tap", "config_set", "heartbeat"}),
+    REPLY: frozenset({"welcome", "refuse", "status_reply", "tap_reply", "config_reply", "pong"}),
+    TO_WORKER: frozenset({"ticks", "config_push", "close", "applied"}),
+    TO_BROKER: frozenset(
+        {"ready", "results", "heartbeat", "config_applied", "failed", "finished", "sync", "checkpoint", "goodbye"}
+    ),
+}
+
+
+def decode(frames: Sequence[Any], expect: str | None = None) -> tuple[Message, list[Any]]:
     """Decode a whole message: returns the message and its payload frames (unchecked
-    against the layout; see :func:`split_values`)."""
+    against the layout; see :func:`split_values`). ``expect``: the direction the receiver
+    takes messages in (``REQUEST``, ``REPLY``, ``TO_WORKER``, ``TO_BROKER``); a message of
+    another one is refused."""
     if not frames:
         raise ProtocolError("empty message")
     if len(frames) > MAX_FRAMES:
         raise ProtocolError(f"{len(frames)} frames exceed {MAX_FRAMES}")
     head = frames[0]
     msg = decode_header(getattr(head, "buffer", head))
+    if expect is not None and msg.KIND not in DIRECTIONS[expect]:
+        raise ProtocolError(f"{msg.KIND} is not a {expect} message")
     payload = list(frames[1:])
     if payload and not msg.HAS_PAYLOAD:
         raise ProtocolError(f"{msg.KIND}: unexpected {len(payload)} payload frame(s)")

@@ -48,6 +48,6 @@ def deliver(actions: Iterable[Any], workers: Mapping[int, FakeWorker]) -> None:
     """Hand each ``send`` action to the worker of its epoch (actions for others are dropped,
     as a fenced or dead worker's would be)."""
     for a in actions:
-        w = workers.get(a.epoch)
-        if a.kind == "send" and w is not None:
+        w = workers.get(a.epoch) if a.kind == "send" else None
+        if w is not None:
             w.take(a)

@@ -120,7 +120,7 @@ def handshake(
                 raise
             frames = None
         if frames is not None:
-            msg, _ = P.decode(frames)
+            msg, _ = P.decode(frames, P.REPLY)
             if not (isinstance(msg, P.Refuse) and msg.code == P.RETRY_LATER):
                 return msg
             started = time.monotonic()  # busy: back off below, like a refused connection
@@ -195,7 +195,7 @@ class BrokerLink:
             try:
                 # Try first: when ticks are flowing, one is usually waiting, and a poll costs
                 # more than the receive.
-                return P.decode(recv(self.ticks, NOBLOCK))
+                return P.decode(recv(self.ticks, NOBLOCK), P.TO_WORKER)
             except zmq.Again:
                 if waited or timeout_ms == 0 or not self.ticks.poll(timeout_ms):
                     return None
@@ -216,7 +216,7 @@ class BrokerLink:
                 while sock.poll(0):
                     frames = sock.recv_multipart()
                     try:
-                        msg, _ = P.decode(frames[1:])
+                        msg, _ = P.decode(frames[1:], P.REPLY)
                     except ProtocolError:
                         continue
                     if not isinstance(msg, P.Pong) or self.lost is not None:

@@ -135,13 +135,12 @@ def test_forged_failures_readies_and_versions_are_refused_and_counted(tmp_path, 
         forged.append(P.encode(P.Ready(epoch, [], None, 0)))
         forged.append([msgpack.packb([True, "goodbye", {"epoch": epoch}])])
         _send_data(pid, endpoint, forged)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def counted() -> dict | None:
             refused = BrokerClient(endpoint).status().broker.get("refused") or {}
-            if refused.get("d", 0) >= 51 and refused.get("unknown", 0) >= 1:
-                break
-            time.sleep(0.05)
-        seen.update(refused)
+            return refused if refused.get("d", 0) >= 51 and refused.get("unknown", 0) >= 1 else None
+
+        seen.update(wait_until(counted, 10, "the broker to count the forged messages"))
 
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
     assert seen.get("d", 0) >= 51 and seen.get("unknown", 0) >= 1, seen

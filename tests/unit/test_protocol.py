@@ -118,3 +118,16 @@ def test_fast_encoders_match_encode(stats):
     assert P.encode_ticks(5, [], []) == P.encode(P.Ticks(5, []))
     msg, frames = P.decode(P.encode_results(5, layout, stats, payload))
     assert msg == P.Results(5, layout, stats) and frames == payload
+
+
+def test_a_receiver_decodes_with_the_direction_it_expects():
+    hello = P.encode(P.Hello("v", "i", 1, [], 1, 1))
+    assert isinstance(P.decode(hello, P.REQUEST)[0], P.Hello)
+    with pytest.raises(ProtocolError, match="hello is not a worker to broker message"):
+        P.decode(hello, P.TO_BROKER)
+    beat = P.encode(P.Heartbeat(3, {}))  # both on the control socket and on the data socket
+    assert P.decode(beat, P.REQUEST)[0] == P.decode(beat, P.TO_BROKER)[0]
+    with pytest.raises(ProtocolError, match="ticks is not a control reply message"):
+        P.decode(P.encode_ticks(3, [], []), P.REPLY)
+    every = set().union(*P.DIRECTIONS.values())
+    assert every == set(P._REGISTRY)  # each kind has its direction(s)
