@@ -66,6 +66,17 @@ class Source:
         self._base = self.produced
         self._start = None
 
+    def pump(self, room: int, now: float) -> tuple[list[Value], str | None]:
+        """The values to emit now: at most ``room`` (what the consumers take) and what the
+        rate allows; and why the run must fail, if a value cannot be made."""
+        n = min(room, self.allowance(now))
+        if n <= 0:
+            return [], None
+        try:
+            return self.take(n), None
+        except PipelogicError as exc:
+            return [], str(exc)
+
     def take(self, n: int) -> list[Value]:
         out: list[Value] = []
         for _ in range(n):

@@ -52,7 +52,7 @@ from backend_stub.refusals import Refusals
 from backend_stub.results import apply_results
 from backend_stub.tap import Taps
 from pipelogic import protocol as P
-from pipelogic.errors import PipelogicError, ProtocolError, PullRequestError
+from pipelogic.errors import ProtocolError, PullRequestError
 from pipelogic.pipeline import Pipeline
 from pipelogic.types import InputsPullRequest
 
@@ -463,16 +463,13 @@ class Scheduler:
 
     def _pump_source(self, vs: VertexState, now: float) -> None:
         assert vs.source is not None
-        n = min(room(self.vertices, self.settings, vs, 0), vs.source.allowance(now), self.settings.credit)
-        if n > 0:
-            try:
-                values = vs.source.take(n)
-            except PipelogicError as exc:
-                self._fail(str(exc))
-                return
-            if values:
-                vs.ticks += len(values)
-                self._emit(vs, 0, values)
+        values, failure = vs.source.pump(min(room(self.vertices, self.settings, vs, 0), self.settings.credit), now)
+        if failure is not None:
+            self._fail(failure)
+            return
+        if values:
+            vs.ticks += len(values)
+            self._emit(vs, 0, values)
         if vs.source.exhausted:
             self._finish(vs)
 
