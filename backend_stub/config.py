@@ -79,19 +79,17 @@ class ConfigDesk:
                 )
             ]
         schema = vs.v.component.config_schema
+        version = vs.config_version
+
+        def refused(why: str) -> list[Action]:
+            return [_reply(client, False, version, False, f"vertex {vs.name}: {why}")]
+
         new: dict[str, Any] = {}
         for k, text in msg.values.items():
             if k not in schema:
-                return [
-                    _reply(
-                        client,
-                        False,
-                        vs.config_version,
-                        False,
-                        f"vertex {vs.name}: {k!r} is not in config_schema{near(k, schema)} "
-                        f"(declared: {', '.join(schema) or 'none'})",
-                    )
-                ]
+                return refused(
+                    f"{k!r} is not in config_schema{near(k, schema)} (declared: {', '.join(schema) or 'none'})"
+                )
             slot = schema[k].slot
             if not schema[k].mutable:
                 where = (
@@ -100,37 +98,22 @@ class ConfigDesk:
                     if slot is not None
                     else "not mutable (mutable: false in config_schema)"
                 )
-                return [
-                    _reply(
-                        client,
-                        False,
-                        vs.config_version,
-                        False,
-                        f"vertex {vs.name}: {k} is {where}; it is fixed for the run: change it in "
-                        "pipeline.yml and start a new run",
-                    )
-                ]
+                return refused(
+                    f"{k} is {where}; it is fixed for the run: change it in pipeline.yml and start a new run"
+                )
             if slot is not None:
                 value, error = _rebind(slot, text, base or Path.cwd())
                 if error:
-                    return [_reply(client, False, vs.config_version, False, f"vertex {vs.name}: {k}: {error}")]
+                    return refused(f"{k}: {error}")
                 new[k] = value
                 continue
             try:
                 new[k] = check_config_value(schema[k], text)
             except PipelogicError as exc:
-                return [
-                    _reply(
-                        client,
-                        False,
-                        vs.config_version,
-                        False,
-                        f"vertex {vs.name}: {k}: declared type {schema[k].type_text}, value {preview(text)}: {exc}",
-                    )
-                ]
+                return refused(f"{k}: declared type {schema[k].type_text}, value {preview(text)}: {exc}")
         too_large = check_config_total(schema, {**vs.v.config, **new})
         if too_large:  # refused before it is kept: what is persisted must reach the workers
-            return [_reply(client, False, vs.config_version, False, f"vertex {vs.name}: {too_large}")]
+            return refused(too_large)
         vs.v.config.update(new)
         vs.config_version += 1
         wire = {k: encode(v, schema[k].type)[0] for k, v in new.items()}

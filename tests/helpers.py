@@ -22,6 +22,29 @@ def run_up(tmp_path: Path, pipeline: str, env: dict, *extra: str) -> subprocess.
     )
 
 
+def up_file(pipeline: Path, env: dict, *flags: str) -> subprocess.CompletedProcess:
+    """`pipelogic up` on an existing pipeline file (random port, bounded time, no progress)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelogic",
+            "up",
+            str(pipeline),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-progress",
+            "--timeout",
+            "90",
+            *flags,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 class BrokerProc:
     """A standalone broker process (``python -m backend_stub``) on a random port. Its
     stderr (where a standalone broker says ``PIPELOGIC_BROKER=...`` and logs) is read on

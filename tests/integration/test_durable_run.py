@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chaos_reference import COMPONENTS, fold_counter, up_process
+from helpers import up_file as up
 from helpers import wait_until
 
 from pipelogic import _faults
@@ -92,28 +93,6 @@ def describe_process(pid: int) -> str:
     except (OSError, StopIteration) as exc:
         return f"{pid}: {exc}"
     return f"{pid}: {state} wchan={wchan} cmd={cmd}"
-
-
-def up(pipeline: Path, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelogic",
-            "up",
-            str(pipeline),
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--no-progress",
-            "--timeout",
-            "90",
-            *flags,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 # -- crash points on the broker's commit path ----------------------------------------------------

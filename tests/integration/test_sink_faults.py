@@ -8,13 +8,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from chaos_reference import COMPONENTS, fold_counter, up_process
-from helpers import wait_until
+from helpers import up_file, wait_until
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
@@ -125,26 +124,7 @@ def test_giving_up_on_a_full_sink_and_running_again_finishes_exactly(tmp_path, s
     assert code != 0 and "the run is kept" in run.output, run.output
     assert "Traceback" not in run.output and "BLOCKED" in run.output, run.output
     filler.unlink()
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelogic",
-            "up",
-            str(pipeline),
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--no-progress",
-            "--timeout",
-            "90",
-            "--state-dir",
-            str(state),
-        ],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = up_file(pipeline, cli_env, "--state-dir", str(state))
     said = again.stdout + again.stderr
     assert again.returncode == 0, said
     assert "resuming run" in said
@@ -157,26 +137,7 @@ def test_injected_sink_write_failures_are_held_and_retried(tmp_path, cli_env):
     n = 4000
     out = tmp_path / "out.jsonl"
     pipeline = write_pipeline(tmp_path, n, out, rate=4000)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelogic",
-            "up",
-            str(pipeline),
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--no-progress",
-            "--timeout",
-            "90",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
-        env=dict(cli_env, PIPELOGIC_FAIL_AT="sink:5x10"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = up_file(pipeline, dict(cli_env, PIPELOGIC_FAIL_AT="sink:5x10"), "--state-dir", str(tmp_path / "state"))
     said = done.stdout + done.stderr
     assert done.returncode == 0, said
     assert said.count("cannot write") == 1 and "writable again after 10 failed write(s)" in said, said
