@@ -278,17 +278,20 @@ class Broker:
         """Read and drop what was sent to a tick socket (workers only receive there), counted
         as refused from that vertex's tick port; at most one message per peer waits there."""
         for epoch, (sock, _token) in self.workers.items():
-            for _ in range(_MAX_DRAIN):
-                try:
-                    sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                vs = self.scheduler.by_epoch.get(epoch)
-                self.scheduler.refusals.refuse(
-                    f"tick port of {vs.name if vs is not None else epoch}",
-                    "a message sent to a tick socket (only the broker sends there)",
-                    now,
-                )
+            self._drop_strays_of(epoch, sock, now)
+
+    def _drop_strays_of(self, epoch: int, sock: ZSocket, now: float) -> None:
+        for _ in range(_MAX_DRAIN):
+            try:
+                sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            vs = self.scheduler.by_epoch.get(epoch)
+            self.scheduler.refusals.refuse(
+                f"tick port of {vs.name if vs is not None else epoch}",
+                "a message sent to a tick socket (only the broker sends there)",
+                now,
+            )
 
     def _drain(self, sock: ZSocket, handle: Any, now: float, how: str) -> None:
         """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
@@ -486,6 +489,8 @@ class Broker:
             self.keys.forget_tick_socket(epoch)
             self.auth.credentials_providers.pop(worker_domain(epoch), None)
         if entry is not None:
+            # What a stranger sent since the last periodic check is counted, not lost unseen.
+            self._drop_strays_of(epoch, entry[0], time.monotonic())
             entry[0].close(0)
 
     def _shutdown(self) -> None:
