@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import timeit
+from typing import Any
 
 import msgpack
 
@@ -12,7 +13,7 @@ import pipelogic.cv  # noqa: F401 - decoded Images become cv classes, as in a wo
 from pipelogic.types import create_type, decode_frame, encode_frame
 
 SMALL_T = create_type("{id: Int64, label: String, score: Double, box: (Double, Double, Double, Double)}")
-SMALL = {"id": 42, "label": "person", "score": 0.93, "box": (10.0, 20.0, 30.0, 40.0)}
+SMALL: dict[str, Any] = {"id": 42, "label": "person", "score": 0.93, "box": (10.0, 20.0, 30.0, 40.0)}
 IMAGE_T = create_type("Image")
 IMAGE = {"width": 1920, "height": 1080, "format": "BGR", "data": bytearray(1920 * 1080 * 3)}
 

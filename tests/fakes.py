@@ -51,3 +51,17 @@ def deliver(actions: Iterable[Any], workers: Mapping[int, FakeWorker]) -> None:
         w = workers.get(a.epoch) if a.kind == "send" else None
         if w is not None:
             w.take(a)
+
+
+def accept(s: Any, hello: P.Hello, now: float = 0.0) -> int:
+    """The epoch the scheduler ``s`` gives a worker that says ``hello`` (fails on a Refuse)."""
+    got = s.hello(hello, now)
+    assert not isinstance(got, P.Refuse), got
+    return int(got[0])
+
+
+def sink_values(s: Any, name: str = "out") -> list[Any]:
+    """What the built-in sink vertex ``name`` of the scheduler ``s`` has taken so far."""
+    sink = s.vertices[name].sink
+    assert sink is not None, f"{name} is not a built-in sink"
+    return list(sink.values)

@@ -68,7 +68,9 @@ class BrokerProc:
             if line.startswith("PIPELOGIC_BROKER="):
                 self.endpoint = line.strip().split("=", 1)[1]
                 break
-        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        stderr = self.proc.stderr
+        assert stderr is not None
+        self._reader = threading.Thread(target=lambda: self.lines.extend(stderr), daemon=True)
         self._reader.start()
         assert self.endpoint, "".join(self.lines)
 
@@ -134,3 +136,27 @@ def reap(procs: list, broker: "BrokerProc | None" = None) -> None:
                 stream.close()
     if broker is not None:
         broker.stop(kill=True)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url: str) -> dict:
+    """A Prometheus endpoint's samples: {(name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerlib import COMPOSE, PREFIX, ROOT, Project
 
 from pipelogic.containers._images import LOCAL_BASE, RUNTIME_IMAGE, build_runtime_image
 from pipelogic.errors import ContainerError
+from tests.docker.dockerlib import COMPOSE, PREFIX, ROOT, Project
 
 
 def _unavailable(reason: str) -> None:

@@ -11,7 +11,8 @@ import shutil
 import textwrap
 
 import yaml
-from dockerlib import (
+
+from tests.docker.dockerlib import (
     CHAOS,
     compose_for,
     copy_examples,

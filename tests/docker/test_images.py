@@ -7,9 +7,9 @@ import sys
 import textwrap
 
 import pytest
-from dockerlib import compose_for, lines
 
 from pipelogic.containers._images import build_runtime_image
+from tests.docker.dockerlib import compose_for, lines
 
 
 def test_runtime_image_is_non_root_small_and_health_checked(engine, runtime_image):

@@ -10,7 +10,8 @@ import subprocess
 import uuid
 
 import pytest
-from dockerlib import PREFIX, compose_for, copy_examples, hello_reference, lines, wait_for
+
+from tests.docker.dockerlib import PREFIX, compose_for, copy_examples, hello_reference, lines, wait_for
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,8 @@ import re
 import time
 
 import yaml
-from dockerlib import (
+
+from tests.docker.dockerlib import (
     compose_for,
     counter_fold,
     lines,

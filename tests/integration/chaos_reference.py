@@ -8,6 +8,7 @@ import importlib.util
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,7 +101,9 @@ def up_process(pipeline: Path, env: dict[str, str], *flags: str) -> Iterator[UpR
                 run.endpoint = line.split(" broker at ")[1].split(",")[0].strip()
                 break
         assert run.endpoint, "pipelogic up did not report its broker:\n" + run.output
-        reader = threading.Thread(target=lambda: run.lines.extend(proc.stdout), daemon=True)
+        out = proc.stdout
+        assert out is not None
+        reader = threading.Thread(target=lambda: run.lines.extend(out), daemon=True)
         reader.start()
         yield run
     finally:
@@ -139,3 +142,16 @@ def final_states(state: Path) -> dict[str, Any]:
         snap = SnapshotStore(state / name, name).load()
         states[name] = unpack_state(snap.state) if snap is not None else None
     return states
+
+
+def verdict(got: list[int], want: list[int]) -> str:
+    """Kafka-style one-line verdict: ALL-RECORDS-DELIVERED or what went wrong."""
+    if got == want:
+        return "ALL-RECORDS-DELIVERED"
+    g, w = Counter(got), Counter(want)
+    missing = sum((w - g).values())
+    extra = sum((g - w).values())
+    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    return (
+        f"missing={missing} unexpected-or-duplicate={extra} first-divergence-at={first} got={len(got)} want={len(want)}"
+    )

@@ -19,11 +19,10 @@ import threading
 import time
 
 import pytest
-from chaos_reference import chaos_pipeline, final_states, fold_pipeline, up_process
-from test_chaos import verdict
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
+from tests.integration.chaos_reference import chaos_pipeline, final_states, fold_pipeline, up_process, verdict
 
 N = 100_000
 MIN_KILLS = 10

@@ -17,36 +17,24 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
 
 import pytest
-from chaos_reference import (
+
+from pipelogic.client import BrokerClient
+from pipelogic.errors import PipelogicError
+from pipelogic.protocol import StatusReply
+from tests.integration.chaos_reference import (
     COMPONENTS,
     chaos_pipeline,
     final_states,
     fold_counter,
     fold_pipeline,
     up_process,
+    verdict,
 )
-
-from pipelogic.client import BrokerClient
-from pipelogic.errors import PipelogicError
 
 N = 100_000
 MIN_KILLS = 20
-
-
-def verdict(got: list[int], want: list[int]) -> str:
-    """Kafka-style one-line verdict: ALL-RECORDS-DELIVERED or what went wrong."""
-    if got == want:
-        return "ALL-RECORDS-DELIVERED"
-    g, w = Counter(got), Counter(want)
-    missing = sum((w - g).values())
-    extra = sum((g - w).values())
-    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-    return (
-        f"missing={missing} unexpected-or-duplicate={extra} first-divergence-at={first} got={len(got)} want={len(want)}"
-    )
 
 
 class Nemesis(threading.Thread):
@@ -59,7 +47,7 @@ class Nemesis(threading.Thread):
         self.target = kills
         self.log: list[tuple[float, str, int]] = []
         self.stop = threading.Event()
-        self.last_status = None
+        self.last_status: StatusReply | None = None
 
     def run(self) -> None:
         t0 = time.monotonic()

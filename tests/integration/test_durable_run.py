@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_reference import COMPONENTS, fold_counter, up_process
-from helpers import up_file as up
-from helpers import wait_until
 
 from pipelogic import _faults
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
 from pipelogic.state import SnapshotStore, unpack_state
+from tests.helpers import up_file as up
+from tests.helpers import wait_until
+from tests.integration.chaos_reference import COMPONENTS, fold_counter, up_process
 
 
 def write_pipeline(tmp_path: Path, n: int, rate: int | None = None, snapshot: str = "200 ticks or 0.2 s") -> Path:

@@ -4,6 +4,7 @@ exact (the rest of issue 14, authentication and fuzzing, is still open)."""
 import json
 import textwrap
 import time
+from typing import Any
 
 import msgpack
 import zmq
@@ -107,7 +108,7 @@ def test_a_deeply_nested_config_value_is_refused_not_fatal(tmp_path, cli_env):
 def _send_data(broker_pid: int, control: str, messages: list[list[bytes]]) -> None:
     """Send messages to every data port of the broker, as a stranger would find them."""
     control_port = int(control.rsplit(":", 1)[1])
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     for port in listening_ports(broker_pid):
         if port == control_port:
             continue
@@ -137,7 +138,7 @@ def test_forged_failures_readies_and_versions_are_refused_and_counted(tmp_path, 
         _send_data(pid, endpoint, forged)
 
         def counted() -> dict | None:
-            refused = BrokerClient(endpoint).status().broker.get("refused") or {}
+            refused = (BrokerClient(endpoint).status().broker or {}).get("refused") or {}
             return refused if refused.get("d", 0) >= 51 and refused.get("unknown", 0) >= 1 else None
 
         seen.update(wait_until(counted, 10, "the broker to count the forged messages"))
@@ -233,7 +234,7 @@ def _settled_rss_kb(pid: int, endpoint: str, refused_before: dict, key: str) -> 
     """The broker's RSS once it counted the probe's message as refused under ``key``."""
     client = BrokerClient(endpoint)
     wait_until(
-        lambda: client.status().broker["refused"].get(key, 0) > refused_before.get(key, 0),
+        lambda: (client.status().broker or {})["refused"].get(key, 0) > refused_before.get(key, 0),
         30,
         f"the broker to refuse the message (as {key})",
     )

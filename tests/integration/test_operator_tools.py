@@ -7,12 +7,9 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.helpers import BrokerProc, run_up, wait_until
+from tests.helpers import BrokerProc, free_port, run_up, scrape, wait_until
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +28,6 @@ def start_worker(component: Path, vertex: str, endpoint: str, env: dict) -> subp
         stderr=subprocess.DEVNULL,
         env=dict(env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=vertex),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_tap_prints_live_values_as_json_lines_without_changing_the_run(tmp_path, cli_env):
@@ -134,16 +125,6 @@ def test_a_tap_that_falls_behind_loses_and_counts_but_never_slows_the_pipeline(t
         assert cursor == 100000 and seen + dropped == 100000 - start  # each value shown or counted
     finally:
         broker.stop()
-
-
-def scrape(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):

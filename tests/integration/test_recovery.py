@@ -18,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaos_reference import COMPONENTS, fold_counter
 
 from pipelogic import _faults
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.state import SnapshotStore, unpack_state
 from pipelogic.testing import run_pipeline
 from tests.helpers import wait_until
+from tests.integration.chaos_reference import COMPONENTS, fold_counter
 
 COUNTER = COMPONENTS / "counter"
 N = 2000

@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_reference import COMPONENTS, up_process
-from helpers import BrokerProc, reap, wait_until
-from test_chaos import verdict
-from test_operator_tools import free_port, scrape
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
+from tests.helpers import BrokerProc, free_port, reap, scrape, wait_until
+from tests.integration.chaos_reference import COMPONENTS, up_process, verdict
 
 SLEEPER = COMPONENTS / "sleeper"
 N = 20_000

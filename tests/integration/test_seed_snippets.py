@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from helpers import run_up
+
+from tests.helpers import run_up
 
 DOUBLE = """
 from pipelogic.worker import run

@@ -24,12 +24,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from chaos_reference import COMPONENTS, up_process
-from helpers import BrokerProc, reap, wait_until
-from test_chaos import verdict
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
+from tests.helpers import BrokerProc, reap, wait_until
+from tests.integration.chaos_reference import COMPONENTS, up_process, verdict
 
 BLOBS = COMPONENTS / "blobs"
 DIGEST = COMPONENTS / "digest"
@@ -100,7 +99,7 @@ def worker(component: Path, vertex: str, endpoint: str, env: dict, **extra: str)
 
 def shm_status(client: BrokerClient) -> dict | None:
     try:
-        return client.status().broker.get("shm")
+        return (client.status().broker or {}).get("shm")
     except PipelogicError:
         return None
 

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chaos_reference import COMPONENTS, fold_counter, up_process
-from helpers import up_file, wait_until
 
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
 from pipelogic.state import SnapshotStore, unpack_state
+from tests.helpers import up_file, wait_until
+from tests.integration.chaos_reference import COMPONENTS, fold_counter, up_process
 
 
 def write_pipeline(folder: Path, n: int, sink_path: Path, rate: int | None = None) -> Path:

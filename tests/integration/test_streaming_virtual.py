@@ -2,11 +2,10 @@
 
 import json
 
-from helpers import run_up
-
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.testing import run_component, run_pipeline
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift
+from tests.helpers import run_up
 
 S = StreamPullShift.from_fixed
 

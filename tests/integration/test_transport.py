@@ -4,9 +4,9 @@ cannot finish at once (libzmq's I/O thread may sit in a DNS lookup; see transpor
 from __future__ import annotations
 
 import zmq
-from helpers import wait_until
 
 from pipelogic import transport
+from tests.helpers import wait_until
 
 
 def test_term_of_a_context_with_its_sockets_closed_finishes_at_once():

@@ -29,8 +29,8 @@ from hypothesis.stateful import (
 from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
 from pipelogic.errors import DefinitionError, ProtocolError
-from pipelogic.pipeline import apply_scale, parse_pipeline, parse_scale
-from tests.fakes import FakeWorker, deliver
+from pipelogic.pipeline import Pipeline, apply_scale, parse_pipeline, parse_scale
+from tests.fakes import FakeWorker, accept, deliver, sink_values
 
 M = 50
 REFERENCE = [3 * x for x in range(M)]
@@ -58,10 +58,11 @@ def comp(component):
 
 
 class ReplicaModel(RuleBasedStateMachine):
-    pipeline = None  # set by the test
+    pipeline: Pipeline | None = None  # set by the test
 
     def __init__(self) -> None:
         super().__init__()
+        assert self.pipeline is not None
         self.s = Scheduler(self.pipeline, Settings(credit=CREDIT, batch=2, buffer_capacity=6))
         self.live: dict[int, FakeWorker] = {}
         self.dead: list[FakeWorker] = []
@@ -76,7 +77,7 @@ class ReplicaModel(RuleBasedStateMachine):
 
     def connect(self, name: str) -> None:
         replaced = [e for e, i in self.live.items() if i.name == name]
-        epoch, _ = self.s.hello(P.Hello("c", name, 1, [], 1, 1), 0.0)
+        epoch = accept(self.s, P.Hello("c", name, 1, [], 1, 1))
         for e in replaced:  # the same instance id: a restart; the old epoch is fenced
             self.dead.append(self.live.pop(e))
         self.live[epoch] = FakeWorker(epoch, name)
@@ -113,10 +114,10 @@ class ReplicaModel(RuleBasedStateMachine):
     @rule()
     def zombie_sends(self) -> None:
         z = next(i for i in self.dead if i.inbox)
-        before = list(self.s.vertices["out"].sink.values)
+        before = list(sink_values(self.s))
         tick, x = z.inbox.pop(0)
         self.s.on_message(P.Results(z.epoch, [[tick, [[0]], None]]), [msgpack.packb(3 * x)], 0.0)
-        assert self.s.vertices["out"].sink.values == before
+        assert sink_values(self.s) == before
 
     @rule()
     def pump(self) -> None:
@@ -124,7 +125,7 @@ class ReplicaModel(RuleBasedStateMachine):
 
     @invariant()
     def sink_is_a_prefix_of_the_reference(self) -> None:
-        got = self.s.vertices["out"].sink.values
+        got = sink_values(self.s)
         assert got == REFERENCE[: len(got)], got
 
     @invariant()
@@ -148,7 +149,7 @@ class ReplicaModel(RuleBasedStateMachine):
                     self.live.pop(inst.epoch)
             self.pump()
         assert self.s.done, self.s.status()
-        assert self.s.vertices["out"].sink.values == REFERENCE
+        assert sink_values(self.s) == REFERENCE
         assert self.s.vertices["c"].duplicates == 0
 
     def answer_all(self, inst: FakeWorker) -> None:
@@ -204,7 +205,7 @@ def test_ticks_spread_over_instances_each_within_its_credit(tmp_path, comp):
         ts = got[e]
         more = s.on_message(P.Results(e, [[t, [[0]], None] for t in ts]), [msgpack.packb(t) for t in ts], 0.0)
         assert ticks_to(more, e)  # new ticks for it
-    assert s.vertices["out"].sink.values == []  # tick 0 is a's, still owed
+    assert sink_values(s) == []  # tick 0 is a's, still owed
     vs = s.vertices["c"]
     while True:  # b and c keep going until they are a credit each ahead of a
         more = []
@@ -214,12 +215,12 @@ def test_ticks_spread_over_instances_each_within_its_credit(tmp_path, comp):
                 more += s.on_message(P.Results(e, [[t, [[0]], None] for t in ts]), [msgpack.packb(t) for t in ts], 0.0)
         if not more:
             break
-    assert vs.next_tick - vs.applied == 2 * 4 * 3 and s.vertices["out"].sink.values == []
+    assert vs.next_tick - vs.applied == 2 * 4 * 3 and sink_values(s) == []
     assert len(vs.done) == 2 * 4 * 3 - 4 and len(vs.instances[epochs[0]].assigned) == 4
     # a answers: everything held goes out, in order.
     ts = list(vs.instances[epochs[0]].assigned)
     s.on_message(P.Results(epochs[0], [[t, [[0]], None] for t in ts]), [msgpack.packb(t) for t in ts], 0.0)
-    assert s.vertices["out"].sink.values == list(range(24))
+    assert sink_values(s) == list(range(24))
 
 
 def test_an_instance_answering_out_of_its_order_is_a_protocol_error(tmp_path, comp):
@@ -322,6 +323,6 @@ def test_a_skipped_tick_of_one_instance_keeps_the_order(tmp_path, comp):
     )
     vs = s.vertices["c"]
     assert vs.dead_lettered == 1 and vs.errors == 1
-    assert s.vertices["out"].sink.values == [t for t in range(4) if t != bad]
+    assert sink_values(s) == [t for t in range(4) if t != bad]
     with pytest.raises(ProtocolError, match="not in flight"):
         s.on_message(P.Failed(a, 99, "forged", "", False), [], 0.0)

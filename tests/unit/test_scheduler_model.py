@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
-from pipelogic.pipeline import parse_pipeline
-from tests.fakes import FakeWorker, deliver
+from pipelogic.pipeline import Pipeline, parse_pipeline
+from tests.fakes import FakeWorker, accept, deliver, sink_values
 
 M = 40
 REFERENCE = [sum(range(i + 1)) for i in range(M)]
@@ -48,10 +48,11 @@ class Worker(FakeWorker):
 
 
 class BrokerModel(RuleBasedStateMachine):
-    pipeline = None  # set by the test (parsing needs a component directory)
+    pipeline: Pipeline | None = None  # set by the test (parsing needs a component directory)
 
     def __init__(self) -> None:
         super().__init__()
+        assert self.pipeline is not None
         self.s = Scheduler(self.pipeline, Settings(credit=4, batch=3, buffer_capacity=8))
         self.w: Worker | None = None
         self.store: list[tuple[int, int]] = []  # committed snapshots (tick, state), newest last
@@ -74,7 +75,7 @@ class BrokerModel(RuleBasedStateMachine):
         if fallback and len(self.store) > 1:
             self.store = self.store[:-1]  # the newest is corrupt: the loader sets it aside
         tick, state = self.store[-1] if self.store else (0, 0)
-        epoch, _ = self.s.hello(P.Hello("c", "i", 1, [], 1, 1), 0.0)
+        epoch = accept(self.s, P.Hello("c", "i", 1, [], 1, 1))
         self.w = Worker(epoch, tick, state)
         self.send(P.Ready(epoch, ["stateful"], None, tick))
         assert self.s.failed is None, self.s.failed
@@ -83,6 +84,7 @@ class BrokerModel(RuleBasedStateMachine):
     @rule(n=st.integers(1, 5))
     def process(self, n: int) -> None:
         w = self.w
+        assert w is not None
         answers = []
         for tick, x in w.inbox[:n]:
             assert tick == w.next_tick, f"tick {tick} delivered, the state is at {w.next_tick}"
@@ -96,6 +98,7 @@ class BrokerModel(RuleBasedStateMachine):
     @rule()
     def snapshot(self) -> None:
         w = self.w
+        assert w is not None
         self.send(P.Sync(w.epoch, w.next_tick))
         assert w.applied_upto >= w.next_tick, "the broker did not confirm applied results"
         self.store = ([*self.store, (w.next_tick, w.state)])[-2:]
@@ -104,6 +107,7 @@ class BrokerModel(RuleBasedStateMachine):
     @precondition(lambda self: self.w is not None)
     @rule()
     def crash(self) -> None:
+        assert self.w is not None
         self.dead.append(self.w)
         self.deliver(self.s.disconnect(self.w.epoch))
         self.w = None
@@ -112,11 +116,11 @@ class BrokerModel(RuleBasedStateMachine):
     @rule()
     def zombie_sends(self) -> None:
         z = self.dead[-1]
-        before = list(self.s.vertices["out"].sink.values)
+        before = list(sink_values(self.s))
         rejected = self.s.rejected
         self.s.on_message(P.Results(z.epoch, [[z.next_tick, [[0]], None]]), [msgpack.packb(-1)], 0.0)
         assert self.s.rejected == rejected + 1
-        assert self.s.vertices["out"].sink.values == before
+        assert sink_values(self.s) == before
 
     @rule()
     def pump(self) -> None:
@@ -126,7 +130,7 @@ class BrokerModel(RuleBasedStateMachine):
 
     @invariant()
     def sink_is_a_prefix_of_the_reference(self) -> None:
-        got = self.s.vertices["out"].sink.values
+        got = sink_values(self.s)
         assert got == REFERENCE[: len(got)], got
 
     @invariant()
@@ -151,7 +155,7 @@ class BrokerModel(RuleBasedStateMachine):
                 self.send(P.Goodbye(self.w.epoch))  # after its final snapshot
             self.pump()
         assert self.s.done, self.s.status()
-        assert self.s.vertices["out"].sink.values == REFERENCE
+        assert sink_values(self.s) == REFERENCE
 
 
 def test_retention_replay_and_dedup(tmp_path, component):

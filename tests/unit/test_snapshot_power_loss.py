@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import cast
 
 import pytest
 
 from pipelogic.errors import SnapshotCorrupt
-from pipelogic.state import SnapshotStore, pack_state, unpack_state
+from pipelogic.state import FileSystem, SnapshotStore, pack_state, unpack_state
 
 DIR = "/snap"
 
@@ -154,7 +155,7 @@ class DictFS:
         self.files[dst] = self.files.pop(src)
 
 
-def record(fs: RecordingFS, n: int) -> tuple[list[tuple], list[int]]:
+def record(fs: RecordingFS, n: int) -> tuple[list[tuple], list[tuple[int, int]]]:
     """Write ``n`` snapshots (state i at tick i, sized to span several 512-byte blocks);
     returns the log and, per op index, the last tick reported before it."""
     store = SnapshotStore(DIR, "v", fs)
@@ -176,7 +177,7 @@ def violations(ops: list[tuple], reported_at: list[tuple[int, int]]) -> list[str
         disk = Disk.replay(ops[:i])
         for files in disk.crash_states():
             try:
-                snap = SnapshotStore(DIR, "v", DictFS(files)).load()
+                snap = SnapshotStore(DIR, "v", cast(FileSystem, DictFS(files))).load()  # load() only reads
             except SnapshotCorrupt as exc:
                 found.append(f"after op {i}: no valid snapshot ({exc})")
                 continue

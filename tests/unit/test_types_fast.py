@@ -11,12 +11,13 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_types_properties import _ATOMS, types, values
 
 import pipelogic.cv  # noqa: F401 - named records decode as cv classes, as in a worker
 import pipelogic.types as T
 from pipelogic.errors import TypeMismatch
-from pipelogic.types._codec import codec_for, resolve
+from pipelogic.types._codec import codec_for
+from pipelogic.types._registry import resolve
+from tests.strategies import ATOMS, types, values
 
 NAMED = [
     "BoundingBox",
@@ -81,7 +82,7 @@ def any_values(t):
     if isinstance(t, T.Named):
         return any_values(resolve(t))
     if isinstance(t, T.Atomic):
-        return _ATOMS[t.name]
+        return ATOMS[t.name]
     if isinstance(t, T.ListOf):
         return st.lists(any_values(t.item), max_size=3)
     if isinstance(t, T.TupleOf):

@@ -1,0 +1,91 @@
+"""The cases that take more than one run per round."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .baselines import raw, relayed
+from .dora import dora_run
+from .ours import ours
+
+Note = Callable[..., None]
+
+
+def frames_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: Note, dora: Path | None) -> None:
+    """1080p frames, one in flight: raw zmq, ours over sockets, ours over shared memory."""
+    source = {"path": str(comps["camera"]), "config": {"frames": frames}}
+    base_rate, _ = raw(frames, 1, frames=True)
+    sockets, _ = ours(base, comps, frames, 1, 1, worker="frame_double", source=source, shm=False)
+    note("1080p frames, 1 in flight, sockets", raw=base_rate, ours=sockets, ratio=sockets / base_rate)
+    shared, _ = ours(base, comps, frames, 1, 1, worker="frame_double", source=source, shm=True)
+    note("1080p frames, 1 in flight, shared memory", raw=base_rate, ours=shared, ratio=shared / base_rate)
+    loaned, _ = ours(
+        base,
+        comps,
+        frames,
+        1,
+        1,
+        worker="frame_double_loan",
+        shm=True,
+        source={"path": str(comps["camera_loan"]), "config": {"frames": frames}},
+    )
+    note(
+        "1080p frames, 1 in flight, shared memory, outputs made in loan() buffers",
+        raw=base_rate,
+        ours=loaned,
+        ratio=loaned / base_rate,
+    )
+    relay = relayed(frames)
+    note(
+        "ceiling: 1080p frames, 1 in flight, through a relay process (three socket crossings)",
+        raw=base_rate,
+        ours=relay,
+        ratio=relay / base_rate,
+    )
+    note(
+        "1080p frames, 1 in flight, sockets: ours against the ceiling",
+        base="ceiling",
+        raw=relay,
+        ours=sockets,
+        ratio=sockets / relay,
+    )
+    print(
+        f"round {r + 1}: frames: raw {base_rate:,.1f}/s, through a relay {relay:,.1f}/s, "
+        f"ours over sockets {sockets:,.1f}/s "
+        f"({sockets / base_rate:.2f}x), over shared memory {shared:,.1f}/s ({shared / base_rate:.2f}x), "
+        f"with loans {loaned:,.1f}/s ({loaned / base_rate:.2f}x)",
+        flush=True,
+    )
+    if dora is not None:
+        got = dora_run(dora, base, frames, 1, frames=True)
+        if got is None:
+            return
+        theirs = got[0]
+        note("dora-rs: 1080p frames, 1 in flight", raw=base_rate, ours=theirs, ratio=theirs / base_rate)
+        print(f"round {r + 1}: dora-rs frames: {theirs:,.1f}/s ({theirs / base_rate:.2f}x raw)", flush=True)
+
+
+def stateful_case(base: Path, comps: dict[str, Path], n: int, r: int, note: Note) -> None:
+    stateless, _ = ours(base, comps, n, 256, 64)
+    stateful, _ = ours(base, comps, n, 256, 64, worker="acc", extra={"snapshot": "1 s"})
+    note("stateful (1 s snapshots) vs stateless", raw=stateless, ours=stateful, ratio=stateful / stateless)
+    print(
+        f"round {r + 1}: stateful: stateless {stateless:,.0f}/s, stateful {stateful:,.0f}/s "
+        f"({stateful / stateless:.2f}x)",
+        flush=True,
+    )
+
+
+def replicas_case(base: Path, comps: dict[str, Path], replica_n: int, r: int, note: Note) -> None:
+    one = 0.0
+    for k in (1, 2, 4):
+        rate, _ = ours(base, comps, replica_n * k, 256, 64, worker="sleep10", extra={"replicas": k})
+        one = one or rate
+        note(f"replicas: {k} instance(s) of a 10 ms component", raw=one, ours=rate, ratio=rate / one)
+        print(f"round {r + 1}: replicas {k}: {rate:,.1f}/s ({rate / one:.2f}x one instance)", flush=True)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]

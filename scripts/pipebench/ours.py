@@ -1,0 +1,221 @@
+"""The same work through the broker and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+# -- ours ------------------------------------------------------------------------------------
+
+
+def _timed_null(sink: Any, start_at: int, stamps: bool) -> Any:
+    """Make the null sink note, from inside the broker's loop, when values reach it."""
+    from backend_stub.builtins import Sink
+
+    class TimedNull(Sink):
+        stamps: list[float] | None
+        start_at: int
+        t0: float
+        t1: float
+        c0: int
+
+        @property
+        def count(self) -> int:
+            return self._count
+
+        @count.setter
+        def count(self, v: int) -> None:
+            now = time.perf_counter()
+            self._count = v
+            if self.stamps is not None:
+                self.stamps.append(now)
+            if not self.t0 and v >= self.start_at:
+                self.t0, self.c0 = now, v
+            self.t1 = now
+
+    sink._count = sink.__dict__.pop("count")
+    sink.__class__ = TimedNull
+    sink.start_at, sink.t0, sink.t1, sink.c0 = start_at, 0.0, 0.0, 0
+    sink.stamps = [] if stamps else None
+    return sink
+
+
+def ours(
+    base: Path,
+    comps: dict[str, Path],
+    n: int,
+    credit: int,
+    batch: int,
+    worker: str = "double",
+    source: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    stamps: bool = False,
+    shm: bool = True,
+) -> tuple[float, list[float]]:
+    """(messages per second, intervals between values at the sink) through the broker.
+    ``shm=False`` turns the shared-memory path off (broker and workers): sockets only."""
+    saved = os.environ.get("PIPELOGIC_SHM")
+    os.environ["PIPELOGIC_SHM"] = "1" if shm else "0"
+    try:
+        return _ours(base, comps, n, credit, batch, worker, source, extra, stamps)
+    finally:
+        if saved is None:
+            os.environ.pop("PIPELOGIC_SHM", None)
+        else:
+            os.environ["PIPELOGIC_SHM"] = saved
+
+
+def _ours(
+    base: Path,
+    comps: dict[str, Path],
+    n: int,
+    credit: int,
+    batch: int,
+    worker: str,
+    source: dict[str, Any] | None,
+    extra: dict[str, Any] | None,
+    stamps: bool,
+) -> tuple[float, list[float]]:
+    from backend_stub.broker import Broker
+    from backend_stub.model import Settings
+    from pipelogic.pipeline import parse_pipeline
+
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        vertices: dict[str, Any] = {"d": {"path": str(comps[worker]), **(extra or {})}, "o": {"sink": "null"}}
+        if source is None:
+            vertices["n"] = {"source": "sequence", "count": n}
+            edges = ["n -> d", "d -> o"]
+            procs = ["d"]
+        else:
+            vertices["n"] = source
+            edges = ["n -> d", "d -> o"]
+            procs = ["n", "d"]
+        pl = parse_pipeline({"name": "bench", "components": vertices, "connections": edges}, Path(tmp) / "pipeline.yml")
+        broker = Broker(pl, "tcp://127.0.0.1:0", Settings(credit=credit, batch=batch))
+        sink = _timed_null(broker.scheduler.vertices["o"].sink, n // 10, stamps)
+        k = pl.vertices["d"].replicas
+        up = _all_ready(broker, k) if "replicas" in (extra or {}) else None
+        workers = []
+        for v in procs:
+            for i in range(pl.vertices[v].replicas):
+                env = dict(
+                    os.environ,
+                    PIPELOGIC_BROKER=broker.endpoint,
+                    PIPELOGIC_COMPONENT=v,
+                    PIPELOGIC_STATE_DIR=str(Path(tmp) / "state"),
+                    PIPELOGIC_LOG_LEVEL=os.environ.get("BENCH_WORKER_LOG", "warning"),
+                    PIPELOGIC_INSTANCE=f"{v}.{i}",
+                )
+                path = pl.vertices[v].params["path"]
+                workers.append(subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(path)], env=env))
+        try:
+            broker.serve()
+        finally:
+            for w in workers:
+                try:
+                    w.wait(30)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+                    w.wait()
+        if broker.scheduler.failed or sink.count < n:
+            raise RuntimeError(f"the run failed after {sink.count} of {n} values: {broker.scheduler.failed}")
+        intervals = [b - a for a, b in zip(sink.stamps, sink.stamps[1:])] if stamps else []
+        if up is not None:  # from when every instance was ready: the work done since, over the time it took
+            return (n - up["done"]) / (sink.t1 - up["t0"]), []
+        return (n - sink.c0) / (sink.t1 - sink.t0), intervals[n // 10 :]
+
+
+def _all_ready(broker: Any, k: int) -> dict[str, float]:
+    """Note when all ``k`` instances of vertex d are ready, and how many ticks they had done
+    by then (an instance that starts first must not count as parallel work)."""
+    sch = broker.scheduler
+    vs = sch.vertices["d"]
+    up: dict[str, float] = {}
+    inner = sch.on_message
+
+    def on_message(msg: Any, payload: Any, now: float, pump: bool = True) -> Any:
+        out = inner(msg, payload, now, pump)
+        if not up:
+            ready = sum(i.ready for i in vs.instances.values()) if vs.replicated else int(vs.ready)
+            if ready >= k:
+                up["t0"] = time.perf_counter()
+                up["done"] = sum(i.ticks for i in vs.instances.values()) if vs.replicated else vs.applied
+        return out
+
+    sch.on_message = on_message
+    return up
+
+
+# -- memory under a stalled consumer ---------------------------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stalled_memory(base: Path, comps: dict[str, Path], stall_s: float) -> dict[str, float]:
+    """The standalone broker's RSS (MB) while a consumer of 1.3 MB values is stalled."""
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        pfile = Path(tmp) / "pipeline.yml"
+        pfile.write_text(
+            textwrap.dedent(f"""\
+            name: stall
+            components:
+              n: {{source: sequence, count: 100000}}
+              b: {{path: {comps["blob"]}}}
+              s: {{path: {comps["stall"]}}}
+              o: {{sink: "null"}}
+            connections: ["n -> b", "b -> s", "s -> o"]
+        """)
+        )
+        env = dict(os.environ, PIPELOGIC_LOG_LEVEL=os.environ.get("BENCH_WORKER_LOG", "warning"))
+        broker = subprocess.Popen(
+            [sys.executable, "-m", "backend_stub", str(pfile), "--listen", "tcp://127.0.0.1:0"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs: list[subprocess.Popen[Any]] = []
+        try:
+            assert broker.stderr is not None
+            endpoint = ""
+            while not endpoint:
+                line = broker.stderr.readline()
+                if not line:
+                    raise RuntimeError("the broker exited before it listened")
+                if line.startswith("PIPELOGIC_BROKER="):
+                    endpoint = line.strip().split("=", 1)[1]
+            idle = _rss_mb(broker.pid)
+            for v in ("b", "s"):
+                wenv = dict(
+                    env, PIPELOGIC_BROKER=endpoint, PIPELOGIC_COMPONENT=v, PIPELOGIC_STATE_DIR=str(Path(tmp) / "st")
+                )
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pipelogic", "worker", str(comps["blob" if v == "b" else "stall"])],
+                        env=wenv,
+                    )
+                )
+            samples = []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < stall_s:
+                time.sleep(1.0)
+                samples.append(_rss_mb(broker.pid))
+            ten = samples[min(9, len(samples) - 1)]
+            return {"idle": idle, "after10": ten, "end": samples[-1], "max": max(samples)}
+        finally:
+            for p in [*procs, broker]:
+                p.kill()
+                p.wait()
+
+
+# -- the table -------------------------------------------------------------------------------
