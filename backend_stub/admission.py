@@ -4,7 +4,7 @@ the well-formed part of what workers report. Plain code: the scheduler calls it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from backend_stub.model import Settings, VertexState
 from pipelogic import protocol as P
@@ -15,24 +15,28 @@ __all__ = ["HelloLimiter", "clean_stats", "declared_types_differ", "hello_refusa
 
 # The counters a worker reports (heartbeats, results); anything else is dropped, so that a
 # malformed or hostile report can never break what reads them later (status, decisions).
-_COUNTERS = ("ticks", "virtual_dropped", "virtual_queued", "virtual_out_lost", "nothing_dropped")
-_FLAGS = ("virtual_closed",)
+_Counter = Literal["ticks", "virtual_dropped", "virtual_queued", "virtual_out_lost", "nothing_dropped"]
+_COUNTERS: tuple[_Counter, ...] = (
+    "ticks",
+    "virtual_dropped",
+    "virtual_queued",
+    "virtual_out_lost",
+    "nothing_dropped",
+)
 
 
-def clean_stats(stats: Any) -> dict[str, Any]:
+def clean_stats(stats: Any) -> P.WorkerStats:
     """The well-formed part of a worker's reported counters: non-negative 64-bit ints and
     booleans under the known names; everything else is left out."""
+    out = P.WorkerStats()
     if not isinstance(stats, dict):
-        return {}
-    out: dict[str, Any] = {}
+        return out
     for k in _COUNTERS:
         v = stats.get(k)
         if type(v) is int and 0 <= v < 2**63:
             out[k] = v
-    for k in _FLAGS:
-        v = stats.get(k)
-        if type(v) is bool:
-            out[k] = v
+    if type(closed := stats.get("virtual_closed")) is bool:
+        out["virtual_closed"] = closed
     return out
 
 

@@ -262,16 +262,16 @@ class Broker:
         st = self.observer.decorate(sch.status(), time.monotonic(), bound)
         store = self.store
         start = sch.incarnation - sch.run_start + 1 if sch.run_start else 0  # this broker's start, in this run
-        broker = {
-            "pid": os.getpid(),
-            "instance": self.instance,
-            "start": start,
-            "store": str(store.dir) if store is not None else None,
-            "commits": store.commits if store is not None else 0,
-            "store_error": self.committer.error if self.committer is not None else None,
-            "refused": dict(sch.refusals.counts),
-            "shm": self.slots.stats() if self.slots is not None else None,
-        }
+        broker = P.BrokerInfo(
+            pid=os.getpid(),
+            instance=self.instance,
+            start=start,
+            store=str(store.dir) if store is not None else None,
+            commits=store.commits if store is not None else 0,
+            store_error=self.committer.error if self.committer is not None else None,
+            refused=dict(sch.refusals.counts),
+            shm=self.slots.stats() if self.slots is not None else None,
+        )
         return dataclasses.replace(st, broker=broker)
 
     def _drop_strays(self, now: float) -> None:

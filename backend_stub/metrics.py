@@ -9,13 +9,12 @@ scrape sees one consistent moment.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 
-from backend_stub.observe import LOSS_KINDS
 from pipelogic import protocol as P
 
 __all__ = ["MetricsServer", "parse_address"]
@@ -55,10 +54,10 @@ class _Collector:
 def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
     v_labels = ["pipeline", "vertex", "kind"]
 
-    def vfam(cls: Any, name: str, doc: str, key: Any, labels: list[str] | None = None) -> Metric:
-        fam: GaugeMetricFamily | CounterMetricFamily = cls(name, doc, labels=labels or v_labels)
+    def vfam(cls: Any, name: str, doc: str, key: Callable[[P.VertexStatus], float | None]) -> Metric:
+        fam: GaugeMetricFamily | CounterMetricFamily = cls(name, doc, labels=v_labels)
         for v in st.vertices:
-            value = key(v) if callable(key) else v.get(key)
+            value = key(v)
             if value is not None:
                 fam.add_metric([st.pipeline, v["name"], v["kind"]], float(value))
         return fam
@@ -73,19 +72,35 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
         CounterMetricFamily,
         "pipelogic_vertex_ticks",
         "Ticks completed (messages, for built-in sources and sinks)",
-        "ticks",
+        lambda v: v["ticks"],
     )
-    yield vfam(GaugeMetricFamily, "pipelogic_vertex_rate", "Ticks per second over the last 5 s", "rate")
-    yield vfam(GaugeMetricFamily, "pipelogic_vertex_inflight", "Ticks sent and not yet answered", "inflight")
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_restarts", "New incarnations of the worker", "restarts")
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_errors", "Failed ticks (fatal or skipped)", "errors")
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_replayed", "Ticks sent again to a restarted worker", "replayed")
-    yield vfam(CounterMetricFamily, "pipelogic_vertex_duplicates", "Results received twice and dropped", "duplicates")
+    yield vfam(
+        GaugeMetricFamily, "pipelogic_vertex_rate", "Ticks per second over the last 5 s", lambda v: v.get("rate")
+    )
+    yield vfam(
+        GaugeMetricFamily, "pipelogic_vertex_inflight", "Ticks sent and not yet answered", lambda v: v["inflight"]
+    )
+    yield vfam(
+        CounterMetricFamily, "pipelogic_vertex_restarts", "New incarnations of the worker", lambda v: v["restarts"]
+    )
+    yield vfam(CounterMetricFamily, "pipelogic_vertex_errors", "Failed ticks (fatal or skipped)", lambda v: v["errors"])
+    yield vfam(
+        CounterMetricFamily,
+        "pipelogic_vertex_replayed",
+        "Ticks sent again to a restarted worker",
+        lambda v: v["replayed"],
+    )
+    yield vfam(
+        CounterMetricFamily,
+        "pipelogic_vertex_duplicates",
+        "Results received twice and dropped",
+        lambda v: v["duplicates"],
+    )
     yield vfam(
         GaugeMetricFamily,
         "pipelogic_vertex_stuck_seconds",
         "Seconds with work waiting and no tick completed, past the liveness bound (0: not stuck)",
-        "stuck_s",
+        lambda v: v.get("stuck_s"),
     )
     yield vfam(
         GaugeMetricFamily,
@@ -107,7 +122,7 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
         GaugeMetricFamily,
         "pipelogic_vertex_snapshot_age_seconds",
         "Seconds since the vertex's last state checkpoint (stateful vertices that have one)",
-        "snapshot_age_s",
+        lambda v: v.get("snapshot_age_s"),
     )
     lost = CounterMetricFamily(
         "pipelogic_vertex_lost",
@@ -115,7 +130,7 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
         labels=[*v_labels, "reason"],
     )
     for v in st.vertices:
-        for reason in LOSS_KINDS:
+        for reason in P.LOSS_KINDS:
             lost.add_metric([st.pipeline, v["name"], v["kind"], reason], float((v.get("lost") or {}).get(reason, 0)))
     yield lost
     depth = GaugeMetricFamily("pipelogic_input_queue_depth", "Messages queued at an input", labels=[*v_labels, "input"])
@@ -126,19 +141,21 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
     msgs = CounterMetricFamily(
         "pipelogic_stream_messages", "Messages produced on an output stream", labels=["pipeline", "stream"]
     )
-    for s in st.streams:
-        msgs.add_metric([st.pipeline, s["from"]], float(s["count"]))
+    for stream in st.streams:
+        msgs.add_metric([st.pipeline, stream["from"]], float(stream["count"]))
     yield msgs
-    broker = st.broker or {}
+    broker = st.broker
     yield CounterMetricFamily(
-        "pipelogic_broker_commits", "Commits of the broker's recovery store", value=float(broker.get("commits") or 0)
+        "pipelogic_broker_commits",
+        "Commits of the broker's recovery store",
+        value=float(broker["commits"] if broker else 0),
     )
     refused = CounterMetricFamily(
         "pipelogic_refused_messages",
         "Malformed or impossible messages refused, by peer (a vertex, unknown, control)",
         labels=["pipeline", "peer"],
     )
-    for peer, n in sorted((broker.get("refused") or {}).items()):
+    for peer, n in sorted((broker["refused"] if broker else {}).items()):
         refused.add_metric([st.pipeline, str(peer)], float(n))
     yield refused
 

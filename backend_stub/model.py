@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from backend_stub.builtins import Sink, Source
+from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline, Vertex
 from pipelogic.types import InputsPullRequest
 
@@ -206,7 +207,7 @@ class VertexState:
     # is a rejoin or a resume the user asked for, not a restart of the worker.
     connects_here: int = 0
     last_seen: float = 0.0
-    worker_stats: dict[str, Any] = field(default_factory=dict)
+    worker_stats: P.WorkerStats = field(default_factory=lambda: P.WorkerStats())
     out_counts: list[int] = field(default_factory=list)
     config_version: int = 0
     dropped_at_end: int = 0

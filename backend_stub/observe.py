@@ -16,17 +16,10 @@ from backend_stub.model import VertexState
 from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline
 
-__all__ = ["LOSS_KINDS", "Observer", "status_of"]
+__all__ = ["Observer", "status_of"]
 
 SAMPLE_S = 0.5
 WINDOW_S = 5.0
-LOSS_KINDS = (
-    "virtual_dropped",
-    "dropped_at_end",
-    "dead_lettered",
-    "virtual_out_lost",
-    "nothing_dropped",
-)  # status fields that count losses
 
 
 @dataclass
@@ -81,7 +74,7 @@ class Observer:
         completed a tick for longer than ``bound``, the liveness bound in seconds
         (heartbeat x liveness)."""
         rates = self.rates()
-        vertices = []
+        vertices: list[P.VertexStatus] = []
         for v in st.vertices:
             name = v["name"]
             busy = sum(v["queues"]) > 0 or v["inflight"] > 0
@@ -97,79 +90,74 @@ class Observer:
                 )
                 else 0.0
             )
-            lost = {k: int(v.get(k, 0)) for k in LOSS_KINDS if v.get(k)}
             cp = self.checkpoint_at.get(name)
             rate = rates.get(name, 0.0) if rates else None
             if v["state"] == "finished":
                 rate = self._lifetime_rate(name, v["ticks"])
-            vertices.append(
-                {
-                    **v,
-                    "rate": round(rate, 3) if rate is not None else None,
-                    "stuck_s": round(stuck, 1),
-                    "lost": lost,
-                    "snapshot_age_s": round(now - cp[1], 1) if cp is not None else None,
-                }
-            )
+            d = v.copy()
+            d["rate"] = round(rate, 3) if rate is not None else None
+            d["stuck_s"] = round(stuck, 1)
+            d["lost"] = P.losses(v)
+            d["snapshot_age_s"] = round(now - cp[1], 1) if cp is not None else None
+            vertices.append(d)
         return replace(st, vertices=vertices)
 
 
 def status_of(pipeline: Pipeline, states: Mapping[str, VertexState], failed: str | None, done: bool) -> P.StatusReply:
     """A run's status: per vertex its state and counters, per stream its count."""
-    vertices = []
+    vertices: list[P.VertexStatus] = []
     for name in pipeline.order:
         vs = states[name]
         vertices.append(
-            {
-                "name": name,
-                "kind": vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
-                "state": vs.state(),
-                "ticks": vs.ticks,
-                "inflight": vs.outstanding,
-                "applied": vs.applied,
-                "retained": len(vs.log),
-                "duplicates": vs.duplicates,
-                "replayed": vs.replayed,
-                "checkpoint": vs.checkpoints[-1] if vs.checkpoints else None,
-                "queues": [len(b.queue) for b in vs.inputs],
-                "max_queues": [b.max_len for b in vs.inputs],
-                "restarts": vs.restarts,
-                "errors": vs.errors,
-                "pid": vs.pid,
-                "host": vs.host,
-                "epoch": vs.epoch or 0,
-                "virtual_dropped": int(vs.worker_stats.get("virtual_dropped", 0)),
-                "virtual_out_lost": int(vs.worker_stats.get("virtual_out_lost", 0)),
-                "nothing_dropped": int(vs.worker_stats.get("nothing_dropped", 0)),
-                "virtual_queued": int(vs.worker_stats.get("virtual_queued", 0)),
-                "config_version": vs.config_version,
-                "dropped_at_end": vs.dropped_at_end,
-                "dead_lettered": vs.dead_lettered,
-            }
+            P.VertexStatus(
+                name=name,
+                kind=vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
+                state=vs.state(),
+                ticks=vs.ticks,
+                inflight=vs.outstanding,
+                applied=vs.applied,
+                retained=len(vs.log),
+                duplicates=vs.duplicates,
+                replayed=vs.replayed,
+                checkpoint=vs.checkpoints[-1] if vs.checkpoints else None,
+                queues=[len(b.queue) for b in vs.inputs],
+                max_queues=[b.max_len for b in vs.inputs],
+                restarts=vs.restarts,
+                errors=vs.errors,
+                pid=vs.pid,
+                host=vs.host,
+                epoch=vs.epoch or 0,
+                virtual_dropped=int(vs.worker_stats.get("virtual_dropped", 0)),
+                virtual_out_lost=int(vs.worker_stats.get("virtual_out_lost", 0)),
+                nothing_dropped=int(vs.worker_stats.get("nothing_dropped", 0)),
+                virtual_queued=int(vs.worker_stats.get("virtual_queued", 0)),
+                config_version=vs.config_version,
+                dropped_at_end=vs.dropped_at_end,
+                dead_lettered=vs.dead_lettered,
+            )
         )
         if vs.sink is not None and vs.sink.error is not None:
             vertices[-1]["blocked"] = f"cannot write {vs.sink.path}: {vs.sink.error}"
         if vs.replicated:
-            vertices[-1].update(
-                replicas=vs.v.replicas,
-                lost_pids=list(vs.lost_pids),
-                instances=[
-                    {
-                        "instance": i.name,
-                        "epoch": e,
-                        "pid": i.pid,
-                        "host": i.host,
-                        "state": "closed" if i.closed else ("running" if i.ready else "connected"),
-                        "inflight": len(i.assigned),
-                        "ticks": i.ticks,
-                    }
-                    for e, i in sorted(vs.instances.items())
-                ],
-            )
-    streams = []
+            vertices[-1]["replicas"] = vs.v.replicas
+            vertices[-1]["lost_pids"] = list(vs.lost_pids)
+            vertices[-1]["instances"] = [
+                P.InstanceStatus(
+                    instance=i.name,
+                    epoch=e,
+                    pid=i.pid,
+                    host=i.host,
+                    state="closed" if i.closed else ("running" if i.ready else "connected"),
+                    inflight=len(i.assigned),
+                    ticks=i.ticks,
+                )
+                for e, i in sorted(vs.instances.items())
+            ]
+    streams: list[P.StreamStatus] = []
     for name in pipeline.order:
         vs = states[name]
         for k, consumers in enumerate(vs.consumers):
-            streams.append({"from": f"{name}.{k}", "to": [f"{c}.{j}" for c, j in consumers], "count": vs.out_counts[k]})
+            to = [f"{c}.{j}" for c, j in consumers]
+            streams.append({"from": f"{name}.{k}", "to": to, "count": vs.out_counts[k]})
     state = "failed" if failed else ("done" if done else "running")
     return P.StatusReply(pipeline.name, state, vertices, streams, failed)

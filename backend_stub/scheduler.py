@@ -194,7 +194,7 @@ class Scheduler:
             self._fence(vs)
         return [CloseWorker(epoch)]
 
-    def heartbeat(self, epoch: int, stats: dict[str, Any], now: float) -> bool:
+    def heartbeat(self, epoch: int, stats: P.WorkerStats, now: float) -> bool:
         """A heartbeat from the worker's side thread; False tells it that it was fenced."""
         vs = self._worker(epoch, now)
         if vs is None:

@@ -6,18 +6,10 @@ from typing import Any
 
 from pipelogic import protocol as P
 
-__all__ = ["LOSS_KINDS", "loss_notes", "progress_line", "status_table"]
-
-LOSS_KINDS = {
-    "virtual_dropped": "virtual input(s) dropped by a full virtual queue",
-    "dropped_at_end": "message(s) left at the end of a stream, fewer than the pull request's min_pull",
-    "dead_lettered": "tick(s) skipped on error (on_error: skip), inputs in the dead-letter file",
-    "virtual_out_lost": "virtual output item(s) not delivered or acknowledged by the end (drain timeout)",
-    "nothing_dropped": "Nothing value(s) dropped by a Maybe unpack adapter (a Maybe<t> producer, a t input)",
-}
+__all__ = ["loss_notes", "progress_line", "status_table"]
 
 
-def _state(v: dict[str, Any]) -> str:
+def _state(v: P.VertexStatus) -> str:
     stuck = v.get("stuck_s") or 0
     if stuck:
         return f"STUCK {stuck:.0f}s"
@@ -25,7 +17,7 @@ def _state(v: dict[str, Any]) -> str:
         return "BLOCKED"
     if "instances" in v and v["state"] not in ("finished", "failed"):  # replicated: how many serve it
         running = sum(1 for i in v["instances"] if i["state"] == "running")
-        return f"{v['state']} {running}/{v['replicas']}"
+        return f"{v['state']} {running}/{v.get('replicas', len(v['instances']))}"
     return str(v["state"])
 
 
@@ -71,10 +63,10 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
     for v in st.vertices:
         if v.get("blocked"):
             lines.append(f"blocked: {v['name']} {v['blocked']}; the pipeline waits and retries (nothing is lost)")
-    store_error = (st.broker or {}).get("store_error")
+    store_error = st.broker["store_error"] if st.broker else None
     if store_error:
         lines.append(f"blocked: the broker cannot write its recovery store ({store_error}); the pipeline waits")
-    refused = (st.broker or {}).get("refused") or {}
+    refused = st.broker["refused"] if st.broker else {}
     if refused:
         who = ", ".join(f"{peer}: {n}" for peer, n in sorted(refused.items()))
         lines.append(
@@ -85,13 +77,13 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
     return "\n".join(lines)
 
 
-def loss_notes(vertices: list[dict[str, Any]]) -> list[str]:
+def loss_notes(vertices: list[P.VertexStatus]) -> list[str]:
     """One line per vertex and kind of loss."""
     out = []
     for v in vertices:
         for kind, n in (v.get("lost") or {}).items():
             if n:
-                out.append(f"{v['name']}: {n} {LOSS_KINDS.get(kind, kind)}")
+                out.append(f"{v['name']}: {n} {P.LOSS_KINDS.get(kind, kind)}")
     return out
 
 

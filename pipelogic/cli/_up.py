@@ -54,7 +54,12 @@ def _failed(st: P.StatusReply, vertices: set[str]) -> P.StatusReply:
     """The last status the broker gave, as the run ended: `up` failed it (a worker that
     cannot start, or that crashed too often), which the broker, still waiting for the
     worker, did not know."""
-    rows = [dict(v, state="failed") if v["name"] in vertices else v for v in st.vertices]
+    rows = []
+    for v in st.vertices:
+        if v["name"] in vertices:
+            v = v.copy()
+            v["state"] = "failed"
+        rows.append(v)
     return dataclasses.replace(st, state="failed", vertices=rows)
 
 

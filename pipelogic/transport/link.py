@@ -68,7 +68,7 @@ class Transport(Protocol):
     def request(self, frames: list[Any], timeout_s: float) -> list[Any] | None:
         """One control request (a Hello): the reply's frames, or None after ``timeout_s``."""
 
-    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]) -> Link:
+    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], P.WorkerStats]) -> Link:
         """The data channel of the incarnation ``welcome`` accepted; ``stats()`` gives the
         counters its heartbeats carry."""
 
@@ -86,7 +86,7 @@ class ZmqTransport:
     def request(self, frames: list[Any], timeout_s: float) -> list[Any] | None:
         return request(self.ctx, self.broker, frames, timeout_s)
 
-    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]) -> BrokerLink:
+    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], P.WorkerStats]) -> BrokerLink:
         return BrokerLink(self.ctx, self.broker, welcome, vertex, stats)
 
     def close(self) -> bool:
@@ -139,7 +139,7 @@ class BrokerLink:
     """The data sockets and heartbeat of one accepted incarnation (one Welcome)."""
 
     def __init__(
-        self, ctx: ZContext, broker: str, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]
+        self, ctx: ZContext, broker: str, welcome: P.Welcome, vertex: str, stats: Callable[[], P.WorkerStats]
     ) -> None:
         self.ctx = ctx
         self.broker = broker

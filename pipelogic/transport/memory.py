@@ -111,7 +111,7 @@ class MemoryTransport:
         answers = list(self.broker(msg, payload) or [])
         return _bytes(_frames(answers[0])) if answers else None
 
-    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], dict[str, Any]]) -> MemoryLink:
+    def link(self, welcome: P.Welcome, vertex: str, stats: Callable[[], P.WorkerStats]) -> MemoryLink:
         link = MemoryLink(self, welcome)
         self.links.append(link)
         return link

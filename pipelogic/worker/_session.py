@@ -195,11 +195,20 @@ class Session:
         except BrokerUnavailable:
             pass
 
-    def stats(self) -> dict[str, Any]:
-        return {"ticks": self.ticks_done, **dict(zip(_COUNTERS, self._counters()))}
+    def stats(self) -> P.WorkerStats:
+        dropped, nothing, lost, queued, closed = self._counters()
+        return P.WorkerStats(
+            ticks=self.ticks_done,
+            virtual_dropped=dropped,
+            nothing_dropped=nothing,
+            virtual_out_lost=lost,
+            virtual_queued=queued,
+            virtual_closed=closed,
+        )
 
-    def _counters(self) -> tuple[Any, ...]:
-        """The values of ``_COUNTERS``, as a tuple: cheap to compare before every Results."""
+    def _counters(self) -> tuple[int, int, int, int, bool]:
+        """The counters :meth:`stats` reports besides ticks, as a tuple: cheap to compare
+        before every Results."""
         r = self.runner
         if r is None:
             return (0, 0, 0, 0, False)
@@ -452,7 +461,7 @@ class Session:
         request = r.pull_request if r.step.mode.streaming else None
         return source_take(r.virtual_in, request, self._poll_control)
 
-    def _changed_stats(self) -> dict[str, Any] | None:
+    def _changed_stats(self) -> P.WorkerStats | None:
         """The worker's counters if they moved since they were last sent (not counting
         ticks, which move every time), else None."""
         counters = self._counters()  # a tuple: this runs before every Results
@@ -468,7 +477,3 @@ class Session:
                 return True
             if item is None and (self.stop_requested or self.lost is not None):
                 return True
-
-
-# The worker's counters besides ``ticks``, as the broker's status shows them.
-_COUNTERS = ("virtual_dropped", "nothing_dropped", "virtual_out_lost", "virtual_queued", "virtual_closed")

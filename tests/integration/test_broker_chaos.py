@@ -58,7 +58,8 @@ class BrokerNemesis(threading.Thread):
             live = [v for v in st.vertices if v["name"] in ("counter", "acc") and v["state"] == "running"]
             if live and self.rng.random() < 0.33:
                 v = self.rng.choice(live)
-                victims.append((v["name"], v["pid"]))
+                if v["pid"] is not None:
+                    victims.append((v["name"], v["pid"]))
             for _, pid in victims:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -60,16 +60,16 @@ class Nemesis(threading.Thread):
                 continue
             self.last_status = st
             live = [
-                (v["name"], v["pid"])
+                (v["name"], pid)
                 for v in st.vertices
-                if v["name"] in ("counter", "acc") and v["state"] == "running"
+                if v["name"] in ("counter", "acc") and v["state"] == "running" and (pid := v["pid"]) is not None
             ]
             live += [
-                (f"spread {i['instance']}", i["pid"])
+                (f"spread {i['instance']}", pid)
                 for v in st.vertices
                 if v["name"] == "spread"
                 for i in v.get("instances", [])
-                if i["state"] == "running"
+                if i["state"] == "running" and (pid := i["pid"]) is not None
             ]
             if not live:
                 continue

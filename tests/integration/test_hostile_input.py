@@ -138,7 +138,7 @@ def test_forged_failures_readies_and_versions_are_refused_and_counted(tmp_path, 
         _send_data(pid, endpoint, forged)
 
         def counted() -> dict | None:
-            refused = (BrokerClient(endpoint).status().broker or {}).get("refused") or {}
+            refused = refused_now(BrokerClient(endpoint))
             return refused if refused.get("d", 0) >= 51 and refused.get("unknown", 0) >= 1 else None
 
         seen.update(wait_until(counted, 10, "the broker to count the forged messages"))
@@ -224,6 +224,12 @@ def test_a_100_mb_control_message_is_dropped_before_the_broker_holds_it(tmp_path
     assert run_probed(tmp_path, cli_env, probe) == [2 * i for i in range(3000)]
 
 
+def refused_now(client: BrokerClient) -> dict[str, int]:
+    """The broker's counts of refused messages by where they came from."""
+    broker = client.status().broker
+    return broker["refused"] if broker else {}
+
+
 def peak_kb(pid: int) -> int:
     """A process's peak resident memory so far in KiB (VmHWM)."""
     with open(f"/proc/{pid}/status") as f:
@@ -234,7 +240,7 @@ def _settled_rss_kb(pid: int, endpoint: str, refused_before: dict, key: str) -> 
     """The broker's RSS once it counted the probe's message as refused under ``key``."""
     client = BrokerClient(endpoint)
     wait_until(
-        lambda: (client.status().broker or {})["refused"].get(key, 0) > refused_before.get(key, 0),
+        lambda: refused_now(client).get(key, 0) > refused_before.get(key, 0),
         30,
         f"the broker to refuse the message (as {key})",
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelogic import protocol as P
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
 from tests.helpers import BrokerProc, free_port, reap, scrape, wait_until
@@ -53,7 +54,7 @@ def read_out(tmp_path: Path) -> list[int]:
     return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
 
 
-def sleeper_status(client: BrokerClient) -> dict | None:
+def sleeper_status(client: BrokerClient) -> P.VertexStatus | None:
     try:
         return next(v for v in client.status().vertices if v["name"] == "sleeper")
     except PipelogicError:
@@ -80,14 +81,16 @@ class Watcher(threading.Thread):
                 continue
             for i in v.get("instances", []):
                 self.ticks[i["instance"]] = max(self.ticks.get(i["instance"], 0), i["ticks"])
-            running = [i for i in v.get("instances", []) if i["state"] == "running"]
+            running = [i for i in v.get("instances", []) if i["state"] == "running" and i["pid"] is not None]
             if len(self.kills) < self.kills_wanted and running:
                 victim = self.rng.choice(running)
+                pid = victim["pid"]
+                assert pid is not None
                 try:
-                    os.kill(victim["pid"], signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     continue
-                self.kills.append((victim["instance"], victim["pid"]))
+                self.kills.append((victim["instance"], pid))
 
 
 def test_three_instances_give_exactly_what_one_gives(tmp_path, cli_env):
@@ -155,11 +158,15 @@ def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
         first = start_worker(broker.endpoint, cli_env)
         workers.append(first)
 
-        def instance(pid: int) -> dict | None:
+        def instance(pid: int) -> P.InstanceStatus | None:
             v = sleeper_status(client)
-            return next((i for i in (v or {}).get("instances", []) if i["pid"] == pid), None)
+            return next((i for i in (v.get("instances", []) if v else []) if i["pid"] == pid), None)
 
-        wait_until(lambda: (instance(first.pid) or {}).get("ticks", 0) > 300)
+        def ticks_of(pid: int) -> int:
+            i = instance(pid)
+            return i["ticks"] if i else 0
+
+        wait_until(lambda: ticks_of(first.pid) > 300)
         second = start_worker(broker.endpoint, cli_env)
         workers.append(second)
         joined = wait_until(lambda: (i := instance(second.pid)) is not None and i["ticks"] > 50 and i)
@@ -174,7 +181,7 @@ def test_instances_join_and_leave_a_running_vertex(tmp_path, cli_env):
         wait_until(lambda: instance(first.pid) is None)
         third = start_worker(broker.endpoint, cli_env)
         workers.append(third)
-        wait_until(lambda: (instance(third.pid) or {}).get("ticks", 0) > 20)
+        wait_until(lambda: ticks_of(third.pid) > 20)
         assert broker.proc.wait(120) == 0, "".join(broker.lines)[-3000:]
         for w in workers[1:]:
             w.wait(15)  # closed by the broker at the end

@@ -99,7 +99,8 @@ def worker(component: Path, vertex: str, endpoint: str, env: dict, **extra: str)
 
 def shm_status(client: BrokerClient) -> dict | None:
     try:
-        return (client.status().broker or {}).get("shm")
+        broker = client.status().broker
+        return broker["shm"] if broker else None
     except PipelogicError:
         return None
 
@@ -316,12 +317,12 @@ class Nemesis(threading.Thread):
                 st = self.client.status()
             except PipelogicError:
                 continue
-            if st.broker and st.broker.get("shm"):
-                self.adopted = max(self.adopted, st.broker["shm"]["adopted"])
+            if st.broker and (shm := st.broker["shm"]):
+                self.adopted = max(self.adopted, shm["adopted"])
             live = [
-                (v["name"], v["pid"])
+                (v["name"], pid)
                 for v in st.vertices
-                if v["name"] in ("blobs", "digest") and v["state"] == "running"
+                if v["name"] in ("blobs", "digest") and v["state"] == "running" and (pid := v["pid"]) is not None
             ]
             if not live or st.state != "running" or not st.broker:
                 continue
