@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from backend_stub.model import Settings, VertexState
+from backend_stub.model import ComponentVertex, Settings, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError
 from pipelogic.types import create_type, encode
@@ -77,7 +77,7 @@ def hello_refusal(
     """Why the worker saying ``msg`` cannot serve ``vs`` (its vertex, None if unknown), or
     None: a Hello that passes is a new incarnation of a one-instance vertex (fencing the
     old one) or one more instance (or a restart of one) of a replicated vertex."""
-    if vs is None or vs.v.kind != "component":
+    if not isinstance(vs, ComponentVertex):
         known = ", ".join(n for n, x in vertices.items() if x.v.kind == "component")
         return P.Refuse(f"unknown vertex {msg.vertex!r}; this pipeline's components are: {known}")
     if msg.inputs != len(vs.v.inputs) or msg.outputs != len(vs.v.outputs):
@@ -88,8 +88,8 @@ def hello_refusal(
     mismatch = declared_types_differ(vs, msg.types)
     if mismatch:
         return P.Refuse(f"vertex {msg.vertex}: {mismatch}")
-    if vs.replicated:
-        return None
+    if not isinstance(vs, WorkerVertex):
+        return None  # replicated: one more instance, or a restart of one
     how = (
         f"to run it as several, declare `replicas: N` on it in pipeline.yml (or `pipelogic up --scale {msg.vertex}=N`)"
     )
@@ -114,7 +114,7 @@ def hello_refusal(
     return None
 
 
-def welcome_fields(vs: VertexState, settings: Settings, run: str, broker: str, snapshot: Any) -> dict[str, Any]:
+def welcome_fields(vs: ComponentVertex, settings: Settings, run: str, broker: str, snapshot: Any) -> dict[str, Any]:
     """What a Welcome tells the worker of ``vs`` besides its epoch and endpoints: wire
     types, config values, and the settings it runs by (``snapshot``: the pipeline's
     default policy)."""

@@ -34,7 +34,7 @@ from backend_stub.bounds import (
 from backend_stub.committer import Committer
 from backend_stub.control import ControlDesk
 from backend_stub.metrics import MetricsServer
-from backend_stub.model import Action, Reply, Send, Settings
+from backend_stub.model import Action, Reply, Send, Settings, SinkVertex, SourceVertex
 from backend_stub.observe import Observer
 from backend_stub.shm import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
@@ -204,7 +204,7 @@ class Broker:
             self._run(sch.pump())
             while not self._stopping:
                 busy = any(self.outbox.values()) or any(
-                    vs.source is not None and vs.source.rate and not vs.finished for vs in sch.vertices.values()
+                    isinstance(vs, SourceVertex) and vs.source.rate and not vs.finished for vs in sch.vertices.values()
                 )
                 events = dict(poller.poll(5 if busy else min(hb // 2, 100)))
                 now = time.monotonic()
@@ -515,7 +515,7 @@ class Broker:
             sock.close(linger=500)
         self.workers.clear()
         for vs in sch.vertices.values():
-            if vs.sink is not None:
+            if isinstance(vs, SinkVertex):
                 vs.sink.close()
         self.control.close(0)
         self.results.close(0)

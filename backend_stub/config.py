@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from backend_stub.model import Action, Reply, Send, VertexState
+from backend_stub.model import Action, ComponentVertex, Reply, Send, VertexState
 from pipelogic import protocol as P
 from pipelogic._yamlfile import near
 from pipelogic.component import check_config_total, check_config_value
@@ -66,7 +66,7 @@ class ConfigDesk:
         ``components``: the component vertices, to suggest one for a misspelt name). The
         config key of a ``mutable`` file slot takes a path (relative to ``base``, the
         pipeline's folder), checked like a binding in pipeline.yml."""
-        if vs is None or vs.v.component is None:
+        if not isinstance(vs, ComponentVertex) or vs.v.component is None:
             names = list(components)
             return [
                 _reply(
@@ -128,7 +128,7 @@ class ConfigDesk:
         actions.append(_reply(client, True, vs.config_version, False))
         return actions
 
-    def applied(self, vs: VertexState, version: int) -> list[Action]:
+    def applied(self, vs: ComponentVertex, version: int) -> list[Action]:
         """The worker of ``vs`` applied ``version``: answer who waited for it."""
         out, keep = [], []
         for client, name, want, deadline in self.pending:

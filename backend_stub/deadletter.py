@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from backend_stub.model import VertexState
+from backend_stub.model import ComponentVertex, ReplicatedVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
 from pipelogic.jsonform import to_json
@@ -35,13 +35,13 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters cut]"
 
 
-def checked_failure(vs: VertexState, msg: P.Failed) -> P.Failed:
+def checked_failure(vs: ComponentVertex, msg: P.Failed) -> P.Failed:
     """A worker's Failed, if it is possible (ProtocolError if not), with its error and
     traceback clipped: an error line and a traceback, not a disk's worth, whoever sent it.
 
     A failed tick is one in flight on that worker (instance); a fatal failure may also come
     after the last tick (a worker failing at the end of its stream names the tick after it)."""
-    if vs.replicated:
+    if isinstance(vs, ReplicatedVertex):
         inst = vs.instances[msg.epoch]
         if not (msg.tick in inst.assigned or (msg.fatal and not inst.assigned)):
             owed = f"it owes ticks {', '.join(map(str, list(inst.assigned)[:8]))}" if inst.assigned else "it owes none"
@@ -49,7 +49,9 @@ def checked_failure(vs: VertexState, msg: P.Failed) -> P.Failed:
                 f"vertex {vs.name}: instance {inst.name} sent Failed for tick {msg.tick}, which is "
                 f"not in flight on it ({owed})"
             )
-    elif not (vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)):
+    elif isinstance(vs, WorkerVertex) and not (
+        vs.expect <= msg.tick < vs.sent or (msg.fatal and msg.tick == vs.sent == vs.expect)
+    ):
         raise ProtocolError(
             f"vertex {vs.name}: Failed for tick {msg.tick}, which is not in flight "
             f"(ticks {vs.expect}..{vs.sent - 1} are)"
@@ -64,7 +66,7 @@ def dead_letter_path(pipeline: Pipeline, vs: VertexState) -> Path:
     return pipeline.path(p) if isinstance(p, str) else pipeline.path(f".pipelogic/dead-letter/{vs.name}.jsonl")
 
 
-def dead_letter_record(vs: VertexState, msg: P.Failed) -> dict[str, Any]:
+def dead_letter_record(vs: ComponentVertex, msg: P.Failed) -> dict[str, Any]:
     """The dead letter of a failed tick: its decoded inputs (from the broker's log), the
     error and the traceback."""
     inputs: list[Any] = []

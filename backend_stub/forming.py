@@ -6,10 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.model import Inflight, Journal, Settings, Value, VertexState, value_size
+from backend_stub.model import (
+    ComponentVertex,
+    Inflight,
+    Journal,
+    Send,
+    Settings,
+    Value,
+    VertexState,
+    WorkerVertex,
+    value_size,
+)
+from pipelogic import protocol as P
 from pipelogic.pulling import decide
 
-__all__ = ["could_form", "form_tick", "room", "take_tick", "virtual_queue"]
+__all__ = ["could_form", "form_tick", "room", "send_ticks", "take_tick", "virtual_queue"]
 
 # Stream types whose values are a few bytes: no need to learn their size before sending more.
 _SMALL = frozenset(["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double"])
@@ -20,6 +31,7 @@ def room(vertices: dict[str, VertexState], settings: Settings, vs: VertexState, 
     already promised (in-flight ticks)."""
     cap = settings.buffer_capacity
     cap_bytes = settings.buffer_bytes
+    applied = vs.applied if isinstance(vs, ComponentVertex) else 0
     room = cap
     for k, consumers in enumerate(vs.consumers):
         for cname, j in consumers:
@@ -33,12 +45,12 @@ def room(vertices: dict[str, VertexState], settings: Settings, vs: VertexState, 
                 # ticks count too); an empty buffer always takes one, however large.
                 fit = (cap_bytes - buf.nbytes) // buf.last_size if buf.queue else max(1, cap_bytes // buf.last_size)
                 room = min(room, fit - extra)
-            elif buf.received == 0 and vs.applied == 0 and str(vs.v.output_types[k]) not in _SMALL:
+            elif buf.received == 0 and applied == 0 and str(vs.v.output_types[k]) not in _SMALL:
                 room = min(room, 1 - extra)  # no value yet: learn what they weigh from the first
     return room
 
 
-def could_form(vs: VertexState) -> bool:
+def could_form(vs: ComponentVertex) -> bool:
     """Whether a tick could form now or later from what is queued (ignoring credit): an
     option waiting only for the virtual queue, which is still open, may fire later."""
     if vs.streaming:
@@ -56,7 +68,7 @@ def could_form(vs: VertexState) -> bool:
     return all(b.queue for b in vs.inputs)
 
 
-def virtual_queue(vs: VertexState) -> tuple[int | None, bool]:
+def virtual_queue(vs: ComponentVertex) -> tuple[int | None, bool]:
     """The worker's virtual queue (length, closed) as last reported (empty until it
     reports); (None, False) for a vertex without both kinds of input."""
     if "virtual_input" not in vs.features or not vs.inputs:
@@ -64,7 +76,7 @@ def virtual_queue(vs: VertexState) -> tuple[int | None, bool]:
     return int(vs.worker_stats.get("virtual_queued", 0)), bool(vs.worker_stats.get("virtual_closed", False))
 
 
-def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
+def form_tick(vs: ComponentVertex, record: bool) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
     """Take the next tick's messages off the input queues of a virtual source or a
     streaming vertex (:func:`take_tick` forms synchronous ticks itself): (composition,
     virtual shift, starts) or None if no tick can form. ``record``: note where each
@@ -89,7 +101,7 @@ def form_tick(vs: VertexState, record: bool) -> tuple[list[list[Value]], Any, li
     return composition, extra, starts
 
 
-def take_tick(vs: VertexState, journal: Journal | None) -> Inflight | None:
+def take_tick(vs: ComponentVertex, journal: Journal | None) -> Inflight | None:
     """Form the next tick, log it (and journal it for the recovery store), count it as
     sent; None if no tick can form now."""
     inputs = vs.inputs
@@ -123,3 +135,56 @@ def take_tick(vs: VertexState, journal: Journal | None) -> Inflight | None:
     vs.next_tick += 1
     vs.sent += 1
     return inf
+
+
+def send_ticks(
+    vs: WorkerVertex, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None
+) -> list[Send]:
+    """The Ticks messages that go to the worker of ``vs`` now: first a replay of logged
+    ticks its incarnation has not had, then new ones while credit (in ticks and in bytes),
+    the consumers' room and the inputs allow, at most ``batch`` ticks a message."""
+    assert vs.epoch is not None
+    credit = settings.credit
+    sends: list[Send] = []
+    layout: list[Any] = []
+    frames: list[Any] = []
+    max_bytes = settings.inflight_bytes
+    batch = settings.batch
+    streaming = vs.streaming
+    fits: int | None = None  # how many more new ticks the consumers' buffers take
+    # Credit in ticks and in bytes (the broker holds each in-flight tick's values for a
+    # replay); one tick always goes, however large.
+    while (out := vs.sent - vs.expect) < credit and (out == 0 or vs.inflight_bytes < max_bytes):
+        if vs.sent < vs.next_tick:
+            inf = vs.entry(vs.sent)  # a replay: exactly the composition it had
+            vs.sent += 1
+        else:
+            # New ticks; a streaming vertex's next pull request comes with each result.
+            if vs.finished or (streaming and not vs.virtual_source and out > 0):
+                break
+            # Synchronous: each in-flight tick may still add one message per consumer.
+            # The consumers' buffers do not change while this loop runs, so the room
+            # is computed once: each new tick takes one of it (none when streaming,
+            # where only the queued messages count). Without consumers the room is
+            # the capacity, and counting it down only ends this pass early.
+            if fits is None:
+                fits = room(vertices, settings, vs, 0 if streaming else out)
+            elif not streaming:
+                fits -= 1
+            if fits < 1:
+                break
+            new = take_tick(vs, journal)
+            if new is None:
+                break
+            inf = new
+        vs.inflight_bytes += inf.size
+        layout.append([inf.tick, [[len(v) - 1 for v in values] for values in inf.composition], inf.extra])
+        for values in inf.composition:
+            for v in values:
+                frames.extend(v)
+        if len(layout) >= batch:
+            sends.append(Send(vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
+            layout, frames = [], []
+    if layout:
+        sends.append(Send(vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
+    return sends

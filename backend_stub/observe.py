@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from backend_stub.model import VertexState
+from backend_stub.model import ComponentVertex, ReplicatedVertex, SinkVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline
 
@@ -44,7 +44,11 @@ class Observer:
                     self.first_progress.setdefault(name, (self.samples[-1][0], self._last_counts[name]))
         self._last_counts = counts
         for name, vs in vertices.items():
-            if vs.checkpoints and self.checkpoint_at.get(name, (None,))[0] != vs.checkpoints[-1]:
+            if (
+                isinstance(vs, ComponentVertex)
+                and vs.checkpoints
+                and self.checkpoint_at.get(name, (None,))[0] != vs.checkpoints[-1]
+            ):
                 self.checkpoint_at[name] = (vs.checkpoints[-1], now)
         self.samples.append((now, counts))
         while len(self.samples) > 2 and now - self.samples[0][0] > WINDOW_S:
@@ -103,56 +107,83 @@ class Observer:
         return replace(st, vertices=vertices)
 
 
+def vertex_status(vs: VertexState) -> P.VertexStatus:
+    """One vertex's state and counters (a built-in one has no worker: those count 0)."""
+    v = vs.v
+    st = P.VertexStatus(
+        name=vs.name,
+        kind=v.kind if v.kind == "component" else f"{v.kind}:{v.builtin}",
+        state=vs.state(),
+        ticks=vs.ticks,
+        inflight=vs.outstanding,
+        applied=0,
+        retained=0,
+        duplicates=0,
+        replayed=0,
+        checkpoint=None,
+        queues=[len(b.queue) for b in vs.inputs],
+        max_queues=[b.max_len for b in vs.inputs],
+        restarts=0,
+        errors=0,
+        pid=0,
+        host="",
+        epoch=0,
+        virtual_dropped=0,
+        virtual_out_lost=0,
+        nothing_dropped=0,
+        virtual_queued=0,
+        config_version=0,
+        dropped_at_end=0,
+        dead_lettered=0,
+    )
+    if isinstance(vs, SinkVertex) and vs.sink.error is not None:
+        st["blocked"] = f"cannot write {vs.sink.path}: {vs.sink.error}"
+    if not isinstance(vs, ComponentVertex):
+        return st
+    stats = vs.worker_stats
+    st.update(
+        {
+            "applied": vs.applied,
+            "retained": len(vs.log),
+            "duplicates": vs.duplicates,
+            "replayed": vs.replayed,
+            "checkpoint": vs.checkpoints[-1] if vs.checkpoints else None,
+            "restarts": vs.restarts,
+            "errors": vs.errors,
+            "pid": vs.pid,
+            "host": vs.host,
+            "virtual_dropped": int(stats.get("virtual_dropped", 0)),
+            "virtual_out_lost": int(stats.get("virtual_out_lost", 0)),
+            "nothing_dropped": int(stats.get("nothing_dropped", 0)),
+            "virtual_queued": int(stats.get("virtual_queued", 0)),
+            "config_version": vs.config_version,
+            "dropped_at_end": vs.dropped_at_end,
+            "dead_lettered": vs.dead_lettered,
+        }
+    )
+    if isinstance(vs, WorkerVertex):
+        st["epoch"] = vs.epoch or 0
+    elif isinstance(vs, ReplicatedVertex):
+        st["replicas"] = v.replicas
+        st["lost_pids"] = list(vs.lost_pids)
+        st["instances"] = [
+            P.InstanceStatus(
+                instance=i.name,
+                epoch=e,
+                pid=i.pid,
+                host=i.host,
+                state="closed" if i.closed else ("running" if i.ready else "connected"),
+                inflight=len(i.assigned),
+                ticks=i.ticks,
+            )
+            for e, i in sorted(vs.instances.items())
+        ]
+    return st
+
+
 def status_of(pipeline: Pipeline, states: Mapping[str, VertexState], failed: str | None, done: bool) -> P.StatusReply:
     """A run's status: per vertex its state and counters, per stream its count."""
-    vertices: list[P.VertexStatus] = []
-    for name in pipeline.order:
-        vs = states[name]
-        vertices.append(
-            P.VertexStatus(
-                name=name,
-                kind=vs.v.kind if vs.v.kind == "component" else f"{vs.v.kind}:{vs.v.builtin}",
-                state=vs.state(),
-                ticks=vs.ticks,
-                inflight=vs.outstanding,
-                applied=vs.applied,
-                retained=len(vs.log),
-                duplicates=vs.duplicates,
-                replayed=vs.replayed,
-                checkpoint=vs.checkpoints[-1] if vs.checkpoints else None,
-                queues=[len(b.queue) for b in vs.inputs],
-                max_queues=[b.max_len for b in vs.inputs],
-                restarts=vs.restarts,
-                errors=vs.errors,
-                pid=vs.pid,
-                host=vs.host,
-                epoch=vs.epoch or 0,
-                virtual_dropped=int(vs.worker_stats.get("virtual_dropped", 0)),
-                virtual_out_lost=int(vs.worker_stats.get("virtual_out_lost", 0)),
-                nothing_dropped=int(vs.worker_stats.get("nothing_dropped", 0)),
-                virtual_queued=int(vs.worker_stats.get("virtual_queued", 0)),
-                config_version=vs.config_version,
-                dropped_at_end=vs.dropped_at_end,
-                dead_lettered=vs.dead_lettered,
-            )
-        )
-        if vs.sink is not None and vs.sink.error is not None:
-            vertices[-1]["blocked"] = f"cannot write {vs.sink.path}: {vs.sink.error}"
-        if vs.replicated:
-            vertices[-1]["replicas"] = vs.v.replicas
-            vertices[-1]["lost_pids"] = list(vs.lost_pids)
-            vertices[-1]["instances"] = [
-                P.InstanceStatus(
-                    instance=i.name,
-                    epoch=e,
-                    pid=i.pid,
-                    host=i.host,
-                    state="closed" if i.closed else ("running" if i.ready else "connected"),
-                    inflight=len(i.assigned),
-                    ticks=i.ticks,
-                )
-                for e, i in sorted(vs.instances.items())
-            ]
+    vertices = [vertex_status(states[name]) for name in pipeline.order]
     streams: list[P.StreamStatus] = []
     for name in pipeline.order:
         vs = states[name]

@@ -17,7 +17,7 @@ import json
 from collections import deque
 from typing import Any
 
-from backend_stub.model import Inflight, Value, VertexState
+from backend_stub.model import ComponentVertex, Inflight, SinkVertex, SourceVertex, Value, VertexState, WorkerVertex
 from pipelogic.pipeline import Pipeline
 from pipelogic.types import InputsPullRequest, codec_for, encode
 
@@ -80,34 +80,36 @@ def diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
 
 
 def vertex_record(vs: VertexState, dead_letter_offset: int | None) -> dict[str, Any]:
-    """The counters of one vertex that a restarted broker needs (msgpack-able)."""
+    """The counters of one vertex that a restarted broker needs (msgpack-able). Every kind
+    writes every key (a built-in one its zeros), so a record reads back whatever wrote it."""
+    c = vs if isinstance(vs, ComponentVertex) else ComponentVertex(vs.v, [], [])  # zeros
     rec: dict[str, Any] = {
-        "next_tick": vs.next_tick,
-        "applied": vs.applied,
-        "checkpoints": list(vs.checkpoints),
+        "next_tick": c.next_tick,
+        "applied": c.applied,
+        "checkpoints": list(c.checkpoints),
         "finished": vs.finished,
-        "goodbye": vs.goodbye,
-        "features": list(vs.features),
-        "pull_request": vs.pull_request.to_wire() if vs.pull_request is not None else None,
+        "goodbye": c.goodbye,
+        "features": list(c.features),
+        "pull_request": c.pull_request.to_wire() if c.pull_request is not None else None,
         "out_counts": list(vs.out_counts),
         "consumed": [b.consumed for b in vs.inputs],
         "max_len": [b.max_len for b in vs.inputs],
         "ticks": vs.ticks,
-        "errors": vs.errors,
-        "restarts": vs.restarts,
-        "connects": vs.connects,
-        "duplicates": vs.duplicates,
-        "replayed": vs.replayed,
-        "dropped_at_end": vs.dropped_at_end,
-        "dead_lettered": vs.dead_lettered,
-        "config_version": vs.config_version,
+        "errors": c.errors,
+        "restarts": c.restarts,
+        "connects": c.connects,
+        "duplicates": c.duplicates,
+        "replayed": c.replayed,
+        "dropped_at_end": c.dropped_at_end,
+        "dead_lettered": c.dead_lettered,
+        "config_version": c.config_version,
     }
     comp = vs.v.component
-    if comp is not None and vs.config_version:
+    if comp is not None and c.config_version:
         rec["config"] = {k: encode(x, comp.config_schema[k].type)[0] for k, x in vs.v.config.items()}
-    if vs.source is not None:
+    if isinstance(vs, SourceVertex):
         rec["source"] = [vs.source.produced, vs.source.exhausted]
-    if vs.sink is not None:
+    if isinstance(vs, SinkVertex):
         rec["sink"] = [vs.sink.offset, vs.sink.count]
     if dead_letter_offset is not None:
         rec["dead_letter"] = dead_letter_offset
@@ -117,41 +119,42 @@ def vertex_record(vs: VertexState, dead_letter_offset: int | None) -> dict[str, 
 def apply_record(vs: VertexState, rec: dict[str, Any]) -> None:
     """Set a freshly built vertex's counters from its record (queues and log come later,
     from :func:`rebuild`). Every incarnation of a worker is gone: they reconnect."""
-    vs.next_tick = rec["next_tick"]
-    vs.applied = vs.sent = vs.expect = rec["applied"]
-    vs.inflight_bytes = 0
-    vs.checkpoints = deque(rec["checkpoints"], maxlen=2)
     vs.finished = rec["finished"]
-    vs.goodbye = rec["goodbye"]
-    vs.features = list(rec["features"])
-    vs.pull_request = InputsPullRequest.from_wire(rec["pull_request"]) if rec["pull_request"] is not None else None
     vs.out_counts = list(rec["out_counts"])
+    vs.ticks = rec["ticks"]
     for buf, consumed, max_len in zip(vs.inputs, rec["consumed"], rec["max_len"]):
         buf.consumed = consumed
         buf.max_len = max_len
-    for key in (
-        "ticks",
-        "errors",
-        "restarts",
-        "connects",
-        "duplicates",
-        "replayed",
-        "dropped_at_end",
-        "config_version",
-    ):
-        setattr(vs, key, rec[key])
+    if isinstance(vs, SourceVertex) and "source" in rec:
+        produced, exhausted = rec["source"]
+        vs.source.skip(produced)
+        vs.source.exhausted = vs.source.exhausted or exhausted
+    if isinstance(vs, SinkVertex) and "sink" in rec:
+        vs.sink.resume(*rec["sink"])
+    if not isinstance(vs, ComponentVertex):
+        return
+    vs.next_tick = rec["next_tick"]
+    vs.applied = vs.sent = rec["applied"]
+    if isinstance(vs, WorkerVertex):
+        vs.expect = vs.applied
+        vs.inflight_bytes = 0
+    vs.checkpoints = deque(rec["checkpoints"], maxlen=2)
+    vs.goodbye = rec["goodbye"]
+    vs.features = list(rec["features"])
+    vs.pull_request = InputsPullRequest.from_wire(rec["pull_request"]) if rec["pull_request"] is not None else None
+    vs.errors = rec["errors"]
+    vs.restarts = rec["restarts"]
+    vs.connects = rec["connects"]
+    vs.duplicates = rec["duplicates"]
+    vs.replayed = rec["replayed"]
+    vs.dropped_at_end = rec["dropped_at_end"]
+    vs.config_version = rec["config_version"]
     vs.dead_lettered = rec.get("dead_lettered", 0)
     comp = vs.v.component
     if comp is not None and "config" in rec:
         vs.v.config.update(
             {k: codec_for(comp.config_schema[k].type).dec(data, []) for k, data in rec["config"].items()}
         )
-    if vs.source is not None and "source" in rec:
-        produced, exhausted = rec["source"]
-        vs.source.skip(produced)
-        vs.source.exhausted = vs.source.exhausted or exhausted
-    if vs.sink is not None and "sink" in rec:
-        vs.sink.resume(*rec["sink"])
 
 
 def rebuild(
@@ -174,6 +177,7 @@ def rebuild(
                 buf.recount()
     for name, rows in ticks.items():
         vs = vertices[name]
+        assert isinstance(vs, ComponentVertex), f"ticks stored for {name}, which forms none"
         log: deque[Inflight] = deque()
         for tick, starts, extra in rows:
             composition = []
@@ -198,7 +202,7 @@ def low_water(vertices: dict[str, VertexState]) -> dict[str, int]:
             for cname, j in consumers:
                 c = vertices[cname]
                 pos = c.inputs[j].consumed
-                if c.log and c.log[0].starts:
+                if isinstance(c, ComponentVertex) and c.log and c.log[0].starts:
                     pos = min(pos, c.log[0].starts[j][0])
                 low = min(low, pos)
             lows[f"{vs.name}.{k}"] = low

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend_stub.forming import room, take_tick
-from backend_stub.model import Action, Inflight, Instance, Journal, Send, Settings, Value, VertexState
+from backend_stub.model import Action, Inflight, Instance, Journal, ReplicatedVertex, Send, Settings, Value, VertexState
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
 
@@ -36,7 +36,7 @@ __all__ = ["admit", "apply_done", "deal", "expecting", "refusal", "release", "ta
 Emit = Callable[[VertexState, int, list[Value]], None]
 
 
-def admit(vs: VertexState, epoch: int, msg: P.Hello, now: float) -> list[int]:
+def admit(vs: ReplicatedVertex, epoch: int, msg: P.Hello, now: float) -> list[int]:
     """Add an instance; returns the epochs it replaces (a live instance with the same id:
     the same worker, restarted or reconnecting), which the caller fences."""
     replaced = [e for e, i in vs.instances.items() if i.name == msg.instance]
@@ -52,10 +52,10 @@ def expecting(vs: VertexState) -> bool:
     connected and not gone, or fewer instances than ``replicas`` said Hello (a container
     that started late). The broker lingers a little for them, so they are told the vertex
     finished instead of waiting for a broker that is gone."""
-    return vs.replicated and (bool(vs.instances) or len(vs.seen) < vs.v.replicas)
+    return isinstance(vs, ReplicatedVertex) and (bool(vs.instances) or len(vs.seen) < vs.v.replicas)
 
 
-def release(vs: VertexState, epoch: int, redelivery: bool, lost: bool = False) -> Instance | None:
+def release(vs: ReplicatedVertex, epoch: int, redelivery: bool, lost: bool = False) -> Instance | None:
     """Remove an instance; its unanswered ticks go back to be dealt again (without
     redelivery, the control setting, they are lost: applied with no output). ``lost``:
     declared dead while its process may live on (the supervisor kills it by pid)."""
@@ -73,7 +73,7 @@ def release(vs: VertexState, epoch: int, redelivery: bool, lost: bool = False) -
     return inst
 
 
-def refusal(vs: VertexState) -> str | None:
+def refusal(vs: ReplicatedVertex) -> str | None:
     """Why the vertex cannot run as several instances (its worker's features), or None."""
     why = []
     if vs.stateful:
@@ -91,7 +91,7 @@ def refusal(vs: VertexState) -> str | None:
 
 
 def deal(
-    vs: VertexState,
+    vs: ReplicatedVertex,
     vertices: dict[str, VertexState],
     settings: Settings,
     journal: Journal | None,
@@ -139,7 +139,7 @@ def deal(
 
 
 def _next(
-    vs: VertexState, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None, window: int
+    vs: ReplicatedVertex, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None, window: int
 ) -> Inflight | None:
     if vs.retry:
         return vs.entry(heapq.heappop(vs.retry))
@@ -157,7 +157,7 @@ def _next(
     return take_tick(vs, journal)
 
 
-def take_results(vs: VertexState, inst: Instance, entries: list[Any], emit: Emit, redelivery: bool) -> None:
+def take_results(vs: ReplicatedVertex, inst: Instance, entries: list[Any], emit: Emit, redelivery: bool) -> None:
     """An instance's results (``split_values`` entries): checked against what it owes, held
     until every earlier tick is done, then applied in order."""
     for tick, per_output, _pr in entries:
@@ -185,7 +185,7 @@ def take_results(vs: VertexState, inst: Instance, entries: list[Any], emit: Emit
     apply_done(vs, emit, redelivery)
 
 
-def apply_done(vs: VertexState, emit: Emit, redelivery: bool) -> None:
+def apply_done(vs: ReplicatedVertex, emit: Emit, redelivery: bool) -> None:
     """Apply the done results that are next in tick order."""
     done = vs.done
     applied = vs.applied

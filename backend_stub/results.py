@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from backend_stub.model import Value, VertexState
+from backend_stub.model import ComponentVertex, Value, VertexState, WorkerVertex
 from pipelogic.errors import ProtocolError
 from pipelogic.types import InputsPullRequest
 
@@ -15,10 +15,10 @@ __all__ = ["apply_results"]
 
 
 def apply_results(
-    vs: VertexState,
+    vs: WorkerVertex,
     entries: list[Any],
     emit: Callable[[VertexState, int, list[Value]], None],
-    pull: Callable[[VertexState, Any], InputsPullRequest | None],
+    pull: Callable[[ComponentVertex, Any], InputsPullRequest | None],
     redelivery: bool,
 ) -> None:
     """Apply the entries ``[(tick, [[value, ...] per output], pull request)]`` of one

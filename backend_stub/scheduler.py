@@ -18,6 +18,14 @@ next pull request comes with each result); a producer dispatches a tick only if 
 consumer buffer has room for what the in-flight ticks may add, so a synchronous edge never
 buffers more than ``buffer_capacity`` messages. Streaming producers may overshoot by the
 outputs of one tick.
+
+One module for one state machine: every handler here reads and moves the same state (the
+vertices, the epochs, the failure), and splitting the class would only spread that state
+over files. What is a function of one vertex lives beside it: tick forming and sending in
+:mod:`~backend_stub.forming`, results in :mod:`~backend_stub.results`, a replicated vertex's
+dealing in :mod:`~backend_stub.replicas`, who may join in :mod:`~backend_stub.admission`,
+status in :mod:`~backend_stub.observe`; the state of each kind of vertex is a class of
+:mod:`~backend_stub.model`.
 """
 
 from __future__ import annotations
@@ -33,19 +41,24 @@ from typing import Any
 
 from backend_stub import deadletter, replicas
 from backend_stub.admission import clean_stats, hello_refusal, welcome_fields
-from backend_stub.builtins import make_sink, make_source
 from backend_stub.config import ConfigDesk
-from backend_stub.forming import could_form, room, take_tick
+from backend_stub.forming import could_form, room, send_ticks
 from backend_stub.model import (
     Action,
     CloseWorker,
-    InputBuffer,
+    ComponentVertex,
     Instance,
     Journal,
+    ReplicatedVertex,
     Send,
+    Served,
     Settings,
+    SinkVertex,
+    SourceVertex,
     Value,
     VertexState,
+    WorkerVertex,
+    vertex_state,
 )
 from backend_stub.observe import status_of
 from backend_stub.refusals import Refusals
@@ -70,7 +83,7 @@ class Scheduler:
         self.pipeline = pipeline
         self.settings = settings or Settings.from_pipeline(pipeline)
         self.vertices: dict[str, VertexState] = {}
-        self.by_epoch: dict[int, VertexState] = {}
+        self.by_epoch: dict[int, Served] = {}
         self._next_epoch = 1
         self.incarnation = 0  # how many times a broker started on this store, all runs (0: no store)
         self.run_start = 0  # the incarnation that began this run (epochs count across runs; starts, per run)
@@ -88,21 +101,10 @@ class Scheduler:
         self.started = time.monotonic()
         self.run = uuid.uuid4().hex  # snapshots made under another run are not resumed
         for name in pipeline.order:
-            v = pipeline.vertices[name]
-            vs = VertexState(
-                v,
-                [InputBuffer() for _ in v.inputs],
-                [[(p.vertex, p.index) for p in outs] for outs in v.outputs],
-                out_counts=[0] * len(v.outputs),
-            )
-            if v.kind == "source":
-                vs.source = make_source(pipeline, v)
-            elif v.kind == "sink":
-                vs.sink = make_sink(pipeline, v)
-                if fresh:
-                    vs.sink.resume(0, 0)
-            self.vertices[name] = vs
-        self._workers_in_order = [vs for vs in self.vertices.values() if vs.v.kind == "component"]
+            self.vertices[name] = vertex_state(pipeline, name, fresh)
+        self._workers_in_order = [
+            vs for vs in self.vertices.values() if isinstance(vs, (WorkerVertex, ReplicatedVertex))
+        ]
         # Where each vertex's dead-letter file ends: a restarted broker cuts it back here.
         self.dead_letter_offsets = {
             n: deadletter.size(deadletter.dead_letter_path(pipeline, vs))
@@ -126,9 +128,9 @@ class Scheduler:
         refused = hello_refusal(self.vertices, vs, msg, now, self.settings)
         if refused is not None:
             return refused
-        assert vs is not None
-        if vs.replicated:
+        if isinstance(vs, ReplicatedVertex):
             return self._admit_instance(vs, msg, now)
+        assert isinstance(vs, WorkerVertex)  # hello_refusal let a component's vertex through
         if vs.epoch is not None:
             self._fence(vs)
         if vs.connects_here > 0:
@@ -145,7 +147,7 @@ class Scheduler:
         self.by_epoch[epoch] = vs
         return epoch, self._welcome_fields(vs)
 
-    def _admit_instance(self, vs: VertexState, msg: P.Hello, now: float) -> tuple[int, dict[str, Any]]:
+    def _admit_instance(self, vs: ReplicatedVertex, msg: P.Hello, now: float) -> tuple[int, dict[str, Any]]:
         """One more instance of a replicated vertex (or a restart of one: same instance id)."""
         epoch = self._next_epoch
         self._next_epoch += 1
@@ -161,14 +163,14 @@ class Scheduler:
         self.by_epoch[epoch] = vs
         return epoch, self._welcome_fields(vs)
 
-    def _apply_lost(self, vs: VertexState) -> None:
+    def _apply_lost(self, vs: ReplicatedVertex) -> None:
         if not self.settings.redelivery and vs.done:
             replicas.apply_done(vs, self._emit, False)
 
-    def _welcome_fields(self, vs: VertexState) -> dict[str, Any]:
+    def _welcome_fields(self, vs: ComponentVertex) -> dict[str, Any]:
         return welcome_fields(vs, self.settings, self.run, self.broker_instance, self.pipeline.settings.get("snapshot"))
 
-    def _fence(self, vs: VertexState) -> None:
+    def _fence(self, vs: WorkerVertex) -> None:
         old = vs.epoch
         if old is not None:
             self.by_epoch.pop(old, None)
@@ -186,7 +188,7 @@ class Scheduler:
         vs = self.by_epoch.get(epoch)
         if vs is None:
             return []
-        if vs.replicated:
+        if isinstance(vs, ReplicatedVertex):
             self.by_epoch.pop(epoch, None)
             replicas.release(vs, epoch, self.settings.redelivery, lost=True)
             self._apply_lost(vs)
@@ -202,13 +204,13 @@ class Scheduler:
         vs.worker_stats = clean_stats(stats)
         return True
 
-    def _worker(self, epoch: int, now: float) -> VertexState | None:
+    def _worker(self, epoch: int, now: float) -> Served | None:
         vs = self.by_epoch.get(epoch)
         if vs is None:
             self.rejected += 1  # a fenced (old) incarnation, or garbage
             return None
         vs.last_seen = now
-        if vs.instances:
+        if isinstance(vs, ReplicatedVertex):
             vs.instances[epoch].last_seen = now
         return vs
 
@@ -229,18 +231,12 @@ class Scheduler:
             entries = P.split_values(msg.layout, payload, len(vs.consumers))
             if self.adopt is not None:
                 self.adopt(epoch, entries)
-            if vs.replicated:
+            if isinstance(vs, ReplicatedVertex):
                 replicas.take_results(vs, vs.instances[epoch], entries, self._emit, self.settings.redelivery)
             else:
                 apply_results(vs, entries, self._emit, self._pull, self.settings.redelivery)
             if not pump:
                 return []
-        elif vs.replicated and not isinstance(msg, (P.Sync, P.Checkpoint, P.Heartbeat, P.Failed)):
-            return self._instance_message(vs, vs.instances[epoch], msg, now)
-        elif isinstance(msg, P.Ready):
-            if vs.ready:  # an incarnation says Ready once: a second one is forged or broken
-                raise ProtocolError(f"vertex {vs.name}: a second Ready from epoch {epoch}")
-            self._ready(vs, msg)
         elif isinstance(msg, P.Sync):
             # Results travel on the same socket ahead of the Sync, so they are applied.
             return [Send(epoch, P.encode(P.Applied(epoch, vs.applied)), durable=True)]
@@ -252,10 +248,16 @@ class Scheduler:
         elif isinstance(msg, P.Heartbeat):
             vs.worker_stats = clean_stats(msg.stats)
             return self.pump(now) if "virtual_input" in vs.features else []  # the virtual queue grew
-        elif isinstance(msg, P.ConfigApplied):
-            return self.config.applied(vs, msg.version)
         elif isinstance(msg, P.Failed):
             return self._failed(vs, msg)
+        elif isinstance(vs, ReplicatedVertex):
+            return self._instance_message(vs, vs.instances[epoch], msg, now)
+        elif isinstance(msg, P.Ready):
+            if vs.ready:  # an incarnation says Ready once: a second one is forged or broken
+                raise ProtocolError(f"vertex {vs.name}: a second Ready from epoch {epoch}")
+            self._ready(vs, msg)
+        elif isinstance(msg, P.ConfigApplied):
+            return self.config.applied(vs, msg.version)
         elif isinstance(msg, P.Finished):
             actions: list[Action] = []
             # A source's unused grants: they carry no input, so nothing is lost.
@@ -276,7 +278,7 @@ class Scheduler:
             raise ProtocolError(f"unexpected {msg.KIND} on the data socket")
         return self.pump(now)
 
-    def _instance_message(self, vs: VertexState, inst: Instance, msg: P.Message, now: float) -> list[Action]:
+    def _instance_message(self, vs: ReplicatedVertex, inst: Instance, msg: P.Message, now: float) -> list[Action]:
         """Ready, ConfigApplied, Goodbye from an instance of a replicated vertex."""
         if isinstance(msg, P.Ready):
             if inst.ready:
@@ -304,7 +306,7 @@ class Scheduler:
             return [CloseWorker(inst.epoch), *self.pump(now)]
         raise ProtocolError(f"vertex {vs.name}: unexpected {msg.KIND} from an instance of a replicated vertex")
 
-    def _ready(self, vs: VertexState, msg: P.Ready) -> None:
+    def _ready(self, vs: WorkerVertex, msg: P.Ready) -> None:
         vs.features = [str(f) for f in msg.features]
         vs.ready = True
         if msg.pull_request is not None:
@@ -334,7 +336,7 @@ class Scheduler:
         vs.sent = vs.expect = start
         vs.inflight_bytes = 0
 
-    def _pull(self, vs: VertexState, wire: Any) -> InputsPullRequest | None:
+    def _pull(self, vs: ComponentVertex, wire: Any) -> InputsPullRequest | None:
         try:
             pr = InputsPullRequest.from_wire(wire)
             pr.check_inputs(len(vs.inputs), vs.name)
@@ -344,7 +346,7 @@ class Scheduler:
             self._fail(msg if vs.name in msg else f"component {vs.name}: {msg}")
             return None
 
-    def _failed(self, vs: VertexState, msg: P.Failed) -> list[Action]:
+    def _failed(self, vs: Served, msg: P.Failed) -> list[Action]:
         if msg.tick < vs.applied:
             return []  # a replayed tick that was skipped (and dead-lettered) before
         msg = deadletter.checked_failure(vs, msg)
@@ -384,7 +386,7 @@ class Scheduler:
         out = self.config.expire(now)
         limit = self.settings.heartbeat_ms * self.settings.liveness / 1000
         for epoch, vs in list(self.by_epoch.items()):
-            seen = vs.instances[epoch].last_seen if vs.instances else vs.last_seen
+            seen = vs.instances[epoch].last_seen if isinstance(vs, ReplicatedVertex) else vs.last_seen
             if now - seen > limit and not vs.goodbye:
                 out.extend(self.disconnect(epoch))
         return out
@@ -403,14 +405,16 @@ class Scheduler:
                 vs = self.vertices[name]
                 if vs.finished and not self._catching_up(vs):
                     continue
-                if vs.source is not None:
+                if isinstance(vs, SourceVertex):
                     self._pump_source(vs, now)
-                elif vs.sink is not None:
+                elif isinstance(vs, SinkVertex):
                     self._pump_sink(vs, now)
-                else:
+                elif isinstance(vs, ReplicatedVertex):
+                    self._pump_replicated(vs, actions)
+                elif isinstance(vs, WorkerVertex):
                     self._pump_worker(vs, actions)
         # Done once every vertex finished and every stateful worker confirmed its final state.
-        if all(vs.finished and (vs.goodbye or vs.v.kind != "component") for vs in self.vertices.values()):
+        if all(vs.closed_for_good for vs in self.vertices.values()):
             self.done = True
         return actions
 
@@ -423,16 +427,19 @@ class Scheduler:
             return actions
         for vs in self._workers_in_order:
             if not vs.finished or self._catching_up(vs):
-                self._pump_worker(vs, actions)
+                if isinstance(vs, ReplicatedVertex):
+                    self._pump_replicated(vs, actions)
+                else:
+                    self._pump_worker(vs, actions)
         return actions
 
     @staticmethod
     def _catching_up(vs: VertexState) -> bool:
         """A finished vertex whose worker (re)connected after the end: it still gets the
         replay its restored state needs, then Close (found by the model test)."""
-        if vs.instances:
+        if isinstance(vs, ReplicatedVertex):
             return any(i.ready and not i.closed for i in vs.instances.values())
-        return vs.v.kind == "component" and vs.epoch is not None and vs.ready and vs.closed_epoch != vs.epoch
+        return isinstance(vs, WorkerVertex) and vs.epoch is not None and vs.ready and vs.closed_epoch != vs.epoch
 
     def _emit(self, vs: VertexState, k: int, values: list[Value]) -> None:
         first = vs.out_counts[k]
@@ -449,20 +456,23 @@ class Scheduler:
         for consumers in vs.consumers:
             for cname, j in consumers:
                 self.vertices[cname].inputs[j].closed = True
+        if not isinstance(vs, ComponentVertex):
+            return  # a source: no inputs, no worker
         for buf in vs.inputs:
             n = buf.clear()
             vs.dropped_at_end += n
             buf.consumed += n
         if not vs.stateful and "virtual_output" not in vs.features:
             vs.goodbye = True  # nothing to wait for: no final state to write, no virtual output to deliver
-        if actions is not None and vs.instances:
+        if actions is None:
+            return
+        if isinstance(vs, ReplicatedVertex):
             self._close_instances(vs, actions)
-        if actions is not None and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
+        elif isinstance(vs, WorkerVertex) and vs.epoch is not None and vs.ready and vs.expect == vs.next_tick:
             vs.closed_epoch = vs.epoch
             actions.append(Send(vs.epoch, P.encode(P.Close("finished")), durable=True))
 
-    def _pump_source(self, vs: VertexState, now: float) -> None:
-        assert vs.source is not None
+    def _pump_source(self, vs: SourceVertex, now: float) -> None:
         values, failure = vs.source.pump(min(room(self.vertices, self.settings, vs, 0), self.settings.credit), now)
         if failure is not None:
             self._fail(failure)
@@ -473,9 +483,8 @@ class Scheduler:
         if vs.source.exhausted:
             self._finish(vs)
 
-    def _pump_sink(self, vs: VertexState, now: float) -> None:
+    def _pump_sink(self, vs: SinkVertex, now: float) -> None:
         sink = vs.sink
-        assert sink is not None
         buf = vs.inputs[0]
         written, failure = sink.pump(buf, vs.name, now)
         if failure is not None:
@@ -487,24 +496,21 @@ class Scheduler:
             vs.finished = True
 
     @staticmethod
-    def _close_instances(vs: VertexState, actions: list[Action]) -> None:
+    def _close_instances(vs: ReplicatedVertex, actions: list[Action]) -> None:
         """The vertex finished: stop each ready instance (each has answered all its ticks)."""
         for i in vs.instances.values():
             if i.ready and not i.closed:
                 i.closed = True
                 actions.append(Send(i.epoch, P.encode(P.Close("finished")), durable=True))
 
-    def _pump_replicated(self, vs: VertexState, actions: list[Action]) -> None:
+    def _pump_replicated(self, vs: ReplicatedVertex, actions: list[Action]) -> None:
         replicas.deal(vs, self.vertices, self.settings, self.journal, actions)
         if vs.finished:
             self._close_instances(vs, actions)  # instances that joined after the end
         elif vs.applied == vs.next_tick and vs.inputs and all(b.closed for b in vs.inputs) and not could_form(vs):
             self._finish(vs, actions)
 
-    def _pump_worker(self, vs: VertexState, actions: list[Action]) -> None:
-        if vs.replicated:
-            self._pump_replicated(vs, actions)
-            return
+    def _pump_worker(self, vs: WorkerVertex, actions: list[Action]) -> None:
         if vs.epoch is None or not vs.ready:
             if (
                 not vs.finished
@@ -520,47 +526,7 @@ class Scheduler:
             # No credit left (the usual case when pumped between results): nothing to send,
             # and with ticks formed and not applied, nothing finishes.
             return
-        layout: list[Any] = []
-        frames: list[Any] = []
-        max_bytes = self.settings.inflight_bytes
-        batch = self.settings.batch
-        streaming = vs.streaming
-        fits: int | None = None  # how many more new ticks the consumers' buffers take
-        # Credit in ticks and in bytes (the broker holds each in-flight tick's values for a
-        # replay); one tick always goes, however large.
-        while (out := vs.sent - vs.expect) < credit and (out == 0 or vs.inflight_bytes < max_bytes):
-            if vs.sent < vs.next_tick:
-                inf = vs.entry(vs.sent)  # a replay: exactly the composition it had
-                vs.sent += 1
-            else:
-                # New ticks; a streaming vertex's next pull request comes with each result.
-                if vs.finished or (streaming and not vs.virtual_source and out > 0):
-                    break
-                # Synchronous: each in-flight tick may still add one message per consumer.
-                # The consumers' buffers do not change while this loop runs, so the room
-                # is computed once: each new tick takes one of it (none when streaming,
-                # where only the queued messages count). Without consumers the room is
-                # the capacity, and counting it down only ends this pass early.
-                if fits is None:
-                    fits = room(self.vertices, self.settings, vs, 0 if streaming else out)
-                elif not streaming:
-                    fits -= 1
-                if fits < 1:
-                    break
-                new = take_tick(vs, self.journal)
-                if new is None:
-                    break
-                inf = new
-            vs.inflight_bytes += inf.size
-            layout.append([inf.tick, [[len(v) - 1 for v in values] for values in inf.composition], inf.extra])
-            for values in inf.composition:
-                for v in values:
-                    frames.extend(v)
-            if len(layout) >= batch:
-                actions.append(Send(vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
-                layout, frames = [], []
-        if layout:
-            actions.append(Send(vs.epoch, P.encode_ticks(vs.epoch, layout, frames)))
+        actions.extend(send_ticks(vs, self.vertices, self.settings, self.journal))
         if vs.finished:
             # A worker that (re)connected after the end: once it has caught up, stop it.
             if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:
@@ -588,8 +554,12 @@ class Scheduler:
     def close_all(self, reason: str) -> list[Action]:
         # Not to a worker already told to stop: it may be gone, and a send to it would
         # only wait for nobody.
-        return [
-            Send(e, P.encode(P.Close(reason)))
-            for e, vs in list(self.by_epoch.items())
-            if vs.closed_epoch != e and not (e in vs.instances and vs.instances[e].closed)
-        ]
+        return [Send(e, P.encode(P.Close(reason))) for e, vs in list(self.by_epoch.items()) if not _told_to_stop(vs, e)]
+
+
+def _told_to_stop(vs: Served, epoch: int) -> bool:
+    """Whether the incarnation ``epoch`` of ``vs`` was told to stop because it finished."""
+    if isinstance(vs, ReplicatedVertex):
+        inst = vs.instances.get(epoch)
+        return inst is not None and inst.closed
+    return vs.closed_epoch == epoch

@@ -27,7 +27,7 @@ from typing import Any
 import msgpack
 
 from backend_stub import deadletter
-from backend_stub.model import Journal, Settings
+from backend_stub.model import ComponentVertex, Journal, Settings, SinkVertex
 from backend_stub.recovery import apply_record, describe, diff, low_water, rebuild, vertex_record
 from backend_stub.scheduler import Scheduler
 from pipelogic import _faults
@@ -149,7 +149,7 @@ class RecoveryStore:
         for name, vs in sch.vertices.items():
             rec = records.get(name)
             if rec is not None:
-                if UNSAFE and "sink" in rec and vs.sink is not None and vs.sink.path is not None:
+                if UNSAFE and "sink" in rec and isinstance(vs, SinkVertex) and vs.sink.path is not None:
                     rec["sink"][0] = deadletter.size(vs.sink.path)  # the control: keep the tail
                 apply_record(vs, rec)
                 if "dead_letter" in rec:
@@ -187,12 +187,13 @@ class RecoveryStore:
         _faults.point("broker-before-commit")
         _faults.fail_point("commit")
         for vs in sch.vertices.values():
-            if vs.sink is not None:
+            if isinstance(vs, SinkVertex):
                 vs.sink.sync()
         _faults.point("broker-after-sink-sync")
         journal = sch.journal
         db = self.db
         lows = low_water(sch.vertices)
+        logs = _logging_vertices(sch)
         db.execute("BEGIN IMMEDIATE")
         try:
             if journal is not None:
@@ -201,13 +202,12 @@ class RecoveryStore:
                     "INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)",
                     [(s, q, _pack([_frame(f) for f in v])) for s, q, v in journal.values if q >= lows[s]],
                 )
-                vs_of = sch.vertices
                 db.executemany(
                     "INSERT OR REPLACE INTO tick (vertex, tick, entry) VALUES (?, ?, ?)",
                     [
                         (name, inf.tick, _pack([inf.starts, inf.extra]))
                         for name, inf in journal.ticks
-                        if vs_of[name].log_base <= inf.tick < vs_of[name].next_tick
+                        if logs[name].log_base <= inf.tick < logs[name].next_tick
                     ],
                 )
             db.executemany(
@@ -217,8 +217,8 @@ class RecoveryStore:
                     for name, vs in sch.vertices.items()
                 ],
             )
-            for name, vs in sch.vertices.items():
-                bases = (vs.log_base, vs.next_tick)
+            for name, c in logs.items():
+                bases = (c.log_base, c.next_tick)
                 if self._bases.get(name) != bases:
                     # Trimmed below, and (a source's unused grants) dropped at the end.
                     db.execute("DELETE FROM tick WHERE vertex = ? AND (tick < ? OR tick >= ?)", (name, *bases))
@@ -232,10 +232,15 @@ class RecoveryStore:
             raise
         _faults.point("broker-after-commit")
         self._lows.update(lows)
-        self._bases = {name: (vs.log_base, vs.next_tick) for name, vs in sch.vertices.items()}
+        self._bases = {name: (c.log_base, c.next_tick) for name, c in logs.items()}
         if journal is not None:
             journal.clear()
         self.commits += 1
+
+
+def _logging_vertices(sch: Scheduler) -> dict[str, ComponentVertex]:
+    """The vertices that log the ticks they form (components; built-ins form none)."""
+    return {name: vs for name, vs in sch.vertices.items() if isinstance(vs, ComponentVertex)}
 
 
 def open_run(

@@ -4,11 +4,14 @@ tests hand it the actions the scheduler returns and answer in its name."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
+from backend_stub.model import SinkVertex, VertexState
 from pipelogic import protocol as P
+
+_V = TypeVar("_V", bound=VertexState)
 
 
 class FakeWorker:
@@ -62,6 +65,11 @@ def accept(s: Any, hello: P.Hello, now: float = 0.0) -> int:
 
 def sink_values(s: Any, name: str = "out") -> list[Any]:
     """What the built-in sink vertex ``name`` of the scheduler ``s`` has taken so far."""
-    sink = s.vertices[name].sink
-    assert sink is not None, f"{name} is not a built-in sink"
-    return list(sink.values)
+    return list(vertex(s, name, SinkVertex).sink.values)
+
+
+def vertex(s: Any, name: str, kind: type[_V]) -> _V:
+    """The state of vertex ``name`` of the scheduler ``s``, which must be of class ``kind``."""
+    vs = s.vertices[name]
+    assert isinstance(vs, kind), f"{name} is a {type(vs).__name__}, not a {kind.__name__}"
+    return vs

@@ -83,7 +83,7 @@ def _ours(
     stamps: bool,
 ) -> tuple[float, list[float]]:
     from backend_stub.broker import Broker
-    from backend_stub.model import Settings
+    from backend_stub.model import Settings, SinkVertex
     from pipelogic.pipeline import parse_pipeline
 
     with tempfile.TemporaryDirectory(dir=base) as tmp:
@@ -98,7 +98,9 @@ def _ours(
             procs = ["n", "d"]
         pl = parse_pipeline({"name": "bench", "components": vertices, "connections": edges}, Path(tmp) / "pipeline.yml")
         broker = Broker(pl, "tcp://127.0.0.1:0", Settings(credit=credit, batch=batch))
-        sink = _timed_null(broker.scheduler.vertices["o"].sink, n // 10, stamps)
+        out = broker.scheduler.vertices["o"]
+        assert isinstance(out, SinkVertex)
+        sink = _timed_null(out.sink, n // 10, stamps)
         k = pl.vertices["d"].replicas
         up = _all_ready(broker, k) if "replicas" in (extra or {}) else None
         workers = []

@@ -1,11 +1,13 @@
 """The pure parts behind `status`, `tap` and error reports: no sockets."""
 
 import sys
+from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from backend_stub.model import WorkerVertex
 from backend_stub.observe import Observer
 from backend_stub.tap import MAX_VALUES, Taps
 from pipelogic import protocol as P
@@ -15,12 +17,10 @@ from pipelogic.errors import DefinitionError, WorkerError
 
 
 def _vertex(ticks=0, checkpoints=(), finished=False, outputs=1):
-    return SimpleNamespace(
-        ticks=ticks,
-        checkpoints=list(checkpoints),
-        finished=finished,
-        out_counts=[0] * outputs,
-        v=SimpleNamespace(outputs=[[]] * outputs, output_types=["Int64"] * outputs),
+    """A one-worker vertex's state, its pipeline vertex reduced to what these views read."""
+    v = SimpleNamespace(outputs=[[]] * outputs, output_types=["Int64"] * outputs)
+    return WorkerVertex(
+        v, [], [], [0] * outputs, ticks=ticks, finished=finished, checkpoints=deque(checkpoints, maxlen=2)
     )
 
 

@@ -26,11 +26,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from backend_stub.model import ReplicatedVertex
 from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
 from pipelogic.errors import DefinitionError, ProtocolError
 from pipelogic.pipeline import Pipeline, apply_scale, parse_pipeline, parse_scale
-from tests.fakes import FakeWorker, accept, deliver, sink_values
+from tests.fakes import FakeWorker, accept, deliver, sink_values, vertex
 
 M = 50
 REFERENCE = [3 * x for x in range(M)]
@@ -130,7 +131,7 @@ class ReplicaModel(RuleBasedStateMachine):
 
     @invariant()
     def each_instance_within_its_credit(self) -> None:
-        vs = self.s.vertices["c"]
+        vs = vertex(self.s, "c", ReplicatedVertex)
         for i in vs.instances.values():
             assert len(i.assigned) <= CREDIT
         assert vs.next_tick - vs.applied <= 6  # buffer_capacity: the consumer's room counts unapplied ticks
@@ -150,7 +151,7 @@ class ReplicaModel(RuleBasedStateMachine):
             self.pump()
         assert self.s.done, self.s.status()
         assert sink_values(self.s) == REFERENCE
-        assert self.s.vertices["c"].duplicates == 0
+        assert vertex(self.s, "c", ReplicatedVertex).duplicates == 0
 
     def answer_all(self, inst: FakeWorker) -> None:
         answers = [(tick, 3 * x) for tick, x in inst.inbox]

@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from backend_stub.model import WorkerVertex
 from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline, parse_pipeline
-from tests.fakes import FakeWorker, accept, deliver, sink_values
+from tests.fakes import FakeWorker, accept, deliver, sink_values, vertex
 
 M = 40
 REFERENCE = [sum(range(i + 1)) for i in range(M)]
@@ -139,7 +140,7 @@ class BrokerModel(RuleBasedStateMachine):
 
     @invariant()
     def retains_what_a_restart_needs(self) -> None:
-        vs = self.s.vertices["c"]
+        vs = vertex(self.s, "c", WorkerVertex)
         oldest = self.store[0][0] if self.store else 0
         assert vs.log_base <= oldest, f"log starts at {vs.log_base}, a restart may need {oldest}"
 
