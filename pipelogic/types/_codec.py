@@ -17,21 +17,25 @@ msgpack-native value.
 Mismatches raise :class:`TypeMismatch`; its path is prepended while the error unwinds, so
 the success path pays nothing for it. The public decoders turn every failure into
 :class:`DecodeError`.
+
+Modules: the :class:`Codec` base and the shared constants are in :mod:`._codecbase`, the
+atomic types' codecs in :mod:`._atoms`; this module keeps the composite codecs with the
+compiler and its cache, because they recurse into each other (a list's codec asks
+:func:`codec_for` for its item's, which may be the list's own named type).
 """
 
 from __future__ import annotations
 
-import math
-import operator
-import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
 
-from pipelogic.errors import DecodeError, TypeDefinitionError, TypeMismatch
+from pipelogic.errors import DecodeError, TypeMismatch
 from pipelogic.types._ast import Atomic, ListOf, Named, RecordOf, TupleOf, Type, UnionOf, Var
+from pipelogic.types._atoms import _Bool, _Bytes, _Float, _Int, _Str
+from pipelogic.types._codecbase import _INT_RANGES, OOB_EXT, OOB_THRESHOLD, Codec, _same, describe
 from pipelogic.types._invariants import INVARIANTS
 from pipelogic.types._records import Record, Variant
 from pipelogic.types._registry import resolve
@@ -47,32 +51,6 @@ __all__ = [
     "register_class",
 ]
 
-OOB_THRESHOLD = 64 * 1024
-"""Bytes values at least this long travel as separate zero-copy frames."""
-OOB_EXT = 1
-"""msgpack ext code of an out-of-band buffer reference (payload: big-endian uint32 index)."""
-
-_INT_RANGES = {
-    "Int32": (-(2**31), 2**31 - 1),
-    "Int64": (-(2**63), 2**63 - 1),
-    "UInt32": (0, 2**32 - 1),
-    "UInt64": (0, 2**64 - 1),
-}
-_F32_MAX = 3.4028234663852886e38
-_PACK_F = struct.Struct("<f")
-_PACK_IDX = struct.Struct(">I")
-
-
-def describe(v: Any) -> str:
-    """``str ('abc')``: the type name and a short repr, for error messages."""
-    pinned = getattr(v, "__pipelang_type__", None)
-    kind = f"{pinned} wrapper" if pinned is not None else type(v).__name__
-    r = repr(v)
-    if len(r) > 40:
-        r = r[:37] + "..."
-    return f"{kind} ({r})"
-
-
 # Python classes that decoded values of a named record type become (pipelogic.cv).
 _CLASSES: dict[str, type[Record]] = {}
 
@@ -81,197 +59,6 @@ def register_class(name: str, cls: type[Record]) -> None:
     """Make decoded values of the named record type ``name`` instances of ``cls``."""
     _CLASSES[name] = cls
     _CACHE.clear()
-
-
-def _chain(t: Type) -> list[Type]:
-    out = [t]
-    seen = {t}
-    while isinstance(t, Named):
-        try:
-            t = resolve(t)
-        except TypeDefinitionError:
-            break
-        if t in seen:
-            break
-        seen.add(t)
-        out.append(t)
-    return out
-
-
-def _same(pinned: Type, t: Type) -> bool:
-    if pinned == t:
-        return True
-    a = _chain(pinned)
-    b = _chain(t)
-    return any(x in b for x in a)
-
-
-class Codec:
-    """Checks, encodes and decodes values of one type (compiled, cached)."""
-
-    def __init__(self, t: Type, display: str | None = None) -> None:
-        self.type = t
-        self.display = display or str(t)
-
-    def mismatch(self, v: Any, detail: str = "") -> TypeMismatch:
-        return TypeMismatch(self.display, describe(v) + detail)
-
-    def pin_ok(self, v: Any) -> None:
-        pinned = getattr(v, "__pipelang_type__", None)
-        if pinned is not None and not _same(pinned, self.type):
-            raise self.mismatch(v)
-
-    def check(self, v: Any) -> Any:
-        raise NotImplementedError
-
-    def enc(self, v: Any, bufs: list[Any]) -> Any:
-        raise NotImplementedError
-
-    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
-        raise NotImplementedError
-
-    def is_unit(self) -> bool:
-        return False
-
-
-class _Int(Codec):
-    def __init__(self, t: Atomic) -> None:
-        super().__init__(t)
-        self.lo, self.hi = _INT_RANGES[t.name]
-
-    def check(self, v: Any) -> int:
-        if type(v) is int:
-            if self.lo <= v <= self.hi:
-                return v
-            raise self.mismatch(v, f" out of range {self.lo}..{self.hi}")
-        self.pin_ok(v)
-        if isinstance(v, bool) or not hasattr(type(v), "__index__"):
-            raise self.mismatch(v)
-        i = operator.index(v)
-        if not self.lo <= i <= self.hi:
-            raise self.mismatch(v, f" out of range {self.lo}..{self.hi}")
-        return i
-
-    def enc(self, v: Any, bufs: list[Any]) -> int:
-        return self.check(v)
-
-    def dec(self, o: Any, bufs: Sequence[Any]) -> int:
-        if type(o) is int and self.lo <= o <= self.hi:
-            return o
-        raise self.mismatch(o)
-
-
-class _Float(Codec):
-    def __init__(self, t: Atomic) -> None:
-        super().__init__(t)
-        self.single = t.name == "Float"
-
-    def check(self, v: Any) -> float:
-        if type(v) is not float:
-            self.pin_ok(v)
-            if isinstance(v, bool) or (not isinstance(v, (int, float)) and not hasattr(type(v), "__float__")):
-                raise self.mismatch(v)
-            if isinstance(v, str):
-                raise self.mismatch(v)
-            v = float(v)
-        if self.single:
-            if math.isfinite(v) and abs(v) > _F32_MAX:
-                raise self.mismatch(v, " out of the 32-bit float range")
-            rounded: float = _PACK_F.unpack(_PACK_F.pack(v))[0]
-            return rounded
-        out: float = v
-        return out
-
-    def enc(self, v: Any, bufs: list[Any]) -> float:
-        return self.check(v)
-
-    def dec(self, o: Any, bufs: Sequence[Any]) -> float:
-        if type(o) is float:
-            if self.single and math.isfinite(o) and abs(o) > _F32_MAX:
-                raise self.mismatch(o, " out of the 32-bit float range")
-            return o
-        raise self.mismatch(o)
-
-
-class _Bool(Codec):
-    def check(self, v: Any) -> bool:
-        if type(v) is bool:
-            return v
-        pinned = getattr(v, "__pipelang_type__", None)
-        if pinned == self.type:
-            return bool(v)
-        raise self.mismatch(v)
-
-    def enc(self, v: Any, bufs: list[Any]) -> bool:
-        return self.check(v)
-
-    def dec(self, o: Any, bufs: Sequence[Any]) -> bool:
-        if type(o) is bool:
-            return o
-        raise self.mismatch(o)
-
-
-class _Str(Codec):
-    def __init__(self, t: Atomic) -> None:
-        super().__init__(t)
-        self.char = t.name == "Char"
-
-    def check(self, v: Any) -> str:
-        if type(v) is not str:
-            self.pin_ok(v)
-            if not isinstance(v, str):
-                raise self.mismatch(v)
-        if self.char and len(v) != 1:
-            raise self.mismatch(v, " of length != 1")
-        if not v.isascii():
-            try:  # a lone surrogate is a str but has no UTF-8 form: refuse it here, with a path
-                v.encode("utf-8")
-            except UnicodeEncodeError:
-                raise self.mismatch(v, " (a lone surrogate has no UTF-8 encoding)") from None
-        return v
-
-    def enc(self, v: Any, bufs: list[Any]) -> str:
-        return self.check(v)
-
-    def dec(self, o: Any, bufs: Sequence[Any]) -> str:
-        if type(o) is str and (not self.char or len(o) == 1):
-            return o
-        raise self.mismatch(o)
-
-
-class _Bytes(Codec):
-    def check(self, v: Any) -> Any:
-        if type(v) is bytes:
-            return v
-        self.pin_ok(v)
-        if isinstance(v, (bytes, bytearray)):
-            return v
-        if isinstance(v, str) or isinstance(v, (int, float)):
-            raise self.mismatch(v)
-        try:
-            mv = memoryview(v)
-        except TypeError:
-            raise self.mismatch(v) from None
-        if not mv.c_contiguous:
-            raise self.mismatch(v, " (not contiguous)")
-        return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
-
-    def enc(self, v: Any, bufs: list[Any]) -> Any:
-        v = self.check(v)
-        if len(v) >= OOB_THRESHOLD:
-            bufs.append(v)
-            return msgpack.ExtType(OOB_EXT, _PACK_IDX.pack(len(bufs) - 1))
-        return v
-
-    def dec(self, o: Any, bufs: Sequence[Any]) -> Any:
-        if type(o) is bytes:
-            return o
-        if type(o) is msgpack.ExtType and o.code == OOB_EXT and len(o.data) == 4:
-            i = _PACK_IDX.unpack(o.data)[0]
-            if i < len(bufs):
-                return bufs[i]
-            raise self.mismatch(o, f" (buffer {i} of {len(bufs)})")
-        raise self.mismatch(o)
 
 
 class _List(Codec):

@@ -27,7 +27,9 @@ import types
 from typing import Any
 
 from pipelogic.errors import CodecUnsupported
+from pipelogic.types import _atoms as A
 from pipelogic.types import _codec as C
+from pipelogic.types._codecbase import _F32_MAX
 
 __all__ = ["install"]
 
@@ -43,7 +45,7 @@ class _Gen:
             "_isfinite": math.isfinite,
             "_new": dict.__new__,
             "_upd": dict.update,
-            "_F32": C._F32_MAX,
+            "_F32": _F32_MAX,
         }
         self.n = 0
         self.open: set[int] = set()  # named codecs being expanded (a recursive type is not inlined)
@@ -67,13 +69,13 @@ def _named_inner(g: _Gen, c: Any) -> Any:
 def _check(g: _Gen, c: Any, x: str, ind: int, fail: str) -> None:
     """Lines that ``return {fail}`` unless ``x`` is a valid value of ``c`` in wire form."""
     kind = type(c)
-    if kind is C._Int:
+    if kind is A._Int:
         g.emit(ind, f"if type({x}) is not int or not {c.lo} <= {x} <= {c.hi}: return {fail}")
-    elif kind is C._Float and not c.single:
+    elif kind is A._Float and not c.single:
         g.emit(ind, f"if type({x}) is not float: return {fail}")
-    elif kind is C._Bool:
+    elif kind is A._Bool:
         g.emit(ind, f"if type({x}) is not bool: return {fail}")
-    elif kind is C._Str and not c.char:
+    elif kind is A._Str and not c.char:
         g.emit(ind, f"if type({x}) is not str or not {x}.isascii(): return {fail}")
     elif kind is C._Tuple:
         g.emit(
@@ -120,7 +122,7 @@ def _check(g: _Gen, c: Any, x: str, ind: int, fail: str) -> None:
 
 def _plain(c: Any) -> bool:
     """Whether the decoded form of ``c`` is the msgpack data itself (no conversion)."""
-    if type(c) in (C._Int, C._Float, C._Bool, C._Str):
+    if type(c) in (A._Int, A._Float, A._Bool, A._Str):
         return True
     return type(c) is C._List and _plain(c.item)
 
@@ -129,18 +131,18 @@ def _dec(g: _Gen, c: Any, x: str, ind: int, fail: str) -> str:
     """Lines that ``return {fail}`` unless ``x`` (msgpack data) decodes as ``c``; returns
     the expression of the decoded value."""
     kind = type(c)
-    if kind is C._Int:
+    if kind is A._Int:
         g.emit(ind, f"if type({x}) is not int or not {c.lo} <= {x} <= {c.hi}: return {fail}")
         return x
-    if kind is C._Float:
+    if kind is A._Float:
         g.emit(ind, f"if type({x}) is not float: return {fail}")
         if c.single:
             g.emit(ind, f"if ({x} > _F32 or {x} < -_F32) and _isfinite({x}): return {fail}")
         return x
-    if kind is C._Bool:
+    if kind is A._Bool:
         g.emit(ind, f"if type({x}) is not bool: return {fail}")
         return x
-    if kind is C._Str:
+    if kind is A._Str:
         g.emit(ind, f"if type({x}) is not str{f' or len({x}) != 1' if c.char else ''}: return {fail}")
         return x
     if kind is C._Tuple:

@@ -10,7 +10,8 @@ from typing import Any
 
 from pipelogic.errors import TypeMismatch
 from pipelogic.types._ast import Atomic, ListOf, TupleOf, Type
-from pipelogic.types._codec import _INT_RANGES, Record, codec_for
+from pipelogic.types._codec import Record, codec_for
+from pipelogic.types._codecbase import _INT_RANGES
 
 __all__ = [
     "Bool",
