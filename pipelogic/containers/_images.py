@@ -10,27 +10,29 @@ machine without a registry builds every image from nothing:
    binary wheels only) and the pipelogic wheel built from this source tree;
 3. ``docker/Dockerfile`` on top, labelled with a fingerprint of all the above, so a second
    build with nothing changed is a no-op.
+
+Step 1 is :mod:`._base`, step 2 :mod:`._wheels`, the SDK client :mod:`._docker`; this
+module builds the runtime image and component images from them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipelogic.containers._base import DEFAULT_BASE, LOCAL_BASE, PYTHON_LABEL, base_python, ensure_base, image_python
+from pipelogic.containers._docker import Log, _image, docker_client, say
+from pipelogic.containers._wheels import VARIANTS, dependency_wheels, image_fingerprint, package_wheel, source_root
 from pipelogic.errors import ContainerError
-from pipelogic.porting import PLATFORM_BASE, has_requirements
+from pipelogic.porting import has_requirements
 
 __all__ = [
     "DEFAULT_BASE",
@@ -45,294 +47,12 @@ __all__ = [
 ]
 
 VERSION = metadata.version("pipelogic")
-# Two variants (docs/containers.md): the default carries what the platform's runtime image
-# carries (numpy, opencv, pyyaml, protobuf, pika), so a component ported from it imports
-# what it expects; "slim" carries only pipelogic's own dependencies.
+
 RUNTIME_IMAGE = f"pipelogic/runtime:{VERSION}"
 SLIM_IMAGE = f"pipelogic/runtime:{VERSION}-slim"
-VARIANTS = {"full": [f"{name}=={version}" for name, version in PLATFORM_BASE.items()], "slim": []}
 VARIANT_LABEL = "org.pipelogic.variant"
-DEFAULT_BASE = "python:3.11-slim"
-LOCAL_BASE = "pipelogic/base:bookworm"
 FINGERPRINT_LABEL = "org.pipelogic.fingerprint"
 _WORKER_UID = "10001:10001"
-_SOURCE_DIRS = ("pipelogic", "backend_stub")
-_SOURCE_FILES = ("pyproject.toml", "README.md")
-# Left out of the local base image: documentation, manuals and translations (about 50 MB).
-_DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
-
-Log = Callable[[str], None]
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def docker_client() -> Any:
-    """A docker SDK client for the engine in the environment (DOCKER_HOST or the socket)."""
-    try:
-        from docker.errors import DockerException
-
-        import docker
-    except ImportError:
-        raise ContainerError(
-            "building images needs the docker SDK, which is not installed here: pip install 'pipelogic[containers]'"
-        ) from None
-    try:
-        client = docker.from_env(timeout=300)
-        client.ping()
-    except DockerException as exc:
-        raise ContainerError(f"no Docker engine answers ({exc}); is it running, and may this user use it?") from None
-    return client
-
-
-def _image(client: Any, ref: str) -> Any | None:
-    from docker.errors import ImageNotFound
-
-    try:
-        return client.images.get(ref)
-    except ImageNotFound:
-        return None
-
-
-# -- the base image --------------------------------------------------------------------------
-
-
-def ensure_base(client: Any, base: str | None = None, offline: bool = False, log: Log = _say) -> str:
-    """The base image to build on, present in the engine.
-
-    ``base`` given: that image, pulled if missing. Otherwise ``python:3.11-slim`` if the
-    engine has it, else the local Debian base if it was built before, else
-    ``python:3.11-slim`` pulled (not with ``offline``), else the local base built now."""
-    from docker.errors import APIError
-
-    def pulled(ref: str) -> bool:
-        if _image(client, ref) is not None:
-            return True
-        repo, _, tag = ref.partition(":")
-        try:
-            log(f"pulling {ref}")
-            client.images.pull(repo, tag=tag or "latest")
-            return True
-        except APIError as exc:
-            log(f"cannot pull {ref}: {exc.explanation or exc}")
-            return False
-
-    if base:
-        if not pulled(base):
-            raise ContainerError(f"base image {base} is not in the engine and cannot be pulled")
-        return base
-    if _image(client, DEFAULT_BASE) is not None:
-        return DEFAULT_BASE
-    if _image(client, LOCAL_BASE) is not None:  # built here before: the engine had no registry
-        return LOCAL_BASE
-    if not offline and pulled(DEFAULT_BASE):
-        return DEFAULT_BASE
-    build_local_base(client, LOCAL_BASE, log)
-    return LOCAL_BASE
-
-
-def apt_sources(root: Path = Path("/")) -> list[Path]:
-    """The host's enabled apt source files (one-line and deb822 forms)."""
-    etc = root / "etc" / "apt"
-    files = [etc / "sources.list"] if (etc / "sources.list").is_file() else []
-    d = etc / "sources.list.d"
-    if d.is_dir():
-        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources") and p.is_file())
-    return [
-        f
-        for f in files
-        if any(line.strip() and not line.lstrip().startswith("#") for line in f.read_text().splitlines())
-    ]
-
-
-def _codename(root: Path = Path("/")) -> str:
-    try:
-        text = (root / "etc" / "os-release").read_text()
-    except OSError:
-        return ""
-    for line in text.splitlines():
-        if line.startswith("VERSION_CODENAME="):
-            return line.split("=", 1)[1].strip().strip('"')
-    return ""
-
-
-def build_local_base(client: Any, tag: str, log: Log = _say) -> None:
-    """A minimal Debian with python3 and venv, from the host's apt sources (no registry)."""
-    tool = shutil.which("mmdebstrap")
-    if tool is None:
-        raise ContainerError(
-            f"no base image: {DEFAULT_BASE} cannot be pulled and mmdebstrap is not installed "
-            "(apt-get install mmdebstrap), or pass --base IMAGE"
-        )
-    sources = apt_sources()
-    suite = _codename()
-    if not sources or not suite:
-        raise ContainerError(
-            "no base image: this host has no apt sources (or no VERSION_CODENAME) to build one from; pass --base IMAGE"
-        )
-    log(f"building the base image {tag} with mmdebstrap ({suite}, from {', '.join(map(str, sources))})")
-    cmd = [tool, "--variant=minbase", "--include=python3,python3-venv", "--format=tar", "--quiet"]
-    cmd += [f"--dpkgopt=path-exclude={p}" for p in _DPKG_EXCLUDES]
-    cmd += ["--dpkgopt=path-include=/usr/share/doc/*/copyright", suite, "-", *map(str, sources)]
-    with tempfile.TemporaryDirectory(prefix="pipelogic-base-") as tmp:
-        rootfs = Path(tmp) / "rootfs.tar"
-        with rootfs.open("wb") as out:
-            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
-        if proc.returncode != 0:
-            raise ContainerError(f"mmdebstrap failed (exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
-        repo, _, version = tag.partition(":")
-        client.api.import_image_from_file(
-            str(rootfs), repository=repo, tag=version or "latest", changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]']
-        )
-    if _image(client, tag) is None:
-        raise ContainerError(f"docker import did not produce {tag}")
-
-
-PYTHON_LABEL = "org.pipelogic.python"  # X.Y of the image's python3 (what wheels for it must match)
-
-
-def _image_python(client: Any, image: str) -> str | None:
-    """``X.Y`` of ``image``'s python3: its label, else asked of the image; None if unknown."""
-    found = _image(client, image)
-    label = ((found.labels if found is not None else None) or {}).get(PYTHON_LABEL)
-    if label:
-        return str(label)
-    try:
-        out = client.containers.run(
-            image, ["-c", "import sys; print('%d.%d' % sys.version_info[:2])"], entrypoint="python3", remove=True
-        )
-        return bytes(out).decode().strip() or None
-    except Exception:  # noqa: BLE001 - only a hint depends on it
-        return None
-
-
-def _base_python(client: Any, base: str) -> str:
-    """``X.Y`` of the base image's python3 (wheels must match it)."""
-    out = client.containers.run(
-        base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True
-    )
-    return bytes(out).decode().strip()
-
-
-# -- wheels ------------------------------------------------------------------------------------
-
-
-def source_root() -> Path:
-    """The source tree this pipelogic was installed from (an editable install or a checkout)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file() or not (root / "docker" / "Dockerfile").is_file():
-        raise ContainerError(
-            f"the runtime image is built from a pipelogic source checkout (pyproject.toml and "
-            f"docker/Dockerfile beside the package); {root} is not one"
-        )
-    return root
-
-
-def _requirements() -> list[str]:
-    reqs = metadata.requires("pipelogic") or []
-    return sorted(r for r in reqs if "extra ==" not in r)
-
-
-def _wheel_platforms() -> list[str]:
-    arch = platform.machine() or "x86_64"
-    tags = ["manylinux2014", "manylinux_2_17", "manylinux_2_24", "manylinux_2_28", "manylinux_2_31", "manylinux_2_34"]
-    return [f"{t}_{arch}" for t in tags] + [f"linux_{arch}"]
-
-
-def dependency_wheels(cache: Path, python: str, log: Log = _say, variant: str = "full") -> Path:
-    """Binary wheels of the runtime's dependencies for ``python`` (``X.Y``) and the image
-    ``variant``, cached in ``cache``: downloaded again only when the requirements change."""
-    reqs = _requirements() + VARIANTS[variant]
-    folder = cache / f"deps-py{python.replace('.', '')}-{variant}"
-    stamp = folder / "requirements.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == reqs and any(folder.glob("*.whl")):
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    log(f"downloading wheels for Python {python}: {', '.join(reqs)}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--only-binary=:all:",
-        "--python-version",
-        python,
-        "--implementation",
-        "cp",
-        "-d",
-        str(folder),
-    ]
-    for p in _wheel_platforms():
-        cmd += ["--platform", p]
-    proc = subprocess.run([*cmd, *reqs], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        if any(folder.glob("*.whl")):
-            log(f"warning: pip download failed; using the wheels already in {folder}")
-            return folder
-        raise ContainerError(
-            f"cannot download the runtime's wheels (pip exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
-        )
-    stamp.write_text(json.dumps(reqs))
-    return folder
-
-
-def package_wheel(root: Path, dest: Path) -> Path:
-    """Build the pipelogic wheel from ``root`` into ``dest`` (emptied first)."""
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "-w", str(dest)]
-    try:  # the build backend already installed here: no index needed
-        import setuptools  # noqa: F401
-        import wheel  # noqa: F401
-
-        cmd.append("--no-build-isolation")
-    except ImportError:
-        pass
-    # pip builds in place for a local directory; keep the checkout free of build/ leftovers.
-    with tempfile.TemporaryDirectory(prefix="pipelogic-src-") as tmp:
-        src = Path(tmp) / "src"
-        shutil.copytree(
-            root,
-            src,
-            ignore=shutil.ignore_patterns(
-                ".git", "build", "dist", "*.egg-info", "__pycache__", ".pipelogic", "tests", "examples", ".venv"
-            ),
-        )
-        proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise ContainerError(
-            f"cannot build the pipelogic wheel (pip exit code {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
-        )
-    wheels = list(dest.glob("pipelogic-*.whl"))
-    if len(wheels) != 1:
-        raise ContainerError(f"expected one pipelogic wheel in {dest}, found {len(wheels)}")
-    return wheels[0]
-
-
-def _files(root: Path) -> Iterable[Path]:
-    for d in _SOURCE_DIRS:
-        for p in sorted((root / d).rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
-                yield p
-    for f in _SOURCE_FILES:
-        if (root / f).is_file():
-            yield root / f
-
-
-def image_fingerprint(root: Path, base_id: str, deps: Path) -> str:
-    """What the runtime image is made of: the Dockerfile, the base, the wheels, the source."""
-    h = hashlib.sha256()
-    h.update((root / "docker" / "Dockerfile").read_bytes())
-    h.update(base_id.encode())
-    for w in sorted(deps.glob("*.whl")):
-        h.update(w.name.encode())
-    for p in _files(root):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:24]
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -409,7 +129,7 @@ def build_runtime_image(
     rebuild: bool = False,
     tag: str | None = None,
     cache: Path | None = None,
-    log: Log = _say,
+    log: Log = say,
     variant: str = "full",
 ) -> str:
     """Build (or find up to date) the runtime image of ``variant`` ("full" or "slim");
@@ -423,7 +143,7 @@ def build_runtime_image(
     base_ref = ensure_base(client, base, offline, log)
     base_img = client.images.get(base_ref)
     python = base_img.labels.get("org.pipelogic.python") if base_img.labels else None
-    python = python or _base_python(client, base_ref)
+    python = python or base_python(client, base_ref)
     deps = dependency_wheels(cache / "wheels", python, log, variant)
     fp = image_fingerprint(root, base_img.id, deps)
     have = _image(client, tag)
@@ -501,7 +221,7 @@ def build_component_image(
     tag: str | None = None,
     wheels: str | Path | None = None,
     runtime: str = RUNTIME_IMAGE,
-    log: Log = _say,
+    log: Log = say,
     tag_prefix: str = "pipelogic/",
 ) -> str:
     """Build an image that runs the component in ``component_dir`` with no mount: the
@@ -532,7 +252,7 @@ def build_component_image(
             _add_tree(tar, wheel_dir, "wheels")
     buf.seek(0)
     log(f"building {tag}: component {spec.name} from {cdir} on {runtime}")
-    hint = _wheels_hint(lambda: _image_python(client, runtime)) if has_reqs and wheel_dir is None else None
+    hint = _wheels_hint(lambda: image_python(client, runtime)) if has_reqs and wheel_dir is None else None
     _build(client, tag, log, hint, fileobj=buf, custom_context=True)
     return tag
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipelogic.containers import RUNTIME_IMAGE, ComposeOptions, render_compose
-from pipelogic.containers._images import apt_sources
+from pipelogic.containers._base import apt_sources
 from pipelogic.errors import ContainerError
 from pipelogic.pipeline import load_pipeline
 
