@@ -16,7 +16,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from backend_stub import replicas
 from backend_stub.auth import KeyRing, start_authenticator, worker_domain
 from backend_stub.bounds import (
     MAX_MESSAGE_BYTES,
-    TICK_PORT_MAX_FRAME,
     give_back,
     total,
 )
@@ -38,6 +36,7 @@ from backend_stub.model import Action, Reply, Send, Settings, SinkVertex, Source
 from backend_stub.observe import Observer
 from backend_stub.shm import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
+from backend_stub.tickports import MAX_DRAIN, TickPorts
 from pipelogic import _health, transport
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, SlotLost
@@ -50,7 +49,6 @@ __all__ = ["Broker"]
 log = logging.getLogger("backend_stub")
 
 LINGER_S = 10.0  # how long a finished run waits for late instances of a replicated vertex
-_MAX_DRAIN = 256  # messages read from one socket per loop turn, so no peer starves the rest
 
 
 def _loopback(listen: str) -> bool:
@@ -137,8 +135,7 @@ class Broker:
         self.desk = ControlDesk(
             self.scheduler, self.keys, self.epoch_keys, self.instance, self.status, self._hello, self._drop
         )
-        self.workers: dict[int, tuple[ZSocket, bytes]] = {}  # epoch -> tick socket, its worker's routing id
-        self.outbox: dict[int, deque[list[Any]]] = {}
+        self.ports = TickPorts(self.ctx, self.listen, self._stray)
         # A plain flag, not a threading.Event: stop() runs in signal handlers, and Event.set
         # takes a lock that a second signal arriving inside it would wait for forever.
         self._stopping = False
@@ -203,7 +200,7 @@ class Broker:
         try:
             self._run(sch.pump())
             while not self._stopping:
-                busy = any(self.outbox.values()) or any(
+                busy = self.ports.pending or any(
                     isinstance(vs, SourceVertex) and vs.source.rate and not vs.finished for vs in sch.vertices.values()
                 )
                 events = dict(poller.poll(5 if busy else min(hb // 2, 100)))
@@ -218,7 +215,7 @@ class Broker:
                         # Ticks first: what answered results made room for goes out before
                         # the sources refill and the sinks write (the latency of a tick).
                         self._run(sch.pump_workers())
-                        self._flush()
+                        self.ports.flush()
                     self._run(sch.pump(now))
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
@@ -230,7 +227,7 @@ class Broker:
                     self.slots.reap(sch.by_epoch.__contains__)
                 if now >= self._next_stray_check:
                     self._next_stray_check = now + 1.0
-                    self._drop_strays(now)
+                    self.ports.drop_strays(now)
                 if self.keys is not None and now >= self._next_key_check:
                     self._next_key_check = now + 1.0
                     self._revoke(self.keys.reload())
@@ -238,7 +235,7 @@ class Broker:
                     self.metrics.publish(self.status, now)
                 if self.committer is not None:
                     self.committer.commit(now)
-                self._flush()
+                self.ports.flush()
                 _health.beat()
                 if self.exit_when_done and self.finished and not self._lingering(now):
                     break
@@ -274,30 +271,20 @@ class Broker:
         )
         return dataclasses.replace(st, broker=broker)
 
-    def _drop_strays(self, now: float) -> None:
-        """Read and drop what was sent to a tick socket (workers only receive there), counted
-        as refused from that vertex's tick port; at most one message per peer waits there."""
-        for epoch, (sock, _token) in self.workers.items():
-            self._drop_strays_of(epoch, sock, now)
-
-    def _drop_strays_of(self, epoch: int, sock: ZSocket, now: float) -> None:
-        for _ in range(_MAX_DRAIN):
-            try:
-                sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            vs = self.scheduler.by_epoch.get(epoch)
-            self.scheduler.refusals.refuse(
-                f"tick port of {vs.name if vs is not None else epoch}",
-                "a message sent to a tick socket (only the broker sends there)",
-                now,
-            )
+    def _stray(self, epoch: int, now: float) -> None:
+        """A message sent to the tick port of ``epoch``: counted as refused from that port."""
+        vs = self.scheduler.by_epoch.get(epoch)
+        self.scheduler.refusals.refuse(
+            f"tick port of {vs.name if vs is not None else epoch}",
+            "a message sent to a tick socket (only the broker sends there)",
+            now,
+        )
 
     def _drain(self, sock: ZSocket, handle: Any, now: float, how: str) -> None:
-        """Handle up to _MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
+        """Handle up to MAX_DRAIN waiting messages of one socket. ``how``: ``bytes`` (every
         frame copied), ``frames`` (every frame a zmq.Frame), ``hot`` (the header as bytes,
         payload frames as zmq.Frames forwarded without a copy)."""
-        for i in range(_MAX_DRAIN):
+        for i in range(MAX_DRAIN):
             try:
                 if how == "hot":
                     # The poll said the first one is here; after it, ask before receiving.
@@ -323,7 +310,7 @@ class Broker:
     def _carry_out(self, held: list[Action]) -> None:
         """The durable actions a commit held back, now that the store has them."""
         self._run(held, committed=True)
-        self._flush()
+        self.ports.flush()
 
     @property
     def malformed(self) -> int:
@@ -364,7 +351,7 @@ class Broker:
             log.warning("refused a worker: %s", result.reason)
             return [Reply(client, P.encode(result))]
         epoch, fields = result
-        for old in [e for e in self.workers if e not in self.scheduler.by_epoch]:
+        for old in [e for e in self.ports.epochs() if e not in self.scheduler.by_epoch]:
             self._drop_worker(old)
         curve = None
         if self.keys is not None and self.auth is not None and user is not None:
@@ -373,27 +360,7 @@ class Broker:
             self.keys.admit_tick_socket(epoch, user)
             self.auth.configure_curve_callback(worker_domain(epoch), credentials_provider=self.keys)
             curve = self.keys.server
-        # A ROUTER that sends only to the peer holding this secret routing id: a stranger
-        # connecting to the port receives nothing (a PUSH would hand it every other tick).
-        token = os.urandom(16)
-        # Nothing should arrive on it (the worker only receives): a peer that sends gets a
-        # one-message queue and is cut off at the first frame over TICK_PORT_MAX_FRAME, and
-        # what does arrive is read and dropped (_drop_strays). The send queue stays unbounded:
-        # the scheduler's credit bounds what is sent.
-        sock, ep = transport.bind_sibling(
-            self.ctx,
-            zmq.ROUTER,
-            self.listen,
-            f"w{epoch}",
-            hwm=0,
-            curve=curve,
-            domain=worker_domain(epoch),
-            max_frame=TICK_PORT_MAX_FRAME,
-            rcvhwm=1,
-        )
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a peer not (yet) there fails: retried
-        self.workers[epoch] = (sock, token)
-        self.outbox[epoch] = deque()
+        ep, token = self.ports.open(epoch, curve, worker_domain(epoch))  # see backend_stub.tickports
         uid = self.slots.probe(msg.shm) if self.slots is not None else None
         if uid is not None:
             assert self.slots is not None
@@ -439,13 +406,12 @@ class Broker:
             if a.durable and self.committer is not None and not committed and not UNSAFE:
                 self.committer.held.append(a)
             elif isinstance(a, Send):
-                box = self.outbox.get(a.epoch)
-                if box is not None:
-                    # Slots reach a worker that can map them as descriptors, any other
-                    # as the bytes themselves.
-                    box.append(
-                        a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames, a.epoch)
-                    )
+                # Slots reach a worker that can map them as descriptors, any other as the
+                # bytes themselves.
+                self.ports.queue(
+                    a.epoch,
+                    a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames, a.epoch),
+                )
             elif isinstance(a, Reply):
                 frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames)
                 try:
@@ -453,7 +419,7 @@ class Broker:
                 except zmq.ZMQError:
                     pass  # the client went away
             else:
-                self._flush_one(a.epoch)
+                self.ports.flush_one(a.epoch)
                 self._drop_worker(a.epoch)
         # Sends go out at the end of the loop turn (or of the commit), once for all of them.
 
@@ -465,33 +431,12 @@ class Broker:
             self.scheduler._fail(str(exc))
             return frames
 
-    def _flush_one(self, epoch: int) -> None:
-        box = self.outbox.get(epoch)
-        if not box:
-            return
-        sock, token = self.workers[epoch]
-        while box:
-            try:
-                transport.send_to(sock, token, box[0], transport.NOBLOCK)
-            except zmq.Again:
-                return  # the worker has not attached yet; retry next turn
-            box.popleft()
-
-    def _flush(self) -> None:
-        for epoch in list(self.outbox):
-            self._flush_one(epoch)
-
     def _drop_worker(self, epoch: int) -> None:
-        entry = self.workers.pop(epoch, None)
-        self.outbox.pop(epoch, None)
+        self.ports.close(epoch, time.monotonic())
         if self.keys is not None and self.auth is not None:
             self.epoch_keys.pop(epoch, None)
             self.keys.forget_tick_socket(epoch)
             self.auth.credentials_providers.pop(worker_domain(epoch), None)
-        if entry is not None:
-            # What a stranger sent since the last periodic check is counted, not lost unseen.
-            self._drop_strays_of(epoch, entry[0], time.monotonic())
-            entry[0].close(0)
 
     def _shutdown(self) -> None:
         sch = self.scheduler
@@ -508,12 +453,10 @@ class Broker:
         reason = "failed" if sch.failed else ("finished" if sch.done else "broker stopped")
         self._run(sch.close_all(reason))
         deadline = time.monotonic() + 1.0
-        while any(self.outbox.values()) and time.monotonic() < deadline:
-            self._flush()
+        while self.ports.pending and time.monotonic() < deadline:
+            self.ports.flush()
             time.sleep(0.01)
-        for sock, _ in self.workers.values():
-            sock.close(linger=500)
-        self.workers.clear()
+        self.ports.close_all(linger_ms=500)
         for vs in sch.vertices.values():
             if isinstance(vs, SinkVertex):
                 vs.sink.close()
