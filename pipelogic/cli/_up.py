@@ -22,24 +22,21 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pipelogic import protocol as P
+from pipelogic.cli._console import Console
 from pipelogic.cli._display import loss_notes, progress_line, status_table
-from pipelogic.cli._worker import EXIT_START
+from pipelogic.cli._fleet import Fleet, WorkerProcess
 from pipelogic.client import BrokerClient
 from pipelogic.errors import DefinitionError, PipelogicError
-from pipelogic.pipeline import apply_scale, load_pipeline, parse_scale, source_problems
+from pipelogic.pipeline import Pipeline, apply_scale, load_pipeline, parse_scale, source_problems
 from pipelogic.runs import default_state_dir
 
 __all__ = ["Supervisor"]
 
-_HEALTHY_S = 10.0  # a worker that ran this long before crashing restarts without backoff
-_PR_SET_PDEATHSIG = 1
 # Broker exit codes that a restart cannot fix (backend_stub/__main__.py).
 _BROKER_FINAL = {
     0: "done or stopped",
@@ -63,36 +60,9 @@ def _failed(st: P.StatusReply, vertices: set[str]) -> P.StatusReply:
     return dataclasses.replace(st, state="failed", vertices=rows)
 
 
-def _child_setup() -> None:
-    """In each child: its own process group, and SIGTERM when `up` dies (Linux)."""
-    os.setpgrp()
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the children notice the broker's silence instead
-
-
-@dataclass
-class _Worker:
-    name: str
-    directory: Path
-    instance: str = ""  # PIPELOGIC_INSTANCE of a replicated vertex's instance
-    proc: subprocess.Popen[str] | None = None
-    restarts: int = 0
-    streak: int = 0  # crashes in a row, each within _HEALTHY_S of its start: sets the backoff
-    started: float = 0.0
-    next_start: float = 0.0
-    exit_codes: list[int] = field(default_factory=list)
-    finished: bool = False  # exited because its vertex's streams ended: never started again
-
-    @property
-    def label(self) -> str:
-        return self.instance or self.name
-
-
 class Supervisor:
+    """One `pipelogic up` run: :meth:`run` returns its exit code."""
+
     def __init__(
         self,
         file: Path,
@@ -117,85 +87,13 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.backoff_max = backoff_max
         self.tty = sys.stdout.isatty() if progress is None else progress
+        self.console = Console(self.tty)
+        self.echo = self.console.echo
         self.timeout_s = timeout_s
-        self.lock = threading.Lock()
-        self.status_shown = False
         self.interrupted = False
         self.endpoint = ""
         self.broker_error = ""
-        self.final_status: P.StatusReply | None = None
-        self.pumps: list[threading.Thread] = []
-        self.failed_vertices: set[str] = set()  # vertices whose worker failed the run (up decided it)
-
-    # -- output ----------------------------------------------------------------------------
-
-    def echo(self, line: str, err: bool = False) -> None:
-        stream = sys.stderr if err else sys.stdout
-        with self.lock:
-            if self.status_shown and self.tty:
-                sys.stdout.write("\r\x1b[K")
-                self.status_shown = False
-            stream.write(line + "\n")
-            stream.flush()
-
-    def show(self, line: str) -> None:
-        with self.lock:
-            if self.tty:
-                sys.stdout.write("\r\x1b[K" + line[:200])
-                self.status_shown = True
-            else:
-                sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    def _pump(self, stream: IO[str], prefix: str, err: bool) -> None:
-        for line in iter(stream.readline, ""):
-            if line.startswith("PIPELOGIC_FINAL="):
-                try:
-                    d = json.loads(line.split("=", 1)[1])
-                    self.final_status = P.StatusReply(
-                        d["pipeline"], d["state"], d["vertices"], d["streams"], d["error"], d.get("broker")
-                    )
-                except (ValueError, KeyError, TypeError):
-                    pass
-                continue
-            self.echo(f"{prefix}{line.rstrip()}", err)
-        stream.close()
-
-    def _spawn(
-        self, args: list[str], env: dict[str, str], prefix: str, capture_first: bool = False
-    ) -> subprocess.Popen[str]:
-        # Workers run in the pipeline's directory: relative paths mean the same as in pipeline.yml.
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            cwd=self.file.resolve().parent,
-            preexec_fn=_child_setup,
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        if capture_first:
-            first = proc.stdout.readline().strip()
-            if first.startswith("PIPELOGIC_BROKER="):
-                self.endpoint = first.split("=", 1)[1]
-            elif first.startswith("PIPELOGIC_BROKER_ERROR="):
-                try:
-                    self.broker_error = str(json.loads(first.split("=", 1)[1])["message"])
-                except (ValueError, KeyError, TypeError):
-                    self.broker_error = first.split("=", 1)[1]
-            elif first:
-                self.echo(first)
-        for stream, pre, err in (
-            (proc.stdout, prefix if not capture_first else "", False),
-            (proc.stderr, prefix, True),
-        ):
-            t = threading.Thread(target=self._pump, args=(stream, pre, err), daemon=True)
-            t.start()
-            if capture_first:
-                self.pumps.append(t)
-        return proc
+        self.last_status: P.StatusReply | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -216,7 +114,21 @@ class Supervisor:
             args += ["--keys", str(self.keys)]
         for item in self.scale:
             args += ["--scale", item]
-        return self._spawn([*args, "--fresh"] if fresh else args, env, "broker | ", capture_first=True)
+        return self.console.spawn(
+            [*args, "--fresh"] if fresh else args, env, "broker | ", self.file.resolve().parent, self._broker_says
+        )
+
+    def _broker_says(self, first: str) -> None:
+        """The broker's first line: where it listens, or why it cannot start."""
+        if first.startswith("PIPELOGIC_BROKER="):
+            self.endpoint = first.split("=", 1)[1]
+        elif first.startswith("PIPELOGIC_BROKER_ERROR="):
+            try:
+                self.broker_error = str(json.loads(first.split("=", 1)[1])["message"])
+            except (ValueError, KeyError, TypeError):
+                self.broker_error = first.split("=", 1)[1]
+        elif first:
+            self.echo(first)
 
     def _note_old_state(self, state_dir: Path) -> None:
         """Before one state directory per pipeline file, every pipeline of a folder shared
@@ -244,7 +156,8 @@ class Supervisor:
         create_key(self.keys, "operators", "up")
         self.echo(f"made CurveZMQ keys in {self.keys} (pipelogic keys list {self.keys})")
 
-    def run(self) -> int:
+    def _load(self) -> Pipeline | None:
+        """The pipeline, scaled and checked (None: the problems are said)."""
         try:
             pipeline = load_pipeline(self.file)
             apply_scale(pipeline, parse_scale(self.scale))
@@ -254,9 +167,15 @@ class Supervisor:
         except DefinitionError as exc:
             for p in exc.problems:
                 self.echo(f"error: {p}", err=True)
-            return 2
+            return None
         except ValueError as exc:
             self.echo(f"error: {exc}", err=True)
+            return None
+        return pipeline
+
+    def run(self) -> int:
+        pipeline = self._load()
+        if pipeline is None:
             return 2
         # SUPERVISED: the broker and the workers leave the final report to `up`, so each
         # failure is printed once.
@@ -274,7 +193,7 @@ class Supervisor:
         broker = self._start_broker(env, self.listen, self.fresh)
         if not self.endpoint:
             broker.wait()
-            for t in self.pumps:
+            for t in self.console.pumps:
                 t.join(2)  # the broker's own words come first
             cause = self.broker_error or _BROKER_FINAL.get(broker.returncode, f"exit code {broker.returncode}")
             self.echo(f"error: the broker did not start: {cause}", err=True)
@@ -282,90 +201,38 @@ class Supervisor:
         env["PIPELOGIC_BROKER"] = self.endpoint
         # A replicated vertex: one process per instance, each with an instance id of its own
         # (a restart keeps it, so the broker takes it for the same instance).
-        workers = [
-            _Worker(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
-            for n, v in pipeline.vertices.items()
-            if v.component is not None
-            for k in range(v.replicas)
-        ]
+        fleet = Fleet(
+            self.console,
+            [
+                WorkerProcess(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
+                for n, v in pipeline.vertices.items()
+                if v.component is not None
+                for k in range(v.replicas)
+            ],
+            self.file.resolve().parent,
+            self.max_restarts,
+            self.backoff_max,
+        )
         self.echo(
-            f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(workers)} worker(s), state in {state_dir}"
+            f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(fleet.workers)} worker(s), state in {state_dir}"
         )
         for folder in pipeline.outside:
             self.echo(
                 f"note: allow_paths_outside: this run reads and writes files in {folder}, outside the pipeline's folder"
             )
-        width = max([len(w.label) for w in workers] + [6])
+        started = time.monotonic()
         old = {sig: signal.signal(sig, self._sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
         client = BrokerClient(self.endpoint, timeout_s=1.0)
-        started = time.monotonic()
-        last: dict[str, tuple[float, int]] = {}
-        rates: dict[str, float] = {}
-        next_status = 0.0
-        next_plain = 0.0
-        failure = ""
-        broker_restarts = 0
-        rc = 0
+        final = None
         try:
-            while True:
-                now = time.monotonic()
-                if broker.poll() is not None:
-                    rc = broker.returncode
-                    if rc in _BROKER_FINAL or self.interrupted:
-                        break
-                    if broker_restarts >= self.max_restarts:
-                        failure = f"the broker exited with code {rc} {broker_restarts + 1} times; giving up"
-                        break
-                    broker_restarts += 1
-                    delay = min(0.25 * 2 ** (broker_restarts - 1), self.backoff_max)
-                    self.echo(
-                        f"broker | exited with code {rc}; restarting it on its store in {delay:.2f} s "
-                        f"({broker_restarts}/{self.max_restarts}); the workers rejoin it",
-                        err=True,
-                    )
-                    time.sleep(delay)
-                    # Where the first one listened: the workers know that address. If it
-                    # cannot start, the next turn sees it exited.
-                    broker = self._start_broker(env, env["PIPELOGIC_BROKER"], False)
-                    continue
-                if self.interrupted:
-                    self.echo("interrupted: stopping the workers (each snapshots), then the broker")
-                    break
-                if self.timeout_s is not None and now - started > self.timeout_s:
-                    failure = f"the pipeline did not finish within {self.timeout_s:g} s"
-                    break
-                for w in workers:
-                    failure = failure or self._supervise(w, env, width, client, now)
-                if failure:
-                    break
-                if now >= next_status:
-                    next_status = now + 0.5
-                    try:
-                        st = client.status()
-                    except PipelogicError:
-                        st = None
-                    if st is not None:
-                        self._kill_orphans(st, workers)
-                        for s in st.streams:
-                            t0, c0 = last.get(s["from"], (now, s["count"]))
-                            if now > t0:
-                                rates[s["from"]] = (s["count"] - c0) / (now - t0)
-                            last[s["from"]] = (now, s["count"])
-                        if self.tty:
-                            self.show(progress_line(st, rates))
-                        elif now >= next_plain:
-                            next_plain = now + 5.0
-                            self.show(progress_line(st, rates))
-                        self.last_status = st
-                time.sleep(0.05)
+            broker, failure = self._watch(broker, env, fleet, client, started)
         finally:
-            final = None
             try:
                 final = client.status() if broker.poll() is None else None
             except PipelogicError:
                 pass
             # Workers first: each snapshots only after the broker confirmed its results.
-            self._stop_workers(workers)
+            fleet.stop()
             if broker.poll() is None:
                 broker.send_signal(signal.SIGTERM)
             try:
@@ -375,11 +242,76 @@ class Supervisor:
                 rc = broker.wait()
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-        for t in self.pumps:
+        for t in self.console.pumps:
             t.join(2)
-        st = self.final_status or final or getattr(self, "last_status", None)
+        st = self.console.final_status or final or self.last_status
         if st is not None and failure:
-            st = _failed(st, self.failed_vertices)
+            st = _failed(st, fleet.failed_vertices)
+        return self._report(pipeline, st, failure, rc, state_dir, started)
+
+    def _watch(
+        self, broker: subprocess.Popen[str], env: dict[str, str], fleet: Fleet, client: BrokerClient, started: float
+    ) -> tuple[subprocess.Popen[str], str]:
+        """Supervise the broker and the workers until the run ends: the broker (restarted
+        if it crashed) and why the run failed ("" if it did not)."""
+        last: dict[str, tuple[float, int]] = {}
+        rates: dict[str, float] = {}
+        next_status = 0.0
+        next_plain = 0.0
+        failure = ""
+        broker_restarts = 0
+        while True:
+            now = time.monotonic()
+            if broker.poll() is not None:
+                rc = broker.returncode
+                if rc in _BROKER_FINAL or self.interrupted:
+                    return broker, failure
+                if broker_restarts >= self.max_restarts:
+                    return broker, f"the broker exited with code {rc} {broker_restarts + 1} times; giving up"
+                broker_restarts += 1
+                delay = min(0.25 * 2 ** (broker_restarts - 1), self.backoff_max)
+                self.echo(
+                    f"broker | exited with code {rc}; restarting it on its store in {delay:.2f} s "
+                    f"({broker_restarts}/{self.max_restarts}); the workers rejoin it",
+                    err=True,
+                )
+                time.sleep(delay)
+                # Where the first one listened: the workers know that address. If it
+                # cannot start, the next turn sees it exited.
+                broker = self._start_broker(env, env["PIPELOGIC_BROKER"], False)
+                continue
+            if self.interrupted:
+                self.echo("interrupted: stopping the workers (each snapshots), then the broker")
+                return broker, failure
+            if self.timeout_s is not None and now - started > self.timeout_s:
+                return broker, f"the pipeline did not finish within {self.timeout_s:g} s"
+            for w in fleet.workers:
+                failure = failure or fleet.supervise(w, env, client, now)
+            if failure:
+                return broker, failure
+            if now >= next_status:
+                next_status = now + 0.5
+                try:
+                    st = client.status()
+                except PipelogicError:
+                    st = None
+                if st is not None:
+                    fleet.kill_orphans(st)
+                    for s in st.streams:
+                        t0, c0 = last.get(s["from"], (now, s["count"]))
+                        if now > t0:
+                            rates[s["from"]] = (s["count"] - c0) / (now - t0)
+                        last[s["from"]] = (now, s["count"])
+                    if self.tty or now >= next_plain:
+                        next_plain = now + 5.0
+                        self.console.show(progress_line(st, rates))
+                    self.last_status = st
+            time.sleep(0.05)
+
+    def _report(
+        self, pipeline: Pipeline, st: P.StatusReply | None, failure: str, rc: int, state_dir: Path, started: float
+    ) -> int:
+        """Say how the run ended; the exit code."""
         if st is not None:
             self.echo(status_table(st, with_error=False))  # the cause is said once, below
         if failure:
@@ -410,118 +342,3 @@ class Supervisor:
 
     def _sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
-
-    def _supervise(self, w: _Worker, env: dict[str, str], width: int, client: BrokerClient, now: float) -> str:
-        if w.finished:
-            return ""
-        if w.proc is None:
-            if now >= w.next_start and w.exit_codes and not self._still_running(client):
-                w.next_start = now + 0.5  # a restart only into a run that goes on
-            elif now >= w.next_start:
-                wenv = dict(env, PIPELOGIC_COMPONENT=w.name)
-                if w.instance:
-                    wenv["PIPELOGIC_INSTANCE"] = w.instance
-                w.proc = self._spawn(
-                    [sys.executable, "-m", "pipelogic", "worker", str(w.directory)], wenv, f"{w.label.ljust(width)} | "
-                )
-                w.started = now
-            return ""
-        rc = w.proc.poll()
-        if rc is None:
-            return ""
-        w.exit_codes.append(rc)
-        w.proc = None
-        # A worker's last messages (Finished, a failure) travel on its data socket and may
-        # reach the broker just after this exit is seen: look again for a moment before
-        # calling an exit unasked for.
-        deadline = time.monotonic() + (2.0 if rc in (0, EXIT_START) else 0.0)
-        while True:
-            try:
-                st = client.status()
-            except PipelogicError:
-                # The broker does not answer: it is finishing (then its exit decides, and a
-                # worker started now would run again from scratch) or it is gone (then it
-                # is restarted and the worker rejoins). Either way, not a restart right now.
-                w.next_start = now + 2.0
-                return ""
-            if st.state != "running":
-                w.finished = True
-                return ""  # done, or failed: the broker reports the cause and exits
-            vertex = next((v for v in st.vertices if v["name"] == w.name), None)
-            if vertex is not None and vertex["state"] == "finished":
-                if rc == 0:
-                    # Closed by the broker: its stream ended. The run goes on for other
-                    # vertices, but this one has nothing left to do (starting it again was
-                    # issue 25's "second double worker").
-                    w.finished = True
-                    return ""
-                self.failed_vertices.add(w.name)
-                return f"worker {w.name} failed after its stream ended (exit code {rc}; its error is above)"
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        if rc == EXIT_START:
-            self.failed_vertices.add(w.name)
-            return (
-                f"worker {w.name} failed to start (its error is above); not restarted: a failure "
-                "before the first tick repeats on every restart"
-            )
-        if rc == 0:
-            self.echo(
-                f"{w.label.ljust(width)} | exited with code 0 before its stream ended (the broker did not "
-                "stop it: did main.py return from run(), or call sys.exit or os._exit?)",
-                err=True,
-            )
-        if w.restarts >= self.max_restarts:
-            self.failed_vertices.add(w.name)
-            return f"worker {w.label} exited with code {rc} {w.restarts + 1} times; giving up"
-        w.restarts += 1
-        w.streak = w.streak + 1 if now - w.started < _HEALTHY_S else 1
-        delay = min(0.25 * 2 ** (w.streak - 1), self.backoff_max)
-        w.next_start = now + delay
-        self.echo(
-            f"{w.label.ljust(width)} | exited with code {rc}; restarting in {delay:.2f} s ({w.restarts}/{self.max_restarts})",
-            err=True,
-        )
-        return ""
-
-    @staticmethod
-    def _still_running(client: BrokerClient) -> bool:
-        try:
-            return client.status().state == "running"
-        except PipelogicError:
-            return False
-
-    def _kill_orphans(self, st: P.StatusReply, workers: list[_Worker]) -> None:
-        """A worker the broker declared dead (stopped, hung) while its process lives on
-        holds its state lock and would never be replaced: kill it, so it restarts."""
-        by_name = {v["name"]: v for v in st.vertices}
-        for w in workers:
-            v = by_name.get(w.name)
-            if v is None or w.proc is None or w.proc.poll() is not None:
-                continue
-            # A replicated vertex lists the instances it declared dead.
-            lost = (
-                w.proc.pid in v["lost_pids"]
-                if "lost_pids" in v
-                else (v["state"] == "waiting" and v["pid"] == w.proc.pid)
-            )
-            if lost:
-                self.echo(
-                    f"{w.label} | the broker lost this worker (pid {w.proc.pid}); killing it to restart", err=True
-                )
-                w.proc.kill()
-
-    def _stop_workers(self, workers: list[_Worker]) -> None:
-        for w in workers:
-            if w.proc is not None and w.proc.poll() is None:
-                w.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 8
-        for w in workers:
-            if w.proc is None:
-                continue
-            try:
-                w.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait()
