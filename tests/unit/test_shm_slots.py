@@ -464,7 +464,7 @@ def test_the_sweep_keeps_the_runs_own_lock_file(tmp_path):
 
 
 def test_a_killed_workers_probe_is_removed_a_live_ones_kept(tmp_path, monkeypatch):
-    from pipelogic.shm import worker as worker_shm
+    from pipelogic.shm import files as worker_shm
 
     monkeypatch.setenv("PIPELOGIC_SHM", "1")
     monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))
