@@ -17,18 +17,16 @@ a restarted broker needs no slot of an earlier one), sinks and dead letters.
 from __future__ import annotations
 
 import builtins
-import errno
-import fcntl
 import logging
 import mmap
 import os
 import re
 import stat
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backend_stub.shmlocks import remove_if_free, remove_quietly, take_lock
 from pipelogic.errors import ProtocolError, SlotLost
 from pipelogic.shm import (
     CTL_SLOTS,
@@ -128,7 +126,7 @@ class SlotRegistry:
         lock cannot be had (the directory is unusable, or another live process holds it):
         the broker then keeps to sockets, since without the lock another broker would
         take this run's pools for a dead run's."""
-        fd = _take_lock(self.dir / self.lock_name)
+        fd = take_lock(self.dir / self.lock_name, _LOCK_WAIT_S)
         if fd is None:
             return False
         self._lock_fd = fd
@@ -154,7 +152,7 @@ class SlotRegistry:
         runs = probes = 0
         for name in names:
             if _PROBE.fullmatch(name):
-                probes += _remove_if_free(self.dir / name, lambda: None)
+                probes += remove_if_free(self.dir / name, lambda: None)
                 continue
             m = _LOCK.fullmatch(name)
             if m is None or name == self.lock_name:
@@ -163,16 +161,16 @@ class SlotRegistry:
             def remove_run(prefix: str = m.group(1), lock: str = name) -> None:
                 for other in names:
                     if other.startswith(prefix) and other != lock:
-                        _remove(self.dir / other)
+                        remove_quietly(self.dir / other)
 
-            runs += _remove_if_free(self.dir / name, remove_run)
+            runs += remove_if_free(self.dir / name, remove_run)
         return runs, probes
 
     def close(self) -> None:
         """The broker ends: remove this run's pools and its lock file."""
         self.sweep()
         if self._lock_fd is not None:
-            _remove(self.dir / self.lock_name)
+            remove_quietly(self.dir / self.lock_name)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -392,74 +390,3 @@ class SlotRegistry:
             return 0
         self.unlinked += 1
         return 1
-
-
-def _take_lock(path: Path) -> int | None:
-    """Open (creating it) and exclusively flock the lock file ``path``; its fd, or None if
-    it cannot be had within _LOCK_WAIT_S. A sweeper of a dead run holds the lock only while
-    it removes that run's files, and unlinks the lock file last: after waiting for it, the
-    file is checked to still be the one at ``path``, else it is made anew."""
-    deadline = time.monotonic() + _LOCK_WAIT_S
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
-        except FileNotFoundError:
-            log.info("broker: no shared-memory directory %s; keeping to sockets", path.parent)
-            return None
-        except OSError as exc:
-            log.warning("broker: cannot create the shared-memory lock file %s: %s; keeping to sockets", path, exc)
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
-                log.warning(
-                    "broker: the shared-memory lock file %s is held by another process; keeping to sockets", path
-                )
-                return None
-            time.sleep(0.01)
-            continue
-        if _same_file(path, fd):
-            return fd
-        os.close(fd)  # removed while we waited: make it anew
-
-
-def _remove_if_free(path: Path, before: Callable[[], None]) -> bool:
-    """If no live process holds the flock of ``path`` (a file of this user): take it, run
-    ``before`` (remove what the file vouched for), then unlink ``path`` while still holding
-    it, so whoever waits for that lock finds the file gone and makes a new one. True if
-    it was removed."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _FLAGS)
-    except OSError:
-        return False
-    try:
-        if os.fstat(fd).st_uid != os.geteuid():
-            return False  # another user's: theirs to remove
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # its process lives
-        if not _same_file(path, fd):
-            return False  # removed by someone else meanwhile
-        before()
-        _remove(path)
-        return True
-    finally:
-        os.close(fd)
-
-
-def _same_file(path: Path, fd: int) -> bool:
-    try:
-        return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-    except OSError:
-        return False
-
-
-def _remove(path: Path) -> None:
-    """Unlink, quietly: what is gone already or not ours to remove stays as it is."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
