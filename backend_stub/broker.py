@@ -5,6 +5,14 @@ Sockets: a ROUTER on the listen address (control: handshakes, status, config), o
 for everything workers send, and one ROUTER per worker incarnation for its ticks, which
 sends only to the peer with the secret routing id its Welcome named (``ROUTER_MANDATORY``:
 a stranger connecting to that port receives nothing).
+
+What it delegates: the scheduling to :class:`Scheduler`, control requests to
+:class:`~backend_stub.control.ControlDesk`, the tick ports to
+:class:`~backend_stub.tickports.TickPorts`, the recovery store's group commit to
+:class:`~backend_stub.committer.Committer`, shared memory to
+:class:`~backend_stub.shm.SlotRegistry`. What is left here is what touches more than one of
+them: starting them up in order (keys, sockets, store, shared memory), the handshake's new
+tick port, and the checks of a data message's key.
 """
 
 from __future__ import annotations
