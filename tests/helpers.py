@@ -113,15 +113,17 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def wait_until(probe, timeout_s: float = 30.0, what: str = "a condition"):
-    """Poll ``probe`` until it returns something truthy (returned); fail after the timeout."""
+def wait_until(probe, timeout_s: float = 30.0, what: str = "a condition", context=None, interval: float = 0.05):
+    """Poll ``probe`` every ``interval`` seconds until it returns something truthy (returned);
+    fail after the timeout, saying ``what`` it waited for and ``context()`` if given."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         got = probe()
         if got:
             return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    extra = f"\n{context()}" if context is not None else ""
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{extra}")
 
 
 def reap(procs: list, broker: "BrokerProc | None" = None) -> None:
@@ -160,3 +162,15 @@ def scrape(url: str) -> dict:
         for s in fam.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def running_past(client, vertex: str, ticks: int):
+    """``vertex``'s status once it runs and has done more than ``ticks`` ticks, else None."""
+    v = next(v for v in client.status().vertices if v["name"] == vertex)
+    return v if v["state"] == "running" and v["ticks"] > ticks else None
+
+
+def run_ended(client):
+    """The run's status once it is no longer running (done or failed), else None."""
+    st = client.status()
+    return st if st.state != "running" else None

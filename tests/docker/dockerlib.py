@@ -9,13 +9,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipelogic.containers._images import env_without_python
+from tests.helpers import wait_until
 
 PREFIX = "pltest"
 COMPOSE = "/usr/bin/docker-compose"
@@ -105,15 +105,8 @@ class Project:
 
 
 def wait_for(probe: Callable[[], Any], timeout_s: float, what: str, context: Callable[[], str] | None = None) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.2)
-    extra = f"\n{context()}" if context is not None else ""
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{extra}")
+    """:func:`tests.helpers.wait_until`, polling containers less often."""
+    return wait_until(probe, timeout_s, what, context, interval=0.2)
 
 
 def lines(path: Path) -> list[str]:

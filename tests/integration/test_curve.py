@@ -17,7 +17,7 @@ from pipelogic import transport
 from pipelogic.client import BrokerClient
 from pipelogic.errors import HandshakeRefused, ProtocolError
 from pipelogic.keys import create_broker_key, create_key
-from tests.helpers import BrokerProc, listening_ports
+from tests.helpers import BrokerProc, listening_ports, run_ended, running_past, wait_until
 
 DOUBLE = Path(__file__).resolve().parents[2] / "examples" / "double"
 PIPE = f"""
@@ -68,14 +68,7 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
     )
     try:
         _as(monkeypatch, ops, server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            d = next(v for v in BrokerClient(broker.endpoint).status().vertices if v["name"] == "d")
-            if d["state"] == "running" and d["ticks"] > 100:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the worker never ran")
+        d = wait_until(lambda: running_past(BrokerClient(broker.endpoint), "d", 100), 30, "the worker to run")
 
         def refused(key, server_key, msg=None):
             _as(monkeypatch, key, server_key)
@@ -128,8 +121,8 @@ def test_curve_matrix(tmp_path, cli_env, keys, monkeypatch):
         assert "refused this client's key" in refused(tmp_path / "temp.key_secret", server)
 
         _as(monkeypatch, ops, server)
-        while (st := BrokerClient(broker.endpoint).status()).state == "running" and time.monotonic() < deadline + 60:
-            time.sleep(0.05)
+        client = BrokerClient(broker.endpoint)
+        st = wait_until(lambda: run_ended(client), 90, "the run to end")
         assert st.state == "done", st.error
         assert worker.wait(60) == 0
         assert st.vertices[1]["restarts"] == 0  # never fenced by the refused Hello

@@ -12,7 +12,7 @@ import zmq
 from pipelogic import protocol as P
 from pipelogic import transport
 from pipelogic.client import BrokerClient
-from tests.helpers import BrokerProc, listening_ports, rss_kb, wait_until
+from tests.helpers import BrokerProc, listening_ports, rss_kb, run_ended, running_past, wait_until
 
 PIPE = """
     name: probed
@@ -40,15 +40,10 @@ def run_probed(tmp_path, cli_env, probe) -> list:
     )
     try:
         client = BrokerClient(broker.endpoint)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            d = next(v for v in client.status().vertices if v["name"] == "d")
-            if d["state"] == "running" and d["ticks"] > 100:
-                break
-            time.sleep(0.05)
+        d = wait_until(lambda: running_past(client, "d", 100), 30, "the worker to run")
         probe(broker.endpoint, d["epoch"])
-        while (st := client.status()).state == "running" and time.monotonic() < deadline + 60:
-            time.sleep(0.05)  # the broker still answers, and the run goes on to its end
+        # The broker still answers, and the run goes on to its end.
+        st = wait_until(lambda: run_ended(client), 90, "the run to end")
         assert st.state == "done", st.error
         assert worker.wait(60) == 0
         assert broker.stop() == 0
