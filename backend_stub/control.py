@@ -17,7 +17,7 @@ from backend_stub.bounds import CONTROL_MAX_BYTES, CONTROL_MAX_FRAMES, total
 from backend_stub.model import Action, Reply
 from backend_stub.scheduler import Scheduler
 from pipelogic import protocol as P
-from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError
+from pipelogic.errors import PipelogicError, ProtocolError, ProtocolVersionError, WrongDirection
 
 __all__ = ["ControlDesk"]
 
@@ -71,13 +71,14 @@ class ControlDesk:
             frames = [f.bytes for f in frames]
         client = frames[0]
         try:
-            msg, _ = P.decode(frames[2:])  # another direction's message is refused below, with a reply
+            msg, _ = P.decode(frames[2:], P.REQUEST)
             if self.keys is not None and (why := self._not_allowed(msg, user)) is not None:
                 refuse(self.keys.name(user), f"control: {why}", now)  # counted and logged per key
                 return [Reply(client, P.encode(P.Refuse(why)))]
         except ProtocolError as exc:
             refuse("control", f"control: {exc}", now)
-            if isinstance(exc, ProtocolVersionError):
+            # A client that sent a message of another direction or version is told why.
+            if isinstance(exc, (ProtocolVersionError, WrongDirection)):
                 return [Reply(client, P.encode(P.Refuse(str(exc))))]
             return []
         try:
@@ -103,6 +104,8 @@ class ControlDesk:
         except Exception as exc:  # noqa: BLE001 - no request may crash the broker; refuse() logs the traceback
             refuse("control", f"control: internal error while handling {msg.KIND}", now, bug=True)
             return [Reply(client, P.encode(P.Refuse(f"{msg.KIND} failed: {type(exc).__name__}")))]
+        # Only a request kind with no handler above reaches here (a kind added to
+        # P.DIRECTIONS[REQUEST] alone): refused, not ignored.
         refuse("control", f"control: {msg.KIND} is not a control request", now)
         return [Reply(client, P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
 

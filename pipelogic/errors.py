@@ -11,7 +11,8 @@ This module is a leaf: it imports nothing of ours, so every layer may raise thes
     │   └── IncompatibleTypes      a producer type cannot feed a consumer type
     ├── PullRequestError           a malformed pull request
     ├── ProtocolError              a malformed or unexpected wire message
-    │   └── ProtocolVersionError   the peer speaks another protocol version
+    │   ├── ProtocolVersionError   the peer speaks another protocol version
+    │   └── WrongDirection         a well-formed message sent where it does not go
     ├── DefinitionError            a bad component.yml or pipeline.yml (names file and key)
     ├── ConfigError                a config value is missing, unknown or of the wrong type
     ├── WorkerError                the user's worker function raised (the cause is chained)
@@ -75,6 +76,7 @@ __all__ = [
     "TypeSystemError",
     "VirtualStreamClosed",
     "WorkerError",
+    "WrongDirection",
 ]
 
 
@@ -144,6 +146,11 @@ class ProtocolError(PipelogicError):
 
 class ProtocolVersionError(ProtocolError):
     """The peer speaks another protocol version."""
+
+
+class WrongDirection(ProtocolError):
+    """A well-formed message of a kind this socket does not take (a worker's Results sent
+    to the control socket, say): the sender may be told so."""
 
 
 class DefinitionError(PipelogicError):

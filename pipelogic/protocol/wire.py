@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from pipelogic.errors import ProtocolError, ProtocolVersionError
+from pipelogic.errors import ProtocolError, ProtocolVersionError, WrongDirection
 from pipelogic.protocol.messages import (
     _REGISTRY,
     MAX_FRAMES,
@@ -135,7 +135,7 @@ def decode(frames: Sequence[Any], expect: str | None = None) -> tuple[Message, l
     head = frames[0]
     msg = decode_header(getattr(head, "buffer", head))
     if expect is not None and msg.KIND not in DIRECTIONS[expect]:
-        raise ProtocolError(f"{msg.KIND} is not a {expect} message")
+        raise WrongDirection(f"{msg.KIND} is not a {expect} message")
     payload = list(frames[1:])
     if payload and not msg.HAS_PAYLOAD:
         raise ProtocolError(f"{msg.KIND}: unexpected {len(payload)} payload frame(s)")
