@@ -52,7 +52,7 @@ class Committer:
         """Commit if due (``final``: now, whatever is pending); True if the store holds
         everything that moved."""
         journal = self.scheduler.journal
-        pending = bool(self.held or self.events or (journal is not None and (journal.values or journal.ticks)))
+        pending = bool(self.held or self.events or journal)
         if not pending and not final:
             return True
         if not final and (now < self.retry_at or (not self.held and now - self.last < self.commit_s)):

@@ -31,6 +31,7 @@ __all__ = [
     "Value",
     "VertexState",
     "WorkerVertex",
+    "implied_starts",
     "value_size",
     "vertex_state",
 ]
@@ -163,15 +164,40 @@ class Inflight:
 
 @dataclass
 class Journal:
-    """What changed since the recovery store's last commit: messages emitted on streams
-    that have consumers (stream ``vertex.k``, number, frames) and ticks formed."""
+    """What changed since the recovery store's last commit.
 
-    values: list[tuple[str, int, Value]] = field(default_factory=list)
+    ``values``: per stream (``vertex.k``) with consumers, the messages emitted since, as the
+    number of the first and the list of them (a stream's messages are numbered densely, so
+    a range costs one list append per message). A built-in source's streams are not here:
+    a restarted broker makes those messages again (:func:`regenerated`).
+
+    ``ticks``: the ticks formed that their predecessor does not imply (see
+    :func:`implied_starts`): a streaming vertex's, shaped by its pull requests. A tick that
+    takes the next message of each input (every synchronous tick, and every tick of a
+    virtual source, which takes none) is re-formed from the tick before it."""
+
+    values: dict[str, tuple[int, list[Value]]] = field(default_factory=dict)
     ticks: list[tuple[str, Inflight]] = field(default_factory=list)
+
+    def add(self, stream: str, first: int, values: list[Value]) -> None:
+        entry = self.values.get(stream)
+        if entry is None:
+            self.values[stream] = (first, list(values))
+        else:
+            entry[1].extend(values)
 
     def clear(self) -> None:
         self.values.clear()
         self.ticks.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.ticks)
+
+
+def implied_starts(previous: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The ``starts`` of a tick that takes the next message of each input after a tick
+    whose ``starts`` were ``previous``: what a tick with no row in the store was."""
+    return [(first + skip + count, 0, 1) for first, skip, count in previous]
 
 
 @dataclass
@@ -205,6 +231,12 @@ class VertexState:
     out_counts: list[int] = field(default_factory=list)
     ticks: int = 0
     finished: bool = False
+    # Whether the recovery store keeps this vertex's messages until their consumers are
+    # done with them (a built-in source's are made again instead).
+    JOURNALED: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        self.stream_names = [f"{self.v.name}.{k}" for k in range(len(self.consumers))]
 
     @property
     def name(self) -> str:
@@ -233,6 +265,7 @@ class SourceVertex(VertexState):
     """A built-in source: the broker makes its values (:class:`backend_stub.builtins.Source`)."""
 
     source: Source = field(kw_only=True)
+    JOURNALED: ClassVar[bool] = False  # deterministic: a restarted broker makes its messages again
 
 
 @dataclass

@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from backend_stub.model import ComponentVertex, Inflight, SinkVertex, SourceVertex, Value, VertexState, WorkerVertex
+from backend_stub.builtins import Source
+from backend_stub.model import (
+    ComponentVertex,
+    Inflight,
+    SinkVertex,
+    SourceVertex,
+    Value,
+    VertexState,
+    WorkerVertex,
+    implied_starts,
+)
 from pipelogic.pipeline import Pipeline
 from pipelogic.types import InputsPullRequest, codec_for, encode
 
-__all__ = ["apply_record", "describe", "diff", "low_water", "rebuild", "vertex_record"]
+__all__ = ["Regenerated", "apply_record", "describe", "diff", "low_water", "rebuild", "vertex_record"]
 
 # Vertex parameters that change pacing, durability or parallelism but not what flows: a
 # resumed run may change them.
@@ -157,14 +168,51 @@ def apply_record(vs: VertexState, rec: dict[str, Any]) -> None:
         )
 
 
+class Regenerated(Mapping[int, Value]):
+    """A built-in source's messages, made again by a fresh source on demand (the store does
+    not keep them: the source is deterministic). Asked for mostly in order, as a rebuild
+    does; going back starts the source over."""
+
+    def __init__(self, make: Callable[[], Source]) -> None:
+        self._make = make
+        self._source: Source | None = None
+        self._next = 0  # the number of the next message the source makes
+        self._made: dict[int, Value] = {}
+
+    def __getitem__(self, seq: int) -> Value:
+        made = self._made.get(seq)
+        if made is not None:
+            return made
+        if self._source is None or seq < self._next:
+            self._source = self._make()
+            self._source.skip(seq)
+            self._next = seq
+        while self._next <= seq:
+            values = self._source.take(min(1024, seq - self._next + 1))
+            if not values:
+                raise KeyError(seq)  # past the source's end: the store does not match this pipeline
+            for v in values:
+                self._made[self._next] = v
+                self._next += 1
+        return self._made[seq]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._made)
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+
 def rebuild(
     vertices: dict[str, VertexState],
-    values: dict[str, dict[int, Value]],
+    values: Mapping[str, Mapping[int, Value]],
     ticks: dict[str, list[tuple[int, list[list[int]], Any]]],
 ) -> None:
     """Refill every input queue and every vertex's log of retained ticks from the retained
-    messages, after :func:`apply_record`. Raises KeyError if a needed message is missing
-    (the store is inconsistent: never expected)."""
+    messages, after :func:`apply_record`. ``ticks``: per vertex, the rows of the ticks
+    that do not follow from the tick before (the first retained one always has one); the
+    others are re-formed (:func:`~backend_stub.model.implied_starts`). Raises KeyError if a
+    needed message is missing (the store is inconsistent: never expected)."""
     for vs in vertices.values():
         for k, consumers in enumerate(vs.consumers):
             stream = values.get(f"{vs.name}.{k}", {})
@@ -179,14 +227,21 @@ def rebuild(
         vs = vertices[name]
         assert isinstance(vs, ComponentVertex), f"ticks stored for {name}, which forms none"
         log: deque[Inflight] = deque()
-        for tick, starts, extra in rows:
+        stored = {tick: (starts, extra) for tick, starts, extra in rows}
+        entry: list[tuple[int, int, int]] = []
+        for tick in range(rows[0][0] if rows else vs.next_tick, vs.next_tick):
+            row = stored.get(tick)
+            if row is not None:
+                entry, extra = [(int(a), int(b), int(c)) for a, b, c in row[0]], row[1]
+            else:
+                entry, extra = implied_starts(entry), None
             composition = []
-            for j, (first, skip, count) in enumerate(starts):
+            for j, (first, skip, count) in enumerate(entry):
                 port = vs.v.inputs[j]
                 assert port is not None
                 stream = values.get(f"{port.vertex}.{port.index}", {})
                 composition.append([stream[q] for q in range(first + skip, first + skip + count)])
-            log.append(Inflight(tick, composition, extra, [tuple(s) for s in starts]))  # type: ignore[misc]
+            log.append(Inflight(tick, composition, extra, entry))
         vs.log = log
 
 

@@ -35,7 +35,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -446,8 +445,8 @@ class Scheduler:
         vs.out_counts[k] += len(values)
         if self.taps.rings:
             self.taps.offer(vs.name, k, first, values)
-        if self.journal is not None and vs.consumers[k]:
-            self.journal.values.extend(zip(repeat(f"{vs.name}.{k}"), range(first, first + len(values)), values))
+        if self.journal is not None and vs.JOURNALED and vs.consumers[k]:
+            self.journal.add(vs.stream_names[k], first, values)
         for cname, j in vs.consumers[k]:
             self.vertices[cname].inputs[j].push(values)
 

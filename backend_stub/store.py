@@ -3,8 +3,10 @@ the broker's state directory, written by group commits.
 
 Tables: ``meta`` (run id, the pipeline's description, incarnation, finished), ``vertex``
 (each vertex's counters, :func:`backend_stub.recovery.vertex_record`), ``value`` (retained
-messages by stream and number: frames packed with msgpack, never decoded) and ``tick`` (each
-retained tick's starts and virtual shift). A commit writes everything that changed since
+messages of components' streams by stream and number: frames packed with msgpack, never
+decoded; a built-in source's are made again on a restart, :class:`Regenerated`) and
+``tick`` (the starts and virtual shift of each vertex's first retained tick and of the
+ticks that do not follow from the one before, :func:`implied_starts`). A commit writes everything that changed since
 the previous one in one transaction: file sinks are fsynced first, so a committed sink
 offset never points past durable data.
 
@@ -17,18 +19,20 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from backend_stub import deadletter
-from backend_stub.model import ComponentVertex, Journal, Settings, SinkVertex
-from backend_stub.recovery import apply_record, describe, diff, low_water, rebuild, vertex_record
+from backend_stub.builtins import make_source
+from backend_stub.model import ComponentVertex, Inflight, Journal, Settings, SinkVertex, SourceVertex, implied_starts
+from backend_stub.recovery import Regenerated, apply_record, describe, diff, low_water, rebuild, vertex_record
 from backend_stub.scheduler import Scheduler
 from pipelogic import _faults
 from pipelogic.errors import StateError, StateLocked
@@ -110,6 +114,7 @@ class RecoveryStore:
             raise StateError(f"the broker store {self.dir / self.FILE} cannot be opened: {exc}") from None
         self._lows: dict[str, int] = {}
         self._bases: dict[str, tuple[int, int]] = {}
+        self._kept: set[str] = set()  # the streams whose messages are kept here (set by begin, resume)
         self.commits = 0
 
     def close(self) -> None:
@@ -131,6 +136,7 @@ class RecoveryStore:
 
     def begin(self, sch: Scheduler, description: dict[str, Any], incarnation: int) -> None:
         """Forget any earlier run and record this new one (committed at once)."""
+        self._kept = _kept_streams(sch)
         self.db.execute("BEGIN IMMEDIATE")
         for table in ("meta", "vertex", "value", "tick"):
             self.db.execute(f"DELETE FROM {table}")
@@ -155,9 +161,14 @@ class RecoveryStore:
                 if "dead_letter" in rec:
                     sch.dead_letter_offsets[name] = rec["dead_letter"]
                     deadletter.cut_back(deadletter.dead_letter_path(sch.pipeline, vs), rec["dead_letter"])
-        values: dict[str, dict[int, tuple[Any, ...]]] = defaultdict(dict)
+        self._kept = _kept_streams(sch)
+        values: dict[str, Mapping[int, tuple[Any, ...]]] = defaultdict(dict)
         for stream, seq, frames in self.db.execute("SELECT stream, seq, frames FROM value"):
-            values[stream][seq] = tuple(_unpack(frames))
+            values[stream][seq] = tuple(_unpack(frames))  # type: ignore[index]  # a dict, from defaultdict
+        for vs in sch.vertices.values():
+            if isinstance(vs, SourceVertex):  # not kept: made again
+                for stream in vs.stream_names:
+                    values[stream] = Regenerated(functools.partial(make_source, sch.pipeline, vs.v))
         ticks: dict[str, list[tuple[int, list[list[int]], Any]]] = defaultdict(list)
         for vertex, tick, entry in self.db.execute("SELECT vertex, tick, entry FROM tick ORDER BY vertex, tick"):
             starts, extra = _unpack(entry)
@@ -198,16 +209,17 @@ class RecoveryStore:
         try:
             if journal is not None:
                 # What was released within this commit's window never reaches the disk.
-                db.executemany(
-                    "INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)",
-                    [(s, q, _pack([_frame(f) for f in v])) for s, q, v in journal.values if q >= lows[s]],
-                )
+                rows = []
+                for stream, (first, values) in journal.values.items():
+                    for i in range(max(0, lows[stream] - first), len(values)):
+                        rows.append((stream, first + i, _pack([_frame(f) for f in values[i]])))
+                db.executemany("INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)", rows)
                 db.executemany(
                     "INSERT OR REPLACE INTO tick (vertex, tick, entry) VALUES (?, ?, ?)",
                     [
-                        (name, inf.tick, _pack([inf.starts, inf.extra]))
+                        _tick_row(name, inf)
                         for name, inf in journal.ticks
-                        if logs[name].log_base <= inf.tick < logs[name].next_tick
+                        if logs[name].log_base <= inf.tick < logs[name].next_tick and not _implied(logs[name], inf)
                     ],
                 )
             db.executemany(
@@ -222,8 +234,13 @@ class RecoveryStore:
                 if self._bases.get(name) != bases:
                     # Trimmed below, and (a source's unused grants) dropped at the end.
                     db.execute("DELETE FROM tick WHERE vertex = ? AND (tick < ? OR tick >= ?)", (name, *bases))
+                    if c.log:  # the first tick has a row: the ones after it follow from it
+                        db.execute(
+                            "INSERT OR REPLACE INTO tick (vertex, tick, entry) VALUES (?, ?, ?)",
+                            _tick_row(name, c.log[0]),
+                        )
             for stream, low in lows.items():
-                if self._lows.get(stream, 0) < low:
+                if self._lows.get(stream, 0) < low and stream in self._kept:
                     db.execute("DELETE FROM value WHERE stream = ? AND seq < ?", (stream, low))
             db.execute("COMMIT")
         except BaseException:
@@ -236,6 +253,22 @@ class RecoveryStore:
         if journal is not None:
             journal.clear()
         self.commits += 1
+
+
+def _tick_row(name: str, inf: Inflight) -> tuple[str, int, bytes]:
+    return (name, inf.tick, _pack([inf.starts, inf.extra]))
+
+
+def _implied(c: ComponentVertex, inf: Inflight) -> bool:
+    """Whether tick ``inf`` of ``c`` follows from the one before it (no row needed)."""
+    if inf.extra is not None or inf.tick <= c.log_base:
+        return False
+    return inf.starts == implied_starts(c.entry(inf.tick - 1).starts)
+
+
+def _kept_streams(sch: Scheduler) -> set[str]:
+    """The streams whose messages the store keeps until their consumers are done with them."""
+    return {stream for vs in sch.vertices.values() if vs.JOURNALED for stream in vs.stream_names}
 
 
 def _logging_vertices(sch: Scheduler) -> dict[str, ComponentVertex]:

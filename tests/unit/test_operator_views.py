@@ -18,7 +18,7 @@ from pipelogic.errors import DefinitionError, WorkerError
 
 def _vertex(ticks=0, checkpoints=(), finished=False, outputs=1):
     """A one-worker vertex's state, its pipeline vertex reduced to what these views read."""
-    v = SimpleNamespace(outputs=[[]] * outputs, output_types=["Int64"] * outputs)
+    v = SimpleNamespace(name="v", outputs=[[]] * outputs, output_types=["Int64"] * outputs)
     return WorkerVertex(
         v, [], [], [0] * outputs, ticks=ticks, finished=finished, checkpoints=deque(checkpoints, maxlen=2)
     )
