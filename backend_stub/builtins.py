@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,8 +35,18 @@ Value = tuple[Any, ...]
 class Source:
     """Produces encoded values on demand; ``rate`` (messages/s) paces it."""
 
-    def __init__(self, values: Iterator[Any], out_type: Type, rate: float | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        values: Iterator[Any],
+        out_type: Type,
+        rate: float | None = None,
+        name: str = "",
+        seek: Callable[[int], tuple[Iterator[Any], int]] | None = None,
+    ) -> None:
         self._it = values
+        # seek(k): the values from the k-th on without making the ones before (a sequence, a
+        # list), and how many there were before it (k, or fewer if the values end sooner).
+        self._seek = seek
         self._codec = codec_for(out_type)
         self.rate = rate
         self.name = name
@@ -56,6 +67,10 @@ class Source:
         """Pass over the first ``n`` values (a restarted broker resumes at its position).
         A rated source then goes on at its rate from there, not as if it had to earn the
         skipped values again (that stalled a source restarted at 30,000 for 30 s at 1000/s)."""
+        if self._seek is not None and n > 0:
+            self._it, reached = self._seek(self.produced + n)
+            self.exhausted = self.exhausted or reached < self.produced + n
+            self.produced, n = reached, 0
         for _ in range(n):
             try:
                 next(self._it)
@@ -95,13 +110,18 @@ class Source:
         return out
 
 
-def _sequence(p: dict[str, Any]) -> Iterator[int]:
+def _sequence(p: dict[str, Any], i: int = 0) -> Iterator[int]:
     start, step = int(p.get("start", 0)), int(p.get("step", 1))
     count = p.get("count")
-    i = 0
     while count is None or i < count:
         yield start + i * step
         i += 1
+
+
+def _sequence_from(p: dict[str, Any], k: int) -> tuple[Iterator[int], int]:
+    count = p.get("count")
+    reached = k if count is None else min(k, int(count))
+    return _sequence(p, reached), reached
 
 
 def _jsonl(path: Path, t: Type, name: str) -> Iterator[Any]:
@@ -125,15 +145,19 @@ def make_source(pipeline: Pipeline, v: Vertex) -> Source:
     kind = p["source"]
     t = v.output_types[0]
     rate = float(p["rate"]) if p.get("rate") else None
+    seek: Callable[[int], tuple[Iterator[Any], int]] | None = None
     if kind == "sequence":
         it: Iterator[Any] = _sequence(p)
+        seek = functools.partial(_sequence_from, p)
     elif kind == "values":
-        it = iter([from_json(x, t) for x in p["values"]])  # as in a jsonl file: Bytes as base64
+        values = [from_json(x, t) for x in p["values"]]  # as in a jsonl file: Bytes as base64
+        it = iter(values)
+        seek = lambda k: (iter(values[k:]), min(k, len(values)))  # noqa: E731
     elif kind == "jsonl":
         it = _jsonl(pipeline.path(p["path"]), t, v.name)
     else:
         it = _msgpack_file(pipeline.path(p["path"]))
-    return Source(it, t, rate, v.name)
+    return Source(it, t, rate, v.name, seek)
 
 
 class Sink:

@@ -151,3 +151,29 @@ def test_the_lock_is_released_at_close(tmp_path):
     b.write([2])
     b.close()
     assert [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().split()] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"source": "sequence", "count": 10, "start": 5, "step": 2},
+        {"source": "values", "type": "Int64", "values": list(range(30, 40))},
+    ],
+)
+def test_a_source_resumed_far_in_jumps_there_and_makes_the_same_values(tmp_path, spec):
+    """A sequence or a list of values passes over what it skips without making it (a
+    restart of a long run), and goes on exactly as if it had; past its end it is exhausted."""
+    from pipelogic.pipeline import parse_pipeline
+
+    p = parse_pipeline(
+        {"name": "s", "components": {"n": spec, "out": {"sink": "null"}}, "connections": ["n -> out"]},
+        tmp_path / "pipeline.yml",
+    )
+    whole = builtins.make_source(p, p.vertices["n"]).take(100)
+    for k in (0, 3, 9):
+        src = builtins.make_source(p, p.vertices["n"])
+        src.skip(k)
+        assert src.produced == k and src.take(100) == whole[k:]
+    src = builtins.make_source(p, p.vertices["n"])
+    src.skip(25)
+    assert src.produced == 10 and src.exhausted and src.take(5) == []
