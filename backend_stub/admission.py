@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from backend_stub.model import ComponentVertex, Settings, VertexState, WorkerVertex
+from backend_stub.model import Settings
+from backend_stub.vertices import ComponentVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError
 from pipelogic.types import create_type, encode

@@ -17,16 +17,13 @@ tick port, and the checks of a data message's key.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import logging
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +39,14 @@ from backend_stub.bounds import (
 )
 from backend_stub.committer import Committer
 from backend_stub.control import ControlDesk
+from backend_stub.gcpolicy import few_full_collections
 from backend_stub.metrics import MetricsServer
-from backend_stub.model import Action, Reply, Send, Settings, SinkVertex, SourceVertex
+from backend_stub.model import Action, Reply, Send, Settings
 from backend_stub.observe import Observer
 from backend_stub.shm import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
 from backend_stub.tickports import MAX_DRAIN, TickPorts
+from backend_stub.vertices import SinkVertex, SourceVertex
 from pipelogic import _health, transport
 from pipelogic import protocol as P
 from pipelogic.errors import PipelogicError, ProtocolError, SlotLost
@@ -60,38 +59,6 @@ __all__ = ["Broker"]
 log = logging.getLogger("backend_stub")
 
 LINGER_S = 10.0  # how long a finished run waits for late instances of a replicated vertex
-
-
-@contextlib.contextmanager
-def _few_full_collections() -> Iterator[None]:
-    """While the broker serves: Python's cyclic garbage collector seldom walks every object.
-
-    The broker holds many long-lived objects (a stateful vertex's logged ticks since its
-    last snapshots, queued messages); with the default thresholds a full collection runs
-    each time a quarter of them is new, and walking them all took a quarter of the broker's
-    time (scripts/bench_broker_store.py, stateful with 1 s snapshots: 84,000 -> 105,000
-    messages/s). Young objects are still collected as often as before, and the broker makes
-    no reference cycles on its hot path, so memory does not grow from this."""
-    global _serving, _thresholds
-    with _gc_lock:  # brokers in one process (tests): the first in sets, the last out restores
-        if _serving == 0:
-            _thresholds = gc.get_threshold()
-            gc.freeze()  # what exists before serving (modules, the pipeline) is never walked again
-            gc.set_threshold(_thresholds[0], _thresholds[1], max(_thresholds[2], 1000))
-        _serving += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _serving -= 1
-            if _serving == 0:
-                gc.set_threshold(*_thresholds)
-                gc.unfreeze()
-
-
-_gc_lock = threading.Lock()
-_serving = 0
-_thresholds = gc.get_threshold()
 
 
 def _loopback(listen: str) -> bool:
@@ -235,7 +202,7 @@ class Broker:
     # -- the loop --------------------------------------------------------------------------
 
     def serve(self) -> None:
-        with _few_full_collections():
+        with few_full_collections():
             self._serve()
 
     def _serve(self) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from backend_stub.model import Action, ComponentVertex, Reply, Send, VertexState
+from backend_stub.model import Action, Reply, Send
+from backend_stub.vertices import ComponentVertex, VertexState
 from pipelogic import protocol as P
 from pipelogic._yamlfile import near
 from pipelogic.component import check_config_total, check_config_value

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from backend_stub.model import ComponentVertex, ReplicatedVertex, VertexState, WorkerVertex
+from backend_stub.vertices import ComponentVertex, ReplicatedVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
 from pipelogic.jsonform import to_json

@@ -6,17 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.model import (
-    ComponentVertex,
-    Inflight,
-    Journal,
-    Send,
-    Settings,
-    Value,
-    VertexState,
-    WorkerVertex,
-    value_size,
-)
+from backend_stub.model import Inflight, Journal, Send, Settings, Value, value_size
+from backend_stub.vertices import ComponentVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.pulling import decide
 

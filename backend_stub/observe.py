@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from backend_stub.model import ComponentVertex, ReplicatedVertex, SinkVertex, VertexState, WorkerVertex
+from backend_stub.vertices import ComponentVertex, ReplicatedVertex, SinkVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline
 

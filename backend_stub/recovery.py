@@ -19,16 +19,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from backend_stub.builtins import Source
-from backend_stub.model import (
-    ComponentVertex,
-    Inflight,
-    SinkVertex,
-    SourceVertex,
-    Value,
-    VertexState,
-    WorkerVertex,
-    implied_starts,
-)
+from backend_stub.model import Inflight, Value, implied_starts
+from backend_stub.vertices import ComponentVertex, SinkVertex, SourceVertex, VertexState, WorkerVertex
 from pipelogic.pipeline import Pipeline
 from pipelogic.types import InputsPullRequest, codec_for, encode
 

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from backend_stub.forming import room, take_tick
-from backend_stub.model import Action, Inflight, Instance, Journal, ReplicatedVertex, Send, Settings, Value, VertexState
+from backend_stub.model import Action, Inflight, Instance, Journal, Send, Settings, Value
+from backend_stub.vertices import ReplicatedVertex, VertexState
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
 

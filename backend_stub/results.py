@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from backend_stub.model import ComponentVertex, Value, VertexState, WorkerVertex
+from backend_stub.model import Value
+from backend_stub.vertices import ComponentVertex, VertexState, WorkerVertex
 from pipelogic.errors import ProtocolError
 from pipelogic.types import InputsPullRequest
 

@@ -42,27 +42,21 @@ from backend_stub import deadletter, replicas
 from backend_stub.admission import clean_stats, hello_refusal, welcome_fields
 from backend_stub.config import ConfigDesk
 from backend_stub.forming import could_form, room, send_ticks
-from backend_stub.model import (
-    Action,
-    CloseWorker,
-    ComponentVertex,
-    Instance,
-    Journal,
-    ReplicatedVertex,
-    Send,
-    Served,
-    Settings,
-    SinkVertex,
-    SourceVertex,
-    Value,
-    VertexState,
-    WorkerVertex,
-    vertex_state,
-)
+from backend_stub.model import Action, CloseWorker, Instance, Journal, Send, Settings, Value
 from backend_stub.observe import status_of
 from backend_stub.refusals import Refusals
 from backend_stub.results import apply_results
 from backend_stub.tap import Taps
+from backend_stub.vertices import (
+    ComponentVertex,
+    ReplicatedVertex,
+    Served,
+    SinkVertex,
+    SourceVertex,
+    VertexState,
+    WorkerVertex,
+    vertex_state,
+)
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError, PullRequestError
 from pipelogic.pipeline import Pipeline

@@ -31,9 +31,10 @@ import msgpack
 
 from backend_stub import deadletter
 from backend_stub.builtins import make_source
-from backend_stub.model import ComponentVertex, Inflight, Journal, Settings, SinkVertex, SourceVertex, implied_starts
+from backend_stub.model import Inflight, Journal, Settings, implied_starts
 from backend_stub.recovery import Regenerated, apply_record, describe, diff, low_water, rebuild, vertex_record
 from backend_stub.scheduler import Scheduler
+from backend_stub.vertices import ComponentVertex, SinkVertex, SourceVertex
 from pipelogic import _faults
 from pipelogic.errors import StateError, StateLocked
 from pipelogic.pipeline import Pipeline

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend_stub.model import Value, VertexState
+from backend_stub.model import Value
+from backend_stub.vertices import VertexState
 from pipelogic import protocol as P
 
 __all__ = ["Taps"]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from backend_stub.model import SinkVertex, VertexState
+from backend_stub.vertices import SinkVertex, VertexState
 from pipelogic import protocol as P
 
 _V = TypeVar("_V", bound=VertexState)

@@ -83,7 +83,8 @@ def _ours(
     stamps: bool,
 ) -> tuple[float, list[float]]:
     from backend_stub.broker import Broker
-    from backend_stub.model import Settings, SinkVertex
+    from backend_stub.model import Settings
+    from backend_stub.vertices import SinkVertex
     from pipelogic.pipeline import parse_pipeline
 
     with tempfile.TemporaryDirectory(dir=base) as tmp:

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from backend_stub.model import WorkerVertex
 from backend_stub.observe import Observer
 from backend_stub.tap import MAX_VALUES, Taps
+from backend_stub.vertices import WorkerVertex
 from pipelogic import protocol as P
 from pipelogic._tracebacks import user_traceback
 from pipelogic._yamlfile import Problems, load_yaml, near, position

@@ -7,8 +7,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from backend_stub.model import ComponentVertex, Settings
+from backend_stub.model import Settings
 from backend_stub.store import open_run
+from backend_stub.vertices import ComponentVertex
 from pipelogic import protocol as P
 from pipelogic.pipeline import parse_pipeline
 from pipelogic.types import InputsPullOption, InputsPullRequest, StreamPullShift

@@ -26,8 +26,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from backend_stub.model import ReplicatedVertex
 from backend_stub.scheduler import Scheduler, Settings
+from backend_stub.vertices import ReplicatedVertex
 from pipelogic import protocol as P
 from pipelogic.errors import DefinitionError, ProtocolError
 from pipelogic.pipeline import Pipeline, apply_scale, parse_pipeline, parse_scale

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from backend_stub.model import WorkerVertex
 from backend_stub.scheduler import Scheduler, Settings
+from backend_stub.vertices import WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline, parse_pipeline
 from tests.fakes import FakeWorker, accept, deliver, sink_values, vertex
