@@ -519,7 +519,10 @@ class Scheduler:
             # No credit left (the usual case when pumped between results): nothing to send,
             # and with ticks formed and not applied, nothing finishes.
             return
-        actions.extend(send_ticks(vs, self.vertices, self.settings, self.journal))
+        if vs.sent < vs.next_tick or not vs.inputs or vs.streaming or all(b.queue for b in vs.inputs):
+            # A replay is owed, or a tick may form (else this pass has nothing to send: most
+            # pumps of most vertices, which is why it is asked before anything is built).
+            actions.extend(send_ticks(vs, self.vertices, self.settings, self.journal))
         if vs.finished:
             # A worker that (re)connected after the end: once it has caught up, stop it.
             if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:

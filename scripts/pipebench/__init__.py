@@ -30,6 +30,10 @@ Cases:
 - a replicated vertex: a component that sleeps 10 ms a message run as 1, 2 and 4
   instances (``replicas: N``; sleeping needs no core, so the 2-core machine is no limit),
   each against one instance in the same round (``--replica-n`` messages per instance);
+- how the broker's cost grows with the pipeline (``graph``): chains of 1, 2, 4 and 8
+  ``x * 2`` stages and a fan-out of the source to 4 workers (``--n`` items each): items
+  per second at a sink, and the broker's CPU time per item and stage (a stage: one worker
+  the item passes; in the fan-out, each of the 4), against the chain of one stage;
 - ceilings, to tell the shape's cost from the runtime's: raw pyzmq in our message shape
   (``shaped``: ticks ``[routing id, header, value]`` from a ROUTER, held results on a PUSH,
   headers packed and unpacked, both sides polling; at 1 and 16 in flight), and frames
@@ -45,7 +49,7 @@ fails) running the same loops as two Python nodes under ``dora run``: a client n
 K small messages (or one 1080p frame) in flight to a node returning ``x * 2``, each against
 the raw baseline of the same round.
 
-``--cases`` picks some of the cases (``small``, ``frames``, ``stateful``, ``replicas``,
+``--cases`` picks some of the cases (``small``, ``frames``, ``stateful``, ``replicas``, ``graph``,
 ``memory``). The table is printed and written to ``build/bench.md``.
 """
 

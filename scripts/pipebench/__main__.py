@@ -14,7 +14,7 @@ import zmq
 
 from . import ROOT, USAGE
 from .baselines import raw, shaped
-from .cases import frames_case, pct, replicas_case, stateful_case
+from .cases import frames_case, graph_case, pct, replicas_case, stateful_case
 from .components import make_components
 from .dora import DORA_FAILED, DORA_LOST, dora_run, dora_setup
 from .ours import ours, stalled_memory
@@ -36,17 +36,17 @@ def main() -> int:
     )
     ap.add_argument(
         "--cases",
-        default="small,frames,stateful,replicas,memory",
+        default="small,frames,stateful,replicas,graph,memory",
         help="which cases to run (comma-separated; default all)",
     )
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench.md"))
     args = ap.parse_args()
     cases = set(args.cases.split(","))
-    unknown = cases - {"small", "frames", "stateful", "replicas", "memory"}
+    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "memory"}
     if unknown:
         ap.error(
             f"--cases: unknown case(s) {', '.join(sorted(unknown))}; "
-            "expected some of small, frames, stateful, replicas, memory"
+            "expected some of small, frames, stateful, replicas, graph, memory"
         )
     if "frames" in cases:
         try:
@@ -54,7 +54,7 @@ def main() -> int:
         except ImportError:
             ap.error(
                 "the frames case needs numpy: pip install -e '.[test]' (or numpy), or leave it out "
-                "with --cases small,stateful,replicas,memory"
+                "with --cases small,stateful,replicas,graph,memory"
             )
     dora = dora_setup(ROOT / "build" / "dora-venv") if args.with_dora else None
     rows: dict[str, dict[str, list[float]]] = {}
@@ -148,6 +148,8 @@ def main() -> int:
                 stateful_case(base, comps, args.n, r, note)
             if args.replica_n > 0 and "replicas" in cases:
                 replicas_case(base, comps, args.replica_n, r, note)
+            if "graph" in cases:
+                graph_case(base, comps, args.n, r, note)
         mem = stalled_memory(base, comps, args.stall_s) if args.stall_s > 0 and "memory" in cases else None
 
     med = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in rows.items()}
@@ -167,6 +169,11 @@ def main() -> int:
             lines.append(
                 f"| {name}: p50 (p99) | raw round trip {m['raw']:.0f} µs ({m['raw99']:.0f} µs) | "
                 f"{m['ours']:.0f} µs ({m['ours99']:.0f} µs) | {m['ratio']:.2f} |"
+            )
+        elif name.startswith("graph:"):
+            lines.append(
+                f"| {name}: items/s, broker CPU per item and stage | 1 stage {m['raw']:,.0f}/s, {m['raw_us']:.1f} µs | "
+                f"{m['ours']:,.0f}/s, {m['ours_us']:.1f} µs | {m['ratio']:.2f} |"
             )
         elif name.startswith("replicas"):
             lines.append(f"| {name} | 1 instance {m['raw']:,.1f}/s | {m['ours']:,.1f}/s | {m['ratio']:.2f} |")

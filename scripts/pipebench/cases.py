@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .baselines import raw, relayed
 from .dora import dora_run
-from .ours import ours
+from .ours import graph, ours
 
 Note = Callable[..., None]
 
@@ -89,3 +89,15 @@ def replicas_case(base: Path, comps: dict[str, Path], replica_n: int, r: int, no
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def graph_case(base: Path, comps: dict[str, Path], n: int, r: int, note: Note) -> None:
+    """Chains of 1, 2, 4 and 8 stateless stages and a fan-out of the source to 4 workers,
+    through one broker: items per second at a sink and the broker's CPU per item and
+    stage, each against the chain of one stage (it should not grow with the stages)."""
+    first: tuple[float, float] | None = None
+    for label, stages, fanout in [*((f"a chain of {k}", k, 0) for k in (1, 2, 4, 8)), ("a fan-out to 4", 0, 4)]:
+        rate, us = graph(base, comps, n, stages, fanout)
+        first = first or (rate, us)
+        note(f"graph: {label}", raw=first[0], ours=rate, ratio=us / first[1], raw_us=first[1], ours_us=us)
+        print(f"round {r + 1}: {label}: {rate:,.0f} items/s, {us:.1f} µs of broker CPU per item and stage", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -137,22 +138,94 @@ def _ours(
 def _all_ready(broker: Any, k: int) -> dict[str, float]:
     """Note when all ``k`` instances of vertex d are ready, and how many ticks they had done
     by then (an instance that starts first must not count as parallel work)."""
+    from backend_stub.vertices import ComponentVertex, ReplicatedVertex
+
     sch = broker.scheduler
     vs = sch.vertices["d"]
+    assert isinstance(vs, ComponentVertex)
     up: dict[str, float] = {}
     inner = sch.on_message
 
     def on_message(msg: Any, payload: Any, now: float, pump: bool = True) -> Any:
         out = inner(msg, payload, now, pump)
         if not up:
-            ready = sum(i.ready for i in vs.instances.values()) if vs.replicated else int(vs.ready)
+            if isinstance(vs, ReplicatedVertex):
+                ready, done = sum(i.ready for i in vs.instances.values()), sum(i.ticks for i in vs.instances.values())
+            else:
+                ready, done = int(vs.ready), vs.applied
             if ready >= k:
                 up["t0"] = time.perf_counter()
-                up["done"] = sum(i.ticks for i in vs.instances.values()) if vs.replicated else vs.applied
+                up["done"] = done
         return out
 
     sch.on_message = on_message
     return up
+
+
+# -- how the broker's cost grows with the pipeline -------------------------------------------
+
+
+def graph(base: Path, comps: dict[str, Path], n: int, stages: int, fanout: int = 0) -> tuple[float, float]:
+    """(items per second at the sink, the broker's CPU microseconds per item and stage) for
+    a chain ``sequence -> stages x double -> null`` or, with ``fanout``, a source feeding
+    that many ``double`` workers, each with a null sink of its own (then each worker is a
+    stage). Timed from the 10th percent of the items, as ``ours``."""
+    from backend_stub.broker import Broker
+    from backend_stub.model import Settings
+    from backend_stub.vertices import SinkVertex
+    from pipelogic.pipeline import parse_pipeline
+
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        vertices: dict[str, Any] = {"n": {"source": "sequence", "count": n}}
+        if fanout:
+            workers = [f"d{i}" for i in range(fanout)]
+            edges = [f"n -> {w}" for w in workers] + [f"{w} -> o{i}" for i, w in enumerate(workers)]
+            vertices.update({f"o{i}": {"sink": "null"} for i in range(fanout)})
+        else:
+            workers = [f"d{i}" for i in range(stages)]
+            chain = ["n", *workers, "o0"]
+            edges = [f"{a} -> {b}" for a, b in itertools.pairwise(chain)]
+            vertices["o0"] = {"sink": "null"}
+        vertices.update({w: {"path": str(comps["double"])} for w in workers})
+        pl = parse_pipeline({"name": "graph", "components": vertices, "connections": edges}, Path(tmp) / "pipeline.yml")
+        broker = Broker(pl, "tcp://127.0.0.1:0", Settings())
+        out = broker.scheduler.vertices["o0"]
+        assert isinstance(out, SinkVertex)
+        sink = _timed_null(out.sink, n // 10, False)
+        cpu: dict[str, float] = {}
+        setter = type(sink).count.fset
+        assert setter is not None
+
+        def count(self: Any, v: int) -> None:
+            if "t0" not in cpu and v >= n // 10:
+                cpu["t0"] = time.process_time()  # this process is the broker (workers are children)
+            setter(self, v)
+
+        type(sink).count = property(type(sink).count.fget, count)
+        procs = []
+        for w in workers:
+            env = dict(
+                os.environ,
+                PIPELOGIC_BROKER=broker.endpoint,
+                PIPELOGIC_COMPONENT=w,
+                PIPELOGIC_STATE_DIR=str(Path(tmp) / "state"),
+                PIPELOGIC_LOG_LEVEL=os.environ.get("BENCH_WORKER_LOG", "warning"),
+            )
+            procs.append(subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(comps["double"])], env=env))
+        try:
+            broker.serve()
+            cpu["t1"] = time.process_time()
+        finally:
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if broker.scheduler.failed or sink.count < n:
+            raise RuntimeError(f"the run failed after {sink.count} of {n} values: {broker.scheduler.failed}")
+        items = n - sink.c0
+        return items / (sink.t1 - sink.t0), (cpu["t1"] - cpu["t0"]) * 1e6 / (items * len(workers))
 
 
 # -- memory under a stalled consumer ---------------------------------------------------------

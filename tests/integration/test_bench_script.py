@@ -1,5 +1,5 @@
 """`scripts/bench` runs as docs/benchmarks.md says and writes its table: a short run of the
-small-message and frame cases, real broker and worker processes against their raw and
+small-message, frame and graph cases, real broker and worker processes against their raw and
 ceiling baselines. Only the table's shape is checked: timings are never asserted."""
 
 import subprocess
@@ -19,7 +19,7 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
             sys.executable,
             str(ROOT / "scripts" / "bench"),
             "--cases",
-            "small,frames",
+            "small,frames,graph",
             "--rounds",
             "1",
             "--n",
@@ -48,6 +48,8 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
         "1080p frames, 1 in flight, sockets",
         "1080p frames, 1 in flight, shared memory",
         "1080p frames, 1 in flight, sockets: ours against the ceiling",
+        "graph: a chain of 8: items/s, broker CPU per item and stage",
+        "graph: a fan-out to 4: items/s, broker CPU per item and stage",
     ):
         assert name in rows, f"no row {name!r} in:\n{out.read_text()}"
         ratio = rows[name].rstrip(" |").rsplit("| ", 1)[1]
