@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import logging
 import os
 import sqlite3
 from collections import defaultdict
@@ -180,10 +181,19 @@ class RecoveryStore:
         self.db.execute("COMMIT")
 
     def finish(self) -> None:
-        """The run is done: a later start begins a new one."""
+        """The run is done: a later start begins a new one. What was kept for a restart
+        (messages, ticks) is dropped and the file given back to the disk: a finished run
+        is never resumed."""
         self.db.execute("BEGIN IMMEDIATE")
         self._put_meta(finished=True)
+        self.db.execute("DELETE FROM value")
+        self.db.execute("DELETE FROM tick")
         self.db.execute("COMMIT")
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.execute("VACUUM")
+        except sqlite3.Error as exc:  # the run is finished either way; only disk space is at stake
+            logging.getLogger("backend_stub").warning("broker: could not shrink %s: %s", self.dir / self.FILE, exc)
 
     def _put_meta(self, **items: Any) -> None:
         self.db.executemany(

@@ -90,7 +90,8 @@ def main(debug: bool, log_level: str | None) -> None:
     "--state-dir",
     type=click.Path(),
     default=None,
-    help="The run's state: the broker's store and the snapshots (default: .pipelogic/<file stem>/ beside the pipeline).",
+    help="The run's state: the broker's store and the snapshots (default: .pipelogic/<file stem>/ beside the "
+    "pipeline; a relative path is from the current directory).",
 )
 @click.option(
     "--max-restarts", type=int, default=5, show_default=True, help="Restarts of a crashed worker before the run fails."

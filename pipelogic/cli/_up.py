@@ -182,7 +182,9 @@ class Supervisor:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PIPELOGIC_SUPERVISED="1")
         # The children's stderr is a pipe to us: they stamp their lines when we are not on a terminal.
         env.setdefault("PIPELOGIC_LOG_TIMESTAMPS", "0" if sys.stdout.isatty() else "1")
-        state_dir = Path(self.state_dir) if self.state_dir else default_state_dir(self.file)
+        # Relative to where `up` was started, like any path on a command line; the children
+        # (which run in the pipeline's folder) get it absolute.
+        state_dir = Path(self.state_dir).resolve() if self.state_dir else default_state_dir(self.file)
         if not self.state_dir:
             self._note_old_state(state_dir)
         env["PIPELOGIC_STATE_DIR"] = str(state_dir)

@@ -104,3 +104,26 @@ def test_status_and_live_config_against_a_running_pipeline(tmp_path, component, 
 def test_status_without_a_broker_fails_clearly():
     r = CliRunner().invoke(main, ["status", "--broker", "tcp://127.0.0.1:1"])
     assert r.exit_code != 0 and "no answer from the broker at tcp://127.0.0.1:1" in r.output
+
+
+def test_a_relative_state_dir_is_from_where_up_runs(tmp_path, cli_env):
+    """`up --state-dir st` from another folder keeps the run in ./st there (not beside the
+    pipeline) and says where, absolutely."""
+    (tmp_path / "p").mkdir()
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    f = tmp_path / "p" / "pipeline.yml"
+    f.write_text(
+        "name: rel\ncomponents:\n  n: {source: sequence, count: 200}\n  out: {sink: null}\nconnections: [n -> out]\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelogic", "up", str(f), "--listen", "tcp://127.0.0.1:0", "--state-dir", "st"],
+        cwd=here,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"state in {here / 'st'}" in r.stdout
+    assert (here / "st" / ".broker" / "recovery.sqlite3").is_file() and not (tmp_path / "p" / "st").exists()

@@ -103,13 +103,17 @@ def test_ticks_a_pull_request_shaped_are_written_and_come_back(tmp_path, compone
     store2.close()
 
 
-def test_a_components_messages_in_flight_are_written(tmp_path, component):
+def test_a_components_messages_in_flight_are_written_until_the_run_finishes(tmp_path, component):
     """The sink's input (c's output) is a component's stream: what is queued for the sink
-    at a commit is kept (a memory sink takes them as it pumps, so queue one by hand)."""
+    at a commit is kept (a memory sink takes them as it pumps, so queue one by hand), and
+    dropped when the run is finished."""
     p = pipeline(tmp_path, component, {"source": "sequence", "count": 50})
     sch, store = open_run(p, SETTINGS, tmp_path / "state")
     sch._emit(vertex(sch, "c", ComponentVertex), 0, [(msgpack.packb(41),), (msgpack.packb(42),)])
     store.commit(sch)
     got = rows(store, "SELECT seq, frames FROM value WHERE stream = 'c.0' ORDER BY seq")
     assert [(q, msgpack.unpackb(f)) for q, f in got] == [(0, [msgpack.packb(41)]), (1, [msgpack.packb(42)])]
+    store.finish()  # a finished run is never resumed: what was kept for a restart goes
+    assert rows(store, "SELECT count(*) FROM value") == [(0,)] and rows(store, "SELECT count(*) FROM tick") == [(0,)]
+    assert store.stored().finished
     store.close()
