@@ -202,11 +202,12 @@ class Supervisor:
             return broker.returncode or 1
         env["PIPELOGIC_BROKER"] = self.endpoint
         # A replicated vertex: one process per instance, each with an instance id of its own
-        # (a restart keeps it, so the broker takes it for the same instance).
+        # (a restart keeps it, so the broker takes it for the same instance): VERTEX#i, as
+        # VERTEX.i names an output stream.
         fleet = Fleet(
             self.console,
             [
-                WorkerProcess(n, v.component.directory, f"{n}.{k}" if v.replicas > 1 else "")
+                WorkerProcess(n, v.component.directory, f"{n}#{k}" if v.replicas > 1 else "")
                 for n, v in pipeline.vertices.items()
                 if v.component is not None
                 for k in range(v.replicas)

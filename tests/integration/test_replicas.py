@@ -106,7 +106,7 @@ def test_three_instances_give_exactly_what_one_gives(tmp_path, cli_env):
     assert rc == 0, output[-3000:]
     assert verdict(read_out(tmp_path), reference(N)) == "ALL-RECORDS-DELIVERED", output[-3000:]
     # Each of the three instances (numbered by `up`) did a share of the work.
-    assert sorted(watcher.ticks) == ["sleeper.0", "sleeper.1", "sleeper.2"], watcher.ticks
+    assert sorted(watcher.ticks) == ["sleeper#0", "sleeper#1", "sleeper#2"], watcher.ticks
     assert all(n > N // 10 for n in watcher.ticks.values()), watcher.ticks
     assert "3 worker(s)" in output
 
