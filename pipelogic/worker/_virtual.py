@@ -15,7 +15,14 @@ from pipelogic.errors import VirtualStreamClosed
 from pipelogic.pulling import take_shift
 from pipelogic.types import InputsPullRequest
 
-__all__ = ["VirtualInputStream", "VirtualOutputStream", "VirtualStreamClosed", "source_take", "virtual_take"]
+__all__ = [
+    "VirtualInputStream",
+    "VirtualOutputStream",
+    "VirtualStreamClosed",
+    "message_bytes",
+    "source_take",
+    "virtual_take",
+]
 
 log = logging.getLogger("pipelogic.worker")
 
@@ -26,12 +33,22 @@ class VirtualInputStream:
     ``push(*messages, blocking=True)`` waits while the queue is full; with
     ``blocking=False`` it drops what does not fit and counts the drops (``dropped``, shown
     by ``pipelogic status``). ``close()`` ends the stream: a source worker finishes once the
-    queue is drained. Size: ``maxsize`` or ``$PIPELOGIC_VIRTUAL_QUEUE_SIZE`` (default 1024).
+    queue is drained.
+
+    Full means ``maxsize`` messages (``$PIPELOGIC_VIRTUAL_QUEUE_SIZE``, default 1024) or
+    ``max_bytes`` of them (``$PIPELOGIC_VIRTUAL_QUEUE_BYTES``, default 64 MiB: about ten
+    1080p frames), whichever comes first; an empty queue takes one message however large.
+    A message's bytes are its buffers' (``bytes``, arrays, an ``Image``'s pixels, inside
+    records and lists), so a camera that pushes frames faster than the pipeline takes them
+    holds a bounded amount of memory.
     """
 
-    def __init__(self, maxsize: int | None = None) -> None:
+    def __init__(self, maxsize: int | None = None, max_bytes: int | None = None) -> None:
         self.maxsize = maxsize or int(os.environ.get("PIPELOGIC_VIRTUAL_QUEUE_SIZE", "1024"))
+        self.max_bytes = max_bytes or int(os.environ.get("PIPELOGIC_VIRTUAL_QUEUE_BYTES", str(64 * 1024 * 1024)))
         self._q: deque[Any] = deque()
+        self._sizes: deque[int] = deque()
+        self.nbytes = 0  # of the queued messages
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
@@ -42,17 +59,23 @@ class VirtualInputStream:
             for m in messages:
                 if self._closed:
                     raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
-                if len(self._q) >= self.maxsize:
+                size = message_bytes(m)
+                if self._full(size):
                     if not blocking:
                         self.dropped += 1
                         continue
-                    while len(self._q) >= self.maxsize and not self._closed:
+                    while self._full(size) and not self._closed:
                         self._cond.wait()
                     if self._closed:
                         raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
                 self._q.append(m)
+                self._sizes.append(size)
+                self.nbytes += size
                 self.pushed += 1
                 self._cond.notify_all()
+
+    def _full(self, size: int) -> bool:
+        return len(self._q) >= self.maxsize or (bool(self._q) and self.nbytes + size > self.max_bytes)
 
     def close(self) -> None:
         with self._cond:
@@ -78,13 +101,34 @@ class VirtualInputStream:
         with self._cond:
             for _ in range(min(skip, len(self._q))):
                 self._q.popleft()
-            out = [self._q.popleft() for _ in range(min(max_count, len(self._q)))]
+                self.nbytes -= self._sizes.popleft()
+            out = []
+            for _ in range(min(max_count, len(self._q))):
+                out.append(self._q.popleft())
+                self.nbytes -= self._sizes.popleft()
             self._cond.notify_all()
             return out
 
     def exhausted(self) -> bool:
         with self._cond:
             return self._closed and not self._q
+
+
+def message_bytes(m: Any, depth: int = 0) -> int:
+    """About how many bytes ``m`` holds: its buffers (``nbytes`` of arrays and memoryviews,
+    the length of bytes and strings), looked for inside records, dicts, lists and tuples a
+    few levels deep; 64 for anything else."""
+    n = getattr(m, "nbytes", None)
+    if type(n) is int:
+        return n
+    if isinstance(m, (bytes, bytearray, str)):
+        return len(m)
+    if depth < 4:
+        if isinstance(m, dict):
+            return 64 + sum(message_bytes(v, depth + 1) for v in m.values())
+        if isinstance(m, (list, tuple)):
+            return 64 + sum(message_bytes(v, depth + 1) for v in m)
+    return 64
 
 
 def virtual_take(
