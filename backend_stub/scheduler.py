@@ -25,7 +25,7 @@ over files. What is a function of one vertex lives beside it: tick forming and s
 :mod:`~backend_stub.forming`, results in :mod:`~backend_stub.results`, a replicated vertex's
 dealing in :mod:`~backend_stub.replicas`, who may join in :mod:`~backend_stub.admission`,
 status in :mod:`~backend_stub.observe`; the state of each kind of vertex is a class of
-:mod:`~backend_stub.model`.
+:mod:`~backend_stub.vertices`.
 """
 
 from __future__ import annotations
