@@ -6,13 +6,21 @@ far are held and sent with the next ones, so a busy worker sends one Results (an
 broker handles one message and pumps once) for several ticks. The session decides when
 to send (:meth:`Session.flush_results`); anything else it sends flushes the held results
 first, so the broker never sees a message out of order with the results before it.
+
+A result is never held longer than :data:`HOLD_S`: batching pays for fast ticks (a
+thousand of them share one message), never for slow ones (a model that takes 0.3 s a frame
+sends each result as it is done, not 24 at a time after 7 s).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-__all__ = ["HeldResults", "hold_limit"]
+__all__ = ["HOLD_S", "HeldResults", "hold_limit"]
+
+HOLD_S = 0.005
+"""The longest a done tick's result waits for others to go out with (seconds)."""
 
 
 def hold_limit(credit: int) -> int:
@@ -26,17 +34,24 @@ def hold_limit(credit: int) -> int:
 class HeldResults:
     """The layout and payload frames of a Results message being built."""
 
-    __slots__ = ("frames", "layout")
+    __slots__ = ("first_at", "frames", "layout")
 
     def __init__(self) -> None:
         self.layout: list[Any] = []
         self.frames: list[Any] = []
+        self.first_at = 0.0  # when the oldest held result was done (time.monotonic)
+
+    def overdue(self, now: float) -> bool:
+        """Whether the oldest held result has waited :data:`HOLD_S` or longer."""
+        return bool(self.layout) and now - self.first_at >= HOLD_S
 
     def __len__(self) -> int:
         return len(self.layout)
 
     def add(self, tick: int, outputs: list[list[Any]], pull_request: Any) -> None:
         """A tick's outputs: per output, a list of values, each a sequence of frames."""
+        if not self.layout:
+            self.first_at = time.monotonic()
         counts = []
         frames = self.frames
         for values in outputs:
@@ -47,6 +62,8 @@ class HeldResults:
 
     def add_empty(self, tick: int, n_outputs: int, pull_request: Any) -> None:
         """A tick that produced nothing (skipped on error, or a dropped Nothing)."""
+        if not self.layout:
+            self.first_at = time.monotonic()
         self.layout.append([tick, [[] for _ in range(n_outputs)], pull_request])
 
     def take(self) -> tuple[list[Any], list[Any]]:

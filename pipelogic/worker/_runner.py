@@ -9,6 +9,7 @@ starts each one (the broker's input types, the tick the state reaches, the pull 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Literal, Protocol
 
 from pipelogic import _faults
@@ -25,7 +26,7 @@ from pipelogic.errors import (
 )
 from pipelogic.types import InputsPullRequest
 from pipelogic.worker._inputs import InputDecoder
-from pipelogic.worker._results import HeldResults
+from pipelogic.worker._results import HOLD_S, HeldResults
 from pipelogic.worker._step import Step
 from pipelogic.worker._virtual import VirtualInputStream, VirtualOutputStream
 
@@ -137,6 +138,7 @@ class TickRunner:
                     self.ticks_done += 1
                     self.next_tick = tick + 1
                     continue
+                started = time.monotonic()
                 out = self.step.call(inputs, virtual, tick)
                 inputs = None  # the user's values may map shared memory: hold none of them past the call
                 _faults.point("after-state-update-before-checkpoint")
@@ -167,7 +169,11 @@ class TickRunner:
             held.add(tick, out.outputs, out.pull_request.to_wire() if out.pull_request is not None else None)
             self.ticks_done += 1
             self.next_tick = tick + 1
-            if mode.source:  # live sources: no batching, every tick goes out at once
+            now = time.monotonic()
+            if mode.source or now - started >= HOLD_S or held.overdue(now):
+                # Live sources: no batching, every tick goes out at once. Others: a slow
+                # tick's result goes out when it is done, with those held before it, not
+                # after the rest of the batch; fast ones are held up to HOLD_S.
                 io.flush_results()
             if io.snapshot_due():
                 io.snapshot()  # its Sync sends the held results first: the broker holds them

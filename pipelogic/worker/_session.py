@@ -403,7 +403,7 @@ class Session:
         results are below the hold limit (then the loop holds them)."""
         r = self.runner
         assert r is not None
-        if len(r.held) >= r.hold_limit or self.stop_requested or not r.held.layout:
+        if len(r.held) >= r.hold_limit or self.stop_requested or not r.held.layout or r.held.overdue(time.monotonic()):
             return False
         item = self._next(0)
         if item is None:

@@ -94,6 +94,32 @@ def test_a_sync_tick_goes_out_as_results(settings):
     assert transport.closed and transport.links[0].closed
 
 
+@pytest.mark.parametrize("slow", [False, True])
+def test_results_of_fast_ticks_share_a_message_a_slow_ticks_goes_out_when_done(settings, slow):
+    """A batch of ticks: fast ones are answered by one Results; each slow one (longer than
+    the hold bound, as a model is) by a Results of its own as soon as it is done."""
+    import time
+
+    from pipelogic.worker._results import HOLD_S
+
+    def broker(msg: P.Message, payload: list[Any]) -> list[Any]:
+        if isinstance(msg, P.Hello):
+            return [welcome(7)]
+        if isinstance(msg, P.Ready):
+            return [ticks(7, {0: [1], 1: [2], 2: [3]}), P.Close("finished")]
+        return []
+
+    def f(x):
+        if slow:
+            time.sleep(2 * HOLD_S)
+        return x * 2
+
+    transport = MemoryTransport(broker)
+    serve(Session(settings, load_component(settings.component_dir), transport), f)
+    assert results(transport.sent) == {0: [2], 1: [4], 2: [6]}
+    assert kinds(transport).count("results") == (3 if slow else 1)
+
+
 def test_a_streaming_pull_takes_lists_and_sends_the_next_request(settings):
     req = InputsPullRequest(InputsPullOption([StreamPullShift.from_fixed(1, 2, 2)]))
 
