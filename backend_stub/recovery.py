@@ -82,33 +82,56 @@ def diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> list[str]:
     return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
 
 
+_NO_WORKER = {
+    "next_tick": 0,
+    "applied": 0,
+    "checkpoints": [],
+    "goodbye": False,
+    "features": [],
+    "pull_request": None,
+    "errors": 0,
+    "restarts": 0,
+    "connects": 0,
+    "duplicates": 0,
+    "replayed": 0,
+    "dropped_at_end": 0,
+    "dead_lettered": 0,
+    "config_version": 0,
+}
+"""A built-in vertex's worker counters: every record has every key, so it reads back
+whatever wrote it."""
+
+
 def vertex_record(vs: VertexState, dead_letter_offset: int | None) -> dict[str, Any]:
-    """The counters of one vertex that a restarted broker needs (msgpack-able). Every kind
-    writes every key (a built-in one its zeros), so a record reads back whatever wrote it."""
-    c = vs if isinstance(vs, ComponentVertex) else ComponentVertex(vs.v, [], [])  # zeros
+    """The counters of one vertex that a restarted broker needs (msgpack-able)."""
     rec: dict[str, Any] = {
-        "next_tick": c.next_tick,
-        "applied": c.applied,
-        "checkpoints": list(c.checkpoints),
         "finished": vs.finished,
-        "goodbye": c.goodbye,
-        "features": list(c.features),
-        "pull_request": c.pull_request.to_wire() if c.pull_request is not None else None,
         "out_counts": list(vs.out_counts),
         "consumed": [b.consumed for b in vs.inputs],
         "max_len": [b.max_len for b in vs.inputs],
         "ticks": vs.ticks,
-        "errors": c.errors,
-        "restarts": c.restarts,
-        "connects": c.connects,
-        "duplicates": c.duplicates,
-        "replayed": c.replayed,
-        "dropped_at_end": c.dropped_at_end,
-        "dead_lettered": c.dead_lettered,
-        "config_version": c.config_version,
     }
+    if not isinstance(vs, ComponentVertex):
+        rec.update(_NO_WORKER)
+    else:
+        rec.update(
+            next_tick=vs.next_tick,
+            applied=vs.applied,
+            checkpoints=list(vs.checkpoints),
+            goodbye=vs.goodbye,
+            features=list(vs.features),
+            pull_request=vs.pull_request.to_wire() if vs.pull_request is not None else None,
+            errors=vs.errors,
+            restarts=vs.restarts,
+            connects=vs.connects,
+            duplicates=vs.duplicates,
+            replayed=vs.replayed,
+            dropped_at_end=vs.dropped_at_end,
+            dead_lettered=vs.dead_lettered,
+            config_version=vs.config_version,
+        )
     comp = vs.v.component
-    if comp is not None and c.config_version:
+    if comp is not None and rec["config_version"]:
         rec["config"] = {k: encode(x, comp.config_schema[k].type)[0] for k, x in vs.v.config.items()}
     if isinstance(vs, SourceVertex):
         rec["source"] = [vs.source.produced, vs.source.exhausted]

@@ -22,22 +22,25 @@ def run_up(tmp_path: Path, pipeline: str, env: dict, *extra: str) -> subprocess.
     )
 
 
+def up_args(pipeline: Path, *flags: str) -> list[str]:
+    """The command line of `pipelogic up` on ``pipeline``: a random port, no progress line."""
+    return [
+        sys.executable,
+        "-m",
+        "pipelogic",
+        "up",
+        str(pipeline),
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--no-progress",
+        *flags,
+    ]
+
+
 def up_file(pipeline: Path, env: dict, *flags: str) -> subprocess.CompletedProcess:
     """`pipelogic up` on an existing pipeline file (random port, bounded time, no progress)."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelogic",
-            "up",
-            str(pipeline),
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--no-progress",
-            "--timeout",
-            "90",
-            *flags,
-        ],
+        up_args(pipeline, "--timeout", "90", *flags),
         env=env,
         capture_output=True,
         text=True,

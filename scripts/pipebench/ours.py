@@ -25,6 +25,7 @@ def _timed_null(sink: Any, start_at: int, stamps: bool) -> Any:
         t0: float
         t1: float
         c0: int
+        cpu0: float  # this process's CPU time at t0 (the broker's: the workers are children)
 
         @property
         def count(self) -> int:
@@ -37,12 +38,12 @@ def _timed_null(sink: Any, start_at: int, stamps: bool) -> Any:
             if self.stamps is not None:
                 self.stamps.append(now)
             if not self.t0 and v >= self.start_at:
-                self.t0, self.c0 = now, v
+                self.t0, self.c0, self.cpu0 = now, v, time.process_time()
             self.t1 = now
 
     sink._count = sink.__dict__.pop("count")
     sink.__class__ = TimedNull
-    sink.start_at, sink.t0, sink.t1, sink.c0 = start_at, 0.0, 0.0, 0
+    sink.start_at, sink.t0, sink.t1, sink.c0, sink.cpu0 = start_at, 0.0, 0.0, 0, 0.0
     sink.stamps = [] if stamps else None
     return sink
 
@@ -105,30 +106,7 @@ def _ours(
         sink = _timed_null(out.sink, n // 10, stamps)
         k = pl.vertices["d"].replicas
         up = _all_ready(broker, k) if "replicas" in (extra or {}) else None
-        workers = []
-        for v in procs:
-            for i in range(pl.vertices[v].replicas):
-                env = dict(
-                    os.environ,
-                    PIPELOGIC_BROKER=broker.endpoint,
-                    PIPELOGIC_COMPONENT=v,
-                    PIPELOGIC_STATE_DIR=str(Path(tmp) / "state"),
-                    PIPELOGIC_LOG_LEVEL=os.environ.get("BENCH_WORKER_LOG", "warning"),
-                    PIPELOGIC_INSTANCE=f"{v}.{i}",
-                )
-                path = pl.vertices[v].params["path"]
-                workers.append(subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(path)], env=env))
-        try:
-            broker.serve()
-        finally:
-            for w in workers:
-                try:
-                    w.wait(30)
-                except subprocess.TimeoutExpired:
-                    w.kill()
-                    w.wait()
-        if broker.scheduler.failed or sink.count < n:
-            raise RuntimeError(f"the run failed after {sink.count} of {n} values: {broker.scheduler.failed}")
+        _serve(broker, pl, procs, Path(tmp), sink, n)
         intervals = [b - a for a, b in zip(sink.stamps, sink.stamps[1:])] if stamps else []
         if up is not None:  # from when every instance was ready: the work done since, over the time it took
             return (n - up["done"]) / (sink.t1 - up["t0"]), []
@@ -192,40 +170,41 @@ def graph(base: Path, comps: dict[str, Path], n: int, stages: int, fanout: int =
         out = broker.scheduler.vertices["o0"]
         assert isinstance(out, SinkVertex)
         sink = _timed_null(out.sink, n // 10, False)
-        cpu: dict[str, float] = {}
-        setter = type(sink).count.fset
-        assert setter is not None
+        cpu1 = _serve(broker, pl, workers, Path(tmp), sink, n)
+        items = n - sink.c0
+        return items / (sink.t1 - sink.t0), (cpu1 - sink.cpu0) * 1e6 / (items * len(workers))
 
-        def count(self: Any, v: int) -> None:
-            if "t0" not in cpu and v >= n // 10:
-                cpu["t0"] = time.process_time()  # this process is the broker (workers are children)
-            setter(self, v)
 
-        type(sink).count = property(type(sink).count.fget, count)
-        procs = []
-        for w in workers:
+def _serve(broker: Any, pl: Any, vertices: list[str], tmp: Path, sink: Any, n: int) -> float:
+    """Start a worker process per instance of each of ``vertices``, serve the broker on
+    this thread until the run ends, reap the workers; fail unless the sink took all ``n``.
+    Returns this process's CPU time when the broker stopped serving."""
+    procs = []
+    for v in vertices:
+        for i in range(pl.vertices[v].replicas):
             env = dict(
                 os.environ,
                 PIPELOGIC_BROKER=broker.endpoint,
-                PIPELOGIC_COMPONENT=w,
-                PIPELOGIC_STATE_DIR=str(Path(tmp) / "state"),
+                PIPELOGIC_COMPONENT=v,
+                PIPELOGIC_STATE_DIR=str(tmp / "state"),
                 PIPELOGIC_LOG_LEVEL=os.environ.get("BENCH_WORKER_LOG", "warning"),
+                PIPELOGIC_INSTANCE=f"{v}#{i}",
             )
-            procs.append(subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(comps["double"])], env=env))
-        try:
-            broker.serve()
-            cpu["t1"] = time.process_time()
-        finally:
-            for proc in procs:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if broker.scheduler.failed or sink.count < n:
-            raise RuntimeError(f"the run failed after {sink.count} of {n} values: {broker.scheduler.failed}")
-        items = n - sink.c0
-        return items / (sink.t1 - sink.t0), (cpu["t1"] - cpu["t0"]) * 1e6 / (items * len(workers))
+            path = pl.vertices[v].params["path"]
+            procs.append(subprocess.Popen([sys.executable, "-m", "pipelogic", "worker", str(path)], env=env))
+    try:
+        broker.serve()
+        cpu = time.process_time()
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if broker.scheduler.failed or sink.count < n:
+        raise RuntimeError(f"the run failed after {sink.count} of {n} values: {broker.scheduler.failed}")
+    return cpu
 
 
 # -- memory under a stalled consumer ---------------------------------------------------------

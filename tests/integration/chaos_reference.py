@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from tests.helpers import up_args
 
 COMPONENTS = Path(__file__).parent / "chaos"
 
@@ -75,17 +76,7 @@ def up_process(pipeline: Path, env: dict[str, str], *flags: str) -> Iterator[UpR
     """Start `pipelogic up` on a random port, wait for its broker endpoint, collect its
     output on a thread; on exit, reap the process (killed if still running)."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelogic",
-            "up",
-            str(pipeline),
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--no-progress",
-            *flags,
-        ],
+        up_args(pipeline, *flags),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
