@@ -149,6 +149,8 @@ def serve(
     def _term(signum: int, frame: object) -> None:
         stopped.append(signum)
         broker.stop()
+        if broker.metrics is not None:
+            broker.metrics.release()  # a stop asked for while the final state lingers: go now
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
@@ -178,11 +180,26 @@ def serve(
 
     try:
         broker.serve()
+    except BaseException:
+        if broker.metrics is not None:
+            broker.metrics.close()
+        raise
     finally:
         if state_dir:
             remove_address(Path(state_dir))
+    try:
+        return _report(broker, supervised, state_dir, stopped, exit_when_done)
+    finally:
         if broker.metrics is not None:
+            if not stopped:  # the run's end (not a stop asked for): its last counters are kept
+                broker.metrics.linger(log.info)
             broker.metrics.close()
+
+
+def _report(broker: Broker, supervised: bool, state_dir: str | None, stopped: list[int], exit_when_done: bool) -> int:
+    """Say how the run ended (to `up`, or as a table and final.json); the exit code."""
+    log = logging.getLogger("backend_stub")
+    pipeline = broker.scheduler.pipeline
     sch = broker.scheduler
     st = broker.status()
     final = {

@@ -130,12 +130,13 @@ def welcome_fields(vs: ComponentVertex, settings: Settings, run: str, broker: st
         "heartbeat_ms": settings.heartbeat_ms,
         "settings": {
             "on_error": vs.v.on_error,
-            "credit": settings.credit,
+            "credit": vs.settings.credit,
             "run": run,
             "broker": broker,
             "liveness": settings.liveness,
             "applied": vs.applied,
             "snapshot": vs.v.snapshot or snapshot,
+            **({"virtual_queue": vs.v.virtual_queue} if vs.v.virtual_queue else {}),
         },
     }
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_stub.model import Inflight, Journal, Send, Settings, Value, value_size
+from backend_stub.latency import born_in
+from backend_stub.model import Inflight, Journal, Send, Value, value_size
 from backend_stub.vertices import ComponentVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.pulling import decide
@@ -17,18 +18,24 @@ __all__ = ["could_form", "form_tick", "room", "send_ticks", "take_tick", "virtua
 _SMALL = frozenset(["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double"])
 
 
-def room(vertices: dict[str, VertexState], settings: Settings, vs: VertexState, extra: int) -> int:
+def room(vertices: dict[str, VertexState], vs: VertexState, extra: int) -> int:
     """How many more messages each consumer buffer of ``vs`` can take, given ``extra``
-    already promised (in-flight ticks)."""
-    cap = settings.buffer_capacity
-    cap_bytes = settings.buffer_bytes
+    already promised (in-flight ticks): the consumer's ``buffer_capacity`` and
+    ``buffer_bytes``, and for a slow synchronous consumer about :data:`pacing.TARGET_S` of
+    its work."""
     applied = vs.applied if isinstance(vs, ComponentVertex) else 0
-    room = cap
+    room = vs.settings.buffer_capacity  # no consumers: counting it down only ends a pass early
     for k, consumers in enumerate(vs.consumers):
         for cname, j in consumers:
             c = vertices[cname]
             if c.finished:
                 continue
+            cap = c.settings.buffer_capacity
+            cap_bytes = c.settings.buffer_bytes
+            if isinstance(c, ComponentVertex) and not c.streaming:
+                # A pull request may need many messages queued; a synchronous tick needs one.
+                cap = c.pace.queued(cap)
+                cap_bytes = c.pace.bytes(cap_bytes)
             buf = c.inputs[j]
             room = min(room, cap - len(buf.queue) - extra)
             if buf.last_size:
@@ -67,13 +74,15 @@ def virtual_queue(vs: ComponentVertex) -> tuple[int | None, bool]:
     return int(vs.worker_stats.get("virtual_queued", 0)), bool(vs.worker_stats.get("virtual_closed", False))
 
 
-def form_tick(vs: ComponentVertex, record: bool) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]]] | None:
+def form_tick(
+    vs: ComponentVertex, record: bool
+) -> tuple[list[list[Value]], Any, list[tuple[int, int, int]], float] | None:
     """Take the next tick's messages off the input queues of a virtual source or a
     streaming vertex (:func:`take_tick` forms synchronous ticks itself): (composition,
-    virtual shift, starts) or None if no tick can form. ``record``: note where each
-    input's part starts (only a recovery store needs it)."""
+    virtual shift, starts, the earliest latency mark) or None if no tick can form.
+    ``record``: note where each input's part starts (only a recovery store needs it)."""
     if vs.virtual_source:
-        return [], None, []
+        return [], None, [], 0.0
     if vs.pull_request is None:
         return None
     d = decide([len(b.queue) for b in vs.inputs], vs.pull_request, [b.closed for b in vs.inputs], virtual_queue(vs)[0])
@@ -81,15 +90,19 @@ def form_tick(vs: ComponentVertex, record: bool) -> tuple[list[list[Value]], Any
         return None
     composition = []
     starts = []
+    born = 0.0
     for buf, (skip, count) in zip(vs.inputs, d.takes):
         if record:
             starts.append((buf.consumed, skip, count))
+        if buf.traced:
+            t = born_in(buf, buf.consumed + skip, buf.consumed + skip + count)
+            born = min(born, t) if born and t else born or t
         buf.consumed += skip + count
         for _ in range(skip):
             buf.pop()
         composition.append([buf.pop() for _ in range(count)])
     extra = d.virtual.to_wire() if d.virtual is not None else None
-    return composition, extra, starts
+    return composition, extra, starts, born
 
 
 def take_tick(vs: ComponentVertex, journal: Journal | None) -> Inflight | None:
@@ -105,21 +118,24 @@ def take_tick(vs: ComponentVertex, journal: Journal | None) -> Inflight | None:
         starts = [(b.consumed, 0, 1) for b in inputs] if journal is not None else []
         composition = []
         size = 0
+        born = 0.0
         for b in inputs:
             v = b.queue.popleft()
             n = len(v[0]) if len(v) == 1 else value_size(v)
             b.nbytes -= n
+            if b.traced:  # a sampled message (backend_stub.latency): its tick carries the mark
+                born = born_in(b, b.consumed, b.consumed + 1) or born
             b.consumed += 1
             size += n
             composition.append([v])
-        inf = Inflight(vs.next_tick, composition, None, starts, size)
+        inf = Inflight(vs.next_tick, composition, None, starts, size, born)
     else:
         entry = form_tick(vs, record=journal is not None)
         if entry is None:
             return None
-        composition, extra, starts = entry
+        composition, extra, starts, born = entry
         size = sum(value_size(v) for values in composition for v in values)
-        inf = Inflight(vs.next_tick, composition, extra, starts, size)
+        inf = Inflight(vs.next_tick, composition, extra, starts, size, born)
         if journal is not None and inputs:  # a pull request shaped it: the store needs it
             journal.ticks.append((vs.name, inf))
     vs.log.append(inf)
@@ -128,19 +144,17 @@ def take_tick(vs: ComponentVertex, journal: Journal | None) -> Inflight | None:
     return inf
 
 
-def send_ticks(
-    vs: WorkerVertex, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None
-) -> list[Send]:
+def send_ticks(vs: WorkerVertex, vertices: dict[str, VertexState], journal: Journal | None, credit: int) -> list[Send]:
     """The Ticks messages that go to the worker of ``vs`` now: first a replay of logged
-    ticks its incarnation has not had, then new ones while credit (in ticks and in bytes),
-    the consumers' room and the inputs allow, at most ``batch`` ticks a message."""
+    ticks its incarnation has not had, then new ones while ``credit`` (its paced credit in
+    ticks) and ``inflight_bytes``, the consumers' room and the inputs allow, at most
+    ``batch`` ticks a message."""
     assert vs.epoch is not None
-    credit = settings.credit
     sends: list[Send] = []
     layout: list[Any] = []
     frames: list[Any] = []
-    max_bytes = settings.inflight_bytes
-    batch = settings.batch
+    max_bytes = vs.pace.bytes(vs.settings.inflight_bytes)
+    batch = vs.settings.batch
     streaming = vs.streaming
     fits: int | None = None  # how many more new ticks the consumers' buffers take
     # Credit in ticks and in bytes (the broker holds each in-flight tick's values for a
@@ -159,7 +173,7 @@ def send_ticks(
             # where only the queued messages count). Without consumers the room is
             # the capacity, and counting it down only ends this pass early.
             if fits is None:
-                fits = room(vertices, settings, vs, 0 if streaming else out)
+                fits = room(vertices, vs, 0 if streaming else out)
             elif not streaming:
                 fits -= 1
             if fits < 1:

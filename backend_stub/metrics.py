@@ -8,12 +8,23 @@ scrape sees one consistent moment.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import make_wsgi_app
 
 from pipelogic import protocol as P
 
@@ -40,6 +51,7 @@ class _Collector:
     def __init__(self) -> None:
         self.status: P.StatusReply | None = None
         self.at = 0.0  # when the snapshot was taken (monotonic)
+        self.final_scraped = threading.Event()  # a scrape of the run's end was sent whole
 
     def describe(self) -> list[Metric]:
         return []  # families are built per scrape
@@ -134,10 +146,40 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
             lost.add_metric([st.pipeline, v["name"], v["kind"], reason], float((v.get("lost") or {}).get(reason, 0)))
     yield lost
     depth = GaugeMetricFamily("pipelogic_input_queue_depth", "Messages queued at an input", labels=[*v_labels, "input"])
+    held = GaugeMetricFamily(
+        "pipelogic_input_queue_bytes", "Payload bytes queued at an input", labels=[*v_labels, "input"]
+    )
+    taken = CounterMetricFamily(
+        "pipelogic_input_bytes", "Payload bytes that arrived at an input", labels=[*v_labels, "input"]
+    )
     for v in st.vertices:
         for j, n in enumerate(v["queues"]):
-            depth.add_metric([st.pipeline, v["name"], v["kind"], str(j)], float(n))
+            labels = [st.pipeline, v["name"], v["kind"], str(j)]
+            depth.add_metric(labels, float(n))
+            if "queue_bytes" in v:
+                held.add_metric(labels, float(v["queue_bytes"][j]))
+                taken.add_metric(labels, float(v["input_bytes"][j]))
     yield depth
+    yield held
+    yield taken
+    ticks = HistogramMetricFamily(
+        "pipelogic_vertex_tick_seconds",
+        "How long a worker's ticks take, timed by the broker while the worker has work",
+        labels=v_labels,
+    )
+    latency = HistogramMetricFamily(
+        "pipelogic_sink_latency_seconds",
+        "Seconds from a source making a message to a sink writing it (one message per source every 0.1 s)",
+        labels=v_labels,
+    )
+    for v in st.vertices:
+        if "tick_seconds" in v:
+            ticks.add_metric([st.pipeline, v["name"], v["kind"]], *_buckets(v["tick_seconds"]))
+        if "latency_seconds" in v:
+            latency.add_metric([st.pipeline, v["name"], v["kind"]], *_buckets(v["latency_seconds"]))
+    yield ticks
+    yield latency
+    yield from _instances(st)
     msgs = CounterMetricFamily(
         "pipelogic_stream_messages", "Messages produced on an output stream", labels=["pipeline", "stream"]
     )
@@ -158,6 +200,75 @@ def _families(st: P.StatusReply, now: float) -> Iterator[Metric]:
     for peer, n in sorted((broker["refused"] if broker else {}).items()):
         refused.add_metric([st.pipeline, str(peer)], float(n))
     yield refused
+    shm = broker["shm"] if broker else None
+    for key, doc in (
+        ("adopted", "Shared-memory slots the broker took in place of a payload frame"),
+        ("unlinked", "Shared-memory slot files removed once nobody held them"),
+    ):
+        yield CounterMetricFamily(f"pipelogic_shm_{key}", doc, value=float((shm or {}).get(key, 0)))
+    yield GaugeMetricFamily(
+        "pipelogic_shm_held", "Shared-memory slots the broker holds now", value=float((shm or {}).get("held", 0))
+    )
+
+
+def _buckets(h: P.Histogram) -> tuple[list[tuple[str, float]], float]:
+    buckets = [(str(le), float(c)) for le, c in zip(h["le"], h["counts"])]
+    buckets.append(("+Inf", float(h["counts"][-1])))
+    return buckets, float(h["sum"])
+
+
+def _instances(st: P.StatusReply) -> Iterator[Metric]:
+    """A replicated vertex's series per instance (its ``VERTEX#i`` id)."""
+    labels = ["pipeline", "vertex", "instance"]
+    ticks = CounterMetricFamily("pipelogic_instance_ticks", "Ticks an instance completed", labels=labels)
+    inflight = GaugeMetricFamily(
+        "pipelogic_instance_inflight", "Ticks sent to an instance, not answered", labels=labels
+    )
+    up = GaugeMetricFamily("pipelogic_instance_up", "1 while the instance is ready to run ticks", labels=labels)
+    times = HistogramMetricFamily(
+        "pipelogic_instance_tick_seconds", "How long an instance's ticks take, timed while it had work", labels=labels
+    )
+    for v in st.vertices:
+        for i in v.get("instances") or []:
+            key = [st.pipeline, v["name"], i["instance"]]
+            ticks.add_metric(key, float(i["ticks"]))
+            inflight.add_metric(key, float(i["inflight"]))
+            up.add_metric(key, 1.0 if i["state"] == "running" else 0.0)
+            if "tick_seconds" in i:
+                times.add_metric(key, *_buckets(i["tick_seconds"]))
+    yield ticks
+    yield inflight
+    yield up
+    yield times
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass  # a scrape is not worth a line on the broker's stderr
+
+
+def _family(host: str, port: int) -> socket.AddressFamily:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+
+class _Body:
+    """A response body whose ``close()`` (called by the server once it was written) says
+    so: the final state is seen only when a scrape of it has been sent whole."""
+
+    def __init__(self, chunks: Iterable[bytes], sent: Callable[[], None] | None) -> None:
+        self._chunks = chunks
+        self._sent = sent
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        if self._sent is not None:
+            self._sent()
 
 
 class MetricsServer:
@@ -168,7 +279,18 @@ class MetricsServer:
         self.collector = _Collector()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
-        self.server, self.thread = start_http_server(port, host, registry=registry)
+        inner = make_wsgi_app(registry)
+        collector = self.collector
+
+        def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            st = collector.status  # the final one, if the run has ended (it changes no more)
+            body = inner(environ, start_response)
+            return _Body(body, collector.final_scraped.set if st is not None and st.state != "running" else None)
+
+        server_class = type("_Server", (_ThreadingServer,), {"address_family": _family(host, port)})
+        self.server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+        self.thread.start()
         self.url = f"http://{host}:{self.server.server_port}/metrics"
         self._next = 0.0
 
@@ -178,6 +300,19 @@ class MetricsServer:
             self._next = now + PUBLISH_S
             self.collector.status = status()
             self.collector.at = now
+
+    def linger(self, log: Callable[[str], None]) -> None:
+        """After the run's end: serve its final state until a scrape has seen it, at most
+        ``$PIPELOGIC_METRICS_LINGER_S`` seconds (default 15, a common scrape interval), so
+        the last counters are recorded and not lost with the process."""
+        limit = float(os.environ.get("PIPELOGIC_METRICS_LINGER_S", "15"))
+        if limit > 0 and not self.collector.final_scraped.is_set():
+            log(f"metrics: the final state stays at {self.url} until scraped (at most {limit:g} s)")
+            self.collector.final_scraped.wait(limit)
+
+    def release(self) -> None:
+        """End :meth:`linger` now (the broker was told to stop)."""
+        self.collector.final_scraped.set()
 
     def close(self) -> None:
         self.server.shutdown()

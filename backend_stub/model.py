@@ -7,10 +7,11 @@ that moves it is in :mod:`backend_stub.scheduler`, what survives a broker restar
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
-from pipelogic.pipeline import Pipeline
+from backend_stub.pacing import Pace
+from pipelogic.pipeline import Pipeline, Vertex
 
 __all__ = [
     "Action",
@@ -29,6 +30,9 @@ Value = tuple[Any, ...]
 
 @dataclass
 class Settings:
+    """The flow settings: the pipeline's (``settings:``), and each component vertex's own
+    (:meth:`for_vertex`). A slow worker gets less than these (:mod:`backend_stub.pacing`)."""
+
     buffer_capacity: int = 1024
     buffer_bytes: int = 64 * 1024 * 1024  # per input buffer, besides the message bound
     inflight_bytes: int = 64 * 1024 * 1024  # per worker, besides the credit in ticks
@@ -44,6 +48,16 @@ class Settings:
         for k, v in {**p.settings, **{k: v for k, v in overrides.items() if v is not None}}.items():
             if hasattr(s, k):
                 setattr(s, k, bool(v) if k == "redelivery" else int(v))
+        s.batch = max(1, min(s.batch, s.credit))
+        return s
+
+    def for_vertex(self, v: Vertex) -> Settings:
+        """These settings with the vertex's own (``credit: 2`` on a component in pipeline.yml)."""
+        if not v.flow:
+            return self
+        s = replace(self)
+        for k, n in v.flow.items():
+            setattr(s, k, n)
         s.batch = max(1, min(s.batch, s.credit))
         return s
 
@@ -99,6 +113,8 @@ class InputBuffer:
     consumed: int = 0
     nbytes: int = 0  # the payload bytes the queue holds
     last_size: int = 0  # the size of the last value pushed: what the next ones likely weigh
+    bytes_in: int = 0  # payload bytes ever pushed (the metrics' bytes per input)
+    traced: deque[tuple[int, float]] = field(default_factory=deque)  # (message, born): backend_stub.latency
 
     def push(self, values: list[Value]) -> None:
         self.queue.extend(values)
@@ -110,6 +126,7 @@ class InputBuffer:
             size = len(v[0]) if len(v) == 1 else value_size(v)
             total += size
         self.nbytes += total
+        self.bytes_in += total
         self.last_size = size
 
     def pop(self) -> Value:
@@ -148,6 +165,7 @@ class Inflight:
     extra: Any = None
     starts: list[tuple[int, int, int]] = field(default_factory=list)
     size: int = 0  # payload bytes (the broker holds them until the result comes back)
+    born: float = 0.0  # when the earliest marked message it took left its source (backend_stub.latency)
 
 
 @dataclass
@@ -204,3 +222,4 @@ class Instance:
     inflight_bytes: int = 0
     ticks: int = 0  # results it delivered
     config_version: int = 0
+    pace: Pace = field(default_factory=Pace)  # its time per tick

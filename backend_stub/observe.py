@@ -27,6 +27,10 @@ class Observer:
     samples: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
     last_progress: dict[str, float] = field(default_factory=dict)
     _last_counts: dict[str, int] = field(default_factory=dict)
+    # Progress is any instance finishing a tick, whether or not its result could be applied
+    # yet (a replica's waits for an older tick of another): per vertex, and per instance.
+    _last_done: dict[str, int] = field(default_factory=dict)
+    _instance_done: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)  # ticks, since
     first_progress: dict[str, tuple[float, int]] = field(default_factory=dict)  # when it first moved, from
     checkpoint_at: dict[str, tuple[int, float]] = field(default_factory=dict)  # tick, when first seen
     _next: float = 0.0
@@ -38,11 +42,22 @@ class Observer:
         self._next = now + SAMPLE_S
         counts = {name: vs.ticks for name, vs in vertices.items()}
         for name, c in counts.items():
-            if self._last_counts.get(name) != c:
-                self.last_progress[name] = now
-                if name in self._last_counts:
-                    self.first_progress.setdefault(name, (self.samples[-1][0], self._last_counts[name]))
+            if self._last_counts.get(name) != c and name in self._last_counts:
+                self.first_progress.setdefault(name, (self.samples[-1][0], self._last_counts[name]))
         self._last_counts = counts
+        for name, vs in vertices.items():
+            done = vs.ticks
+            if isinstance(vs, ComponentVertex):
+                done += int(vs.worker_stats.get("ticks", 0))  # done, maybe not sent yet
+            if isinstance(vs, ReplicatedVertex):
+                for i in vs.instances.values():
+                    done += i.ticks
+                    seen = self._instance_done.get((name, i.name))
+                    if seen is None or seen[0] != i.ticks:
+                        self._instance_done[(name, i.name)] = (i.ticks, now)
+            if self._last_done.get(name) != done:
+                self._last_done[name] = done
+                self.last_progress[name] = now
         for name, vs in vertices.items():
             if (
                 isinstance(vs, ComponentVertex)
@@ -74,9 +89,10 @@ class Observer:
     def decorate(self, st: P.StatusReply, now: float, bound: float) -> P.StatusReply:
         """The scheduler's status with ``rate``, ``stuck_s`` and ``lost`` per vertex.
 
-        A vertex is stuck when it has work (input queued or ticks in flight) and has not
-        completed a tick for longer than ``bound``, the liveness bound in seconds
-        (heartbeat x liveness)."""
+        A vertex is stuck when it has work (input queued or ticks in flight) and none of its
+        instances has finished a tick for longer than ``bound``, the liveness bound in
+        seconds (heartbeat x liveness); ``stuck_pids`` then names the instances that hold
+        ticks (a replicated vertex's idle instances are not to blame)."""
         rates = self.rates()
         vertices: list[P.VertexStatus] = []
         for v in st.vertices:
@@ -101,6 +117,12 @@ class Observer:
             d = v.copy()
             d["rate"] = round(rate, 3) if rate is not None else None
             d["stuck_s"] = round(stuck, 1)
+            if stuck and "instances" in v:
+                d["stuck_pids"] = [
+                    i["pid"] or 0
+                    for i in v["instances"]
+                    if i["inflight"] > 0 and now - self._instance_done.get((name, i["instance"]), (0, now))[1] > bound
+                ]
             d["lost"] = P.losses(v)
             d["snapshot_age_s"] = round(now - cp[1], 1) if cp is not None else None
             vertices.append(d)
@@ -136,10 +158,16 @@ def vertex_status(vs: VertexState) -> P.VertexStatus:
         dropped_at_end=0,
         dead_lettered=0,
     )
-    if isinstance(vs, SinkVertex) and vs.sink.error is not None:
-        st["blocked"] = f"cannot write {vs.sink.path}: {vs.sink.error}"
+    if vs.inputs:
+        st["input_bytes"] = [b.bytes_in for b in vs.inputs]
+        st["queue_bytes"] = [b.nbytes for b in vs.inputs]
+    if isinstance(vs, SinkVertex):
+        st["latency_seconds"] = vs.latency.status()
+        if vs.sink.error is not None:
+            st["blocked"] = f"cannot write {vs.sink.path}: {vs.sink.error}"
     if not isinstance(vs, ComponentVertex):
         return st
+    st["tick_seconds"] = vs.pace.times.status()
     stats = vs.worker_stats
     st.update(
         {
@@ -175,6 +203,7 @@ def vertex_status(vs: VertexState) -> P.VertexStatus:
                 state="closed" if i.closed else ("running" if i.ready else "connected"),
                 inflight=len(i.assigned),
                 ticks=i.ticks,
+                tick_seconds=i.pace.times.status(),
             )
             for e, i in sorted(vs.instances.items())
         ]

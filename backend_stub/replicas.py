@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backend_stub.forming import room, take_tick
-from backend_stub.model import Action, Inflight, Instance, Journal, Send, Settings, Value
+from backend_stub.model import Action, Inflight, Instance, Journal, Send, Value
 from backend_stub.vertices import ReplicatedVertex, VertexState
 from pipelogic import protocol as P
 from pipelogic.errors import ProtocolError
@@ -35,6 +35,7 @@ from pipelogic.errors import ProtocolError
 __all__ = ["admit", "apply_done", "deal", "expecting", "refusal", "release", "take_results"]
 
 Emit = Callable[[VertexState, int, list[Value]], None]
+Mark = Callable[[VertexState, int, int, float], None]
 
 
 def admit(vs: ReplicatedVertex, epoch: int, msg: P.Hello, now: float) -> list[int]:
@@ -94,9 +95,9 @@ def refusal(vs: ReplicatedVertex) -> str | None:
 def deal(
     vs: ReplicatedVertex,
     vertices: dict[str, VertexState],
-    settings: Settings,
     journal: Journal | None,
     actions: list[Action],
+    now: float,
 ) -> None:
     """Send ticks to the ready instances: retried ones first, then logged ones never sent
     (after a broker restart), then new ones; each to the least loaded instance that has
@@ -104,24 +105,35 @@ def deal(
     ready = [i for i in vs.instances.values() if i.ready and not i.closed]
     if not ready:
         return
+    settings = vs.settings
     credit = settings.credit
     max_bytes = settings.inflight_bytes
+    # Each instance's credit, paced by its own time per tick.
+    paced = {i.epoch: i.pace.credit(credit) for i in ready}
     # Formed and unapplied ticks: each instance's credit, and as much again for results that
     # wait for a slow instance's older tick (the consumers' room bounds them too).
-    window = 2 * credit * len(ready)
+    window = 2 * sum(paced.values())
     batch = settings.batch
     pending: dict[int, tuple[list[Any], list[Any]]] = {}
     while True:
         best: Instance | None = None
         for i in ready:
             n = len(i.assigned)
-            if n < credit and (n == 0 or i.inflight_bytes < max_bytes) and (best is None or n < len(best.assigned)):
+            if (
+                n < paced[i.epoch]
+                and (n == 0 or i.inflight_bytes < i.pace.bytes(max_bytes))
+                and (best is None or n < len(best.assigned))
+            ):
                 best = i
         if best is None:
             break
-        inf = _next(vs, vertices, settings, journal, window)
+        inf = _next(vs, vertices, journal, window)
         if inf is None:
             break
+        if not best.assigned:
+            best.pace.busy_since = now  # its time per tick counts from here
+        if not vs.pace.busy_since:
+            vs.pace.busy_since = now
         best.assigned.append(inf.tick)
         best.inflight_bytes += inf.size
         out = pending.get(best.epoch)
@@ -140,7 +152,7 @@ def deal(
 
 
 def _next(
-    vs: ReplicatedVertex, vertices: dict[str, VertexState], settings: Settings, journal: Journal | None, window: int
+    vs: ReplicatedVertex, vertices: dict[str, VertexState], journal: Journal | None, window: int
 ) -> Inflight | None:
     if vs.retry:
         return vs.entry(heapq.heappop(vs.retry))
@@ -151,14 +163,16 @@ def _next(
     if vs.finished:
         return None
     unapplied = vs.next_tick - vs.applied  # each may still add one message per consumer
-    if unapplied >= window or vs.done_bytes >= settings.inflight_bytes:
+    if unapplied >= window or vs.done_bytes >= vs.settings.inflight_bytes:
         return None  # the instance that owes the oldest tick holds the rest up this far, no further
-    if room(vertices, settings, vs, unapplied) < 1:
+    if room(vertices, vs, unapplied) < 1:
         return None
     return take_tick(vs, journal)
 
 
-def take_results(vs: ReplicatedVertex, inst: Instance, entries: list[Any], emit: Emit, redelivery: bool) -> None:
+def take_results(
+    vs: ReplicatedVertex, inst: Instance, entries: list[Any], emit: Emit, redelivery: bool, mark: Mark
+) -> None:
     """An instance's results (``split_values`` entries): checked against what it owes, held
     until every earlier tick is done, then applied in order."""
     for tick, per_output, _pr in entries:
@@ -183,15 +197,17 @@ def take_results(vs: ReplicatedVertex, inst: Instance, entries: list[Any], emit:
         vs.done_bytes += size
     if not inst.assigned:
         inst.inflight_bytes = 0  # nothing in flight: whatever the accounting missed is gone
-    apply_done(vs, emit, redelivery)
+    apply_done(vs, emit, redelivery, mark)
 
 
-def apply_done(vs: ReplicatedVertex, emit: Emit, redelivery: bool) -> None:
-    """Apply the done results that are next in tick order."""
+def apply_done(vs: ReplicatedVertex, emit: Emit, redelivery: bool, mark: Mark) -> None:
+    """Apply the done results that are next in tick order (a tick with a latency mark
+    marks its outputs, as :func:`backend_stub.results.apply_results` does)."""
     done = vs.done
     applied = vs.applied
     while applied in done:
         entry = done.pop(applied)
+        tick = applied
         applied += 1
         if entry is None:
             continue  # lost with its instance (redelivery 0)
@@ -199,9 +215,14 @@ def apply_done(vs: ReplicatedVertex, emit: Emit, redelivery: bool) -> None:
         vs.done_bytes -= size
         vs.ticks += 1
         vs.applied = applied  # emit may look at it (taps, the journal)
+        log = vs.log
+        born = log[tick - log[0].tick].born if log and tick >= log[0].tick else 0.0
         for k, values in enumerate(per_output):
             if values:
+                index = vs.out_counts[k]
                 emit(vs, k, values)
+                if born:
+                    mark(vs, k, index, born)
     if applied != vs.applied:
         vs.applied = applied
     vs.trim(redelivery)

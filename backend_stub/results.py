@@ -21,13 +21,16 @@ def apply_results(
     emit: Callable[[VertexState, int, list[Value]], None],
     pull: Callable[[ComponentVertex, Any], InputsPullRequest | None],
     redelivery: bool,
+    mark: Callable[[VertexState, int, int, float], None],
 ) -> None:
     """Apply the entries ``[(tick, [[value, ...] per output], pull request)]`` of one
     Results message from the single worker of ``vs``, in order: each must be the next tick
     expected (ProtocolError otherwise). A tick applied before (a replay) only counts as a
     duplicate; a new one counts as applied and its values go to ``emit``; a streaming
     vertex's next pull request (checked by ``pull``) comes with each. Then the log keeps only
-    what a new incarnation could still need (``redelivery``: replays are on)."""
+    what a new incarnation could still need (``redelivery``: replays are on). A tick that
+    carries a latency mark marks its first output message on each output (``mark``:
+    :mod:`backend_stub.latency`)."""
     # Each output's values of the whole message go to the consumers in one emit (in
     # tick order, so exactly what one emit per tick would do); the finally emits what
     # was applied before a malformed entry, which the caller then refuses.
@@ -35,6 +38,7 @@ def apply_results(
     log = vs.log
     base = log[0].tick if log else vs.next_tick
     outs: list[list[Value]] = [[] for _ in vs.consumers]
+    marks: list[tuple[int, int, float]] = []
     try:
         for tick, per_output, pr in entries:
             if tick != vs.expect or tick >= vs.sent:
@@ -50,8 +54,11 @@ def apply_results(
                             f"vertex {vs.name}: tick {tick}: more than one value per output in synchronous mode"
                         )
             vs.expect += 1
+            born = 0.0
             if tick >= base:
-                vs.inflight_bytes -= log[tick - base].size
+                inf = log[tick - base]
+                vs.inflight_bytes -= inf.size
+                born = inf.born
             if tick < vs.applied:
                 vs.duplicates += 1  # a replayed tick already applied: its outputs went out once
                 continue
@@ -59,6 +66,8 @@ def apply_results(
             vs.ticks += 1
             for k, values in enumerate(per_output):
                 if values:
+                    if born:
+                        marks.append((k, vs.out_counts[k] + len(outs[k]), born))
                     outs[k] += values
             if pr is not None and streaming:
                 vs.pull_request = pull(vs, pr)
@@ -66,6 +75,8 @@ def apply_results(
         for k, values in enumerate(outs):
             if values:
                 emit(vs, k, values)
+        for k, index, born in marks:
+            mark(vs, k, index, born)
     if vs.sent == vs.expect:
         vs.inflight_bytes = 0  # nothing in flight: whatever the accounting missed is gone
     vs.trim(redelivery)

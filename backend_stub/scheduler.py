@@ -42,6 +42,7 @@ from backend_stub import deadletter, replicas
 from backend_stub.admission import clean_stats, hello_refusal, welcome_fields
 from backend_stub.config import ConfigDesk
 from backend_stub.forming import could_form, room, send_ticks
+from backend_stub.latency import TRACE_S, observe_written
 from backend_stub.model import Action, CloseWorker, Instance, Journal, Send, Settings, Value
 from backend_stub.observe import status_of
 from backend_stub.refusals import Refusals
@@ -92,9 +93,10 @@ class Scheduler:
         # shared-memory registry swaps descriptor frames for the slots they name.
         self.adopt: Callable[[int, list[Any]], None] | None = None
         self.started = time.monotonic()
+        self.now = self.started  # of the message or pump being handled (what _emit marks with)
         self.run = uuid.uuid4().hex  # snapshots made under another run are not resumed
         for name in pipeline.order:
-            self.vertices[name] = vertex_state(pipeline, name, fresh)
+            self.vertices[name] = vertex_state(pipeline, name, fresh, self.settings)
         self._workers_in_order = [
             vs for vs in self.vertices.values() if isinstance(vs, (WorkerVertex, ReplicatedVertex))
         ]
@@ -158,7 +160,7 @@ class Scheduler:
 
     def _apply_lost(self, vs: ReplicatedVertex) -> None:
         if not self.settings.redelivery and vs.done:
-            replicas.apply_done(vs, self._emit, False)
+            replicas.apply_done(vs, self._emit, False, self._mark)
 
     def _welcome_fields(self, vs: ComponentVertex) -> dict[str, Any]:
         return welcome_fields(vs, self.settings, self.run, self.broker_instance, self.pipeline.settings.get("snapshot"))
@@ -215,6 +217,7 @@ class Scheduler:
         epoch = getattr(msg, "epoch", None)
         if not isinstance(epoch, int):
             raise ProtocolError(f"{msg.KIND} is not a worker-to-broker data message")
+        self.now = now
         vs = self._worker(epoch, now)
         if vs is None:
             return []
@@ -225,9 +228,12 @@ class Scheduler:
             if self.adopt is not None:
                 self.adopt(epoch, entries)
             if isinstance(vs, ReplicatedVertex):
-                replicas.take_results(vs, vs.instances[epoch], entries, self._emit, self.settings.redelivery)
+                inst = vs.instances[epoch]
+                replicas.take_results(vs, inst, entries, self._emit, self.settings.redelivery, self._mark)
+                inst.pace.results(len(entries), len(inst.assigned), now)
             else:
-                apply_results(vs, entries, self._emit, self._pull, self.settings.redelivery)
+                apply_results(vs, entries, self._emit, self._pull, self.settings.redelivery, self._mark)
+            vs.pace.results(len(entries), vs.outstanding, now)
             if not pump:
                 return []
         elif isinstance(msg, P.Sync):
@@ -390,6 +396,7 @@ class Scheduler:
         """Move everything that can move: sources produce, ticks go out, sinks write,
         finished vertices close their outputs. Returns the sends."""
         now = time.monotonic() if now is None else now
+        self.now = now
         actions: list[Action] = []
         if self.failed is not None or self.done:
             return actions
@@ -403,9 +410,9 @@ class Scheduler:
                 elif isinstance(vs, SinkVertex):
                     self._pump_sink(vs, now)
                 elif isinstance(vs, ReplicatedVertex):
-                    self._pump_replicated(vs, actions)
+                    self._pump_replicated(vs, actions, now)
                 elif isinstance(vs, WorkerVertex):
-                    self._pump_worker(vs, actions)
+                    self._pump_worker(vs, actions, now)
         # Done once every vertex finished and every stateful worker confirmed its final state.
         if all(vs.closed_for_good for vs in self.vertices.values()):
             self.done = True
@@ -418,12 +425,13 @@ class Scheduler:
         actions: list[Action] = []
         if self.failed is not None or self.done:
             return actions
+        now = time.monotonic()
         for vs in self._workers_in_order:
             if not vs.finished or self._catching_up(vs):
                 if isinstance(vs, ReplicatedVertex):
-                    self._pump_replicated(vs, actions)
+                    self._pump_replicated(vs, actions, now)
                 else:
-                    self._pump_worker(vs, actions)
+                    self._pump_worker(vs, actions, now)
         return actions
 
     @staticmethod
@@ -443,6 +451,16 @@ class Scheduler:
             self.journal.add(vs.stream_names[k], first, values)
         for cname, j in vs.consumers[k]:
             self.vertices[cname].inputs[j].push(values)
+        if not vs.inputs and self.now >= vs.next_mark:  # a source (built in, or a camera)
+            vs.next_mark = self.now + TRACE_S  # one message marked for the sinks' latency
+            self._mark(vs, k, first, self.now)
+
+    def _mark(self, vs: VertexState, k: int, index: int, born: float) -> None:
+        """Message ``index`` of output ``k`` of ``vs`` carries a latency mark from ``born``."""
+        for cname, j in vs.consumers[k]:
+            c = self.vertices[cname]
+            if not c.finished:  # one that takes nothing more would only collect marks
+                c.inputs[j].traced.append((index, born))
 
     def _finish(self, vs: VertexState, actions: list[Action] | None = None) -> None:
         vs.finished = True
@@ -466,7 +484,7 @@ class Scheduler:
             actions.append(Send(vs.epoch, P.encode(P.Close("finished")), durable=True))
 
     def _pump_source(self, vs: SourceVertex, now: float) -> None:
-        values, failure = vs.source.pump(min(room(self.vertices, self.settings, vs, 0), self.settings.credit), now)
+        values, failure = vs.source.pump(min(room(self.vertices, vs, 0), vs.settings.credit), now)
         if failure is not None:
             self._fail(failure)
             return
@@ -479,10 +497,13 @@ class Scheduler:
     def _pump_sink(self, vs: SinkVertex, now: float) -> None:
         sink = vs.sink
         buf = vs.inputs[0]
+        first = buf.consumed
         written, failure = sink.pump(buf, vs.name, now)
         if failure is not None:
             self._fail(failure)
             return
+        if written and buf.traced:
+            observe_written(buf, first, written, now, vs.latency)
         vs.ticks += written
         if buf.closed and not buf.queue:
             sink.close()
@@ -496,14 +517,14 @@ class Scheduler:
                 i.closed = True
                 actions.append(Send(i.epoch, P.encode(P.Close("finished")), durable=True))
 
-    def _pump_replicated(self, vs: ReplicatedVertex, actions: list[Action]) -> None:
-        replicas.deal(vs, self.vertices, self.settings, self.journal, actions)
+    def _pump_replicated(self, vs: ReplicatedVertex, actions: list[Action], now: float) -> None:
+        replicas.deal(vs, self.vertices, self.journal, actions, now)
         if vs.finished:
             self._close_instances(vs, actions)  # instances that joined after the end
         elif vs.applied == vs.next_tick and vs.inputs and all(b.closed for b in vs.inputs) and not could_form(vs):
             self._finish(vs, actions)
 
-    def _pump_worker(self, vs: WorkerVertex, actions: list[Action]) -> None:
+    def _pump_worker(self, vs: WorkerVertex, actions: list[Action], now: float) -> None:
         if vs.epoch is None or not vs.ready:
             if (
                 not vs.finished
@@ -514,7 +535,7 @@ class Scheduler:
             ):
                 self._finish(vs, actions)  # nothing will ever arrive
             return
-        credit = self.settings.credit
+        credit = vs.pace.credit(vs.settings.credit)
         if vs.sent - vs.expect >= credit and vs.applied != vs.next_tick:
             # No credit left (the usual case when pumped between results): nothing to send,
             # and with ticks formed and not applied, nothing finishes.
@@ -522,7 +543,10 @@ class Scheduler:
         if vs.sent < vs.next_tick or not vs.inputs or vs.streaming or all(b.queue for b in vs.inputs):
             # A replay is owed, or a tick may form (else this pass has nothing to send: most
             # pumps of most vertices, which is why it is asked before anything is built).
-            actions.extend(send_ticks(vs, self.vertices, self.settings, self.journal))
+            idle = vs.sent == vs.expect
+            actions.extend(send_ticks(vs, self.vertices, self.journal, credit))
+            if idle and vs.sent != vs.expect:
+                vs.pace.busy_since = now  # its time per tick counts from here
         if vs.finished:
             # A worker that (re)connected after the end: once it has caught up, stop it.
             if vs.expect == vs.next_tick and vs.closed_epoch != vs.epoch:

@@ -4,7 +4,8 @@ the broker's state directory, written by group commits.
 Tables: ``meta`` (run id, the pipeline's description, incarnation, finished), ``vertex``
 (each vertex's counters, :func:`backend_stub.recovery.vertex_record`), ``value`` (retained
 messages of components' streams by stream and number: frames packed with msgpack, never
-decoded; a built-in source's are made again on a restart, :class:`Regenerated`) and
+decoded, a large frame in a spill file written once, :mod:`backend_stub.spill`; a built-in
+source's are made again on a restart, :class:`Regenerated`) and
 ``tick`` (the starts and virtual shift of each vertex's first retained tick and of the
 ticks that do not follow from the one before, :func:`implied_starts`). A commit writes everything that changed since
 the previous one in one transaction: file sinks are fsynced first, so a committed sink
@@ -35,6 +36,7 @@ from backend_stub.builtins import make_source
 from backend_stub.model import Inflight, Journal, Settings, implied_starts
 from backend_stub.recovery import Regenerated, apply_record, describe, diff, low_water, rebuild, vertex_record
 from backend_stub.scheduler import Scheduler
+from backend_stub.spill import Spill
 from backend_stub.vertices import ComponentVertex, SinkVertex, SourceVertex
 from pipelogic import _faults
 from pipelogic.errors import StateError, StateLocked
@@ -66,10 +68,6 @@ def _pack(x: Any) -> bytes:
 
 def _unpack(b: bytes) -> Any:
     return msgpack.unpackb(b, raw=False, strict_map_key=False)
-
-
-def _frame(f: Any) -> bytes:
-    return f.bytes if hasattr(f, "bytes") else bytes(f)
 
 
 class StoredRun:
@@ -118,6 +116,7 @@ class RecoveryStore:
         self._bases: dict[str, tuple[int, int]] = {}
         self._kept: set[str] = set()  # the streams whose messages are kept here (set by begin, resume)
         self.commits = 0
+        self.spill = Spill(self.dir / "frames")  # large frames, written once
 
     def close(self) -> None:
         db = getattr(self, "db", None)
@@ -146,6 +145,7 @@ class RecoveryStore:
             run=sch.run, description=description, incarnation=incarnation, finished=False, first_incarnation=incarnation
         )
         self.db.execute("COMMIT")
+        self.spill.clear()
         self._lows.clear()
         self._bases.clear()
         self.commit(sch)
@@ -166,7 +166,8 @@ class RecoveryStore:
         self._kept = _kept_streams(sch)
         values: dict[str, Mapping[int, tuple[Any, ...]]] = defaultdict(dict)
         for stream, seq, frames in self.db.execute("SELECT stream, seq, frames FROM value"):
-            values[stream][seq] = tuple(_unpack(frames))  # type: ignore[index]  # a dict, from defaultdict
+            values[stream][seq] = self.spill.unpack_row(stream, seq, frames)  # type: ignore[index]  # a dict
+        self.spill.sweep()
         for vs in sch.vertices.values():
             if isinstance(vs, SourceVertex):  # not kept: made again
                 for stream in vs.stream_names:
@@ -189,6 +190,7 @@ class RecoveryStore:
         self.db.execute("DELETE FROM value")
         self.db.execute("DELETE FROM tick")
         self.db.execute("COMMIT")
+        self.spill.clear()
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.execute("VACUUM")
@@ -223,8 +225,10 @@ class RecoveryStore:
                 rows = []
                 for stream, (first, values) in journal.values.items():
                     for i in range(max(0, lows[stream] - first), len(values)):
-                        rows.append((stream, first + i, _pack([_frame(f) for f in values[i]])))
-                db.executemany("INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)", rows)
+                        rows.append((stream, first + i, list(values[i])))
+                db.executemany(
+                    "INSERT OR REPLACE INTO value (stream, seq, frames) VALUES (?, ?, ?)", self.spill.pack_rows(rows)
+                )
                 db.executemany(
                     "INSERT OR REPLACE INTO tick (vertex, tick, entry) VALUES (?, ?, ?)",
                     [
@@ -253,11 +257,13 @@ class RecoveryStore:
             for stream, low in lows.items():
                 if self._lows.get(stream, 0) < low and stream in self._kept:
                     db.execute("DELETE FROM value WHERE stream = ? AND seq < ?", (stream, low))
+                    self.spill.release_below(stream, low)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self.spill.committed()
         _faults.point("broker-after-commit")
         self._lows.update(lows)
         self._bases = {name: (c.log_base, c.next_tick) for name, c in logs.items()}

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from backend_stub.builtins import Sink, Source, make_sink, make_source
-from backend_stub.model import Inflight, InputBuffer, Instance
+from backend_stub.model import Inflight, InputBuffer, Instance, Settings
+from backend_stub.pacing import Histogram, Pace
 from pipelogic import protocol as P
 from pipelogic.pipeline import Pipeline, Vertex
 from pipelogic.types import InputsPullRequest
@@ -42,6 +43,8 @@ class VertexState:
     out_counts: list[int] = field(default_factory=list)
     ticks: int = 0
     finished: bool = False
+    settings: Settings = field(default_factory=Settings, kw_only=True)  # the pipeline's, with its own
+    next_mark: float = 0.0  # a source: when it marks its next message (backend_stub.latency)
     # Whether the recovery store keeps this vertex's messages until their consumers are
     # done with them (a built-in source's are made again instead).
     JOURNALED: ClassVar[bool] = True
@@ -84,6 +87,7 @@ class SinkVertex(VertexState):
     """A built-in sink: the broker writes its values (:class:`backend_stub.builtins.Sink`)."""
 
     sink: Sink = field(kw_only=True)
+    latency: Histogram = field(default_factory=Histogram)  # sampled, from a source to the write
 
 
 @dataclass
@@ -113,6 +117,7 @@ class ComponentVertex(VertexState):
     config_version: int = 0
     dropped_at_end: int = 0
     dead_lettered: int = 0  # ticks skipped (on_error: skip), their inputs in the dead-letter file
+    pace: Pace = field(default_factory=Pace)  # its time per tick (of all instances together)
 
     @property
     def streaming(self) -> bool:
@@ -218,19 +223,21 @@ Served = WorkerVertex | ReplicatedVertex
 """A vertex a worker (or several) serves: what ``Scheduler.by_epoch`` maps epochs to."""
 
 
-def vertex_state(pipeline: Pipeline, name: str, fresh: bool) -> VertexState:
-    """The state of vertex ``name``, of the class for its kind (a fresh run's sinks start empty)."""
+def vertex_state(pipeline: Pipeline, name: str, fresh: bool, settings: Settings) -> VertexState:
+    """The state of vertex ``name``, of the class for its kind (a fresh run's sinks start
+    empty), running by ``settings`` with the vertex's own."""
     v = pipeline.vertices[name]
+    own = settings.for_vertex(v)
     inputs = [InputBuffer() for _ in v.inputs]
     consumers = [[(p.vertex, p.index) for p in outs] for outs in v.outputs]
     out_counts = [0] * len(v.outputs)
     if v.kind == "source":
-        return SourceVertex(v, inputs, consumers, out_counts, source=make_source(pipeline, v))
+        return SourceVertex(v, inputs, consumers, out_counts, source=make_source(pipeline, v), settings=own)
     if v.kind == "sink":
         sink = make_sink(pipeline, v)
         if fresh:
             sink.resume(0, 0)
-        return SinkVertex(v, inputs, consumers, out_counts, sink=sink)
+        return SinkVertex(v, inputs, consumers, out_counts, sink=sink, settings=own)
     if v.replicas > 1:
-        return ReplicatedVertex(v, inputs, consumers, out_counts)
-    return WorkerVertex(v, inputs, consumers, out_counts)
+        return ReplicatedVertex(v, inputs, consumers, out_counts, settings=own)
+    return WorkerVertex(v, inputs, consumers, out_counts, settings=own)

@@ -58,7 +58,7 @@ def status_table(st: P.StatusReply, rates: dict[str, float] | None = None, with_
         if v.get("stuck_s"):
             lines.append(
                 f"stuck: {v['name']} has input waiting but completed no tick for {v['stuck_s']:.0f} s "
-                f"(pid {v.get('pid')}; is its function blocked?)"
+                f"({_pids(v)}; is its function blocked?)"
             )
     for v in st.vertices:
         if v.get("blocked"):
@@ -103,3 +103,13 @@ def progress_line(st: P.StatusReply, rates: dict[str, float]) -> str:
         + (f"  BLOCKED {','.join(blocked)}" if blocked else "")
     )
     return f"[{st.state}] " + "  ".join(parts) + tail
+
+
+def _pids(v: P.VertexStatus) -> str:
+    """The process(es) a stuck vertex waits on: a replicated one's instances holding ticks."""
+    pids = v.get("stuck_pids")
+    if pids is None:
+        return f"pid {v.get('pid')}"
+    if not pids:
+        return "no instance holds a tick"
+    return ("pid " if len(pids) == 1 else "pids ") + ", ".join(str(p) for p in pids)

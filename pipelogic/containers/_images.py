@@ -175,19 +175,31 @@ def _tag_latest(client: Any, tag: str, variant: str) -> None:
 
 
 def component_dockerfile(runtime: str, name: str, requirements: bool, wheels: bool) -> str:
-    """The Dockerfile of a component image: the runtime plus the component at /component."""
-    lines = [
+    """The Dockerfile of a component image: the runtime plus the component at /component.
+
+    With ``wheels``, the requirements are installed from them in a build stage of their own
+    (into a prefix of the runtime's environment, so what the runtime already has is not
+    installed again) and only what was installed is copied out: the wheels folder never
+    becomes a layer of the image."""
+    lines = []
+    if requirements and wheels:
+        lines += [
+            f"FROM {runtime} AS requirements",
+            "USER root",
+            "COPY wheels/ /tmp/wheels/",
+            "COPY component/src/requirements.txt /tmp/requirements.txt",
+            "RUN pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels "
+            "--prefix /tmp/added -r /tmp/requirements.txt && mkdir -p /tmp/added",
+            "",
+        ]
+    lines += [
         f"FROM {runtime}",
         "USER root",
         "COPY component/ /component/",
     ]
     if requirements:
         if wheels:
-            lines += [
-                "COPY wheels/ /tmp/wheels/",
-                "RUN pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels "
-                "-r /component/src/requirements.txt && rm -rf /tmp/wheels",
-            ]
+            lines.append("COPY --from=requirements /tmp/added/ /opt/pipelogic/")
         else:
             lines.append(
                 "RUN pip install --no-cache-dir --disable-pip-version-check -r /component/src/requirements.txt"

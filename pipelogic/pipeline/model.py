@@ -11,7 +11,18 @@ from pipelogic.component import (
 )
 from pipelogic.types import Type
 
-__all__ = ["COMPONENT_KEYS", "SETTINGS_KEYS", "SINKS", "SOURCES", "TOP_KEYS", "Pipeline", "Port", "Vertex"]
+__all__ = [
+    "COMPONENT_KEYS",
+    "FLOW_KEYS",
+    "SETTINGS_KEYS",
+    "VIRTUAL_QUEUE_KEYS",
+    "SINKS",
+    "SOURCES",
+    "TOP_KEYS",
+    "Pipeline",
+    "Port",
+    "Vertex",
+]
 
 SOURCES = {"sequence", "values", "jsonl", "msgpack"}
 SINKS = {"jsonl", "msgpack", "stdout", "null", "memory"}
@@ -43,6 +54,8 @@ class Vertex:
     on_error: Literal["fail", "skip"] = "fail"
     snapshot: str | None = None  # the vertex's snapshot policy (normalised text), if set
     replicas: int = 1  # worker instances the vertex runs as (docs/semantics.md, "Replicas")
+    flow: dict[str, int] = field(default_factory=dict)  # its own FLOW_KEYS settings
+    virtual_queue: dict[str, Any] = field(default_factory=dict)  # size, bytes, keep ("all" | "latest")
 
     @property
     def builtin(self) -> str:
@@ -75,6 +88,7 @@ SETTINGS_KEYS = (
     "buffer_bytes",
     "credit",
     "batch",
+    "inflight_bytes",
     "heartbeat_ms",
     "liveness",
     "redelivery",
@@ -93,4 +107,19 @@ _SINK_KEYS = {
     "null": ("sink",),
     "memory": ("sink",),
 }
-COMPONENT_KEYS = ("path", "config", "on_error", "snapshot", "dead_letter", "files", "replicas")
+# A component vertex's own flow settings (each overrides the pipeline's `settings:` for it):
+# its worker's credit, batch and bytes in flight; its input buffers' bounds.
+FLOW_KEYS = ("credit", "batch", "inflight_bytes", "buffer_capacity", "buffer_bytes")
+# The worker's virtual input queue (`virtual_in`): its bounds and what a full one drops.
+VIRTUAL_QUEUE_KEYS = ("size", "bytes", "keep")
+COMPONENT_KEYS = (
+    "path",
+    "config",
+    "on_error",
+    "snapshot",
+    "dead_letter",
+    "files",
+    "replicas",
+    *FLOW_KEYS,
+    "virtual_queue",
+)

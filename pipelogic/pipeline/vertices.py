@@ -18,7 +18,16 @@ from pipelogic.component import (
 from pipelogic.errors import DefinitionError, PipelogicError
 from pipelogic.files import bind_files
 from pipelogic.limits import preview
-from pipelogic.pipeline.model import _SINK_KEYS, _SOURCE_KEYS, COMPONENT_KEYS, SINKS, SOURCES, Vertex
+from pipelogic.pipeline.model import (
+    _SINK_KEYS,
+    _SOURCE_KEYS,
+    COMPONENT_KEYS,
+    FLOW_KEYS,
+    SINKS,
+    SOURCES,
+    VIRTUAL_QUEUE_KEYS,
+    Vertex,
+)
 from pipelogic.state import SnapshotPolicy
 from pipelogic.types import Atomic, Type, Var
 
@@ -158,6 +167,8 @@ def parse_vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex
         on_error="skip" if on_error == "skip" else "fail",
         snapshot=snapshot,
         replicas=replicas,
+        flow=_flow(spec, key, problems),
+        virtual_queue=_virtual_queue(spec.get("virtual_queue"), [*key, "virtual_queue"], problems),
     )
     v.input_types = list(comp.input_types)
     v.output_types = list(comp.output_types)
@@ -196,3 +207,39 @@ def parse_vertex(name: str, spec: Any, file: Path, problems: Problems) -> Vertex
     if too_large:
         problems.add([*key, "config"], too_large)
     return v
+
+
+def _flow(spec: dict[str, Any], key: list[Any], problems: Problems) -> dict[str, int]:
+    """A component vertex's own flow settings (``credit: 2`` and the like): integers >= 1."""
+    out: dict[str, int] = {}
+    for k in FLOW_KEYS:
+        if k in spec:
+            v = spec[k]
+            if type(v) is not int or v < 1:
+                problems.add([*key, k], f"expected an integer >= 1, got {v!r}", value=True)
+            else:
+                out[k] = v
+    return out
+
+
+def _virtual_queue(spec: Any, key: list[Any], problems: Problems) -> dict[str, Any]:
+    """``virtual_queue: {size: N, bytes: B, keep: all | latest}``: the worker's ``virtual_in``."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        problems.add(key, f"expected a mapping of {', '.join(VIRTUAL_QUEUE_KEYS)}, got {spec!r}", value=True)
+        return {}
+    problems.unknown_keys(spec, VIRTUAL_QUEUE_KEYS, key, "virtual_queue")
+    out: dict[str, Any] = {}
+    for k in ("size", "bytes"):
+        if k in spec:
+            if type(spec[k]) is not int or spec[k] < 1:
+                problems.add([*key, k], f"expected an integer >= 1, got {spec[k]!r}", value=True)
+            else:
+                out[k] = spec[k]
+    if "keep" in spec:
+        if spec["keep"] not in ("all", "latest"):
+            problems.add([*key, "keep"], f"expected all or latest, got {spec['keep']!r}", value=True)
+        else:
+            out["keep"] = spec["keep"]
+    return out

@@ -65,6 +65,7 @@ from pipelogic.protocol.messages import (
 from pipelogic.protocol.status import (
     LOSS_KINDS,
     BrokerInfo,
+    Histogram,
     InstanceStatus,
     RunSettings,
     StreamStatus,
@@ -112,6 +113,7 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "InstanceStatus",
+    "Histogram",
     "Message",
     "Pong",
     "Ready",

@@ -17,6 +17,7 @@ __all__ = [
     "InstanceStatus",
     "RunSettings",
     "StreamStatus",
+    "Histogram",
     "VertexStatus",
     "WorkerStats",
     "losses",
@@ -33,6 +34,16 @@ LOSS_KINDS = {
 in ``lost``), each with what it means to a user."""
 
 
+class Histogram(TypedDict):
+    """Durations in seconds (a worker's ticks as the broker timed them while it had work;
+    a sink's sampled end-to-end latency): cumulative counts per upper bound ``le``, the
+    last count being all of them, and their sum."""
+
+    le: list[float]
+    counts: list[int]
+    sum: float
+
+
 class InstanceStatus(TypedDict):
     """One instance of a replicated vertex."""
 
@@ -43,6 +54,7 @@ class InstanceStatus(TypedDict):
     state: str  # connected, running or closed
     inflight: int
     ticks: int
+    tick_seconds: NotRequired[Histogram]
 
 
 class VertexStatus(TypedDict):
@@ -78,9 +90,15 @@ class VertexStatus(TypedDict):
     replicas: NotRequired[int]
     lost_pids: NotRequired[list[int]]
     instances: NotRequired[list[InstanceStatus]]
+    # Payload bytes pushed into each input so far, and held there now.
+    input_bytes: NotRequired[list[int]]
+    queue_bytes: NotRequired[list[int]]
+    tick_seconds: NotRequired[Histogram]  # a component's
+    latency_seconds: NotRequired[Histogram]  # a sink's: from a source's message to its write, sampled
     # Added by the broker's observer on every status request.
     rate: NotRequired[float | None]  # ticks per second over the last seconds (a finished one: while it moved)
     stuck_s: NotRequired[float]  # how long it has had work and made no progress (0: not stuck)
+    stuck_pids: NotRequired[list[int]]  # of a stuck replicated vertex: the instances holding ticks
     lost: NotRequired[dict[str, int]]  # the non-zero LOSS_KINDS counters
     snapshot_age_s: NotRequired[float | None]
 
@@ -127,6 +145,7 @@ class RunSettings(TypedDict, total=False):
     applied: int  # the newest tick whose results the broker holds
     snapshot: Any  # the snapshot policy (component.yml's, else the pipeline's)
     shm: Any  # the shared-memory offer, when the broker found the worker's probe
+    virtual_queue: dict[str, Any]  # the vertex's virtual_queue: (size, bytes, keep) in pipeline.yml
 
 
 def losses(v: VertexStatus) -> dict[str, int]:

@@ -295,6 +295,12 @@ class Session:
         limit = hold_limit(int(self.welcome.settings.get("credit", 1))) if plain else 1
         on_error: Literal["fail", "skip"] = "skip" if self.welcome.settings.get("on_error") == "skip" else "fail"
         self.runner = TickRunner(self.vertex, step, virtual_in, virtual_out, on_error, limit)
+        # A camera's queue holds a few of the pipeline's frame times (a pull request may
+        # need more messages queued than that: a streaming source's is bounded by count only).
+        virtual_in.paced = step.mode.source and not step.mode.streaming
+        vq = self.welcome.settings.get("virtual_queue") or {}
+        if vq:
+            virtual_in.configure(vq.get("size"), vq.get("bytes"), vq.get("keep"))
         self._initial_pull = pull_request
         if step.mode.stateful:
             # What a rejoin after a new run resets the state to (run() checked that it packs).

@@ -1,9 +1,10 @@
-"""``virtual_in`` and ``virtual_out``: queues between the worker function and the world."""
+"""``virtual_in``: the queue between the world (a camera thread) and the worker function's
+``virtual_input``, and how a tick takes from it (``virtual_out`` is
+:mod:`pipelogic.worker._virtual_out`, re-exported here)."""
 
 from __future__ import annotations
 
-import inspect
-import logging
+import math
 import os
 import threading
 import time
@@ -14,8 +15,10 @@ from typing import Any
 from pipelogic.errors import VirtualStreamClosed
 from pipelogic.pulling import take_shift
 from pipelogic.types import InputsPullRequest
+from pipelogic.worker._virtual_out import VirtualOutputStream
 
 __all__ = [
+    "KEEP",
     "VirtualInputStream",
     "VirtualOutputStream",
     "VirtualStreamClosed",
@@ -24,7 +27,14 @@ __all__ = [
     "virtual_take",
 ]
 
-log = logging.getLogger("pipelogic.worker")
+KEEP = ("all", "latest")
+"""What a full virtual queue does with a new message: ``all`` keeps what is queued (a
+blocking push waits, a non-blocking one drops the new message); ``latest`` drops the oldest
+queued messages instead, so a live camera's newest frame is the next one taken."""
+
+_PACE_S = 0.05  # a source's queue holds about this much of the pipeline's pace (as backend_stub.pacing)
+_PROBE_BYTES = 1024 * 1024  # a source's queue's bytes until the pace is measured (as backend_stub.pacing)
+_PRIOR_S = 1.0  # where the pace of large messages starts from
 
 
 class VirtualInputStream:
@@ -32,20 +42,29 @@ class VirtualInputStream:
 
     ``push(*messages, blocking=True)`` waits while the queue is full; with
     ``blocking=False`` it drops what does not fit and counts the drops (``dropped``, shown
-    by ``pipelogic status``). ``close()`` ends the stream: a source worker finishes once the
-    queue is drained.
+    by ``pipelogic status``). With ``keep`` "latest" (``$PIPELOGIC_VIRTUAL_QUEUE_KEEP``,
+    pipeline.yml's ``virtual_queue: {keep: latest}``, or :meth:`configure`) a push never
+    waits: the oldest queued messages are dropped (and counted) to make room, as a live
+    camera wants. ``close()`` ends the stream: a source worker finishes once the queue is
+    drained.
 
     Full means ``maxsize`` messages (``$PIPELOGIC_VIRTUAL_QUEUE_SIZE``, default 1024) or
     ``max_bytes`` of them (``$PIPELOGIC_VIRTUAL_QUEUE_BYTES``, default 64 MiB: about ten
     1080p frames), whichever comes first; an empty queue takes one message however large.
     A message's bytes are its buffers' (``bytes``, arrays, an ``Image``'s pixels, inside
     records and lists), so a camera that pushes frames faster than the pipeline takes them
-    holds a bounded amount of memory.
+    holds a bounded amount of memory. A synchronous source's queue (a camera) holds at
+    most about 50 ms of the pipeline's pace besides, at least one message: behind a model
+    that takes 0.3 s a frame, one frame waits, not ten.
     """
 
     def __init__(self, maxsize: int | None = None, max_bytes: int | None = None) -> None:
         self.maxsize = maxsize or int(os.environ.get("PIPELOGIC_VIRTUAL_QUEUE_SIZE", "1024"))
         self.max_bytes = max_bytes or int(os.environ.get("PIPELOGIC_VIRTUAL_QUEUE_BYTES", str(64 * 1024 * 1024)))
+        keep = os.environ.get("PIPELOGIC_VIRTUAL_QUEUE_KEEP", "all")
+        if keep not in KEEP:
+            raise ValueError(f"PIPELOGIC_VIRTUAL_QUEUE_KEEP: expected all or latest, got {keep!r}")
+        self.keep = keep
         self._q: deque[Any] = deque()
         self._sizes: deque[int] = deque()
         self.nbytes = 0  # of the queued messages
@@ -53,6 +72,28 @@ class VirtualInputStream:
         self._closed = False
         self.dropped = 0
         self.pushed = 0
+        # Set by the runtime for a synchronous source (a camera): the queue then holds about
+        # _PACE_S of the pipeline's pace (at least one message), so a frame pushed behind a
+        # slow model waits a few frame times, not the whole bound's worth.
+        # None until run() says: the queue then holds what a paced one does before it is
+        # measured, so a camera thread started before run() does not fill it with stale frames.
+        self.paced: bool | None = None
+        self._take_s = 0.0  # seconds per message taken, averaged; 0: not measured
+        self._last_take = 0.0
+
+    def configure(self, size: int | None = None, max_bytes: int | None = None, keep: str | None = None) -> None:
+        """Set the queue's bounds and what a full one drops (pipeline.yml's ``virtual_queue``
+        for the vertex, which the broker sends; or the component's own code)."""
+        with self._cond:
+            if keep is not None:
+                if keep not in KEEP:
+                    raise ValueError(f"virtual_in.configure: keep must be all or latest, got {keep!r}")
+                self.keep = keep
+            if size is not None:
+                self.maxsize = int(size)
+            if max_bytes is not None:
+                self.max_bytes = int(max_bytes)
+            self._cond.notify_all()
 
     def push(self, *messages: Any, blocking: bool = True) -> None:
         with self._cond:
@@ -61,21 +102,40 @@ class VirtualInputStream:
                     raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
                 size = message_bytes(m)
                 if self._full(size):
-                    if not blocking:
+                    if self.keep == "latest":
+                        while self._q and self._full(size):  # stale frames make way for the new one
+                            self._q.popleft()
+                            self.nbytes -= self._sizes.popleft()
+                            self.dropped += 1
+                    elif not blocking:
                         self.dropped += 1
                         continue
-                    while self._full(size) and not self._closed:
-                        self._cond.wait()
-                    if self._closed:
-                        raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
+                    else:
+                        while self._full(size) and not self._closed:
+                            self._cond.wait()
+                        if self._closed:
+                            raise VirtualStreamClosed("virtual_in.push() after virtual_in.close()")
                 self._q.append(m)
                 self._sizes.append(size)
                 self.nbytes += size
                 self.pushed += 1
                 self._cond.notify_all()
 
+    def bound(self) -> int:
+        """How many messages the queue holds now: ``maxsize``, or for a paced source about
+        :data:`_PACE_S` of what the pipeline takes (at least 1)."""
+        t = self._take_s
+        if self.paced is False or not t:
+            return self.maxsize
+        return max(1, min(self.maxsize, math.ceil(_PACE_S / t)))
+
     def _full(self, size: int) -> bool:
-        return len(self._q) >= self.maxsize or (bool(self._q) and self.nbytes + size > self.max_bytes)
+        if len(self._q) >= self.bound():
+            return True
+        # Until the pace is known (and before run() says whether it is paced): 1 MiB, so a
+        # camera started before run() holds one or two frames, not the byte bound's worth.
+        limit = self.max_bytes if self.paced is False or self._take_s else min(self.max_bytes, _PROBE_BYTES)
+        return bool(self._q) and self.nbytes + size > limit
 
     def close(self) -> None:
         with self._cond:
@@ -103,9 +163,25 @@ class VirtualInputStream:
                 self._q.popleft()
                 self.nbytes -= self._sizes.popleft()
             out = []
+            largest = 0
             for _ in range(min(max_count, len(self._q))):
                 out.append(self._q.popleft())
-                self.nbytes -= self._sizes.popleft()
+                size = self._sizes.popleft()
+                self.nbytes -= size
+                largest = max(largest, size)
+            if out and self.paced:
+                # The pace at which messages leave: the pipeline's when it is the slower,
+                # the camera's when that is (the queue is then empty anyway). A slower take
+                # counts at once, faster ones bring it down gradually, from a second for
+                # large messages: the first takes of frames come in quick succession while
+                # the pipeline fills (a model's buffer, its first tick), and must not open
+                # the queue to a burst of frames that then wait behind the slow model.
+                now = time.monotonic()
+                if self._last_take:
+                    sample = (now - self._last_take) / len(out)
+                    t = self._take_s or (_PRIOR_S if largest >= _PROBE_BYTES else sample)
+                    self._take_s = sample if sample > t else t + 0.3 * (sample - t)
+                self._last_take = now
             self._cond.notify_all()
             return out
 
@@ -162,186 +238,3 @@ def source_take(
             return False
         if not vin.wait(len(vin) + 1, 0.05) and poll():
             return None
-
-
-_STOP = object()
-
-
-class VirtualOutputStream:
-    """Hands each ``virtual_output`` item, in order, to the ``set_on_push`` callback on a
-    runtime-managed thread.
-
-    With no callback registered, returned items are kept (the newest ``queue_size``) for a
-    callback registered later; older ones, and those still unclaimed at the end, are a
-    counted loss with one warning, not a failure.
-
-    A callback taking one argument gets the item. A callback taking two gets
-    ``(item, tag)`` and opts into acknowledgements: ``tag`` is the item's number in this
-    worker process (0, 1, 2, ... in emission order), to give back with ``ack(tag)``. At most
-    ``max_unacked`` (``$PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED``, default 16) items are then
-    queued or handed out and not yet acknowledged; the worker's next tick waits until the
-    sink catches up, so it stops taking ticks and the broker stops sending them
-    (backpressure). An exception raised by the callback fails the worker with that
-    exception as the cause; it is never swallowed.
-
-    At the end of ``run()`` every item must be delivered (and acknowledged, with tags):
-    the worker waits up to ``$PIPELOGIC_VIRTUAL_OUT_DRAIN_S`` seconds (default 60) and then
-    fails, naming how many were not; with ``PIPELOGIC_VIRTUAL_OUT_ON_TIMEOUT=lose`` what is
-    left is instead a counted loss (``lost``), shown by ``status`` and ``up``.
-    """
-
-    def __init__(self, max_unacked: int | None = None, queue_size: int = 1024) -> None:
-        self.max_unacked = max_unacked or int(os.environ.get("PIPELOGIC_VIRTUAL_OUT_MAX_UNACKED", "16"))
-        self.queue_size = queue_size
-        self._callback: Callable[..., Any] | None = None
-        self._with_tag = False
-        self._q: deque[Any] = deque()
-        self._cond = threading.Condition()
-        self._unacked: set[int] = set()
-        self._next_tag = 0
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        self.error: BaseException | None = None
-        self.delivered = 0
-        self.lost = 0  # items given up at the end (only with a drain timeout the user set)
-
-    def set_on_push(self, callback: Callable[..., Any]) -> None:
-        """Register the callable invoked for each virtual-output item."""
-        if not callable(callback):
-            raise TypeError(f"set_on_push expects a callable, got {type(callback).__name__}")
-        try:
-            params = [
-                p
-                for p in inspect.signature(callback).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-            ]
-            self._with_tag = len(params) >= 2
-        except (TypeError, ValueError):
-            self._with_tag = False
-        with self._cond:
-            self._callback = callback
-            queued = bool(self._q)
-        if queued:  # items kept before a callback existed: hand them over now
-            self._start()
-
-    def ack(self, tag: int) -> None:
-        """Acknowledge the item handed out with ``tag`` (two-argument callbacks only)."""
-        with self._cond:
-            self._unacked.discard(tag)
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        """No more virtual-output items will be produced; queued ones are still delivered."""
-        with self._cond:
-            self._stopped = True
-            self._q.append(_STOP)
-            self._cond.notify_all()
-
-    # -- runtime side ----------------------------------------------------------------------
-
-    def emit(self, items: list[Any]) -> None:
-        """Queue items for the callback (blocks while the queue is full)."""
-        if not items:
-            return
-        if self._stopped:
-            raise VirtualStreamClosed("virtual_output items returned after virtual_out.stop()")
-        if self._callback is None:
-            self._keep_unclaimed(items)
-            return
-        self._start()
-        with self._cond:
-            for item in items:
-                self._cond.wait_for(lambda: self._outstanding() < self._bound() or self.error is not None)
-                if self.error is not None:
-                    return
-                self._q.append(item)
-                self._cond.notify_all()
-
-    def _keep_unclaimed(self, items: list[Any]) -> None:
-        """No callback yet: the queue keeps the newest ``queue_size`` items for one
-        registered later (the API page: the queue *can* be drained by a callback); older
-        ones are dropped and counted as lost, with one warning."""
-        with self._cond:
-            self._q.extend(items)
-            over = len(self._q) - self.queue_size
-            for _ in range(max(0, over)):
-                self._q.popleft()
-            if over > 0:
-                if not self.lost:
-                    log.warning(
-                        "the worker returns virtual_output items and no callback is registered with "
-                        "virtual_out.set_on_push(): the newest %d are kept for one registered later, "
-                        "older ones are dropped and counted as lost",
-                        self.queue_size,
-                    )
-                self.lost += over
-
-    def unclaimed(self) -> int:
-        """Items queued while no callback was ever registered."""
-        with self._cond:
-            return len(self._q) if self._callback is None else 0
-
-    def would_block(self, n: int) -> bool:
-        """Whether emitting ``n`` items now would wait for the callback (or its acks)."""
-        with self._cond:
-            return self._callback is not None and self._outstanding() + n > self._bound()
-
-    def _bound(self) -> int:
-        return self.max_unacked if self._with_tag else self.queue_size
-
-    def _outstanding(self) -> int:
-        """Items queued, plus (with acknowledgements) handed out and not acknowledged."""
-        return len(self._q) + (len(self._unacked) if self._with_tag else 0)
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="pipelogic-virtual-out", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        assert self._callback is not None
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._q))
-                item = self._q.popleft()
-                self._cond.notify_all()
-                if item is _STOP:
-                    return
-                if self._with_tag:
-                    self._cond.wait_for(lambda: len(self._unacked) < self.max_unacked)
-                    tag = self._next_tag
-                    self._next_tag += 1
-                    self._unacked.add(tag)
-            try:
-                if self._with_tag:
-                    self._callback(item, tag)
-                else:
-                    self._callback(item)
-                self.delivered += 1
-            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
-                log.error("virtual_out callback raised: %r", exc)
-                with self._cond:
-                    self.error = exc
-                    self._q.clear()
-                    self._cond.notify_all()
-                return
-
-    def drain(self, timeout_s: float = 60.0) -> int:
-        """At the end of run: wait until every item was handed to the callback and (with
-        acknowledgements) acknowledged, or ``timeout_s`` passed; return how many were not."""
-        if self._thread is None:
-            return 0
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            self._q.append(_STOP)
-            self._cond.notify_all()
-        self._thread.join(timeout_s)
-        with self._cond:
-            if self._with_tag and not self._thread.is_alive():
-                self._cond.wait_for(
-                    lambda: not self._unacked or self.error is not None, max(0.0, deadline - time.monotonic())
-                )
-            left = sum(1 for x in self._q if x is not _STOP) + (len(self._unacked) if self._with_tag else 0)
-            if self._thread.is_alive():
-                left += 1  # the item the callback is still holding
-        return left

@@ -100,8 +100,13 @@ def component_image(engine, runtime_image, tmp_path):
     engine.images.remove(tag, force=True)
 
 
-def test_a_component_image_runs_its_component_with_no_mount(component_image, project):
+def test_a_component_image_runs_its_component_with_no_mount(component_image, project, engine):
     comp, tag = component_image
+    # Its requirements were installed from the wheels in a stage of their own: no layer of
+    # the image holds the wheels folder, only what pip installed.
+    steps = [h.get("CreatedBy") or "" for h in engine.images.get(tag).history()]
+    assert not [s for s in steps if "wheels" in s], steps
+    assert [s for s in steps if "COPY" in s and "/opt/pipelogic/" in s], steps
     pipeline = comp.parent / "pipeline.yml"
     pipeline.write_text(
         textwrap.dedent("""\

@@ -183,11 +183,40 @@ def test_metrics_endpoint_counts_match_the_run(tmp_path, cli_env):
         assert m[("pipelogic_stream_messages_total", (("pipeline", "counted"), ("stream", "n.0")))] == 1000
         assert v("pipelogic_vertex_restarts_total", "w") == 0
         assert len((tmp_path / "out.jsonl").read_text().split()) == 990
+        # Bytes: each Int64 came packed (1 to 9 bytes), none is left queued.
+        assert 1000 <= v("pipelogic_input_bytes_total", "w", input="0") <= 9000
+        assert v("pipelogic_input_queue_bytes", "w", input="0") == 0
+        # Tick times: a histogram whose +Inf bucket holds every timed tick.
+        timed = v("pipelogic_vertex_tick_seconds_count", "w")
+        assert 0 < timed <= 1000 and v("pipelogic_vertex_tick_seconds_bucket", "w", le="+Inf") == timed
+        assert v("pipelogic_vertex_tick_seconds_bucket", "w", le="10.0") == timed  # no tick took 10 s
+        # End to end, sampled: a message of the source marked every 0.1 s (at least the first).
+        seen = v("pipelogic_sink_latency_seconds_count", "out")
+        assert seen >= 1 and v("pipelogic_sink_latency_seconds_bucket", "out", le="+Inf") == seen
     finally:
         worker.kill()
         worker.wait(10)
         broker.stop()
     assert any("metrics at http://127.0.0.1:" in line for line in broker.lines)
+
+
+def test_the_metrics_of_a_finished_run_stay_until_a_scrape_has_seen_them(tmp_path, cli_env):
+    f = write(
+        tmp_path,
+        "name: m\ncomponents:\n  n: {source: sequence, count: 50}\n  o: {sink: jsonl, path: ./o.jsonl}\n"
+        "connections: [n -> o]\n",
+    )
+    port = free_port()
+    env = dict(cli_env, PIPELOGIC_METRICS_LINGER_S="600")
+    broker = BrokerProc(f, env, "--metrics", f"127.0.0.1:{port}")  # exits when done
+    try:
+        wait_until(lambda: any("until scraped" in line for line in broker.lines), 60, "the run to end")
+        assert broker.proc.poll() is None  # done, and still serving its final state
+        m = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert m[("pipelogic_pipeline_state", (("pipeline", "m"), ("state", "done")))] == 1.0
+        assert broker.proc.wait(30) == 0  # seen: it goes, long before the 600 s
+    finally:
+        broker.stop()
 
 
 def test_metrics_port_in_use_is_a_clear_start_failure(tmp_path, cli_env):

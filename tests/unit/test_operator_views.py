@@ -7,12 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from backend_stub.model import Instance
 from backend_stub.observe import Observer
 from backend_stub.tap import MAX_VALUES, Taps
-from backend_stub.vertices import WorkerVertex
+from backend_stub.vertices import ReplicatedVertex, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic._tracebacks import user_traceback
 from pipelogic._yamlfile import Problems, load_yaml, near, position
+from pipelogic.cli._display import status_table
 from pipelogic.errors import DefinitionError, WorkerError
 
 
@@ -65,6 +67,44 @@ def test_a_busy_vertex_that_completes_nothing_past_the_liveness_bound_is_stuck()
     assert ob.decorate(idle, 70.0, 5.0).vertices[0]["stuck_s"] == 0  # nothing to do: not stuck
     done = _status(_row("a", queues=(3,), ticks=5), state="failed")
     assert ob.decorate(done, 70.0, 5.0).vertices[0]["stuck_s"] == 0
+
+
+def test_a_replicated_vertex_is_stuck_only_when_no_instance_progresses_and_blames_the_busy_ones():
+    v = SimpleNamespace(name="det", outputs=[[]], output_types=["Int64"])
+    det = ReplicatedVertex(v, [], [], [0], ticks=5)
+    a, b = Instance(1, "det#0", 101, "h", 0.0), Instance(2, "det#1", 102, "h", 0.0)
+    det.instances = {1: a, 2: b}
+    sch, ob = _sched(det=det), Observer()
+
+    def row():
+        instances = [
+            {
+                "instance": i.name,
+                "epoch": i.epoch,
+                "pid": i.pid,
+                "host": "h",
+                "state": "running",
+                "inflight": n,
+                "ticks": i.ticks,
+            }
+            for i, n in ((a, 0), (b, 2))
+        ]
+        return _status(_row("det", queues=(4,), inflight=2, ticks=det.ticks, instances=instances))
+
+    # b holds the oldest tick; a goes on finishing later ones, whose results wait for b's:
+    # the vertex applies nothing, but it is making progress.
+    for t in range(0, 20):
+        a.ticks = t
+        ob.sample(sch.vertices, t * 0.5)
+    assert ob.decorate(row(), 10.0, 5.0).vertices[0]["stuck_s"] == 0
+    # Now nobody finishes anything: stuck, and only b (with ticks in flight) is to blame.
+    for t in range(20, 40):
+        ob.sample(sch.vertices, t * 0.5)
+    st = ob.decorate(row(), 20.0, 5.0)
+    d = st.vertices[0]
+    assert d["stuck_s"] > 5 and d["stuck_pids"] == [102]
+    d.update(max_queues=[4], restarts=0, errors=0, replicas=2)
+    assert "stuck: det has input waiting but completed no tick for 10 s (pid 102;" in status_table(st)
 
 
 def test_losses_are_gathered_and_a_finished_vertex_shows_its_mean_rate():

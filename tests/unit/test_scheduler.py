@@ -198,6 +198,8 @@ def test_buffers_and_inflight_ticks_are_bounded_in_bytes(tmp_path, component):
     eb, _ = s.hello(P.Hello("b", "i", 1, [], 1, 1), 0.0)
     ee, _ = s.hello(P.Hello("e", "i", 1, [], 1, 1), 0.0)
     s.on_message(P.Ready(ee, [], None), [], 0.0)
+    # e was timed as fast and then stalled (one never timed gets 1 MiB: backend_stub.pacing).
+    s.vertices["e"].pace.tick_s = 1e-6
     pending = ticks_of(s.on_message(P.Ready(eb, [], None), [], 0.0), 1)
     assert len(pending) == 1  # Bytes of unknown size: the first result tells what they weigh
     value = msgpack.packb(b"\0" * 100_000) + b"\0" * (mb - 100_000)  # about 1 MB per value

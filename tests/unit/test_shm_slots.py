@@ -11,7 +11,7 @@ import os
 import pytest
 
 from backend_stub.shm import ANYONE, SlotLost, SlotRef, SlotRegistry
-from backend_stub.store import _frame
+from backend_stub.spill import Spill
 from pipelogic.errors import ProtocolError
 from pipelogic.shm import (
     CTL_SLOTS,
@@ -191,11 +191,13 @@ def test_payload_frames_and_values_without_buffers_are_untouched(world):
     assert entries[0][1][0] == [(b"v",), (b"w", big)]
 
 
-def test_frames_leaving_the_host_carry_the_payload(world):
+def test_frames_leaving_the_host_carry_the_payload(world, tmp_path):
     reg, pool, _, _ = world
     ref = adopt(reg, 7, pool.place(payload(6)))
     assert reg.resolve([b"header", ref, b"x"]) == [b"header", payload(6), b"x"]
-    assert _frame(ref) == payload(6)  # what the recovery store writes: the bytes, spilled
+    spill = Spill(tmp_path / "frames")  # what the recovery store writes: the bytes
+    [(_, _, row)] = spill.pack_rows([("s.0", 0, [ref])])
+    assert spill.unpack_row("s.0", 0, row) == (payload(6),)
     assert ref.buffer == payload(6)  # what sinks and dead letters decode
 
 

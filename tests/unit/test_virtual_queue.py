@@ -22,6 +22,7 @@ def test_a_message_weighs_its_buffers_wherever_they_are():
 
 def test_the_queue_is_full_at_its_bytes_and_an_empty_one_takes_one_however_large():
     q = VirtualInputStream(maxsize=1000, max_bytes=25 * MB)
+    q.paced = False  # as run() sets it for a component with inputs: the bounds alone
     q.push(bytes(10 * MB), bytes(10 * MB), blocking=False)
     q.push(bytes(10 * MB), blocking=False)  # 30 MB would be over: dropped
     assert len(q) == 2 and q.dropped == 1 and q.nbytes == 20 * MB
@@ -33,6 +34,7 @@ def test_the_queue_is_full_at_its_bytes_and_an_empty_one_takes_one_however_large
 
 def test_a_blocking_push_waits_for_room_in_bytes():
     q = VirtualInputStream(maxsize=1000, max_bytes=15 * MB)
+    q.paced = False
     q.push(bytes(10 * MB))
     pushed = threading.Event()
 
