@@ -41,7 +41,12 @@ Cases:
   has a row against raw, and ours has a row against it;
 - the broker's resident memory while one consumer is stalled (``--stall-s``, default 60):
   a source of 1.3 MB values feeding a worker that never answers. Its input buffer is bounded
-  in bytes (``buffer_bytes``) as well as in messages, so the memory must stay flat.
+  in bytes (``buffer_bytes``) as well as in messages, so the memory must stay flat;
+- latency (``latency``): 720p frames pushed by a camera (a virtual-input source stamping
+  each with its push time) through a model that sleeps 0.2-0.4 s a frame to a stage that
+  says how old each frame is: the p50 and p95 push-to-sink time against the model's own
+  time (0.3 s), for a camera pushing as fast as it may and a live one at 30 fps keeping the
+  latest frame (``--latency-frames`` per run, default 40).
 
 ``--with-dora`` adds dora-rs (PyPI ``dora-rs`` and ``dora-rs-cli``, installed into their
 own virtualenv under ``build/dora-venv`` on first use; skipped with a message where that
@@ -49,8 +54,13 @@ fails) running the same loops as two Python nodes under ``dora run``: a client n
 K small messages (or one 1080p frame) in flight to a node returning ``x * 2``, each against
 the raw baseline of the same round.
 
+``--with-ray`` adds Ray (PyPI ``ray``, installed into ``build/ray-venv`` on first use): the
+same loops through a Ray actor returning ``x * 2`` (small values with 1 and 16 calls in
+flight; 1080p numpy frames, which Ray passes through its object store), each against the
+raw baseline of the same round.
+
 ``--cases`` picks some of the cases (``small``, ``frames``, ``stateful``, ``replicas``, ``graph``,
-``memory``). The table is printed and written to ``build/bench.md``.
+``latency``, ``memory``). The table is printed and written to ``build/bench.md``.
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ import zmq
 
 from . import ROOT, USAGE
 from .baselines import raw, shaped
-from .cases import frames_case, graph_case, pct, replicas_case, stateful_case
+from .cases import frames_case, graph_case, latency_case, pct, replicas_case, stateful_case
 from .components import make_components
 from .dora import DORA_FAILED, DORA_LOST, dora_run, dora_setup
 from .ours import ours, stalled_memory
+from .rayrun import RAY_FAILED, ray_run, ray_setup
 
 
 def main() -> int:
@@ -30,33 +31,42 @@ def main() -> int:
     )
     ap.add_argument("--stall-s", type=float, default=60.0, help="how long the consumer stalls (0: skip)")
     ap.add_argument(
+        "--latency-frames", type=int, default=40, help="720p frames per run of the latency case (0.3 s each)"
+    )
+    ap.add_argument(
         "--with-dora",
         action="store_true",
         help="also run dora-rs (installed into build/dora-venv from PyPI on first use)",
     )
     ap.add_argument(
+        "--with-ray",
+        action="store_true",
+        help="also run Ray, through an actor (installed into build/ray-venv from PyPI on first use)",
+    )
+    ap.add_argument(
         "--cases",
-        default="small,frames,stateful,replicas,graph,memory",
+        default="small,frames,stateful,replicas,graph,latency,memory",
         help="which cases to run (comma-separated; default all)",
     )
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench.md"))
     args = ap.parse_args()
     cases = set(args.cases.split(","))
-    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "memory"}
+    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "latency", "memory"}
     if unknown:
         ap.error(
             f"--cases: unknown case(s) {', '.join(sorted(unknown))}; "
-            "expected some of small, frames, stateful, replicas, graph, memory"
+            "expected some of small, frames, stateful, replicas, graph, latency, memory"
         )
-    if "frames" in cases:
+    if cases & {"frames", "latency"}:
         try:
             import numpy  # noqa: F401  # the frames case's components and baselines use it
         except ImportError:
             ap.error(
-                "the frames case needs numpy: pip install -e '.[test]' (or numpy), or leave it out "
-                "with --cases small,stateful,replicas,graph,memory"
+                "the frames and latency cases need numpy: pip install -e '.[test]' (or numpy), or leave "
+                "them out with --cases small,stateful,replicas,graph,memory"
             )
     dora = dora_setup(ROOT / "build" / "dora-venv") if args.with_dora else None
+    ray = ray_setup(ROOT / "build" / "ray-venv") if args.with_ray else None
     rows: dict[str, dict[str, list[float]]] = {}
 
     labels: dict[str, tuple[str, str]] = {}  # row -> (what its baseline is, its unit) where not raw
@@ -126,6 +136,10 @@ def main() -> int:
                         f"({ceil / base_rate:.2f}x raw; ours {mine / ceil:.2f}x of it)",
                         flush=True,
                     )
+                if ray is not None and inflight in (1, 16) and (got := ray_run(ray, base, n, inflight)) is not None:
+                    theirs, _ = got
+                    note(f"Ray: {label}", raw=base_rate, ours=theirs, ratio=theirs / base_rate)
+                    print(f"round {r + 1}: Ray {label}: {theirs:,.0f}/s ({theirs / base_rate:.2f}x raw)", flush=True)
                 if dora is not None and (got := dora_run(dora, base, n, inflight)) is not None:
                     theirs, drtts = got
                     note(f"dora-rs: {label}", raw=base_rate, ours=theirs, ratio=theirs / base_rate)
@@ -143,13 +157,15 @@ def main() -> int:
                         f"round {r + 1}: dora-rs {label}: {theirs:,.0f}/s ({theirs / base_rate:.2f}x raw)", flush=True
                     )
             if "frames" in cases:
-                frames_case(base, comps, args.frames, r, note, dora)
+                frames_case(base, comps, args.frames, r, note, dora, ray)
             if "stateful" in cases:
                 stateful_case(base, comps, args.n, r, note)
             if args.replica_n > 0 and "replicas" in cases:
                 replicas_case(base, comps, args.replica_n, r, note)
             if "graph" in cases:
                 graph_case(base, comps, args.n, r, note)
+            if "latency" in cases:
+                latency_case(base, comps, args.latency_frames, r, note)
         mem = stalled_memory(base, comps, args.stall_s) if args.stall_s > 0 and "memory" in cases else None
 
     med = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in rows.items()}
@@ -163,7 +179,12 @@ def main() -> int:
     ]
     for name, m in med.items():
         baseline, unit = labels[name]
-        if unit == "µs":
+        if unit == "s":
+            lines.append(
+                f"| {name}: push to sink p50 (p95) | {baseline} {m['raw']:.2f} s | "
+                f"{m['ours']:.2f} s ({m['ours95']:.2f} s) | {m['ratio']:.2f} |"
+            )
+        elif unit == "µs":
             lines.append(f"| {name} | {baseline} {m['raw']:.0f} µs | {m['ours']:.0f} µs | {m['ratio']:.2f} |")
         elif "latency" in name:
             lines.append(
@@ -195,6 +216,8 @@ def main() -> int:
         ]
     if DORA_FAILED:
         lines += ["", f"dora-rs runs left out: {'; '.join(DORA_FAILED)}."]
+    if RAY_FAILED:
+        lines += ["", f"Ray runs left out: {'; '.join(RAY_FAILED)}."]
     table = "\n".join(lines)
     print("\n" + table)
     out = Path(args.output)

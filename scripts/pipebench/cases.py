@@ -7,12 +7,15 @@ from pathlib import Path
 
 from .baselines import raw, relayed
 from .dora import dora_run
-from .ours import graph, ours
+from .ours import graph, latency, ours
+from .rayrun import ray_run
 
 Note = Callable[..., None]
 
 
-def frames_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: Note, dora: Path | None) -> None:
+def frames_case(
+    base: Path, comps: dict[str, Path], frames: int, r: int, note: Note, dora: Path | None, ray: Path | None = None
+) -> None:
     """1080p frames, one in flight: raw zmq, ours over sockets, ours over shared memory."""
     source = {"path": str(comps["camera"]), "config": {"frames": frames}}
     base_rate, _ = raw(frames, 1, frames=True)
@@ -57,6 +60,10 @@ def frames_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: N
         f"with loans {loaned:,.1f}/s ({loaned / base_rate:.2f}x)",
         flush=True,
     )
+    if ray is not None and (got_ray := ray_run(ray, base, frames, 1, frames=True)) is not None:
+        theirs = got_ray[0]
+        note("Ray: 1080p frames, 1 in flight", raw=base_rate, ours=theirs, ratio=theirs / base_rate)
+        print(f"round {r + 1}: Ray frames: {theirs:,.1f}/s ({theirs / base_rate:.2f}x raw)", flush=True)
     if dora is not None:
         got = dora_run(dora, base, frames, 1, frames=True)
         if got is None:
@@ -101,3 +108,26 @@ def graph_case(base: Path, comps: dict[str, Path], n: int, r: int, note: Note) -
         first = first or (rate, us)
         note(f"graph: {label}", raw=first[0], ours=rate, ratio=us / first[1], raw_us=first[1], ours_us=us)
         print(f"round {r + 1}: {label}: {rate:,.0f} items/s, {us:.1f} µs of broker CPU per item and stage", flush=True)
+
+
+MODEL_S = 0.3  # the latency case's model: 0.2-0.4 s a frame, 0.3 s on average
+
+
+def latency_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: Note) -> None:
+    """Push-to-sink latency of 720p frames behind a 0.2-0.4 s model, against the model's
+    own time: a camera pushing as fast as it may (every frame delivered; the model as one
+    instance and as two), and a live one at 30 fps keeping the latest frame (stale ones
+    dropped and counted)."""
+    for label, fps, keep, replicas in (
+        ("frame latency behind a 0.2-0.4 s model, a camera pushing as fast as it may", 0.0, "", 1),
+        ("frame latency behind a 0.2-0.4 s model as 2 replicas, a camera pushing as fast as it may", 0.0, "", 2),
+        ("frame latency behind a 0.2-0.4 s model, a live 30 fps camera keeping the latest", 30.0, "latest", 1),
+    ):
+        ages, dropped = latency(base, comps, frames, fps, keep, replicas)
+        p50, p95 = pct(ages, 0.5), pct(ages, 0.95)
+        note(label, base="the model's own time", unit="s", raw=MODEL_S, ours=p50, ratio=p50 / MODEL_S, ours95=p95)
+        print(
+            f"round {r + 1}: {label}: p50 {p50:.2f} s, p95 {p95:.2f} s ({p50 / MODEL_S:.1f} model times), "
+            f"{len(ages)} delivered, {dropped} dropped by the camera",
+            flush=True,
+        )

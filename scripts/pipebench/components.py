@@ -92,6 +92,58 @@ COMPONENTS = {
         run(double)
     """,
     ),
+    # The latency case: a camera writing its push time into each 720p frame (blocking: a
+    # file played as fast as the pipeline takes it; or live at `fps`, never waiting), a model
+    # that takes 0.2-0.4 s a frame, and a stage that says how old each frame is on arrival.
+    "camera_stamped": (
+        None,
+        "Image",
+        """
+        import struct, threading, time
+        import numpy as np
+        from pipelogic.cv import Image
+        from pipelogic.worker import config, run, virtual_in
+        def grab():
+            fps = float(config.fps)
+            start = time.time()
+            for n in range(int(config.frames)):
+                if fps:
+                    time.sleep(max(0.0, start + n / fps - time.time()))
+                frame = np.zeros((720, 1280, 3), np.uint8)
+                frame.reshape(-1)[:8] = np.frombuffer(struct.pack("<d", time.time()), np.uint8)
+                virtual_in.push(Image.from_numpy(frame, format="BGR"), blocking=not fps)
+            virtual_in.close()
+        def from_camera(virtual_input):
+            return virtual_input[0]
+        threading.Thread(target=grab, daemon=True).start()
+        run(from_camera)
+    """,
+    ),
+    "slow_model": (
+        "Image",
+        "Image",
+        """
+        import random, time
+        from pipelogic.worker import run
+        rng = random.Random(7)
+        def detect(img):
+            time.sleep(rng.uniform(0.2, 0.4))  # a model that takes 0.2-0.4 s a frame
+            return img
+        run(detect)
+    """,
+    ),
+    "frame_age": (
+        "Image",
+        "Double",
+        """
+        import struct, time
+        from pipelogic.worker import run
+        def age(img):
+            pushed = struct.unpack("<d", img.to_numpy().reshape(-1)[:8].tobytes())[0]
+            return time.time() - pushed
+        run(age)
+    """,
+    ),
     "sleep10": (
         "Int64",
         "Int64",
@@ -137,6 +189,8 @@ def make_components(base: Path) -> dict[str, Path]:
             lines.append(f"  input_type: {tin}")
         if name.startswith("camera"):
             lines += ["  config_schema:", "    frames: {type: Int64, default: 10}"]
+            if name == "camera_stamped":
+                lines.append("    fps: {type: Double, default: 0.0}")
         (d / "component.yml").write_text("\n".join(lines) + "\n")
         (d / "src" / "main.py").write_text(textwrap.dedent(main))
         out[name] = d

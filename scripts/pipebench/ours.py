@@ -274,3 +274,45 @@ def stalled_memory(base: Path, comps: dict[str, Path], stall_s: float) -> dict[s
 
 
 # -- the table -------------------------------------------------------------------------------
+
+
+# -- latency: push to sink, behind a slow model ----------------------------------------------
+
+
+def latency(
+    base: Path, comps: dict[str, Path], frames: int, fps: float = 0.0, keep: str = "", replicas: int = 1
+) -> tuple[list[float], int]:
+    """(each delivered frame's age at the end of ``camera -> 0.2-0.4 s model -> age``, in
+    seconds; how many frames the camera dropped). The camera pushes ``frames`` 720p frames:
+    blocking as fast as the pipeline takes them (``fps`` 0, a file), or live at ``fps`` never
+    waiting, its queue keeping the latest (``keep``) or the first that fit; the model runs as
+    ``replicas`` instances."""
+    import json
+
+    from backend_stub.broker import Broker
+    from backend_stub.model import Settings
+    from backend_stub.vertices import ComponentVertex, SinkVertex
+    from pipelogic.pipeline import parse_pipeline
+
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        cam: dict[str, Any] = {"path": str(comps["camera_stamped"]), "config": {"frames": frames, "fps": fps}}
+        if keep:
+            cam["virtual_queue"] = {"keep": keep}
+        vertices: dict[str, Any] = {
+            "cam": cam,
+            "det": {"path": str(comps["slow_model"]), "replicas": replicas},
+            "age": {"path": str(comps["frame_age"])},
+            "o": {"sink": "jsonl", "path": "ages.jsonl"},
+        }
+        edges = ["cam -> det", "det -> age", "age -> o"]
+        pl = parse_pipeline(
+            {"name": "latency", "components": vertices, "connections": edges}, Path(tmp) / "pipeline.yml"
+        )
+        broker = Broker(pl, "tcp://127.0.0.1:0", Settings())
+        out = broker.scheduler.vertices["o"]
+        assert isinstance(out, SinkVertex)
+        _serve(broker, pl, ["cam", "det", "age"], Path(tmp), out.sink, 1 if fps else frames)
+        ages = [float(json.loads(line)) for line in (Path(tmp) / "ages.jsonl").read_text().splitlines()]
+        cam_vs = broker.scheduler.vertices["cam"]
+        assert isinstance(cam_vs, ComponentVertex)
+        return ages, int(cam_vs.worker_stats.get("virtual_dropped", 0))

@@ -1,5 +1,5 @@
 """`scripts/bench` runs as docs/benchmarks.md says and writes its table: a short run of the
-small-message, frame and graph cases, real broker and worker processes against their raw and
+small-message, frame, graph and latency cases, real broker and worker processes against their raw and
 ceiling baselines. Only the table's shape is checked: timings are never asserted."""
 
 import subprocess
@@ -19,13 +19,15 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
             sys.executable,
             str(ROOT / "scripts" / "bench"),
             "--cases",
-            "small,frames,graph",
+            "small,frames,graph,latency",
             "--rounds",
             "1",
             "--n",
             "3000",
             "--frames",
             "10",
+            "--latency-frames",
+            "8",
             "-o",
             str(out),
         ],
@@ -50,6 +52,9 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
         "1080p frames, 1 in flight, sockets: ours against the ceiling",
         "graph: a chain of 8: items/s, broker CPU per item and stage",
         "graph: a fan-out to 4: items/s, broker CPU per item and stage",
+        "frame latency behind a 0.2-0.4 s model, a camera pushing as fast as it may: push to sink p50 (p95)",
+        "frame latency behind a 0.2-0.4 s model as 2 replicas, a camera pushing as fast as it may: push to sink p50 (p95)",
+        "frame latency behind a 0.2-0.4 s model, a live 30 fps camera keeping the latest: push to sink p50 (p95)",
     ):
         assert name in rows, f"no row {name!r} in:\n{out.read_text()}"
         ratio = rows[name].rstrip(" |").rsplit("| ", 1)[1]
