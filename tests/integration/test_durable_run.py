@@ -164,8 +164,10 @@ class BrokerSupervisor:
 @pytest.mark.parametrize("k", [3, 40])
 @pytest.mark.parametrize("label", _faults.BROKER_LABELS)
 def test_broker_crash_point_sweep(tmp_path, label, k):
-    n = 6000  # about a second: some hundred commits
-    sup = BrokerSupervisor(tmp_path, write_pipeline(tmp_path, n, rate=6000), f"{label}:{k}")
+    # About two seconds: up to 80 group commits (one per 25 ms at most, fewer on a loaded
+    # machine), so the 40th is reached mid-run (at one second it was the run's last or none).
+    n = 6000
+    sup = BrokerSupervisor(tmp_path, write_pipeline(tmp_path, n, rate=3000), f"{label}:{k}")
     sup.run()
     assert sup.codes[0] == -signal.SIGKILL, f"the crash point {label}:{k} was not reached: {sup.codes}"
     assert sup.codes[-1] == 0, sup.codes
