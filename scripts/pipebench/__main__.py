@@ -174,7 +174,7 @@ def main() -> int:
         f"{sys.version.split()[0]}, pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()}), {args.rounds} alternating "
         f"rounds, medians; ratios are medians of per-round ratios.",
         "",
-        "| work | baseline | measured (ours, or dora-rs where the row says so) | measured / baseline |",
+        "| work | baseline | measured (ours, or the peer the row names) | measured / baseline |",
         "| --- | --- | --- | --- |",
     ]
     for name, m in med.items():
