@@ -2,7 +2,7 @@
 
 (The package behind ``scripts/bench``, one module per part: ``components`` (the components
 the cases run), ``baselines`` (raw pyzmq and the ceilings), ``ours`` (through the broker),
-``dora`` (dora-rs), ``cases`` and ``__main__`` (the rounds and the table).).
+``dora`` (dora-rs), ``rayrun`` (Ray), ``peervenv`` (their virtualenvs), ``cases`` and ``__main__`` (the rounds and the table).).
 
 The baseline is a raw pyzmq PUSH/PULL + msgpack round trip between two processes doing
 ``x * 2`` (the client keeps K messages in flight). Ours is the same work through the broker:

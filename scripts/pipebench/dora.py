@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import textwrap
 from pathlib import Path
+
+from .peervenv import peer_venv
 
 # -- dora-rs, the same loops -------------------------------------------------------------------
 
@@ -81,21 +82,7 @@ def dora_setup(venv: Path) -> Path | None:
     dora = venv / "bin" / "dora"
     if dora.exists():
         return venv
-    print(f"--with-dora: installing dora-rs and dora-rs-cli into {venv} ...", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "dora-rs", "dora-rs-cli", "numpy", "pyarrow"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        detail = getattr(exc, "stderr", "") or exc
-        print(f"--with-dora: cannot install dora-rs here ({str(detail).strip()[-300:]}); going on without it")
-        return None
-    return venv
+    return peer_venv(venv, "--with-dora", ["dora-rs", "dora-rs-cli", "numpy", "pyarrow"], 600)
 
 
 DORA_FAILED: list[str] = []  # dora-rs runs that did not finish: left out of the table, named under it

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from .peervenv import peer_venv
 
 # The same loop as the raw baseline and dora-rs: K calls in flight to an actor returning
 # x * 2 (a small integer, or a 1080p uint8 frame, which Ray passes through its object store).
@@ -69,21 +70,7 @@ def ray_setup(venv: Path) -> Path | None:
     python = venv / "bin" / "python"
     if python.exists() and subprocess.run([str(python), "-c", "import ray"], capture_output=True).returncode == 0:
         return venv
-    print(f"--with-ray: installing ray and numpy into {venv} ...", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "ray", "numpy"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        detail = getattr(exc, "stderr", "") or exc
-        print(f"--with-ray: cannot install ray here ({str(detail).strip()[-300:]}); going on without it")
-        return None
-    return venv
+    return peer_venv(venv, "--with-ray", ["ray", "numpy"], 900)
 
 
 def ray_run(venv: Path, base: Path, n: int, inflight: int, frames: bool = False) -> tuple[float, list[float]] | None:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from pipelogic.client import BrokerClient
-from tests.helpers import BrokerProc, run_ended, wait_until
+from tests.helpers import BrokerProc, reap, run_ended, wait_until
 
 CAMERA = """
 import os, threading, time
@@ -98,13 +98,12 @@ def _run(tmp_path, env, camera, model, frames, live, queue=None):
         client = BrokerClient(broker.endpoint)
         st = wait_until(lambda: run_ended(client), 120, "the run to end", lambda: "".join(broker.lines[-20:]))
     finally:
-        for w in workers:
+        for w in workers:  # they exit once the run ended; reap kills what did not
             try:
                 w.wait(30)
             except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
-        broker.stop()
+                pass
+        reap(workers, broker)
     assert st.state == "done", st
     rows = {v["name"]: v for v in st.vertices}
     values = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
