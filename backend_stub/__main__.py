@@ -15,7 +15,7 @@ import zmq
 
 from backend_stub.auth import KeyRing
 from backend_stub.broker import Broker
-from backend_stub.metrics import MetricsServer
+from backend_stub.metrics import MetricsServer, parse_address
 from backend_stub.scheduler import Settings
 from pipelogic import _logging
 from pipelogic.cli._display import status_table
@@ -74,6 +74,7 @@ def serve(
     keys: str | None = None,
     init_keys: bool = False,
     scale: tuple[str, ...] = (),
+    ui: str | None = None,
     **overrides: int | None,
 ) -> int:
     """Load, serve until done; print the bound endpoint first (``PIPELOGIC_BROKER=...``).
@@ -114,11 +115,25 @@ def serve(
         except OSError as exc:
             click.echo(f"error: --run-as-owner-of {owner_of}: {exc}", err=True)
             return 2
+    view = None
+    if ui:
+        from backend_stub.ui import UiServer  # only a broker asked for the view loads it
+
+        try:
+            # A container's broker is told where its port is published (pipelogic compose --ui).
+            view = UiServer(*parse_address(ui, "--ui"), os.environ.get("PIPELOGIC_UI_ON_HOST") or None)
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
+        except OSError as exc:
+            return _cannot_start(EXIT_LISTEN, f"cannot serve the web view on {ui}: {exc}")
     server = None
     if metrics:
         try:
             server = MetricsServer(metrics)
         except (OSError, ValueError) as exc:
+            if view is not None:
+                view.close()
             return _cannot_start(EXIT_LISTEN, f"cannot serve metrics on {metrics}: {exc}")
     try:
         broker = Broker(
@@ -133,6 +148,8 @@ def serve(
     except (StateError, zmq.ZMQError) as exc:
         if server is not None:
             server.close()
+        if view is not None:
+            view.close()
         if isinstance(exc, StateError):
             return _cannot_start(EXIT_STORE, str(exc))
         if exc.errno == errno.EADDRINUSE:
@@ -157,11 +174,17 @@ def serve(
     if server is not None:
         broker.metrics = server
         logging.getLogger("backend_stub").info("metrics at %s", server.url)
+    if view is not None:
+        from backend_stub.ui import serve_ui
+
+        serve_ui(broker, view, Path(state_dir) / "logs" if state_dir else None)
     # Where workers connect (the port, if 0 was asked for). On stdout for `pipelogic up`,
     # which reads it first; standalone, stdout is left to a stdout sink's data alone.
     click.echo(f"PIPELOGIC_BROKER={broker.endpoint}", err=not supervised)
     sys.stdout.flush()
     log = logging.getLogger("backend_stub")
+    if view is not None:  # said whatever the log level: the user asked for it
+        click.echo(f"web view at {view.url}", err=True)
     if state_dir:  # where `status`, `tap` and `config set` find this broker (pipelogic/runs.py)
         try:
             write_address(Path(state_dir), broker.endpoint, Path(pipeline_file), pipeline.name)
@@ -185,6 +208,8 @@ def serve(
             broker.metrics.close()
         raise
     finally:
+        if view is not None:
+            view.close()
         if state_dir:
             remove_address(Path(state_dir))
     try:
@@ -289,6 +314,12 @@ def _report(broker: Broker, supervised: bool, state_dir: str | None, stopped: li
     metavar="VERTEX=N",
     help="Run a stateless component vertex as N worker instances (overrides its replicas:).",
 )
+@click.option(
+    "--ui",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve the live web view at http://HOST:PORT/ (host 127.0.0.1 unless given; off by default).",
+)
 def main(
     pipeline_file: str,
     listen: str,
@@ -304,6 +335,7 @@ def main(
     keys: str | None,
     init_keys: bool,
     scale: tuple[str, ...],
+    ui: str | None,
 ) -> None:
     """Run the broker stub for PIPELINE_FILE."""
     sys.exit(
@@ -319,6 +351,7 @@ def main(
             keys,
             init_keys,
             scale,
+            ui,
             buffer_capacity=buffer_capacity,
             credit=credit,
             heartbeat_ms=heartbeat_ms,

@@ -46,6 +46,8 @@ from backend_stub.observe import Observer
 from backend_stub.shm import SlotRegistry
 from backend_stub.store import UNSAFE, RecoveryStore, open_run
 from backend_stub.tickports import MAX_DRAIN, TickPorts
+from backend_stub.ui.bridge import PREFIX as UI_CLIENT
+from backend_stub.ui.bridge import LoopBridge
 from backend_stub.vertices import SinkVertex, SourceVertex
 from pipelogic import _health, transport
 from pipelogic import protocol as P
@@ -154,6 +156,7 @@ class Broker:
         self.max_buffered = 0
         self.error: BaseException | None = None
         self.metrics: MetricsServer | None = None  # set by the caller that serves them
+        self.ui: LoopBridge | None = None  # the web view's calls, when it is served (backend_stub.ui)
         # The shared-memory path (docs/protocol.md): not under keys, since a shared
         # directory has no per-key access control.
         self.slots: SlotRegistry | None = None
@@ -222,6 +225,8 @@ class Broker:
                 # With keys, frames stay zmq.Frames: they carry the ZAP handler's User-Id.
                 if self.control in events:
                     self._drain(self.control, self.desk.handle, now, "frames")
+                if self.ui is not None and self.ui.calls:
+                    self.ui.run_pending()
                 if self.results in events:
                     self._drain(self.results, self._data, now, "frames" if self.keys else "hot")
                 if self.committer is None or not self.committer.blocked:  # else nothing new moves
@@ -428,6 +433,9 @@ class Broker:
                 )
             elif isinstance(a, Reply):
                 frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames)
+                if self.ui is not None and a.client.startswith(UI_CLIENT):
+                    self.ui.deliver(a.client, frames)
+                    continue
                 try:
                     self.control.send_multipart([a.client, b"", *frames], zmq.NOBLOCK)
                 except zmq.ZMQError:
@@ -436,6 +444,11 @@ class Broker:
                 self.ports.flush_one(a.epoch)
                 self._drop_worker(a.epoch)
         # Sends go out at the end of the loop turn (or of the commit), once for all of them.
+
+    def carry_out(self, actions: list[Action]) -> None:
+        """Carry out actions made outside the loop's own handlers (on the loop thread: the
+        web view's requests). Sends go out at the end of the loop turn."""
+        self._run(actions)
 
     def _resolved(self, frames: list[Any], epoch: int | None = None) -> list[Any]:
         assert self.slots is not None
@@ -474,6 +487,8 @@ class Broker:
         for vs in sch.vertices.values():
             if isinstance(vs, SinkVertex):
                 vs.sink.close()
+        if self.ui is not None:
+            self.ui.close()
         self.control.close(0)
         self.results.close(0)
         if self.auth is not None:

@@ -91,13 +91,9 @@ class ControlDesk:
             if isinstance(msg, P.Heartbeat):
                 alive = self.scheduler.heartbeat(msg.epoch, msg.stats, now)
                 return [Reply(client, P.encode(P.Pong(msg.epoch, alive, self.instance)))]
-            if isinstance(msg, P.StatusRequest):
-                return [Reply(client, P.encode(self.status()))]
-            if isinstance(msg, P.Tap):
-                reply, payload = self.scheduler.taps.poll(self.scheduler.vertices, msg, now)
-                return [Reply(client, P.encode(reply, payload))]
-            if isinstance(msg, P.ConfigSet):
-                return self.scheduler.config_set(msg, client, now)
+            answer = self._operator(client, msg, now)
+            if answer is not None:
+                return answer
         except PipelogicError as exc:
             refuse("control", f"control: {msg.KIND} failed: {exc}", now)  # logged at most once per interval
             return [Reply(client, P.encode(P.Refuse(str(exc))))]
@@ -108,6 +104,33 @@ class ControlDesk:
         # P.DIRECTIONS[REQUEST] alone): refused, not ignored.
         refuse("control", f"control: {msg.KIND} is not a control request", now)
         return [Reply(client, P.encode(P.Refuse(f"{msg.KIND} is not a control request")))]
+
+    def ask(self, client: bytes, msg: P.Message, now: float) -> list[Action]:
+        """An operator's request from inside the broker's process (the web view, through
+        :class:`~backend_stub.ui.bridge.LoopBridge`): answered as the control socket answers
+        it, with no key check (the view serves only whom it was told to)."""
+        try:
+            answer = self._operator(client, msg, now)
+        except PipelogicError as exc:
+            return [Reply(client, P.encode(P.Refuse(str(exc))))]
+        except Exception:  # noqa: BLE001 - as in handle(): logged with its traceback, refused
+            self.scheduler.refusals.refuse(
+                "web view", f"web view: internal error while handling {msg.KIND}", now, bug=True
+            )
+            return [Reply(client, P.encode(P.Refuse(f"{msg.KIND} failed")))]
+        return answer if answer is not None else [Reply(client, P.encode(P.Refuse(f"{msg.KIND} is not asked here")))]
+
+    def _operator(self, client: bytes, msg: P.Message, now: float) -> list[Action] | None:
+        """The actions answering an operator's request (status, tap, config set); None for
+        another kind."""
+        if isinstance(msg, P.StatusRequest):
+            return [Reply(client, P.encode(self.status()))]
+        if isinstance(msg, P.Tap):
+            reply, payload = self.scheduler.taps.poll(self.scheduler.vertices, msg, now)
+            return [Reply(client, P.encode(reply, payload))]
+        if isinstance(msg, P.ConfigSet):
+            return self.scheduler.config_set(msg, client, now)
+        return None
 
     def _not_allowed(self, msg: P.Message, user: bytes | None) -> str | None:
         """With keys: why the key ``user`` may not send ``msg`` on the control socket."""

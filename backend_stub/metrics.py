@@ -33,17 +33,18 @@ __all__ = ["MetricsServer", "parse_address"]
 PUBLISH_S = 0.5
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``PORT`` (host 127.0.0.1); port 0 picks a free one."""
+def parse_address(text: str, flag: str = "--metrics") -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` (host 127.0.0.1); port 0 picks a free one.
+    ``flag``: the option the text came from, for the error."""
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "", text
     try:
         number = int(port)
     except ValueError:
-        raise ValueError(f"--metrics: expected HOST:PORT, got {text!r}") from None
+        raise ValueError(f"{flag}: expected HOST:PORT, got {text!r}") from None
     if not 0 <= number <= 65535:
-        raise ValueError(f"--metrics: port out of range in {text!r}")
+        raise ValueError(f"{flag}: port out of range in {text!r}")
     return (host.strip("[]") or "127.0.0.1"), number
 
 

@@ -4,7 +4,9 @@ A tapped stream gets a ring of its newest values (references to the frames the c
 get anyway: nothing is copied or decoded). The ring is bounded in messages and bytes and
 trimmed as polls take values, so a slow tap loses the oldest values (counted, and told
 to it) and never slows the pipeline; a tap that stops polling is forgotten. With no tap,
-the cost on the hot path is one empty-dict check per emitted batch.
+the cost on the hot path is one empty-dict check per emitted batch. A tap that asks for
+the newest values only (the web view's) keeps a ring of NEWEST_KEEP, so a fast stream
+costs it a few deque operations per batch.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ REPLY_BYTES = 16 * 1024 * 1024  # per poll; the rest waits for the next one
 IDLE_S = 10.0
 
 
+NEWEST_KEEP = 64  # what a ring polled for its newest values keeps (the rest it never needs)
+
+
 def _size(value: Value) -> int:
-    return sum(len(f) for f in value)
+    return sum(map(len, value))
 
 
 @dataclass
@@ -36,6 +41,7 @@ class _Ring:
     nbytes: int = 0
     last_poll: float = 0.0
     dropped: int = 0  # values evicted before any poll took them
+    keep: int = MAX_VALUES  # NEWEST_KEEP once polled for its newest values: cheaper per value
 
 
 class Taps:
@@ -46,10 +52,12 @@ class Taps:
         ring = self.rings.get((vertex, stream))
         if ring is None:
             return
-        for i, v in enumerate(values):
+        skip = max(0, len(values) - ring.keep)  # of a large batch, only what the ring would keep
+        for i in range(skip, len(values)):
+            v = values[i]
             ring.values.append((first + i, v))
             ring.nbytes += _size(v)
-        while ring.values and (len(ring.values) > MAX_VALUES or ring.nbytes > MAX_BYTES):
+        while ring.values and (len(ring.values) > ring.keep or ring.nbytes > MAX_BYTES):
             _, old = ring.values.popleft()
             ring.nbytes -= _size(old)
 
@@ -75,7 +83,11 @@ class Taps:
             return P.TapReply(type_text, produced, [], 0, produced, vs.finished), []
         ring.last_poll = now
         cursor = msg.cursor
-        while ring.values and ring.values[0][0] < cursor:  # delivered by the last poll
+        if msg.newest:  # skip to the newest `limit`: skipped, not lost to the tap
+            ring.keep = max(NEWEST_KEEP, min(MAX_VALUES, msg.limit))
+            if ring.values:
+                cursor = max(cursor, ring.values[-1][0] + 1 - max(1, msg.limit))
+        while ring.values and ring.values[0][0] < cursor:  # delivered by the last poll (or skipped)
             _, old = ring.values.popleft()
             ring.nbytes -= _size(old)
         start = ring.values[0][0] if ring.values else produced

@@ -15,7 +15,7 @@ from pipelogic.errors import TypeMismatch
 from pipelogic.types import Atomic, ListOf, Named, RecordOf, TupleOf, Type, UnionOf, codec_for
 from pipelogic.types._registry import resolve
 
-__all__ = ["from_json", "to_json"]
+__all__ = ["from_json", "to_display", "to_json"]
 
 
 def to_json(value: Any) -> Any:
@@ -31,6 +31,19 @@ def to_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     return str(value)
+
+
+def to_display(value: Any, max_bytes: int = 48) -> Any:
+    """A JSON form for a person to read: like :func:`to_json`, but a ``Bytes`` value longer
+    than ``max_bytes`` shows as its size (``<921,600 bytes>``), not as a screen of base64."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        n = value.nbytes if isinstance(value, memoryview) else len(value)
+        return f"<{n:,} bytes>" if n > max_bytes else base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): to_display(v, max_bytes) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_display(v, max_bytes) for v in value]
+    return to_json(value)
 
 
 def _unb64(obj: Any) -> Any:

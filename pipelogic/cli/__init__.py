@@ -130,6 +130,12 @@ def main(debug: bool, log_level: str | None) -> None:
     metavar="VERTEX=N",
     help="Run a stateless component vertex as N worker processes (overrides its replicas:).",
 )
+@click.option(
+    "--ui",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve the live web view at http://HOST:PORT/ (host 127.0.0.1 unless given; 0 picks a free port).",
+)
 def up(
     pipeline_file: str,
     listen: str,
@@ -142,6 +148,7 @@ def up(
     metrics: str | None,
     keys: str | None,
     scale: tuple[str, ...],
+    ui: str | None,
 ) -> None:
     """Run PIPELINE_FILE: the broker plus one process per component (replicas: N or
     --scale VERTEX=N: N processes), until drained.
@@ -162,6 +169,7 @@ def up(
         metrics,
         keys,
         scale,
+        ui,
     )
     sys.exit(sup.run())
 
@@ -295,14 +303,41 @@ def status(
 @_pipeline_option
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None, help="Stop after N messages.")
 @click.option("--raw", is_flag=True, help="Print each message's frames (base64) instead of its JSON form.")
-def tap_command(stream: str, address: str | None, pipeline_file: str | None, count: int | None, raw: bool) -> None:
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write each value's Image/DepthImage pictures to this folder as numbered PNG files.",
+)
+@click.option("--jpeg", is_flag=True, help="With --save: JPEG files instead of PNG (needs Pillow).")
+def tap_command(
+    stream: str,
+    address: str | None,
+    pipeline_file: str | None,
+    count: int | None,
+    raw: bool,
+    save_dir: str | None,
+    jpeg: bool,
+) -> None:
     """Print the messages flowing on output stream VERTEX[.i] as JSON lines, live.
+
+    With --save DIR, the pictures each value holds are written to DIR (000001.png, ...)
+    and each line shows the value with long bytes by their size and the files written.
 
     The pipeline is neither slowed nor changed: a tap that cannot keep up loses messages
     (it says how many on stderr)."""
-    from pipelogic.cli._tap import tap
+    from pipelogic.cli._tap import PictureSaver, tap
 
-    sys.exit(tap(_address(address, pipeline_file), stream, count, raw))
+    if jpeg and save_dir is None:
+        raise click.UsageError("--jpeg goes with --save DIR")
+    if raw and save_dir is not None:
+        raise click.UsageError("--raw and --save do not go together (--raw prints the undecoded frames)")
+    saver = PictureSaver(Path(save_dir), jpeg) if save_dir is not None else None
+    rc = tap(_address(address, pipeline_file), stream, count, raw, saver)
+    if saver is not None:
+        click.echo(f"tap: {saver.saved} picture(s) written to {save_dir}", err=True)
+    sys.exit(rc)
 
 
 @main.group()

@@ -16,7 +16,46 @@ from typing import IO
 
 from pipelogic import protocol as P
 
-__all__ = ["Console"]
+__all__ = ["Console", "LogFile"]
+
+LOG_MAX_BYTES = 1 << 20  # a worker's log file is rotated (to NAME.log.1) past this
+
+
+class LogFile:
+    """A child's lines kept in a file of the run (``logs/VERTEX.log``), for the web view
+    and for a person after the run: appended across restarts, rotated once past
+    LOG_MAX_BYTES. A file that cannot be written is given up on, never the child."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.fh: IO[str] | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(path, "a", encoding="utf-8", errors="replace")
+        except OSError:
+            self.fh = None
+
+    def write(self, line: str) -> None:
+        with self.lock:
+            if self.fh is None:
+                return
+            try:
+                self.fh.write(line + "\n")
+                self.fh.flush()
+                if self.fh.tell() > LOG_MAX_BYTES:
+                    self.fh.close()
+                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                    self.fh = open(self.path, "a", encoding="utf-8", errors="replace")
+            except OSError:
+                self.fh = None
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fh is not None:
+                self.fh.close()
+                self.fh = None
+
 
 _PR_SET_PDEATHSIG = 1
 
@@ -60,8 +99,10 @@ class Console:
                 sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
-    def _pump(self, stream: IO[str], prefix: str, err: bool) -> None:
+    def _pump(self, stream: IO[str], prefix: str, err: bool, log: LogFile | None = None) -> None:
         for line in iter(stream.readline, ""):
+            if log is not None:
+                log.write(line.rstrip("\n"))
             if line.startswith("PIPELOGIC_FINAL="):
                 try:
                     d = json.loads(line.split("=", 1)[1])
@@ -81,11 +122,12 @@ class Console:
         prefix: str,
         cwd: Path,
         first_line: Callable[[str], None] | None = None,
+        log: LogFile | None = None,
     ) -> subprocess.Popen[str]:
         """Start a child whose lines are echoed behind ``prefix``. ``first_line``: the
         child's first stdout line goes there instead (the broker says where it listens),
         its other stdout lines are echoed bare, and its readers are joined before `up`'s
-        final report (:attr:`pumps`)."""
+        final report (:attr:`pumps`). ``log``: every line is also kept there."""
         proc = subprocess.Popen(
             args,
             env=env,
@@ -103,7 +145,7 @@ class Console:
             (proc.stdout, prefix if first_line is None else "", False),
             (proc.stderr, prefix, True),
         ):
-            t = threading.Thread(target=self._pump, args=(stream, pre, err), daemon=True)
+            t = threading.Thread(target=self._pump, args=(stream, pre, err, log), daemon=True)
             t.start()
             if first_line is not None:
                 self.pumps.append(t)

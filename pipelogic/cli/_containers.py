@@ -60,6 +60,14 @@ __all__ = ["compose", "image"]
     help="Large values between the containers through shared memory: a tmpfs volume of SIZE "
     "(e.g. 1g) mounted into each (needs --no-keys; docs/containers.md).",
 )
+@click.option(
+    "--ui",
+    "ui_port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="The broker serves the live web view, published on the host at http://127.0.0.1:PORT/ only.",
+)
 def compose(
     pipeline_file: str,
     output: str | None,
@@ -71,6 +79,7 @@ def compose(
     port: int,
     keys: bool,
     shared_memory: str,
+    ui_port: int | None,
 ) -> None:
     """Write a compose file that runs PIPELINE_FILE in containers (docker-compose or Swarm)."""
     from pipelogic.containers import (
@@ -104,7 +113,15 @@ def compose(
     text = render_compose(
         pl,
         out,
-        ComposeOptions(runtime_image, chosen, port, command=_command_line(), keys=keys, shared_memory=shared_memory),
+        ComposeOptions(
+            runtime_image,
+            chosen,
+            port,
+            command=_command_line(),
+            keys=keys,
+            shared_memory=shared_memory,
+            ui_port=ui_port or 0,
+        ),
     )
     if output == "-":
         click.echo(text, nl=False)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelogic import protocol as P
-from pipelogic.cli._console import Console
+from pipelogic.cli._console import Console, LogFile
 from pipelogic.cli._worker import EXIT_START
 from pipelogic.client import BrokerClient
 from pipelogic.errors import PipelogicError
@@ -46,9 +46,17 @@ class Fleet:
     a worker mean what they mean in pipeline.yml)."""
 
     def __init__(
-        self, console: Console, workers: list[WorkerProcess], cwd: Path, max_restarts: int, backoff_max: float
+        self,
+        console: Console,
+        workers: list[WorkerProcess],
+        cwd: Path,
+        max_restarts: int,
+        backoff_max: float,
+        log_dir: Path | None = None,
     ) -> None:
+        """``log_dir``: each worker's lines are kept there too (``LABEL.log``)."""
         self.console = console
+        self.logs = {w.label: LogFile(log_dir / f"{w.label}.log") for w in workers} if log_dir is not None else {}
         self.workers = workers
         self.cwd = cwd
         self.max_restarts = max_restarts
@@ -74,6 +82,7 @@ class Fleet:
                     wenv,
                     f"{w.label.ljust(width)} | ",
                     self.cwd,
+                    log=self.logs.get(w.label),
                 )
                 w.started = now
             return ""

@@ -7,16 +7,18 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from pipelogic import protocol as P
 from pipelogic.client import BrokerClient
 from pipelogic.errors import BrokerUnavailable, PipelogicError
-from pipelogic.jsonform import to_json
+from pipelogic.jsonform import to_display, to_json
+from pipelogic.pictures import encode_jpeg, encode_png, have_jpeg, pictures
 from pipelogic.types import create_type, decode_frame
 
-__all__ = ["parse_stream", "tap"]
+__all__ = ["PictureSaver", "parse_stream", "tap"]
 
 _STREAM = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)(?:\.(\d+))?$")
 POLL_S = 0.1
@@ -39,10 +41,37 @@ def _values(reply: P.TapReply, payload: list[object]) -> list[tuple[object, list
     return out
 
 
-def tap(address: str | None, stream: str, count: int | None, raw: bool) -> int:
+class PictureSaver:
+    """``tap --save DIR``: each value's Images and DepthImages written to DIR as numbered
+    files (``000001.png``; ``000001-1.png`` for a value's second picture), full size."""
+
+    def __init__(self, folder: Path, jpeg: bool) -> None:
+        if jpeg and not have_jpeg():
+            raise click.UsageError("--jpeg needs Pillow: pip install 'pipelogic[ui]' (PNG needs nothing)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.UsageError(f"--save {folder}: {exc}") from None
+        self.folder = folder
+        self.jpeg = jpeg
+        self.saved = 0
+
+    def save(self, number: int, value: object) -> list[str]:
+        """Write the pictures of the ``number``-th value shown; their file names."""
+        names = []
+        for k, pic in enumerate(pictures(value)):
+            name = f"{number:06d}{'-' + str(k) if k else ''}.{'jpg' if self.jpeg else 'png'}"
+            (self.folder / name).write_bytes(encode_jpeg(pic) if self.jpeg else encode_png(pic))
+            names.append(name)
+        self.saved += len(names)
+        return names
+
+
+def tap(address: str | None, stream: str, count: int | None, raw: bool, saver: PictureSaver | None = None) -> int:
     """Poll the broker and print each value as a JSON line (the jsonl form; ``raw``: the
-    undecoded frames, base64). Losses (the tap fell behind) go to stderr, counted. Ends
-    after ``count`` values, when the stream ends, or on Ctrl-C (exit 0); exit 1 if the
+    undecoded frames, base64; with ``saver``, long bytes shown by their size and each
+    value's pictures written to files). Losses (the tap fell behind) go to stderr, counted.
+    Ends after ``count`` values, when the stream ends, or on Ctrl-C (exit 0); exit 1 if the
     broker goes away."""
     vertex, index = parse_stream(stream)
     client = BrokerClient(address, timeout_s=2.0)
@@ -70,6 +99,10 @@ def tap(address: str | None, stream: str, count: int | None, raw: bool) -> int:
             for frame, bufs in _values(reply, payload):
                 if raw:
                     line = json.dumps([base64.b64encode(bytes(f)).decode("ascii") for f in (frame, *bufs)])  # type: ignore[call-overload]
+                elif saver is not None:
+                    value = decode_frame(frame, t, bufs)  # type: ignore[arg-type]
+                    files = saver.save(shown + 1, value)
+                    line = json.dumps({"value": to_display(value), "pictures": files})
                 else:
                     line = json.dumps(to_json(decode_frame(frame, t, bufs)))  # type: ignore[arg-type]
                 out.write(line + "\n")

@@ -76,8 +76,10 @@ class Supervisor:
         metrics: str | None = None,
         keys: str | None = None,
         scale: tuple[str, ...] = (),
+        ui: str | None = None,
     ) -> None:
         self.file = file
+        self.ui = ui
         self.scale = scale
         self.metrics = metrics
         self.keys = Path(keys).resolve() if keys else None
@@ -110,6 +112,8 @@ class Supervisor:
         ]
         if self.metrics:
             args += ["--metrics", self.metrics]
+        if self.ui:
+            args += ["--ui", self.ui]
         if self.keys is not None:
             args += ["--keys", str(self.keys)]
         for item in self.scale:
@@ -215,6 +219,7 @@ class Supervisor:
             self.file.resolve().parent,
             self.max_restarts,
             self.backoff_max,
+            state_dir / "logs",
         )
         self.echo(
             f"pipeline {pipeline.name}: broker at {self.endpoint}, {len(fleet.workers)} worker(s), state in {state_dir}"

@@ -19,7 +19,9 @@ The file runs the pipeline as ``pipelogic up`` would, one container per process:
   (``docker-compose up --scale VERTEX=M`` or ``docker service scale`` change the count).
 
 All services share one private network; no port is published (``docker-compose exec
-broker pipelogic status`` reaches the broker from inside). The file has a ``version:``
+broker pipelogic status`` reaches the broker from inside), but the web view's when asked
+for (``--ui PORT``: on the host's loopback only; with it the file is for docker-compose, as
+a Swarm service with ``endpoint_mode: dnsrr`` cannot publish a port). The file has a ``version:``
 line and a ``deploy:`` section, so ``docker-compose up`` and ``docker stack deploy`` both
 take it; the broker's ``endpoint_mode: dnsrr`` lets workers reach the data ports it picks
 at run time (a Swarm virtual IP forwards declared ports only).
@@ -65,6 +67,7 @@ class ComposeOptions:
     command: str = ""  # the command line that made the file, for its header
     keys: bool = True  # CurveZMQ between the containers (docs/security.md)
     shared_memory: str = ""  # the size of a tmpfs volume every container maps slots in ("": none)
+    ui_port: int = 0  # the broker's web view, published on the host's loopback at this port (0: none)
 
 
 def _broker_folders(p: Pipeline) -> tuple[list[Path], list[Path]]:
@@ -185,13 +188,20 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         }
         services[BROKER_SERVICE]["volumes"].append(f"{SHM_VOLUME}:{SHM_MOUNT}")
         services[BROKER_SERVICE]["environment"] = dict(shm_env)
+    if opts.ui_port:
+        # Served on every interface of the container (a published port arrives on its
+        # network's), published on the host's loopback only; the broker says where.
+        broker = services[BROKER_SERVICE]
+        broker["command"] += ["--ui", f"0.0.0.0:{opts.ui_port}"]
+        broker["ports"] = [f"127.0.0.1:{opts.ui_port}:{opts.ui_port}"]
+        broker.setdefault("environment", {})["PIPELOGIC_UI_ON_HOST"] = f"127.0.0.1:{opts.ui_port}"
     if opts.keys:
         # The broker makes the keys on this volume when it first starts (as root, before it
         # drops to the pipeline owner's uid); each worker runs as a uid of its own and can
         # read its own secret only. `exec broker pipelogic status` uses the operator key.
         broker = services[BROKER_SERVICE]
         broker["command"] += ["--keys", KEYS_MOUNT, "--init-keys"]
-        broker["environment"] = {"PIPELOGIC_KEYS": KEYS_MOUNT}
+        broker.setdefault("environment", {})["PIPELOGIC_KEYS"] = KEYS_MOUNT
         broker["volumes"].append(f"{KEYS_VOLUME}:{KEYS_MOUNT}")
         volumes[KEYS_VOLUME] = {}
     for v in workers:

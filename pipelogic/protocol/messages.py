@@ -229,12 +229,15 @@ class StatusReply(Message):
 class Tap(Message):
     """Operator -> broker: the values of output ``stream`` of ``vertex`` from ``cursor`` on
     (-1: from now), at most ``limit``. Polled: the broker keeps a bounded ring for a tapped
-    stream while polls keep coming, and never holds up the pipeline for a tap."""
+    stream while polls keep coming, and never holds up the pipeline for a tap.
+    ``newest``: only the newest ``limit`` of them (a viewer that shows the latest value of
+    a fast stream); the ones before are skipped, not counted as ``dropped``."""
 
     vertex: str
     stream: int
     cursor: int
     limit: int
+    newest: bool = False
 
 
 @_message("tap_reply", payload=True)

@@ -14,7 +14,7 @@ import zmq
 
 from . import ROOT, USAGE
 from .baselines import raw, shaped
-from .cases import frames_case, graph_case, latency_case, pct, replicas_case, stateful_case
+from .cases import frames_case, graph_case, latency_case, pct, replicas_case, stateful_case, ui_case
 from .components import make_components
 from .dora import DORA_FAILED, DORA_LOST, dora_run, dora_setup
 from .ours import ours, stalled_memory
@@ -45,17 +45,17 @@ def main() -> int:
     )
     ap.add_argument(
         "--cases",
-        default="small,frames,stateful,replicas,graph,latency,memory",
+        default="small,frames,stateful,replicas,graph,latency,ui,memory",
         help="which cases to run (comma-separated; default all)",
     )
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench.md"))
     args = ap.parse_args()
     cases = set(args.cases.split(","))
-    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "latency", "memory"}
+    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "latency", "ui", "memory"}
     if unknown:
         ap.error(
             f"--cases: unknown case(s) {', '.join(sorted(unknown))}; "
-            "expected some of small, frames, stateful, replicas, graph, latency, memory"
+            "expected some of small, frames, stateful, replicas, graph, latency, ui, memory"
         )
     if cases & {"frames", "latency"}:
         try:
@@ -166,6 +166,8 @@ def main() -> int:
                 graph_case(base, comps, args.n, r, note)
             if "latency" in cases:
                 latency_case(base, comps, args.latency_frames, r, note)
+            if "ui" in cases:
+                ui_case(base, comps, args.n, r, note)
         mem = stalled_memory(base, comps, args.stall_s) if args.stall_s > 0 and "memory" in cases else None
 
     med = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in rows.items()}

@@ -131,3 +131,29 @@ def latency_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: 
             f"{len(ages)} delivered, {dropped} dropped by the camera",
             flush=True,
         )
+
+
+def ui_case(base: Path, comps: dict[str, Path], n: int, r: int, note: Note) -> None:
+    """The web view's cost on the hot path: small messages at 16 in flight and with the
+    defaults, without the view, with it served and nobody watching, and with a page's
+    traffic, one after the other in the same round (each against the run without it). Ten
+    times ``n`` messages a run: the page polls every 0.3 s, so a run must last seconds for
+    its traffic, not its start, to be what is measured."""
+    n *= 10
+    for label, credit, batch in [("16 in flight", 16, 1), ("256 in flight (defaults)", 256, 64)]:
+        plain, _ = ours(base, comps, n, credit, batch)
+        idle, _ = ours(base, comps, n, credit, batch, ui="idle")
+        open_, _ = ours(base, comps, n, credit, batch, ui="watching")
+        note(
+            f"web view served, nobody watching: {label}",
+            base="without the view",
+            raw=plain,
+            ours=idle,
+            ratio=idle / plain,
+        )
+        note(f"web view open on a tap: {label}", base="without the view", raw=plain, ours=open_, ratio=open_ / plain)
+        print(
+            f"round {r + 1}: {label}: without the view {plain:,.0f}/s, served {idle / plain:.2f}x, "
+            f"page open {open_ / plain:.2f}x",
+            flush=True,
+        )

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .viewer import View
+
 # -- ours ------------------------------------------------------------------------------------
 
 
@@ -59,13 +61,15 @@ def ours(
     extra: dict[str, Any] | None = None,
     stamps: bool = False,
     shm: bool = True,
+    ui: str = "",
 ) -> tuple[float, list[float]]:
     """(messages per second, intervals between values at the sink) through the broker.
-    ``shm=False`` turns the shared-memory path off (broker and workers): sockets only."""
+    ``shm=False`` turns the shared-memory path off (broker and workers): sockets only.
+    ``ui``: the web view served beside it, ``idle`` (nobody watching) or ``watching``."""
     saved = os.environ.get("PIPELOGIC_SHM")
     os.environ["PIPELOGIC_SHM"] = "1" if shm else "0"
     try:
-        return _ours(base, comps, n, credit, batch, worker, source, extra, stamps)
+        return _ours(base, comps, n, credit, batch, worker, source, extra, stamps, ui)
     finally:
         if saved is None:
             os.environ.pop("PIPELOGIC_SHM", None)
@@ -83,6 +87,7 @@ def _ours(
     source: dict[str, Any] | None,
     extra: dict[str, Any] | None,
     stamps: bool,
+    ui: str = "",
 ) -> tuple[float, list[float]]:
     from backend_stub.broker import Broker
     from backend_stub.model import Settings
@@ -106,7 +111,12 @@ def _ours(
         sink = _timed_null(out.sink, n // 10, stamps)
         k = pl.vertices["d"].replicas
         up = _all_ready(broker, k) if "replicas" in (extra or {}) else None
-        _serve(broker, pl, procs, Path(tmp), sink, n)
+        view = View(broker, watching=ui == "watching") if ui else None
+        try:
+            _serve(broker, pl, procs, Path(tmp), sink, n)
+        finally:
+            if view is not None:
+                view.close()
         intervals = [b - a for a, b in zip(sink.stamps, sink.stamps[1:])] if stamps else []
         if up is not None:  # from when every instance was ready: the work done since, over the time it took
             return (n - up["done"]) / (sink.t1 - up["t0"]), []

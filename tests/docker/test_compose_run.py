@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import textwrap
+import urllib.request
 
 import yaml
 
@@ -22,6 +23,7 @@ from tests.docker.dockerlib import (
     slow_counter_pipeline,
     wait_for,
 )
+from tests.helpers import free_port
 
 
 def test_example_pipeline_in_containers_matches_pipelogic_up(tmp_path, project):
@@ -88,7 +90,8 @@ def test_a_replicated_vertex_runs_as_containers_and_scales_mid_run(tmp_path, pro
         """)
     )
     out = d / "out" / "values.jsonl"
-    file = compose_for(d / "pipeline.yml")
+    ui = free_port()  # the web view, published on the host's loopback (keys on: it asks for nothing more)
+    file = compose_for(d / "pipeline.yml", "--ui", str(ui))
     assert yaml.safe_load(file.read_text())["services"]["sleeper"]["deploy"]["replicas"] == 2
     p = project(file)
     p.compose("up", "-d")
@@ -111,6 +114,19 @@ def test_a_replicated_vertex_runs_as_containers_and_scales_mid_run(tmp_path, pro
     v = wait_for(
         three_working, 60, "three sleeper instances taking ticks", lambda: p.logs("broker") + p.logs("sleeper")
     )
+
+    # The web view from the host sees the three instances too.
+    def view_sees_three():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui}/api/state", timeout=5) as r:
+                snap = json.loads(r.read())
+        except OSError:
+            return None
+        return snap if len(snap["vertices"]["sleeper"]["instances"]) == 3 else None
+
+    snap = wait_for(view_sees_three, 30, "the web view to show three sleeper instances", lambda: p.logs("broker"))
+    assert snap["edges"]["numbers.0->sleeper.0"]["count"] > 0
+    assert f"web view at http://127.0.0.1:{ui}/" in p.logs("broker")
     # Each container is its own instance (its host name is the container's id).
     hosts = {i["host"] for i in v["instances"]}
     assert hosts == {c.id[:12] for c in p.containers("sleeper")}, (hosts, v["instances"])

@@ -1,5 +1,5 @@
 """`scripts/bench` runs as docs/benchmarks.md says and writes its table: a short run of the
-small-message, frame, graph and latency cases, real broker and worker processes against their raw and
+small-message, frame, graph, latency and web view cases, real broker and worker processes against their raw and
 ceiling baselines. Only the table's shape is checked: timings are never asserted."""
 
 import subprocess
@@ -19,7 +19,7 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
             sys.executable,
             str(ROOT / "scripts" / "bench"),
             "--cases",
-            "small,frames,graph,latency",
+            "small,frames,graph,latency,ui",
             "--rounds",
             "1",
             "--n",
@@ -55,6 +55,8 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
         "frame latency behind a 0.2-0.4 s model, a camera pushing as fast as it may: push to sink p50 (p95)",
         "frame latency behind a 0.2-0.4 s model as 2 replicas, a camera pushing as fast as it may: push to sink p50 (p95)",
         "frame latency behind a 0.2-0.4 s model, a live 30 fps camera keeping the latest: push to sink p50 (p95)",
+        "web view served, nobody watching: 16 in flight",
+        "web view open on a tap: 256 in flight (defaults)",
     ):
         assert name in rows, f"no row {name!r} in:\n{out.read_text()}"
         ratio = rows[name].rstrip(" |").rsplit("| ", 1)[1]

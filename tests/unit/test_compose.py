@@ -107,6 +107,16 @@ def test_shared_memory_is_one_tmpfs_volume_mounted_into_every_container():
         render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", keys=False, shared_memory="1 GB"))
 
 
+def test_the_web_view_is_published_on_the_hosts_loopback_only():
+    doc = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", ui_port=8089)))
+    broker = doc["services"]["broker"]
+    at = broker["command"].index("--ui")
+    assert broker["command"][at + 1] == "0.0.0.0:8089"
+    assert broker["ports"] == ["127.0.0.1:8089:8089"]
+    assert broker["environment"] == {"PIPELOGIC_UI_ON_HOST": "127.0.0.1:8089", "PIPELOGIC_KEYS": "/keys"}
+    assert [n for n, svc in doc["services"].items() if "ports" in svc] == ["broker"]
+
+
 def write(tmp_path: Path, text: str) -> Path:
     (tmp_path / "pipeline.yml").write_text(text)
     return tmp_path / "pipeline.yml"

@@ -160,6 +160,27 @@ def test_a_tap_sees_values_from_its_start_and_a_slow_one_is_told_what_it_missed(
     assert not taps.rings
 
 
+def test_a_tap_for_the_newest_skips_the_older_values_without_counting_them_lost():
+    vs = _vertex()
+    sch, taps = _sched(n=vs), Taps()
+
+    def emit(k):
+        first = vs.out_counts[0]
+        taps.offer("n", 0, first, [_frames(first + i) for i in range(k)])
+        vs.out_counts[0] += k
+
+    reply, _ = taps.poll(sch.vertices, P.Tap("n", 0, -1, 1, newest=True), 0.0)
+    emit(100)
+    reply, payload = taps.poll(sch.vertices, P.Tap("n", 0, reply.next, 2, newest=True), 0.1)
+    assert (reply.first, reply.next, reply.dropped, payload) == (98, 100, 0, [_frames(98)[0], _frames(99)[0]])
+    assert len(taps.rings[("n", 0)].values) == 2  # the skipped ones are let go at once
+    reply, payload = taps.poll(sch.vertices, P.Tap("n", 0, reply.next, 2, newest=True), 0.2)
+    assert (reply.first, reply.next, payload) == (100, 100, [])  # nothing new: nothing again
+    emit(1)
+    reply, payload = taps.poll(sch.vertices, P.Tap("n", 0, reply.next, 5, newest=True), 0.3)
+    assert (reply.first, reply.next, reply.dropped, payload) == (100, 101, 0, [_frames(100)[0]])
+
+
 def test_a_tap_on_a_vertex_without_that_stream_is_refused():
     sch, taps = _sched(n=_vertex(), o=_vertex(outputs=0)), Taps()
     assert "unknown vertex 'x'; vertices with outputs: n" in taps.poll(sch.vertices, P.Tap("x", 0, -1, 1), 0)[0].reason
