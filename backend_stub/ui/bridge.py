@@ -32,12 +32,17 @@ class LoopBridge:
         self._replies: dict[bytes, Future[list[Any]]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # _replies is written by both sides
+        self.closed = False
 
     def call(self, fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-        """Run ``fn`` on the loop thread; its result (or its exception). TimeoutError if the
-        loop does not get to it (the broker is gone or stopping)."""
+        """Run ``fn`` on the loop thread; its result (or its exception). ConnectionError
+        once the loop ended; TimeoutError if it does not get to it in time."""
+        if self.closed:
+            raise ConnectionError("the broker stopped")
         fut: Future[Any] = Future()
         self.calls.append((fn, fut))
+        if self.closed:  # closed while it was queued: close() may have run before the append
+            self._fail_queued()
         return fut.result(timeout_s)
 
     def client(self) -> tuple[bytes, Future[list[Any]]]:
@@ -73,12 +78,19 @@ class LoopBridge:
 
     def close(self) -> None:
         """The loop ends: nobody will answer what waits."""
-        while self.calls:
-            _, fut = self.calls.popleft()
-            if fut.set_running_or_notify_cancel():
-                fut.set_exception(ConnectionError("the broker stopped"))
+        self.closed = True
+        self._fail_queued()
         with self._lock:
             for fut in self._replies.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("the broker stopped"))
             self._replies.clear()
+
+    def _fail_queued(self) -> None:
+        while self.calls:
+            try:
+                _, fut = self.calls.popleft()
+            except IndexError:  # emptied by the other side meanwhile
+                return
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(ConnectionError("the broker stopped"))

@@ -193,6 +193,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if not self._host_ok():
             return
+        try:
+            self._post()
+        except Exception:  # as in do_GET: logged with its traceback, answered 500
+            log.exception("ui: POST %s failed", self.path)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{self.path} failed (the broker's log has why)")
+
+    def _post(self) -> None:
         parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
         if len(parts) != 3 or parts[:2] != ["api", "config"]:
             return self._error(HTTPStatus.NOT_FOUND, f"no API at {self.path}")
@@ -203,7 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "expected a JSON body (Content-Type: application/json)"
             )
-        n = int(self.headers.get("Content-Length") or 0)
+        length = self.headers.get("Content-Length") or "0"
+        n = int(length) if length.isdigit() else -1
         if not 0 < n <= MAX_BODY:
             return self._error(HTTPStatus.BAD_REQUEST, f"expected a JSON object of at most {MAX_BODY} bytes")
         try:

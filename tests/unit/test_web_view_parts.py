@@ -244,6 +244,8 @@ def test_the_bridge_runs_calls_on_the_loop_thread_and_routes_replies_by_client_i
     bridge.close()
     with pytest.raises(ConnectionError):
         fut2.result(1)
+    with pytest.raises(ConnectionError):  # at once, not after a timeout: nobody runs calls now
+        bridge.call(lambda: 1, timeout_s=30)
 
 
 def _raises(fn):
