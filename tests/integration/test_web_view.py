@@ -333,6 +333,7 @@ def test_the_page_in_a_real_browser(tmp_path, cli_env):
         # A vertex: its config form; a change reaches the worker (config.sync() reports it).
         find(By.CSS_SELECTOR, '.vertex[data-vertex="finder"]')[0].click()
         field = css("#cfg-threshold")[0]
+        assert field.get_attribute("type") == "number"  # typed by config_schema (Int64)
         assert css("#cfg-label")[0].get_attribute("readonly") is None
         field.clear()
         field.send_keys("150")

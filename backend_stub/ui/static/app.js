@@ -248,7 +248,17 @@ function configForm(name, d) {
     const label = el("label", { for: id }, `${c.key}: ${c.type} `);
     label.appendChild(el("span", { class: "desc" }, (c.description || "") + (c.mutable ? "" : " (fixed for the run)")));
     const value = typeof c.value === "string" ? c.value : JSON.stringify(c.value);
-    const input = el("input", { id, name: c.key, value: value == null ? "" : value, "data-initial": value == null ? "" : value });
+    const text = value == null ? "" : value;
+    let input;
+    if (c.type === "Bool") {  // a choice, not free text
+      input = el("select", { id, name: c.key, "data-initial": text });
+      for (const v of ["true", "false"]) { const o = el("option", { value: v }, v); if (v === text) o.selected = true; input.appendChild(o); }
+      if (!c.mutable) input.disabled = true;
+    } else {
+      input = el("input", { id, name: c.key, value: text, "data-initial": text });
+      if (/^U?Int(8|16|32|64)$/.test(c.type)) { input.type = "number"; input.step = "1"; }
+      else if (/^(Double|Float)$/.test(c.type)) { input.type = "number"; input.step = "any"; }
+    }
     if (!c.mutable) { input.setAttribute("readonly", ""); input.setAttribute("aria-readonly", "true"); }
     form.append(label, input);
   }
@@ -258,7 +268,7 @@ function configForm(name, d) {
   form.addEventListener("submit", async ev => {
     ev.preventDefault();
     const values = {};
-    for (const input of form.querySelectorAll("input:not([readonly])"))
+    for (const input of form.querySelectorAll("input:not([readonly]), select:not([readonly])"))
       if (input.value !== input.getAttribute("data-initial")) values[input.name] = input.value;
     if (!Object.keys(values).length) { result.textContent = "nothing changed"; result.className = "result"; return; }
     result.textContent = "applying..."; result.className = "result";
@@ -269,7 +279,7 @@ function configForm(name, d) {
         result.textContent = r.applied ? `applied: version ${r.version}` : `accepted: version ${r.version}${r.error ? " (" + r.error + ")" : ""}`;
         result.className = "result ok";
         heading.textContent = `config (version ${r.version})`;
-        for (const [k, x] of Object.entries(values)) form.querySelector(`input[name="${CSS.escape(k)}"]`).setAttribute("data-initial", x);
+        for (const [k, x] of Object.entries(values)) form.querySelector(`[name="${CSS.escape(k)}"]`).setAttribute("data-initial", x);
       } else { result.textContent = "refused: " + r.error; result.className = "result bad"; }
     } catch (err) { result.textContent = "failed: " + err.message; result.className = "result bad"; }
   });
