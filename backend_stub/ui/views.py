@@ -131,6 +131,24 @@ class Rates:
         self.edges = graph["edges"]
         self._then: tuple[float, dict[str, int], dict[str, int]] | None = None  # time, counts, bytes
         self._rates: dict[str, tuple[float, float]] = {}
+        # Per vertex and histogram (a worker's tick time, a sink's latency): its count and
+        # sum at the window's start, and the mean over the last window that had any.
+        self._hist_then: dict[tuple[str, str], tuple[int, float]] = {}
+        self._means: dict[tuple[str, str], float] = {}
+
+    def _mean(self, v: P.VertexStatus, key: str, roll: bool) -> float | None:
+        """The mean of histogram ``key`` of ``v`` over the last window (seconds)."""
+        h = v.get(key)
+        if not isinstance(h, dict) or not h.get("counts"):
+            return None
+        at = (v["name"], key)
+        count, total = h["counts"][-1], float(h["sum"])
+        if roll:
+            c0, s0 = self._hist_then.get(at, (0, 0.0))
+            if count > c0:
+                self._means[at] = (total - s0) / (count - c0)
+            self._hist_then[at] = (count, total)
+        return self._means.get(at)
 
     def update(self, st: P.StatusReply, now: float) -> dict[str, Any]:
         by_name = {v["name"]: v for v in st.vertices}
@@ -140,9 +158,10 @@ class Rates:
             dst = by_name.get(e["to"])
             ib = dst.get("input_bytes", []) if dst is not None else []
             nbytes[e["id"]] = ib[e["input"]] if e["input"] < len(ib) else 0
+        roll = self._then is None or now - self._then[0] >= self.WINDOW_S
         if self._then is None:
             self._then = (now, counts, nbytes)
-        elif now - self._then[0] >= self.WINDOW_S:
+        elif roll:
             t0, c0, b0 = self._then
             dt = now - t0
             self._rates = {
@@ -181,6 +200,8 @@ class Rates:
                 "dead_lettered": v.get("dead_lettered", 0),
                 "pid": v.get("pid"),
                 "config_version": v.get("config_version", 0),
+                "tick_s": self._mean(v, "tick_seconds", roll),  # a worker's time per tick, lately
+                "latency_s": self._mean(v, "latency_seconds", roll),  # a sink's source-to-write, lately
                 "instances": [
                     {"instance": i["instance"], "pid": i["pid"], "state": i["state"], "ticks": i["ticks"]}
                     for i in v.get("instances", [])

@@ -126,7 +126,9 @@ def test_a_vertex_detail_types_its_config_and_says_what_is_mutable(vision):
     assert sink["config"] == [] and sink["params"]["path"] == "./out/boxes.jsonl"
 
 
-def status(counts: dict[str, int], finder_in: int, queue: int, stuck: float = 0.0) -> P.StatusReply:
+def status(
+    counts: dict[str, int], finder_in: int, queue: int, stuck: float = 0.0, ticks: tuple[int, float] = (0, 0.0)
+) -> P.StatusReply:
     def v(name, **kw):
         base = {
             "name": name,
@@ -147,7 +149,14 @@ def status(counts: dict[str, int], finder_in: int, queue: int, stuck: float = 0.
         "running",
         [
             v("webcam"),
-            v("finder", queues=[queue], input_bytes=[finder_in], stuck_s=stuck, dead_lettered=2),
+            v(
+                "finder",
+                queues=[queue],
+                input_bytes=[finder_in],
+                stuck_s=stuck,
+                dead_lettered=2,
+                tick_seconds={"le": [0.1], "counts": [ticks[0], ticks[0]], "sum": ticks[1]},
+            ),
             v("boxes", queues=[0]),
             v("rows", queues=[0]),
         ],
@@ -160,16 +169,21 @@ def status(counts: dict[str, int], finder_in: int, queue: int, stuck: float = 0.
 def test_rates_are_per_second_over_a_window_and_queues_and_states_are_read_as_they_are(vision):
     pipeline, states = vision
     r = Rates(graph_of(pipeline, states))
-    r.update(status({"webcam.0": 0, "finder.0": 0, "finder.1": 0}, 0, 0), 10.0)
-    snap = r.update(status({"webcam.0": 30, "finder.0": 20, "finder.1": 20}, 3_000_000, 7, stuck=12.0), 12.0)
+    r.update(status({"webcam.0": 0, "finder.0": 0, "finder.1": 0}, 0, 0, ticks=(10, 1.0)), 10.0)
+    snap = r.update(
+        status({"webcam.0": 30, "finder.0": 20, "finder.1": 20}, 3_000_000, 7, stuck=12.0, ticks=(30, 3.0)), 12.0
+    )
     e = snap["edges"]["webcam.0->finder.0"]
     assert (e["rate"], e["bytes_rate"], e["queue"], e["capacity"], e["count"]) == (15.0, 1_500_000, 7, 1024, 30)
     assert snap["edges"]["finder.0->boxes.0"]["rate"] == 10.0
     assert snap["vertices"]["finder"]["state"] == "stuck" and snap["vertices"]["finder"]["lost"] == {"dead_lettered": 2}
     assert snap["refused"] == 3
+    assert snap["vertices"]["finder"]["tick_s"] == pytest.approx(0.1)  # (3.0 - 1.0) s over 20 ticks: the window's
+    assert snap["vertices"]["webcam"]["tick_s"] is None  # no histogram: nothing made up
     # Within the window the last rates stand (no division by a tiny interval).
-    again = r.update(status({"webcam.0": 31, "finder.0": 21, "finder.1": 21}, 3_100_000, 0), 12.2)
+    again = r.update(status({"webcam.0": 31, "finder.0": 21, "finder.1": 21}, 3_100_000, 0, ticks=(31, 9.0)), 12.2)
     assert again["edges"]["webcam.0->finder.0"]["rate"] == 15.0
+    assert again["vertices"]["finder"]["tick_s"] == pytest.approx(0.1)
 
 
 def tap_reply(type_text: str, first: int, values: list) -> tuple[P.TapReply, list]:

@@ -17,6 +17,7 @@ function sv(tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
+function secs(x) { return x == null ? null : x >= 1 ? x.toFixed(2) + " s" : (x * 1000).toFixed(x >= 0.01 ? 0 : 1) + " ms"; }
 function rate(x) { return x == null ? "-" : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2); }
 function bytes(n) {
   if (!n) return "0 B";
@@ -37,7 +38,7 @@ function layout(graph) {
   const g = new dagre.graphlib.Graph({ multigraph: true });
   g.setGraph({ rankdir: "LR", nodesep: 40, ranksep: 110, edgesep: 20, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
-  for (const v of graph.vertices) g.setNode(v.name, { width: 190, height: 78 });
+  for (const v of graph.vertices) g.setNode(v.name, { width: 215, height: 78 });
   for (const e of graph.edges) g.setEdge(e.from, e.to, { width: 170, height: 30, labelpos: "c" }, e.id);
   dagre.layout(g);
   return g;
@@ -82,7 +83,7 @@ function drawGraph(graph) {
     grp.appendChild(sv("rect", { x, y, width: n.width, height: n.height, rx: 8 }));
     grp.appendChild(sv("text", { class: "name", x: x + 10, y: y + 20 }, v.name));
     const kind = v.kind === "component" ? (v.component || "component") + (v.replicas > 1 ? ` x${v.replicas}` : "") : v.kind;
-    grp.appendChild(sv("text", { class: "kind", x: x + 10, y: y + 36 }, kind));
+    grp.appendChild(sv("text", { class: "kind", x: x + 10, y: y + 36, "data-kind": kind }, kind));
     grp.appendChild(sv("text", { class: "figures", x: x + 10, y: y + 52 }, "waiting"));
     grp.appendChild(sv("text", { class: "warn", x: x + 10, y: y + 68 }, ""));
     grp.addEventListener("click", () => selectVertex(v.name));
@@ -121,10 +122,13 @@ function applySnapshot(snap) {
     grp.setAttribute("class", `vertex ${fig.state}${sel}`);
     grp.setAttribute("data-state", fig.state);
     const inst = fig.instances.length ? `, ${fig.instances.filter(i => i.state !== "closed").length}/${fig.instances.length} up` : "";
+    const timing = fig.tick_s != null ? `${secs(fig.tick_s)} a tick` : fig.latency_s != null ? `${secs(fig.latency_s)} from the source` : "";
+    const kindText = grp.querySelector(".kind");
+    kindText.textContent = kindText.getAttribute("data-kind") + (timing ? " · " + timing : "");
     const figures = `${fig.state} · ${rate(fig.rate)} ticks/s${inst}`;
     grp.querySelector(".figures").textContent = figures;
     grp.querySelector(".warn").textContent = warn.join(", ");
-    grp.setAttribute("aria-label", `vertex ${v.name} (${v.kind}): ${figures}, ${fig.ticks} ticks${warn.length ? "; " + warn.join(", ") : ""}`);
+    grp.setAttribute("aria-label", `vertex ${v.name} (${v.kind}): ${figures}, ${fig.ticks} ticks${timing ? ", " + timing : ""}${warn.length ? "; " + warn.join(", ") : ""}`);
     for (const w of warn) if (!w.includes("restart")) add(`${v.name}: ${w}`, fig.state === "stuck" || w.includes("lost") || w.includes("dead"));
   }
   for (const e of state.graph.edges) {
@@ -226,6 +230,8 @@ function showFigures() {
   t.textContent = "";
   const rows = [["state", fig.state], ["ticks", fig.ticks], ["ticks/s", rate(fig.rate)], ["in flight", fig.inflight],
                 ["restarts", fig.restarts], ["errors", fig.errors], ["pid", fig.pid || "-"]];
+  if (fig.tick_s != null) rows.push(["time per tick (lately)", secs(fig.tick_s)]);
+  if (fig.latency_s != null) rows.push(["source to sink (lately, sampled)", secs(fig.latency_s)]);
   for (const [k, x] of Object.entries(fig.lost || {})) rows.push([k.replace(/_/g, " "), x]);
   if (fig.blocked) rows.push(["blocked", fig.blocked]);
   for (const [k, x] of rows) { const tr = el("tr"); tr.append(el("th", {}, k), el("td", {}, String(x))); t.appendChild(tr); }
