@@ -29,15 +29,25 @@ EXIT_STORE = 4
 EXIT_LISTEN = 5
 
 
-def run_as_owner_of(path: str) -> None:
+def run_as_owner_of(path: str, groups: list[int] | None = None) -> None:
     """Started as root (a container's broker service): take the uid and gid of ``path``'s
-    owner, so files the broker writes there (sinks, dead letters) belong to that user."""
+    owner, so files the broker writes there (sinks, dead letters) belong to that user, with
+    ``groups`` as its supplementary groups (the workers' groups under keys: the broker reads
+    every pool, which are group-readable; docs/security.md).
+
+    The shared-memory directory of a container run (``PIPELOGIC_SHM_DIR``, a tmpfs volume of
+    this pipeline's alone, sticky like /dev/shm) is made that user's first: in a sticky
+    directory only a file's owner or the directory's removes it, and the broker removes the
+    pools of workers that ended, which run as users of their own."""
     if os.geteuid() != 0:
         return
     st = os.stat(path)
     if st.st_uid == 0:
         return
-    os.setgroups([])
+    shm = os.environ.get("PIPELOGIC_SHM_DIR")
+    if shm and os.path.isdir(shm):
+        os.chown(shm, st.st_uid, -1)
+    os.setgroups(sorted(set(groups or ())))
     os.setgid(st.st_gid)
     os.setuid(st.st_uid)
     logging.getLogger("backend_stub").info("running as uid %d, gid %d (the owner of %s)", st.st_uid, st.st_gid, path)
@@ -96,14 +106,11 @@ def serve(
         click.echo(f"error: {exc}", err=True)
         return 2
     ring = None
+    uids = worker_uids([n for n, v in pipeline.vertices.items() if v.component is not None])
     if keys:  # before dropping root: the broker's secret may be readable by root alone
         try:
             if init_keys:
-                made = init_container_keys(
-                    Path(keys),
-                    worker_uids([n for n, v in pipeline.vertices.items() if v.component is not None]),
-                    _owner_uid(owner_of),
-                )
+                made = init_container_keys(Path(keys), uids, _owner_uid(owner_of))
                 if made:
                     logging.getLogger("backend_stub").info("keys: made %d key pair(s) in %s", len(made), keys)
             ring = KeyRing(Path(keys), logging.getLogger("backend_stub"))
@@ -111,7 +118,9 @@ def serve(
             return _cannot_start(2, f"--keys {keys}: {exc}")
     if owner_of:
         try:
-            run_as_owner_of(owner_of)
+            # A container run with keys: each worker runs as a uid and group of its own
+            # (pipelogic.keys.worker_uids); the broker joins every group to read their pools.
+            run_as_owner_of(owner_of, list(uids.values()) if keys and init_keys else None)
         except OSError as exc:
             click.echo(f"error: --run-as-owner-of {owner_of}: {exc}", err=True)
             return 2

@@ -157,11 +157,11 @@ class Broker:
         self.error: BaseException | None = None
         self.metrics: MetricsServer | None = None  # set by the caller that serves them
         self.ui: LoopBridge | None = None  # the web view's calls, when it is served (backend_stub.ui)
-        # The shared-memory path (docs/protocol.md): not under keys, since a shared
-        # directory has no per-key access control.
+        # The shared-memory path (docs/protocol.md). Under keys only for pools the kernel
+        # keeps to their producer, its group and the broker (never 0666 files).
         self.slots: SlotRegistry | None = None
-        if self.keys is None and shm_enabled():
-            self.slots = SlotRegistry(self.scheduler.run)
+        if shm_enabled():
+            self.slots = SlotRegistry(self.scheduler.run, secure=self.keys is not None)
             # Sweeps an earlier broker's pools of this run (its values were spilled to the
             # store) and those of runs whose broker was killed and never came back.
             if self.slots.claim():
@@ -380,10 +380,10 @@ class Broker:
             self.auth.configure_curve_callback(worker_domain(epoch), credentials_provider=self.keys)
             curve = self.keys.server
         ep, token = self.ports.open(epoch, curve, worker_domain(epoch))  # see backend_stub.tickports
-        uid = self.slots.probe(msg.shm) if self.slots is not None else None
-        if uid is not None:
+        access = self.slots.probe(msg.shm) if self.slots is not None else None
+        if access is not None:
             assert self.slots is not None
-            fields["settings"] = {**fields["settings"], "shm": self.slots.register(epoch, uid)}
+            fields["settings"] = {**fields["settings"], "shm": self.slots.register(epoch, access, msg.groups)}
         welcome = P.Welcome(
             epoch=epoch, tick_endpoint=ep, result_endpoint=self.results_endpoint, tick_identity=token.hex(), **fields
         )

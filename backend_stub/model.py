@@ -196,6 +196,18 @@ class Journal:
         self.values.clear()
         self.ticks.clear()
 
+    def trim(self, lows: dict[str, int]) -> None:
+        """Let go of the messages below each stream's low-water mark (``lows``): released
+        before any commit wrote them, no commit will. Between commits spaced far apart
+        (large frames) the journal would otherwise hold every value of the window, and
+        with them their shared-memory slots."""
+        for stream, (first, values) in list(self.values.items()):
+            cut = lows.get(stream, first) - first
+            if cut >= len(values):
+                del self.values[stream]
+            elif cut > 0:
+                self.values[stream] = (first + cut, values[cut:])
+
     def __bool__(self) -> bool:
         return bool(self.values or self.ticks)
 

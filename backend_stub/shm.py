@@ -24,7 +24,7 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from backend_stub.shmlocks import remove_if_free, remove_quietly, take_lock
 from pipelogic.errors import ProtocolError, SlotLost
@@ -46,12 +46,38 @@ from pipelogic.shm import (
     slot_name,
 )
 
-__all__ = ["SlotLost", "SlotRef", "SlotRegistry"]
+__all__ = ["ANYONE", "NOGROUP", "Access", "SlotLost", "SlotRef", "SlotRegistry"]
 
 log = logging.getLogger("pipelogic.broker")
 
 ANYONE = -1
 """The user of a pool whose files are 0666: any worker sharing the directory maps them."""
+NOGROUP = -1
+"""The group of a pool whose files no group but its owner's reads (0600, 0666)."""
+
+
+class Access(NamedTuple):
+    """Who maps a pool's files, as the kernel will judge it: their owner ``uid`` (ANYONE
+    when the files are 0666) and, when they are group-readable (0660), the members of
+    ``gid``. Read off the worker's probe file, which the kernel made with its uid and gid."""
+
+    uid: int
+    gid: int = NOGROUP
+
+
+class _Reader:
+    """A worker incarnation that shares the directory: its uid (its probe file's owner)
+    and the groups its Hello claims. A false claim only gets it descriptors it cannot open."""
+
+    __slots__ = ("groups", "uid")
+
+    def __init__(self, uid: int, groups: frozenset[int]) -> None:
+        self.uid = uid
+        self.groups = groups
+
+    def maps(self, access: Access) -> bool:
+        return access.uid in (ANYONE, self.uid) or access.gid in self.groups
+
 
 _PROBE = re.compile(r"pipelogic-probe-[0-9a-f]{24}")
 _LOCK = re.compile(r"(pipelogic-[0-9a-f]{1,8}-)lock")
@@ -60,12 +86,12 @@ _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class _Pool:
-    __slots__ = ("ctl", "dead", "epoch", "live", "prefix", "uid")
+    __slots__ = ("access", "ctl", "dead", "epoch", "live", "prefix")
 
-    def __init__(self, epoch: int, prefix: str, uid: int) -> None:
+    def __init__(self, epoch: int, prefix: str, access: Access) -> None:
         self.epoch = epoch
         self.prefix = prefix
-        self.uid = uid  # who may map its files: their owner (0600), or ANYONE (0666)
+        self.access = access  # who may map its files
         self.live: set[int] = set()  # slot indices the broker holds
         self.ctl: mmap.mmap | None = None
         self.dead = False
@@ -106,14 +132,18 @@ class SlotRef(bytes):
 class SlotRegistry:
     """The pools of one run's worker incarnations, in ``directory``."""
 
-    def __init__(self, run: str, directory: Path | None = None) -> None:
+    def __init__(self, run: str, directory: Path | None = None, secure: bool = False) -> None:
         self.dir = directory if directory is not None else shm_dir()
+        # A broker with keys: no pool anyone can map (0666 files), since any process that
+        # reaches the directory would read what the keys keep from strangers.
+        self.secure = secure
+        self._warned = False
         self.run = run
         self.prefix = run_prefix(run)
         self.lock_name = self.prefix + "lock"
         self._lock_fd: int | None = None
         self.pools: dict[int, _Pool] = {}
-        self.uids: dict[int, int] = {}  # epochs that map slots themselves: their user
+        self.readers: dict[int, _Reader] = {}  # epochs that map slots themselves
         self.adopted = self.released = self.unlinked = 0
 
     # -- the run's lock ------------------------------------------------------------------------
@@ -176,10 +206,12 @@ class SlotRegistry:
 
     # -- the handshake ---------------------------------------------------------------------
 
-    def probe(self, name: str) -> int | None:
-        """The user owning the probe file a Hello names (ANYONE if the worker makes its
-        files 0666), if it is in our directory and we can open it as we must open that
-        worker's slots (read and write); else None."""
+    def probe(self, name: str) -> Access | None:
+        """Who maps the files of the worker whose Hello names probe file ``name`` (read off
+        the probe: its owner, its group if the mode gives the group read and write, ANYONE
+        if 0666), if the probe is in our directory and we can open it as we must open that
+        worker's control file (read and write); else None. A secure registry (keys) says
+        None for 0666 files: sockets for that worker."""
         if not name or not enabled() or not _PROBE.fullmatch(name):
             return None
         try:
@@ -192,14 +224,28 @@ class SlotRegistry:
             os.close(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        return ANYONE if st.st_mode & 0o666 == 0o666 else st.st_uid
+        if st.st_mode & 0o666 == 0o666:
+            if self.secure:
+                if not self._warned:  # once: every worker of the run is likely set alike
+                    self._warned = True
+                    log.warning(
+                        "broker: a worker's shared-memory files are 0666 (PIPELOGIC_SHM_MODE=666), which any "
+                        "process reaching %s can read; with keys, its large values go over the socket (use 660)",
+                        self.dir,
+                    )
+                return None
+            return Access(ANYONE)
+        if st.st_mode & 0o060 == 0o060:
+            return Access(st.st_uid, st.st_gid)
+        return Access(st.st_uid)
 
-    def register(self, epoch: int, uid: int) -> dict[str, Any]:
-        """Worker incarnation ``epoch`` (of user ``uid``) shares the directory: its pool,
-        for the Welcome."""
+    def register(self, epoch: int, access: Access, groups: list[Any] | None = None) -> dict[str, Any]:
+        """Worker incarnation ``epoch`` shares the directory (``access``: of its probe), in
+        ``groups`` as its Hello says: its pool, for the Welcome."""
         prefix = pool_prefix(self.run, epoch)
-        self.pools[epoch] = _Pool(epoch, prefix, uid)
-        self.uids[epoch] = uid
+        self.pools[epoch] = _Pool(epoch, prefix, access)
+        claimed = frozenset(g for g in groups or () if type(g) is int and g >= 0)
+        self.readers[epoch] = _Reader(access.uid, claimed)
         return {"prefix": prefix, "min_bytes": min_bytes(), "max_bytes": max_bytes()}
 
     # -- descriptors in ------------------------------------------------------------------------
@@ -311,21 +357,21 @@ class SlotRegistry:
 
     def resolve_for(self, epoch: int, frames: list[Any]) -> list[Any]:
         """``frames`` as worker ``epoch`` must get them: descriptors of slots it can map
-        (it shares the directory and is the same user as the slot's producer), the payload
-        of any other."""
-        uid = self.uids.get(epoch)
-        if uid is None:
+        (it shares the directory and is the producer's user, in the producer's group of a
+        group-readable pool, or the files are 0666), the payload of any other."""
+        reader = self.readers.get(epoch)
+        if reader is None:
             return self.resolve(frames)
-        return [f.bytes if type(f) is SlotRef and f._pool.uid not in (uid, ANYONE) else f for f in frames]
+        return [f.bytes if type(f) is SlotRef and not reader.maps(f._pool.access) else f for f in frames]
 
     def readable_by(self, epoch: int) -> bool:
-        return epoch in self.uids
+        return epoch in self.readers
 
     def stats(self) -> dict[str, Any]:
         """For the status: the directory, workers sharing it, slots taken, held, removed."""
         return {
             "dir": str(self.dir),
-            "workers": len(self.uids),
+            "workers": len(self.readers),
             "adopted": self.adopted,
             "held": self.holding,
             "unlinked": self.unlinked,
@@ -344,7 +390,7 @@ class SlotRegistry:
         except OSError:
             names = []
         for pool in ended:
-            self.uids.pop(pool.epoch, None)
+            self.readers.pop(pool.epoch, None)
             pool.dead = True
             head = pool.prefix + "-"
             for name in names:

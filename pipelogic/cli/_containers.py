@@ -58,7 +58,8 @@ __all__ = ["compose", "image"]
     default="",
     metavar="SIZE",
     help="Large values between the containers through shared memory: a tmpfs volume of SIZE "
-    "(e.g. 1g) mounted into each (needs --no-keys; docs/containers.md).",
+    "(e.g. 1g) mounted into each; with keys, a producer's slots only for the containers that "
+    "consume it (docs/containers.md).",
 )
 @click.option(
     "--ui",

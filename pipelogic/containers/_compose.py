@@ -144,16 +144,14 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
 
     shm_env: dict[str, str] = {}
     if opts.shared_memory:
-        if opts.keys:
-            raise ContainerError(
-                "--shared-memory needs --no-keys: a shared directory has no per-key access control, so a "
-                "broker with keys never offers it (docs/security.md)"
-            )
         if not re.fullmatch(r"[1-9][0-9]*[kmg]?", opts.shared_memory.lower()):
             raise ContainerError(f"--shared-memory: expected a size such as 512m or 2g, got {opts.shared_memory!r}")
-        # A private tmpfs: only this pipeline's containers mount it, so its files may be
-        # 0666 (workers run as a uid of the image, the broker as the pipeline's owner).
-        shm_env = {"PIPELOGIC_SHM_DIR": SHM_MOUNT, "PIPELOGIC_SHM_MODE": "666"}
+        # A private tmpfs: only this pipeline's containers mount it. With keys each worker
+        # runs as a uid and group of its own and makes its pool's files 0660/0640: the
+        # group is given to the consumers of its streams and the broker only, so the kernel
+        # keeps every other container out of its frames (docs/security.md). Without keys
+        # anyone on the network may act as a worker anyway, and the files are 0666.
+        shm_env = {"PIPELOGIC_SHM_DIR": SHM_MOUNT, "PIPELOGIC_SHM_MODE": "660" if opts.keys else "666"}
     # No `delay`: docker-compose ignores it and warned once per service on every command.
     restart = {"condition": "on-failure"}
     uids = worker_uids([v.name for v in workers])
@@ -239,6 +237,11 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
             svc["environment"].update(shm_env)
         if opts.keys:
             svc["user"] = f"{uids[v.name]}:{uids[v.name]}"
+            producer_groups = sorted(
+                {uids[p.vertex] for p in v.inputs if p is not None and p.vertex in uids} - {uids[v.name]}
+            )
+            if shm_env and producer_groups:
+                svc["group_add"] = producer_groups  # it maps the slots of the producers it consumes
             svc["environment"]["PIPELOGIC_CURVE_KEY"] = f"{KEYS_MOUNT}/workers/{v.name}.key_secret"
             svc["environment"]["PIPELOGIC_CURVE_SERVER_KEY"] = f"{KEYS_MOUNT}/broker.key"
             svc["volumes"].append(f"{KEYS_VOLUME}:{KEYS_MOUNT}:ro")
@@ -257,7 +260,10 @@ def render_compose(pipeline: Pipeline, out_file: Path, opts: ComposeOptions) -> 
         "# Edit pipeline.yml and generate again rather than editing this file.",
         "#   docker-compose up                             run it to the end (output beside pipeline.yml)",
         "#   docker-compose exec broker pipelogic status   watch it (no port is published)",
-        "#   docker stack deploy -c THIS_FILE NAME         the same on a Swarm",
+        "#   docker stack deploy -c THIS_FILE NAME         the same on a Swarm"
+        if not any("group_add" in svc for svc in services.values())
+        else "# Not for `docker stack deploy`, which refuses group_add (docker/cli#3777): for a Swarm,\n"
+        "# generate without --shared-memory.",
         "# CurveZMQ is on: the broker makes the keys on the `keys` volume (--no-keys turns it off)."
         if opts.keys
         else "# Without keys: any container on the network can act as a worker (docs/security.md).",

@@ -161,7 +161,10 @@ class Hello(Message):
     directory (another worker holds it): admit it only as one more instance of a replicated
     vertex, never as a restart that fences the holder. ``shm``: the name of a probe file the
     worker created in its shared-memory directory; a broker that finds it in its own
-    offers the shared-memory path in the Welcome (``settings.shm``)."""
+    offers the shared-memory path in the Welcome (``settings.shm``). ``groups``: the worker
+    process's groups, sent with ``shm``; the broker gives it descriptors of a producer's
+    group-readable pool only if that group is among them (the kernel checks the claim: a
+    worker that claims a group it is not in cannot open the slot)."""
 
     vertex: str
     instance: str
@@ -174,6 +177,7 @@ class Hello(Message):
     types: list[Any] | None = None  # [[input type, ...], [output type, ...]] as component.yml declares them
     join: bool = False
     shm: str = ""
+    groups: list[Any] | None = None
 
 
 @_message("welcome")

@@ -41,9 +41,11 @@ __all__ = [
     "is_descriptor",
     "max_bytes",
     "min_bytes",
+    "my_groups",
     "pool_prefix",
     "run_prefix",
     "shm_dir",
+    "slot_mode",
     "slot_name",
 ]
 
@@ -95,14 +97,36 @@ def max_bytes() -> int:
 
 
 def file_mode() -> int:
-    """The mode of pool files: 0600 (only processes of the same user map each other's
-    slots; the default, right for a directory the whole host shares, as /dev/shm), or 0666
-    with ``PIPELOGIC_SHM_MODE=666``, for a directory only the pipeline's processes can
-    reach whatever their users (a tmpfs volume mounted into its containers only)."""
+    """The mode of a pool's control file and of the handshake's probe, from
+    ``PIPELOGIC_SHM_MODE``:
+
+    - ``600`` (the default): only processes of the same user map each other's slots; right
+      for a directory the whole host shares, as /dev/shm;
+    - ``660``: the producer's group too. Under keys in containers each worker runs as a uid
+      and a group of its own, and only the consumers the broker names for its streams (and
+      the broker) are given that group, so the kernel keeps every other process out;
+    - ``666``: anyone who reaches the directory (a tmpfs volume only the pipeline's
+      containers mount, without keys). A broker with keys never offers the path to a
+      worker whose files are 0666.
+
+    Slot files get :func:`slot_mode` of it."""
     mode = os.environ.get("PIPELOGIC_SHM_MODE", "600").strip().lstrip("0o") or "600"
-    if mode not in ("600", "666"):
-        raise ValueError(f"PIPELOGIC_SHM_MODE: expected 600 or 666, got {os.environ.get('PIPELOGIC_SHM_MODE')!r}")
+    if mode not in ("600", "660", "666"):
+        raise ValueError(f"PIPELOGIC_SHM_MODE: expected 600, 660 or 666, got {os.environ.get('PIPELOGIC_SHM_MODE')!r}")
     return int(mode, 8)
+
+
+def slot_mode(mode: int) -> int:
+    """The mode of slot files in a pool whose control file has ``mode``: the group reads
+    them but never writes (a consumer marks KEPT in the control file; the payload is the
+    producer's alone)."""
+    return 0o640 if mode == 0o660 else mode
+
+
+def my_groups() -> list[int]:
+    """This process's groups (effective and supplementary), for the Hello: the broker sends
+    descriptors of a group-readable pool only to a worker in that pool's group."""
+    return sorted({os.getegid(), *os.getgroups()})
 
 
 def pool_prefix(run: str, epoch: int) -> str:

@@ -22,6 +22,7 @@ from pipelogic.shm import (
     ctl_name,
     encode_descriptor,
     file_mode,
+    slot_mode,
     slot_name,
 )
 from pipelogic.shm.files import create_file
@@ -204,7 +205,7 @@ class SlotPool:
             os.unlink(path)  # an abandoned slot's name: its old inode lives on for whoever maps it
         except FileNotFoundError:
             pass
-        fd = create_file(path, os.O_RDWR, self.mode)
+        fd = create_file(path, os.O_RDWR, slot_mode(self.mode))
         try:
             try:
                 # Reserve the pages now: writing to a tmpfs mapping past the file system's

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pipelogic import protocol as P
 from pipelogic.component import ComponentSpec
 from pipelogic.errors import BrokerUnavailable, ProtocolError, StateLocked, StopRequested
+from pipelogic.shm import my_groups
 from pipelogic.shm.worker import make_probe, remove_probe
 from pipelogic.transport.link import Transport, handshake
 
@@ -29,6 +30,7 @@ def instance_id() -> str:
 def hello_for(
     vertex: str, input_types: list[str], output_types: list[str], join: bool = False, shm: str = ""
 ) -> P.Hello:
+    """This worker's Hello; with a probe (``shm``), its groups too (pipelogic.shm.my_groups)."""
     return P.Hello(
         vertex=vertex,
         instance=instance_id(),
@@ -40,6 +42,7 @@ def hello_for(
         types=[input_types, output_types],
         join=join,
         shm=shm,
+        groups=my_groups() if shm else None,
     )
 
 

@@ -14,8 +14,18 @@ import zmq
 
 from . import ROOT, USAGE
 from .baselines import raw, shaped
-from .cases import frames_case, graph_case, latency_case, pct, replicas_case, stateful_case, ui_case
+from .cases import (
+    compose_case,
+    frames_case,
+    graph_case,
+    latency_case,
+    pct,
+    replicas_case,
+    stateful_case,
+    ui_case,
+)
 from .components import make_components
+from .containers import compose_setup
 from .dora import DORA_FAILED, DORA_LOST, dora_run, dora_setup
 from .ours import ours, stalled_memory
 from .rayrun import RAY_FAILED, ray_run, ray_setup
@@ -46,18 +56,19 @@ def main() -> int:
     ap.add_argument(
         "--cases",
         default="small,frames,stateful,replicas,graph,latency,ui,memory",
-        help="which cases to run (comma-separated; default all)",
+        help="which cases to run (comma-separated; default all but compose, which needs a Docker engine "
+        "and builds the runtime image on first use)",
     )
     ap.add_argument("-o", "--output", default=str(ROOT / "build" / "bench.md"))
     args = ap.parse_args()
     cases = set(args.cases.split(","))
-    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "latency", "ui", "memory"}
+    unknown = cases - {"small", "frames", "stateful", "replicas", "graph", "latency", "ui", "memory", "compose"}
     if unknown:
         ap.error(
             f"--cases: unknown case(s) {', '.join(sorted(unknown))}; "
-            "expected some of small, frames, stateful, replicas, graph, latency, ui, memory"
+            "expected some of small, frames, stateful, replicas, graph, latency, ui, memory, compose"
         )
-    if cases & {"frames", "latency"}:
+    if cases & {"frames", "latency", "compose"}:
         try:
             import numpy  # noqa: F401  # the frames case's components and baselines use it
         except ImportError:
@@ -67,6 +78,8 @@ def main() -> int:
             )
     dora = dora_setup(ROOT / "build" / "dora-venv") if args.with_dora else None
     ray = ray_setup(ROOT / "build" / "ray-venv") if args.with_ray else None
+    if "compose" in cases and compose_setup() is None:
+        cases.discard("compose")
     rows: dict[str, dict[str, list[float]]] = {}
 
     labels: dict[str, tuple[str, str]] = {}  # row -> (what its baseline is, its unit) where not raw
@@ -168,6 +181,8 @@ def main() -> int:
                 latency_case(base, comps, args.latency_frames, r, note)
             if "ui" in cases:
                 ui_case(base, comps, args.n, r, note)
+            if "compose" in cases:
+                compose_case(base, comps, args.frames, r, note)
         mem = stalled_memory(base, comps, args.stall_s) if args.stall_s > 0 and "memory" in cases else None
 
     med = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in rows.items()}

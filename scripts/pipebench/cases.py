@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .baselines import raw, relayed
+from .containers import compose_frames
 from .dora import dora_run
 from .ours import graph, latency, ours
 from .rayrun import ray_run
@@ -23,6 +24,20 @@ def frames_case(
     note("1080p frames, 1 in flight, sockets", raw=base_rate, ours=sockets, ratio=sockets / base_rate)
     shared, _ = ours(base, comps, frames, 1, 1, worker="frame_double", source=source, shm=True)
     note("1080p frames, 1 in flight, shared memory", raw=base_rate, ours=shared, ratio=shared / base_rate)
+    durable, _ = ours(base, comps, frames, 1, 1, worker="frame_double", source=source, shm=True, store=True)
+    note(
+        "1080p frames, 1 in flight, shared memory, with the recovery store (as `up` runs it)",
+        raw=base_rate,
+        ours=durable,
+        ratio=durable / base_rate,
+    )
+    note(
+        "1080p frames, 1 in flight, shared memory: with the store against in memory",
+        base="in memory",
+        raw=shared,
+        ours=durable,
+        ratio=durable / shared,
+    )
     loaned, _ = ours(
         base,
         comps,
@@ -56,7 +71,8 @@ def frames_case(
     print(
         f"round {r + 1}: frames: raw {base_rate:,.1f}/s, through a relay {relay:,.1f}/s, "
         f"ours over sockets {sockets:,.1f}/s "
-        f"({sockets / base_rate:.2f}x), over shared memory {shared:,.1f}/s ({shared / base_rate:.2f}x), "
+        f"({sockets / base_rate:.2f}x), over shared memory {shared:,.1f}/s ({shared / base_rate:.2f}x; "
+        f"with the store {durable:,.1f}/s), "
         f"with loans {loaned:,.1f}/s ({loaned / base_rate:.2f}x)",
         flush=True,
     )
@@ -71,6 +87,30 @@ def frames_case(
         theirs = got[0]
         note("dora-rs: 1080p frames, 1 in flight", raw=base_rate, ours=theirs, ratio=theirs / base_rate)
         print(f"round {r + 1}: dora-rs frames: {theirs:,.1f}/s ({theirs / base_rate:.2f}x raw)", flush=True)
+
+
+def compose_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: Note) -> None:
+    """1080p frames, one in flight, through `pipelogic compose` with keys on (camera, worker
+    and stamp each in a container, the broker in another): over the encrypted sockets, and
+    through a shared-memory volume that only each producer's consumers may read."""
+    base_rate, _ = raw(frames, 1, frames=True)
+    frames = max(frames, 600)  # the broker's rate needs a second or more of movement
+    sockets, _ = compose_frames(base, comps, frames, shm=False)
+    note(
+        "1080p frames, 1 in flight, compose with keys, sockets", raw=base_rate, ours=sockets, ratio=sockets / base_rate
+    )
+    shared, _ = compose_frames(base, comps, frames, shm=True)
+    note(
+        "1080p frames, 1 in flight, compose with keys, shared memory",
+        raw=base_rate,
+        ours=shared,
+        ratio=shared / base_rate,
+    )
+    print(
+        f"round {r + 1}: compose with keys: raw {base_rate:,.1f}/s, sockets {sockets:,.1f}/s "
+        f"({sockets / base_rate:.2f}x), shared memory {shared:,.1f}/s ({shared / base_rate:.2f}x)",
+        flush=True,
+    )
 
 
 def stateful_case(base: Path, comps: dict[str, Path], n: int, r: int, note: Note) -> None:

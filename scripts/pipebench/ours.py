@@ -62,14 +62,16 @@ def ours(
     stamps: bool = False,
     shm: bool = True,
     ui: str = "",
+    store: bool = False,
 ) -> tuple[float, list[float]]:
     """(messages per second, intervals between values at the sink) through the broker.
     ``shm=False`` turns the shared-memory path off (broker and workers): sockets only.
-    ``ui``: the web view served beside it, ``idle`` (nobody watching) or ``watching``."""
+    ``ui``: the web view served beside it, ``idle`` (nobody watching) or ``watching``.
+    ``store``: the broker keeps the run in a recovery store, as `pipelogic up` does."""
     saved = os.environ.get("PIPELOGIC_SHM")
     os.environ["PIPELOGIC_SHM"] = "1" if shm else "0"
     try:
-        return _ours(base, comps, n, credit, batch, worker, source, extra, stamps, ui)
+        return _ours(base, comps, n, credit, batch, worker, source, extra, stamps, ui, store)
     finally:
         if saved is None:
             os.environ.pop("PIPELOGIC_SHM", None)
@@ -88,6 +90,7 @@ def _ours(
     extra: dict[str, Any] | None,
     stamps: bool,
     ui: str = "",
+    store: bool = False,
 ) -> tuple[float, list[float]]:
     from backend_stub.broker import Broker
     from backend_stub.model import Settings
@@ -105,7 +108,8 @@ def _ours(
             edges = ["n -> d", "d -> o"]
             procs = ["n", "d"]
         pl = parse_pipeline({"name": "bench", "components": vertices, "connections": edges}, Path(tmp) / "pipeline.yml")
-        broker = Broker(pl, "tcp://127.0.0.1:0", Settings(credit=credit, batch=batch))
+        state = Path(tmp) / "broker-state" if store else None
+        broker = Broker(pl, "tcp://127.0.0.1:0", Settings(credit=credit, batch=batch), state_dir=state)
         out = broker.scheduler.vertices["o"]
         assert isinstance(out, SinkVertex)
         sink = _timed_null(out.sink, n // 10, stamps)

@@ -175,3 +175,120 @@ def test_large_values_cross_containers_through_a_shared_memory_volume(tmp_path, 
     final = p.final()
     shm = final["broker"]["shm"]
     assert shm["adopted"] == n and shm["held"] == 0, shm  # every blob went through a slot
+
+
+WATCHER = """\
+import mmap
+import os
+import time
+
+from pipelogic.worker import run
+
+
+def watch(b: memoryview) -> int:
+    b = memoryview(b)
+    x = int.from_bytes(b[:8], "little")
+    if not isinstance(b.obj, mmap.mmap):
+        return -3  # not through a slot
+    if bytes(b) != x.to_bytes(8, "little") * (len(b) // 8):
+        return -1
+    if x == 5:  # hold the run (so the producer's pool) until the snoop has tried it
+        deadline = time.monotonic() + 120
+        while not os.path.exists("/shm/snooped") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return x * 2 + 1
+
+
+run(watch)
+"""
+
+SNOOP = """\
+import os
+import re
+import stat
+import time
+
+from pipelogic.worker import run
+
+POOL = re.compile(r"pipelogic-[0-9a-f]+-[0-9]+-([0-9]+|ctl)")
+
+
+def snoop(x: int) -> str:
+    deadline = time.monotonic() + 120
+    names = []
+    while time.monotonic() < deadline:  # the producer's control file and a slot
+        names = [n for n in os.listdir("/shm") if POOL.fullmatch(n)]
+        if any(n.endswith("-ctl") for n in names) and not all(n.endswith("-ctl") for n in names):
+            break
+        time.sleep(0.05)
+    denied = opened = 0
+    modes = set()
+    for name in names:
+        try:
+            modes.add(oct(stat.S_IMODE(os.stat("/shm/" + name).st_mode)))
+            os.close(os.open("/shm/" + name, os.O_RDONLY))
+            opened += 1
+        except PermissionError:
+            denied += 1
+        except FileNotFoundError:
+            pass
+    open("/shm/snooped", "w").close()
+    return f"denied={denied} opened={opened} modes={','.join(sorted(modes))} uid={os.getuid()}"
+
+
+run(snoop)
+"""
+
+
+def test_under_keys_frames_cross_containers_in_shared_memory_only_to_their_consumers(tmp_path, project):
+    """Keys on (the default) and `--shared-memory`: 1 MiB blobs reach their consumer's
+    container as slots it maps (it checks), with the broker running as the pipeline's
+    owner, not root; a worker container of the same pipeline that does not consume the
+    producer is refused by the kernel on every one of its pool files, and the output is
+    exact with no slot left held."""
+    n = 60
+    d = tmp_path / "pipe"
+    d.mkdir()
+    shutil.copytree(CHAOS / "blobs", d / "blobs")
+    for name, yml, main in (
+        ("watcher", "input_type: Bytes\n  output_type: Int64", WATCHER),
+        ("snoop", "input_type: Int64\n  output_type: String", SNOOP),
+    ):
+        (d / name / "src").mkdir(parents=True)
+        (d / name / "component.yml").write_text(f"name: {name}\nlanguage: py\nworker:\n  {yml}\n")
+        (d / name / "src" / "main.py").write_text(main)
+    (d / "pipeline.yml").write_text(
+        textwrap.dedent(f"""\
+        name: private
+        components:
+          numbers: {{source: sequence, count: {n}}}
+          blobs:   {{path: ./blobs}}
+          watcher: {{path: ./watcher}}
+          out:     {{sink: jsonl, path: ./out/values.jsonl}}
+          once:    {{source: sequence, count: 1}}
+          snoop:   {{path: ./snoop}}
+          seen:    {{sink: jsonl, path: ./out/snoop.jsonl}}
+        connections: [numbers -> blobs, blobs -> watcher, watcher -> out, once -> snoop, snoop -> seen]
+        """)
+    )
+    os.chown(d, 4321, 4321)  # the broker drops root for this owner: it reads the pools by their groups
+    file = compose_for(d / "pipeline.yml", "--shared-memory", "256m")
+    doc = yaml.safe_load(file.read_text())
+    uid = {name: int(doc["services"][name]["user"].split(":")[0]) for name in ("blobs", "watcher", "snoop")}
+    assert doc["services"]["watcher"]["group_add"] == [uid["blobs"]]
+    assert "group_add" not in doc["services"]["snoop"]
+    p = project(file)
+    p.compose("up", "--no-color")
+    logs = p.logs("broker")
+    assert p.wait_exit("broker", 10) == 0, logs
+    assert "running as uid 4321" in logs, logs
+    for service in ("blobs", "watcher", "snoop"):
+        assert p.container(service).attrs["State"]["ExitCode"] == 0, p.logs(service)
+    assert [int(x) for x in lines(d / "out" / "values.jsonl")] == [2 * x + 1 for x in range(n)], logs
+    [seen] = [json.loads(x) for x in lines(d / "out" / "snoop.jsonl")]
+    fields = dict(part.split("=") for part in seen.split())
+    assert int(fields["denied"]) >= 2 and fields["opened"] == "0", seen  # the control file and slots
+    assert set(fields["modes"].split(",")) == {"0o640", "0o660"}, seen
+    assert fields["uid"] == str(uid["snoop"]), seen
+    shm = p.final()["broker"]["shm"]
+    assert shm["adopted"] == n and shm["held"] == 0, shm  # every blob went through a slot

@@ -49,6 +49,8 @@ def test_a_short_run_writes_every_row_with_its_ratio(tmp_path, cli_env):
         "small, 256 in flight (defaults)",
         "1080p frames, 1 in flight, sockets",
         "1080p frames, 1 in flight, shared memory",
+        "1080p frames, 1 in flight, shared memory, with the recovery store (as `up` runs it)",
+        "1080p frames, 1 in flight, shared memory: with the store against in memory",
         "1080p frames, 1 in flight, sockets: ours against the ceiling",
         "graph: a chain of 8: items/s, broker CPU per item and stage",
         "graph: a fan-out to 4: items/s, broker CPU per item and stage",

@@ -116,6 +116,34 @@ def test_large_values_go_through_shared_memory_and_leave_nothing_behind(tmp_path
     assert files(d) == []
 
 
+@pytest.mark.parametrize(("mode", "expect"), [("600", "shm"), ("660", "shm"), ("666", "socket")])
+def test_under_keys_only_files_the_kernel_keeps_private_go_through_shared_memory(tmp_path, shm_env, mode, expect):
+    """`up --keys`: workers whose pool files are 0600 or 0660 still share frames through
+    slots (every process here is one user); 0666 files, which anyone reaching the
+    directory could read, get the bytes over the encrypted sockets instead, and the
+    broker says why. Nothing is lost either way."""
+    env, d = shm_env
+    env = dict(env, PIPELOGIC_SHM_MODE=mode)
+    f = tmp_path / "pipeline.yml"
+    f.write_text(pipeline(120, {"expect": expect}))
+    keys = tmp_path / "keys"
+    made = subprocess.run(
+        [sys.executable, "-m", "pipelogic", "keys", "init", str(keys), "--pipeline", str(f)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    with up_process(f, env, "--timeout", "90", "--keys", str(keys)) as up:
+        rc = up.proc.wait(120)
+    assert rc == 0, up.output[-3000:]
+    assert verdict(read_out(tmp_path), reference(120)) == "ALL-RECORDS-DELIVERED", up.output[-3000:]
+    warned = "shared-memory files are 0666 (PIPELOGIC_SHM_MODE=666)" in up.output
+    assert warned == (mode == "666"), up.output[-3000:]
+    assert pool_files(d) == []
+
+
 def test_a_worker_that_does_not_share_the_directory_gets_the_bytes(tmp_path, shm_env):
     """The producer places its blobs in slots; the consumer (PIPELOGIC_SHM=0, as a worker on
     another host or in a container without a shared /dev/shm) gets them as frames."""
@@ -362,7 +390,10 @@ def test_sigkill_chaos_of_workers_and_broker_with_shared_memory_exactly_once(tmp
     assert line == "ALL-RECORDS-DELIVERED", report
     # Dead pools are reaped as the run goes. The broker holds at most about 16 MiB buffered
     # plus 16 ticks in flight (of 1 MiB values), over all pools, live or dead; the live
-    # producer's pool keeps about as many for reuse. Unreaped pools would add up to that
-    # again with every producer killed.
-    assert nemesis.most_files <= 100, report
+    # producer's pool keeps about as many for reuse, and just after a kill of the producer
+    # its dead pool's held slots are still there beside the new one's. Measured: 64-74
+    # before commits were spaced by their cost, 67-106 since (the broker moves more between
+    # commits, so a restart redoes more). Unreaped pools would add about 32 with every
+    # producer killed: 10 kills make 300 or more.
+    assert nemesis.most_files <= 140, report
     assert files(d) == [], report

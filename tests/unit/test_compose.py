@@ -101,10 +101,35 @@ def test_shared_memory_is_one_tmpfs_volume_mounted_into_every_container():
         assert svc["environment"]["PIPELOGIC_SHM_MODE"] == "666", name
     plain = yaml.safe_load(render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", keys=False)))
     assert "shm" not in plain["volumes"] and "environment" not in plain["services"]["broker"]
-    with pytest.raises(ContainerError, match="--shared-memory needs --no-keys"):
-        render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", shared_memory="1g"))
     with pytest.raises(ContainerError, match="expected a size such as 512m or 2g, got '1 GB'"):
         render_compose(load_pipeline(HELLO), ROOT / "c.yaml", ComposeOptions("img:1", keys=False, shared_memory="1 GB"))
+
+
+def test_shared_memory_under_keys_gives_each_consumer_the_groups_of_its_producers(tmp_path, component):
+    """With keys, pool files are 0660 (PIPELOGIC_SHM_MODE=660) of each worker's own group,
+    and a worker container is given the groups of the component vertices it consumes, no
+    other: a chain a -> b -> c and a vertex d fed by a built-in source."""
+    dirs = {n: component(n, f"name: {n}\nworker: {{input_type: Int64, output_type: Int64}}\n", "") for n in "abcd"}
+    file = write(
+        tmp_path,
+        "name: groups\ncomponents:\n  n: {source: sequence, count: 3}\n"
+        + "".join(f"  {n}: {{path: {d}}}\n" for n, d in dirs.items())
+        + "  out: {sink: null}\n  out2: {sink: null}\n"
+        "connections: [n -> a, a -> b, b -> c, c -> out, n -> d, d -> out2]\n",
+    )
+    text = render_compose(load_pipeline(file), tmp_path / "c.yaml", ComposeOptions("img:1", shared_memory="1g"))
+    doc = yaml.safe_load(text)
+    uids = {n: int(doc["services"][n]["user"].split(":")[0]) for n in "abcd"}
+    assert all(doc["services"][n]["user"] == f"{u}:{u}" for n, u in uids.items())
+    assert doc["services"]["b"]["group_add"] == [uids["a"]]
+    assert doc["services"]["c"]["group_add"] == [uids["b"]]
+    assert "group_add" not in doc["services"]["a"] and "group_add" not in doc["services"]["d"]  # a source feeds them
+    for name, svc in doc["services"].items():
+        assert svc["environment"]["PIPELOGIC_SHM_MODE"] == "660", name
+        assert "shm:/shm" in svc["volumes"], name
+    assert "Not for `docker stack deploy`, which refuses group_add" in text
+    plain = render_compose(load_pipeline(file), tmp_path / "c.yaml", ComposeOptions("img:1"))
+    assert "group_add" not in plain and "docker stack deploy -c THIS_FILE NAME" in plain
 
 
 def test_the_web_view_is_published_on_the_hosts_loopback_only():

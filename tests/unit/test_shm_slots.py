@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from backend_stub.shm import ANYONE, SlotLost, SlotRef, SlotRegistry
+from backend_stub.shm import ANYONE, Access, SlotLost, SlotRef, SlotRegistry
 from backend_stub.spill import Spill
 from pipelogic.errors import ProtocolError
 from pipelogic.shm import (
@@ -41,7 +41,7 @@ def payload(x: int, n: int = MIB) -> bytes:
 def world(tmp_path):
     """A registry, a producer pool for epoch 7 and a reader, over one directory."""
     reg = SlotRegistry(RUN, tmp_path)
-    offer = reg.register(7, os.getuid())
+    offer = reg.register(7, Access(os.getuid()))
     pool = SlotPool(tmp_path, offer["prefix"], 512 * 1024, 64 * MIB)
     reader = SlotReader(tmp_path)
     yield reg, pool, reader, tmp_path
@@ -110,7 +110,7 @@ def test_a_slot_is_reused_once_the_broker_gives_it_back(world):
 
 def test_the_pool_is_bounded_and_falls_back_to_the_socket(tmp_path):
     reg = SlotRegistry(RUN, tmp_path)
-    pool = SlotPool(tmp_path, reg.register(1, os.getuid())["prefix"], 512 * 1024, 3 * MIB)
+    pool = SlotPool(tmp_path, reg.register(1, Access(os.getuid()))["prefix"], 512 * 1024, 3 * MIB)
     refs = [adopt(reg, 1, pool.place(payload(i))) for i in range(3)]
     assert pool.place(payload(9)) is None and pool.fallbacks == 1
     del refs[0]
@@ -172,7 +172,7 @@ def test_registry_refuses_forged_and_repeated_descriptors(world):
     desc = pool.place(payload(1))
     with pytest.raises(ProtocolError, match="no pool"):
         adopt(reg, 8, desc)  # an epoch that did not prove it shares the directory
-    other = reg.register(9, os.getuid())["prefix"]
+    other = reg.register(9, Access(os.getuid()))["prefix"]
     with pytest.raises(ProtocolError, match="not of its own"):
         adopt(reg, 9, desc)  # another worker's slot
     with pytest.raises(ProtocolError, match="not a shared-memory descriptor|bad pool name"):
@@ -239,7 +239,7 @@ def test_probe_names_are_checked(tmp_path, monkeypatch):
     (tmp_path / ("pipelogic-probe-" + "ab" * 12)).touch()
     (tmp_path / "target").touch()
     os.symlink(tmp_path / "target", tmp_path / ("pipelogic-probe-" + "cd" * 12))
-    assert reg.probe("pipelogic-probe-" + "ab" * 12) == os.getuid()
+    assert reg.probe("pipelogic-probe-" + "ab" * 12) == Access(os.getuid())
     assert reg.probe("pipelogic-probe-" + "cd" * 12) is None  # a symlink proves nothing
     for name in ("../target", "", "pipelogic-probe-" + "ef" * 12):
         assert reg.probe(name) is None
@@ -250,8 +250,8 @@ def test_probe_names_are_checked(tmp_path, monkeypatch):
 def test_descriptors_go_only_to_a_worker_of_the_producers_user(world):
     reg, pool, _, _ = world
     ref = adopt(reg, 7, pool.place(payload(3)))
-    reg.register(20, os.getuid())
-    reg.register(21, os.getuid() + 1)
+    reg.register(20, Access(os.getuid()))
+    reg.register(21, Access(os.getuid() + 1))
     assert reg.resolve_for(20, [b"h", ref]) == [b"h", ref]  # maps it itself
     assert reg.resolve_for(21, [b"h", ref]) == [b"h", payload(3)]  # another user: 0600 files
     assert reg.resolve_for(22, [b"h", ref]) == [b"h", payload(3)]  # does not share the directory
@@ -275,15 +275,15 @@ def test_files_take_the_mode_asked_for_whatever_the_umask(tmp_path, monkeypatch)
         reg = SlotRegistry(RUN, tmp_path)
         probe = make_probe()
         assert (tmp_path / probe).stat().st_mode & 0o777 == 0o600
-        assert reg.probe(probe) == os.getuid()
+        assert reg.probe(probe) == Access(os.getuid())
         monkeypatch.setenv("PIPELOGIC_SHM_MODE", "666")
         probe = make_probe()
         assert (tmp_path / probe).stat().st_mode & 0o777 == 0o666
-        assert reg.probe(probe) == ANYONE  # every worker sharing the directory may map its slots
-        pool = SlotPool(tmp_path, reg.register(3, ANYONE)["prefix"], 512 * 1024, 8 * MIB)
+        assert reg.probe(probe) == Access(ANYONE)  # every worker sharing the directory may map its slots
+        pool = SlotPool(tmp_path, reg.register(3, Access(ANYONE))["prefix"], 512 * 1024, 8 * MIB)
         ref = adopt(reg, 3, pool.place(payload(1)))
         assert (tmp_path / ref.name).stat().st_mode & 0o777 == 0o666
-        reg.register(4, os.getuid() + 1)
+        reg.register(4, Access(os.getuid() + 1))
         assert reg.resolve_for(4, [ref]) == [ref]  # another user, but the files are 0666
         monkeypatch.setenv("PIPELOGIC_SHM_MODE", "644")
         assert make_probe() == ""  # refused with a warning: shared memory off
@@ -291,6 +291,58 @@ def test_files_take_the_mode_asked_for_whatever_the_umask(tmp_path, monkeypatch)
         pool.close()
     finally:
         os.umask(old)
+
+
+def test_group_readable_pools_go_to_members_of_their_group_only(tmp_path, monkeypatch):
+    """PIPELOGIC_SHM_MODE=660: the probe and control file 0660, the slots 0640, whatever the
+    umask; the broker reads the owner and group off the probe and gives descriptors to the
+    producer's user and to workers whose Hello lists the group; any other gets the bytes."""
+    from pipelogic.shm.worker import make_probe
+
+    monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))
+    monkeypatch.setenv("PIPELOGIC_SHM_MODE", "660")
+    old = os.umask(0o077)
+    try:
+        reg = SlotRegistry(RUN, tmp_path, secure=True)
+        probe = make_probe()
+        assert (tmp_path / probe).stat().st_mode & 0o777 == 0o660
+        access = reg.probe(probe)
+        assert access == Access(os.getuid(), os.getgid())
+        pool = SlotPool(tmp_path, reg.register(3, access, [os.getgid()])["prefix"], 512 * 1024, 8 * MIB)
+        ref = adopt(reg, 3, pool.place(payload(1)))
+        assert (tmp_path / ref.name).stat().st_mode & 0o777 == 0o640  # the group never writes a payload
+        assert (tmp_path / ctl_name(pool.prefix)).stat().st_mode & 0o777 == 0o660  # KEPT marks
+        other = os.getuid() + 1
+        reg.register(4, Access(other), [os.getgid() + 7, os.getgid()])  # a consumer given the group
+        reg.register(5, Access(other), [os.getgid() + 7])  # a worker of the pipeline without it
+        reg.register(6, Access(other), ["0", -1, None])  # junk in a Hello is no group
+        assert reg.resolve_for(4, [ref]) == [ref]
+        assert reg.resolve_for(5, [ref]) == [payload(1)]
+        assert reg.resolve_for(6, [ref]) == [payload(1)]
+        assert reg.resolve_for(3, [ref]) == [ref]  # the producer's own user
+        del ref
+        pool.close()
+    finally:
+        os.umask(old)
+
+
+def test_a_secure_registry_offers_nothing_to_world_readable_files(tmp_path, monkeypatch, caplog):
+    """Under keys the broker never offers the path to a worker with 0666 files (anyone
+    reaching the directory could read them); it says so once, and 0600 and 0660 still get it."""
+    from pipelogic.shm.worker import make_probe
+
+    monkeypatch.setenv("PIPELOGIC_SHM_DIR", str(tmp_path))
+    reg = SlotRegistry(RUN, tmp_path, secure=True)
+    monkeypatch.setenv("PIPELOGIC_SHM_MODE", "666")
+    open_probes = [make_probe(), make_probe()]
+    assert [reg.probe(p) for p in open_probes] == [None, None]
+    assert [r.message for r in caplog.records].count(
+        "broker: a worker's shared-memory files are 0666 (PIPELOGIC_SHM_MODE=666), which any process reaching "
+        f"{tmp_path} can read; with keys, its large values go over the socket (use 660)"
+    ) == 1
+    assert SlotRegistry(RUN, tmp_path).probe(open_probes[0]) == Access(ANYONE)  # without keys: fine
+    monkeypatch.setenv("PIPELOGIC_SHM_MODE", "600")
+    assert reg.probe(make_probe()) == Access(os.getuid())
 
 
 # -- loans --------------------------------------------------------------------------------------
@@ -454,7 +506,7 @@ def test_a_broker_whose_lock_is_held_keeps_to_sockets(tmp_path, monkeypatch):
 def test_the_sweep_keeps_the_runs_own_lock_file(tmp_path):
     reg = SlotRegistry(RUN, tmp_path)
     assert reg.claim()  # as a broker starts: before any worker registers
-    pool = SlotPool(tmp_path, reg.register(7, os.getuid())["prefix"], 512 * 1024, 64 * MIB)
+    pool = SlotPool(tmp_path, reg.register(7, Access(os.getuid()))["prefix"], 512 * 1024, 64 * MIB)
     ref = adopt(reg, 7, pool.place(payload(1)))
     assert reg.sweep() == 2  # the slot and its control file, not the lock
     assert os.listdir(tmp_path) == [reg.lock_name]
