@@ -147,14 +147,14 @@ def take_tick(vs: ComponentVertex, journal: Journal | None) -> Inflight | None:
 def send_ticks(vs: WorkerVertex, vertices: dict[str, VertexState], journal: Journal | None, credit: int) -> list[Send]:
     """The Ticks messages that go to the worker of ``vs`` now: first a replay of logged
     ticks its incarnation has not had, then new ones while ``credit`` (its paced credit in
-    ticks) and ``inflight_bytes``, the consumers' room and the inputs allow, at most
-    ``batch`` ticks a message."""
+    ticks) and ``inflight_bytes``, the consumers' room and the inputs allow, up to
+    ``settings.message_ticks`` ticks a message."""
     assert vs.epoch is not None
     sends: list[Send] = []
     layout: list[Any] = []
     frames: list[Any] = []
     max_bytes = vs.pace.bytes(vs.settings.inflight_bytes)
-    batch = vs.settings.batch
+    batch = vs.settings.message_ticks
     streaming = vs.streaming
     fits: int | None = None  # how many more new ticks the consumers' buffers take
     # Credit in ticks and in bytes (the broker holds each in-flight tick's values for a

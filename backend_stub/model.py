@@ -14,6 +14,7 @@ from backend_stub.pacing import Pace
 from pipelogic.pipeline import Pipeline, Vertex
 
 __all__ = [
+    "COALESCE",
     "Action",
     "Inflight",
     "InputBuffer",
@@ -28,6 +29,12 @@ __all__ = [
 Value = tuple[Any, ...]
 
 
+COALESCE = 64
+"""Ticks ready in the same loop turn share one message up to this many, whatever ``batch``
+says (measured at 16 in flight, one tick a message: 0.56-0.57x the ceiling of our message
+shape; sharing: 0.77-0.87x; docs/benchmarks.md)."""
+
+
 @dataclass
 class Settings:
     """The flow settings: the pipeline's (``settings:``), and each component vertex's own
@@ -37,10 +44,19 @@ class Settings:
     buffer_bytes: int = 64 * 1024 * 1024  # per input buffer, besides the message bound
     inflight_bytes: int = 64 * 1024 * 1024  # per worker, besides the credit in ticks
     credit: int = 256
-    batch: int = 64
+    batch: int = 64  # raises the most ticks one message carries past COALESCE (never lowers it)
     heartbeat_ms: int = 1000
     liveness: int = 5
     redelivery: bool = True  # off: a control setting for tests; lost ticks are not replayed
+
+    @property
+    def message_ticks(self) -> int:
+        """The most ticks one Ticks message carries: every tick formed in the same loop
+        turn shares a message, up to :data:`COALESCE` or ``batch`` if larger. A tick is
+        still formed only within the worker's credit, so what a worker sees (each tick
+        once, in order, within its credit) is the same as one message a tick; only the
+        broker's and the worker's work per message is shared (docs/semantics.md)."""
+        return max(self.batch, COALESCE)
 
     @classmethod
     def from_pipeline(cls, p: Pipeline, **overrides: Any) -> Settings:

@@ -113,7 +113,7 @@ def deal(
     # Formed and unapplied ticks: each instance's credit, and as much again for results that
     # wait for a slow instance's older tick (the consumers' room bounds them too).
     window = 2 * sum(paced.values())
-    batch = settings.batch
+    batch = settings.message_ticks
     pending: dict[int, tuple[list[Any], list[Any]]] = {}
     while True:
         best: Instance | None = None

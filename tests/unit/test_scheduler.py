@@ -62,14 +62,25 @@ def test_zip_rule_and_end_of_stream(tmp_path, comp):
     s = Scheduler(pipeline(tmp_path, comp), Settings(credit=4, batch=2))
     epoch, actions = connect(s)
     sent = ticks_of(actions)
-    assert [t for t, _, _ in sent] == [0, 1, 2, 3]  # credit 4, two batches of 2
-    assert len(actions) == 2
+    assert [t for t, _, _ in sent] == [0, 1, 2, 3]  # credit 4
+    assert len(actions) == 1  # ready in the same turn: one message, whatever batch says
     while sent:
         sent = ticks_of(answer(s, epoch, sent))
     assert s.done
     assert s.vertices["out"].sink.values == [i + 100 + i for i in range(10)]
     # the worker was told to close
     assert s.vertices["c"].finished
+
+
+@pytest.mark.parametrize(("batch", "sizes"), [(1, [64, 64, 64, 8]), (64, [64, 64, 64, 8]), (100, [100, 100])])
+def test_ticks_ready_together_share_messages_of_up_to_64_or_batch(tmp_path, comp, batch, sizes):
+    """Coalescing: the 200 ticks a fresh worker's credit allows go out in messages of 64
+    (COALESCE) whatever a smaller batch says; a larger batch raises the size. Each tick
+    once, in order."""
+    s = Scheduler(pipeline(tmp_path, comp, count=1000), Settings(credit=200, batch=batch))
+    _, actions = connect(s)
+    assert [len(ticks_of([a])) for a in actions] == sizes
+    assert [t for t, _, _ in ticks_of(actions)] == list(range(200))
 
 
 def test_backpressure_bounds_buffers(tmp_path, comp):
