@@ -236,6 +236,9 @@ class Broker:
                         self._run(sch.pump_workers())
                         self.ports.flush()
                     self._run(sch.pump(now))
+                    if self.ports.ahead:  # a held tick whose Results came while the store was blocked
+                        self.ports.release_due(sch.answered_before)
+                    self.ports.flush()  # the ticks it formed go out before the chores below
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
                 self.observer.sample(sch.vertices, now)
@@ -410,6 +413,11 @@ class Broker:
                     raise ProtocolError(
                         f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, which did not register it"
                     )
+            if self.ports.ahead and type(msg) is P.Results and (self.committer is None or not self.committer.blocked):
+                # The tick formed ahead for this worker goes before its results are applied:
+                # they free its credit, and the worker would otherwise idle meanwhile. (A
+                # malformed Results then costs one tick of credit, never a tick.)
+                self.ports.release(msg.epoch)
             # The loop pumps once after draining the socket, not once per message.
             return self.scheduler.on_message(msg, payload, now, pump=False)
         except PipelogicError as exc:  # malformed, or well-formed but impossible: dropped, counted
@@ -427,10 +435,11 @@ class Broker:
             elif isinstance(a, Send):
                 # Slots reach a worker that can map them as descriptors, any other as the
                 # bytes themselves.
-                self.ports.queue(
-                    a.epoch,
-                    a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames, a.epoch),
-                )
+                frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames, a.epoch)
+                if a.ahead >= 0:
+                    self.ports.hold(a.epoch, a.ahead, frames)
+                else:
+                    self.ports.queue(a.epoch, frames)
             elif isinstance(a, Reply):
                 frames = a.frames if self.slots is None or not self.slots.holding else self._resolved(a.frames)
                 if self.ui is not None and a.client.startswith(UI_CLIENT):

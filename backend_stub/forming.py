@@ -12,7 +12,10 @@ from backend_stub.vertices import ComponentVertex, VertexState, WorkerVertex
 from pipelogic import protocol as P
 from pipelogic.pulling import decide
 
-__all__ = ["could_form", "form_tick", "room", "send_ticks", "take_tick", "virtual_queue"]
+__all__ = ["AHEAD_S", "could_form", "form_tick", "forms_ahead", "room", "send_ticks", "take_tick", "virtual_queue"]
+
+AHEAD_S = 0.001
+"""A worker with ``credit: 1`` faster than this a tick has its next tick formed ahead."""
 
 # Stream types whose values are a few bytes: no need to learn their size before sending more.
 _SMALL = frozenset(["Bool", "Char", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double"])
@@ -46,6 +49,29 @@ def room(vertices: dict[str, VertexState], vs: VertexState, extra: int) -> int:
             elif buf.received == 0 and applied == 0 and str(vs.v.output_types[k]) not in _SMALL:
                 room = min(room, 1 - extra)  # no value yet: learn what they weigh from the first
     return room
+
+
+def forms_ahead(vs: WorkerVertex, credit: int) -> bool:
+    """Whether the next tick of ``vs``, whose credit is used up, is formed now and held by
+    the broker until the worker's next Results arrive (then it goes before they are even
+    applied). Only for a fast synchronous worker at ``credit: 1``: there the worker idles
+    while the broker applies each result and forms the next tick, a third of a round trip
+    (docs/benchmarks.md). The worker itself still never holds more than one tick; the value
+    is taken off its input less than :data:`AHEAD_S` early; a slow worker (the pacing's
+    one-in-flight case) keeps its next value queued instead, so a newer one may still
+    replace it upstream, and never gets a tick ahead."""
+    return (
+        credit == 1
+        and vs.settings.credit == 1
+        and 0.0 < vs.pace.tick_s < AHEAD_S
+        and vs.sent == vs.next_tick  # no replay owed
+        and vs.sent - vs.expect == 1
+        and not vs.finished
+        and bool(vs.inputs)
+        and "streaming" not in vs.features
+        and "virtual_input" not in vs.features
+        and all(b.queue for b in vs.inputs)
+    )
 
 
 def could_form(vs: ComponentVertex) -> bool:

@@ -86,11 +86,14 @@ class Settings:
 
 @dataclass(slots=True)
 class Send:
-    """Send ``frames`` to the worker incarnation ``epoch``."""
+    """Send ``frames`` to the worker incarnation ``epoch``. ``ahead`` >= 0: the frames are
+    tick ``ahead``, formed ahead of the credit (:func:`backend_stub.forming.forms_ahead`);
+    the broker holds it until the worker answers the tick before it."""
 
     epoch: int
     frames: list[Any]
     durable: bool = False
+    ahead: int = -1
     kind: ClassVar[Literal["send"]] = "send"
 
 

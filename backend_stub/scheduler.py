@@ -41,7 +41,7 @@ from typing import Any
 from backend_stub import deadletter, replicas
 from backend_stub.admission import clean_stats, hello_refusal, welcome_fields
 from backend_stub.config import ConfigDesk
-from backend_stub.forming import could_form, room, send_ticks
+from backend_stub.forming import could_form, forms_ahead, room, send_ticks
 from backend_stub.latency import TRACE_S, observe_written
 from backend_stub.model import Action, CloseWorker, Instance, Journal, Send, Settings, Value
 from backend_stub.observe import status_of
@@ -418,6 +418,12 @@ class Scheduler:
             self.done = True
         return actions
 
+    def answered_before(self, epoch: int, tick: int) -> bool:
+        """Whether the worker incarnation ``epoch`` has answered every tick before ``tick``
+        (then a tick held for it since it was formed ahead may go), or is gone."""
+        vs = self.by_epoch.get(epoch)
+        return vs is None or isinstance(vs, ReplicatedVertex) or vs.expect >= tick
+
     def pump_workers(self) -> list[Action]:
         """One pass of :meth:`pump` over the worker vertices only: the ticks that can go
         now, without waiting for the sources and sinks (the loop sends these first, then
@@ -538,7 +544,12 @@ class Scheduler:
         credit = vs.pace.credit(vs.settings.credit)
         if vs.sent - vs.expect >= credit and vs.applied != vs.next_tick:
             # No credit left (the usual case when pumped between results): nothing to send,
-            # and with ticks formed and not applied, nothing finishes.
+            # and with ticks formed and not applied, nothing finishes. Except a fast worker
+            # at credit 1, whose next tick is formed now and held for its next results.
+            if forms_ahead(vs, credit):
+                for send in send_ticks(vs, self.vertices, self.journal, credit + 1):
+                    send.ahead = vs.sent - 1  # one tick: the credit allows one more
+                    actions.append(send)
             return
         if vs.sent < vs.next_tick or not vs.inputs or vs.streaming or all(b.queue for b in vs.inputs):
             # A replay is owed, or a tick may form (else this pass has nothing to send: most

@@ -39,6 +39,10 @@ class TickPorts:
         self._stray = stray
         self.sockets: dict[int, tuple[ZSocket, bytes]] = {}  # epoch -> socket, its worker's routing id
         self.outbox: dict[int, deque[list[Any]]] = {}
+        self.waiting: set[int] = set()  # epochs whose outbox is not empty: what a flush visits
+        # epoch -> (tick, frames): a tick formed ahead, sent when the worker answers the one before
+        self.ahead: dict[int, tuple[int, list[Any]]] = {}
+        self.released = 0  # ticks held and then sent (status: the broker's)
 
     def open(self, epoch: int, curve: Any = None, domain: str = "") -> tuple[str, bytes]:
         """Bind the tick port of ``epoch``: its endpoint and the routing id its worker must take."""
@@ -67,15 +71,40 @@ class TickPorts:
         box = self.outbox.get(epoch)
         if box is not None:
             box.append(frames)
+            self.waiting.add(epoch)
+
+    def hold(self, epoch: int, tick: int, frames: list[Any]) -> None:
+        """Hold ``frames``, tick ``tick`` formed ahead of the credit, until :meth:`release`.
+        One tick at a time: one held before goes out first rather than be replaced."""
+        if epoch in self.outbox:
+            if epoch in self.ahead:
+                self.release(epoch)
+            self.ahead[epoch] = (tick, frames)
+
+    def release(self, epoch: int) -> None:
+        """``epoch`` answered: its held tick goes out now, after what was queued."""
+        held = self.ahead.pop(epoch, None)
+        if held is not None:
+            self.released += 1
+            self.queue(epoch, held[1])
+            self.flush_one(epoch)
+
+    def release_due(self, due: Callable[[int, int], bool]) -> None:
+        """Release each held tick for which ``due(epoch, tick)`` says its worker answered
+        the ticks before it (those :meth:`release` was not called for on their Results)."""
+        for epoch, (tick, _) in list(self.ahead.items()):
+            if due(epoch, tick):
+                self.release(epoch)
 
     @property
     def pending(self) -> bool:
         """Whether anything waits to go out (a worker has not attached yet)."""
-        return any(self.outbox.values())
+        return bool(self.waiting)
 
     def flush_one(self, epoch: int) -> None:
         box = self.outbox.get(epoch)
         if not box:
+            self.waiting.discard(epoch)
             return
         sock, token = self.sockets[epoch]
         while box:
@@ -84,10 +113,15 @@ class TickPorts:
             except zmq.Again:
                 return  # the worker has not attached yet; retry next turn
             box.popleft()
+        self.waiting.discard(epoch)
 
     def flush(self) -> None:
-        for epoch in list(self.outbox):
-            self.flush_one(epoch)
+        """Send what waits, for every epoch that has something (cheap when nothing does:
+        the loop flushes as soon as ticks are formed, for their latency, and again at the
+        end of its turn)."""
+        if self.waiting:
+            for epoch in list(self.waiting):
+                self.flush_one(epoch)
 
     def drop_strays(self, now: float) -> None:
         """Read and drop what strangers sent to any tick port (at most one message per peer
@@ -107,6 +141,8 @@ class TickPorts:
         """Close the tick port of ``epoch`` (what waits for it is dropped)."""
         entry = self.sockets.pop(epoch, None)
         self.outbox.pop(epoch, None)
+        self.waiting.discard(epoch)
+        self.ahead.pop(epoch, None)  # in the vertex's log: replayed to the next incarnation
         if entry is not None:
             # What a stranger sent since the last periodic check is counted, not lost unseen.
             self._drop_strays_of(epoch, entry[0], now)
@@ -117,3 +153,5 @@ class TickPorts:
             sock.close(linger=linger_ms)
         self.sockets.clear()
         self.outbox.clear()
+        self.waiting.clear()
+        self.ahead.clear()

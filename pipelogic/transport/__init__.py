@@ -39,6 +39,7 @@ __all__ = [
     "broker_address",
     "connect",
     "peer_endpoint",
+    "readable",
     "recv",
     "request",
     "send",
@@ -171,6 +172,7 @@ def _client(ctx: ZContext, kind: int, hwm: int | None = None, routing_id: bytes 
 _RAW_SEND = zmq.backend.Socket.send
 _RAW_RECV = zmq.backend.Socket.recv
 _RAW_GET = zmq.backend.Socket.get
+_ZMQ_POLL = zmq.backend.zmq_poll
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _SNDMORE = int(zmq.SNDMORE)
@@ -205,6 +207,13 @@ def waiting(sock: ZSocket) -> bool:
     builds an exception for that (about 2.6 us here, against 1 us for this check)."""
     events: int = _RAW_GET(sock, _EVENTS)  # type: ignore[assignment]  # an int for EVENTS
     return bool(events & _POLLIN)
+
+
+def readable(sock: ZSocket, timeout_ms: int) -> bool:
+    """Wait up to ``timeout_ms`` (-1: for ever) for a message to receive on ``sock``.
+    libzmq's poll without pyzmq's ``Socket.poll``, which builds a Poller each call (about
+    8 us here: at one tick in flight a worker waits once per tick)."""
+    return bool(_ZMQ_POLL([(sock, _POLLIN)], timeout_ms))
 
 
 def term(ctx: ZContext, timeout_s: float = 2.0) -> bool:

@@ -33,7 +33,18 @@ import zmq
 from pipelogic import _health
 from pipelogic import protocol as P
 from pipelogic.errors import BrokerLost, BrokerUnavailable, KeyFileMissing, ProtocolError
-from pipelogic.transport import NOBLOCK, ZContext, connect, peer_endpoint, recv, request, send, term
+from pipelogic.transport import (
+    NOBLOCK,
+    ZContext,
+    connect,
+    peer_endpoint,
+    readable,
+    recv,
+    request,
+    send,
+    term,
+    waiting,
+)
 
 __all__ = ["BrokerLink", "Link", "Transport", "ZmqTransport", "handshake"]
 
@@ -172,12 +183,14 @@ class BrokerLink:
 
     def send_frames(self, frames: list[Any]) -> None:
         """:meth:`send` of a message already encoded."""
-        deadline = time.monotonic() + self.send_timeout_s
+        deadline = 0.0  # set at the first refusal: a send that goes asks no clock
         while True:
             try:
                 send(self.push, frames)
                 return
             except zmq.Again:
+                if not deadline:
+                    deadline = time.monotonic() + self.send_timeout_s
                 if self.lost is not None and not self.fenced:
                     raise BrokerLost(self.lost) from None
                 if self.fenced or time.monotonic() >= deadline:
@@ -192,12 +205,16 @@ class BrokerLink:
         None after the timeout."""
         waited = False
         while True:
+            # Ask first: when ticks are flowing one is usually waiting, and asking (1 us) is
+            # far cheaper than a poll, or than a receive that fails (pyzmq raises zmq.Again).
+            if not waiting(self.ticks):
+                if waited or timeout_ms == 0 or not readable(self.ticks, timeout_ms):
+                    return None
+                waited = True
             try:
-                # Try first: when ticks are flowing, one is usually waiting, and a poll costs
-                # more than the receive.
                 return P.decode(recv(self.ticks, NOBLOCK), P.TO_WORKER)
-            except zmq.Again:
-                if waited or timeout_ms == 0 or not self.ticks.poll(timeout_ms):
+            except zmq.Again:  # EVENTS said yes, yet nothing came: a spurious wake-up
+                if waited or timeout_ms == 0:
                     return None
                 waited = True
             except ProtocolError as exc:
