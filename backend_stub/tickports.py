@@ -42,7 +42,7 @@ class TickPorts:
         self.waiting: set[int] = set()  # epochs whose outbox is not empty: what a flush visits
         # epoch -> (tick, frames): a tick formed ahead, sent when the worker answers the one before
         self.ahead: dict[int, tuple[int, list[Any]]] = {}
-        self.released = 0  # ticks held and then sent (status: the broker's)
+        self.released = 0  # ticks held and then sent (what tests and the bench read)
 
     def open(self, epoch: int, curve: Any = None, domain: str = "") -> tuple[str, bytes]:
         """Bind the tick port of ``epoch``: its endpoint and the routing id its worker must take."""

@@ -91,11 +91,15 @@ def frames_case(
 
 def compose_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: Note) -> None:
     """1080p frames, one in flight, through `pipelogic compose` with keys on (camera, worker
-    and stamp each in a container, the broker in another): over the encrypted sockets, and
-    through a shared-memory volume that only each producer's consumers may read."""
+    and stamp each in a container, the broker in another): over the encrypted sockets,
+    through a shared-memory volume that only each producer's consumers may read, and the
+    same with the components building their outputs in ``loan()`` buffers."""
     base_rate, _ = raw(frames, 1, frames=True)
-    frames = max(frames, 600)  # the broker's rate needs a second or more of movement
-    sockets, _ = compose_frames(base, comps, frames, shm=False)
+    # The rate is the broker's, from progress sampled every 0.5 s: a run must last several
+    # seconds for it to be within a few percent (600 frames over shared memory took 1.5 s,
+    # and every such run then read 400/s whatever its speed).
+    sockets, _ = compose_frames(base, comps, max(frames, 600), shm=False)
+    frames = max(frames, 3000)
     note(
         "1080p frames, 1 in flight, compose with keys, sockets", raw=base_rate, ours=sockets, ratio=sockets / base_rate
     )
@@ -106,9 +110,17 @@ def compose_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: 
         ours=shared,
         ratio=shared / base_rate,
     )
+    loaned, _ = compose_frames(base, comps, frames, shm=True, loan=True)
+    note(
+        "1080p frames, 1 in flight, compose with keys, shared memory, outputs made in loan() buffers",
+        raw=base_rate,
+        ours=loaned,
+        ratio=loaned / base_rate,
+    )
     print(
         f"round {r + 1}: compose with keys: raw {base_rate:,.1f}/s, sockets {sockets:,.1f}/s "
-        f"({sockets / base_rate:.2f}x), shared memory {shared:,.1f}/s ({shared / base_rate:.2f}x)",
+        f"({sockets / base_rate:.2f}x), shared memory {shared:,.1f}/s ({shared / base_rate:.2f}x), "
+        f"with loan() {loaned:,.1f}/s ({loaned / base_rate:.2f}x)",
         flush=True,
     )
 

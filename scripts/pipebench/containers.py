@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -39,16 +40,20 @@ def compose_setup() -> str | None:
         return None
 
 
-def compose_frames(base: Path, comps: dict[str, Path], frames: int, shm: bool) -> tuple[float, dict[str, Any]]:
+def compose_frames(
+    base: Path, comps: dict[str, Path], frames: int, shm: bool, loan: bool = False
+) -> tuple[float, dict[str, Any]]:
     """Frames per second at the sink, one in flight, camera -> worker -> sink; and the
-    broker's final status."""
+    broker's final status. ``loan``: the components that build their outputs in
+    ``loan()`` buffers (the frames case's loan row)."""
     from pipelogic.containers._images import env_without_python
 
     d = base / f"compose-{uuid.uuid4().hex[:8]}"
     d.mkdir()
     try:
-        shutil.copytree(comps["camera"], d / "camera")
-        shutil.copytree(comps["frame_double"], d / "double")
+        suffix = "_loan" if loan else ""
+        shutil.copytree(comps["camera" + suffix], d / "camera")
+        shutil.copytree(comps["frame_double" + suffix], d / "double")
         (d / "pipeline.yml").write_text(
             textwrap.dedent(f"""\
             name: bench
@@ -62,7 +67,7 @@ def compose_frames(base: Path, comps: dict[str, Path], frames: int, shm: bool) -
         )
         flags = ["--shared-memory", "1g"] if shm else []
         subprocess.run(
-            [shutil.which("pipelogic") or "pipelogic", "compose", str(d / "pipeline.yml"), *flags],
+            [sys.executable, "-m", "pipelogic", "compose", str(d / "pipeline.yml"), *flags],
             check=True,
             capture_output=True,
             cwd=ROOT,

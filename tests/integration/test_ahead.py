@@ -86,3 +86,51 @@ def test_a_worker_killed_with_a_tick_held_gets_it_replayed_once(tmp_path, compon
     assert got == [(i, 2 * i) for i in range(n)]  # the held tick and the one out: once each, in order
     assert broker.scheduler.vertices["double"].duplicates == 0
     assert broker.ports.released > n
+
+
+def test_tick_ports_hold_a_tick_until_it_is_released_or_due(tmp_path):
+    """TickPorts on real sockets: a held tick reaches nobody until released; a due check
+    releases only what is due; a second hold sends the first rather than replace it; a
+    closed port forgets what it held."""
+    import zmq
+
+    from backend_stub.tickports import TickPorts
+    from pipelogic.transport import recv
+
+    ctx = zmq.Context()
+    ports = TickPorts(ctx, "tcp://127.0.0.1:0", lambda epoch, now: None)
+    try:
+        endpoint, token = ports.open(7)
+        worker = ctx.socket(zmq.DEALER)
+        worker.setsockopt(zmq.ROUTING_ID, token)
+        worker.setsockopt(zmq.LINGER, 0)
+        worker.connect(endpoint)
+        ports.queue(7, [b"first"])
+        while ports.pending:  # until the worker's connection is there
+            ports.flush()
+        assert worker.poll(5000) and [f.bytes for f in recv(worker)] == [b"first"]
+
+        def got(timeout_ms: int) -> list[bytes] | None:
+            return [f.bytes for f in recv(worker)] if worker.poll(timeout_ms) else None
+
+        ports.hold(7, 5, [b"tick 5"])
+        ports.flush()
+        ports.release_due(lambda epoch, tick: tick < 5)
+        assert got(200) is None  # held: not due, not released
+        ports.release_due(lambda epoch, tick: epoch == 7 and tick == 5)
+        assert got(5000) == [b"tick 5"] and not ports.ahead
+        ports.hold(7, 6, [b"tick 6"])
+        ports.hold(7, 7, [b"tick 7"])  # one at a time: 6 goes out, 7 is held
+        assert got(5000) == [b"tick 6"] and got(200) is None
+        ports.release(7)
+        assert got(5000) == [b"tick 7"]
+        assert ports.released == 3
+        ports.hold(7, 8, [b"tick 8"])
+        ports.close(7, 0.0)
+        assert not ports.ahead  # the log replays it to the next incarnation
+        ports.hold(7, 9, [b"late"])  # for a closed port: dropped
+        assert not ports.ahead
+        worker.close(0)
+    finally:
+        ports.close_all(0)
+        ctx.term()

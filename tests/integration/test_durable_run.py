@@ -24,8 +24,11 @@ from tests.helpers import wait_until
 from tests.integration.chaos_reference import COMPONENTS, fold_counter, up_process
 
 
-def write_pipeline(tmp_path: Path, n: int, rate: int | None = None, snapshot: str = "200 ticks or 0.2 s") -> Path:
+def write_pipeline(
+    tmp_path: Path, n: int, rate: int | None = None, snapshot: str = "200 ticks or 0.2 s", credit: int | None = None
+) -> Path:
     source = {"source": "sequence", "count": n, **({"rate": rate} if rate else {})}
+    counter = {"path": str(COMPONENTS / "counter"), "snapshot": snapshot, **({"credit": credit} if credit else {})}
     f = tmp_path / "pipeline.yml"
     f.write_text(
         json.dumps(
@@ -34,7 +37,7 @@ def write_pipeline(tmp_path: Path, n: int, rate: int | None = None, snapshot: st
                 "settings": {"heartbeat_ms": 200},
                 "components": {
                     "numbers": source,
-                    "counter": {"path": str(COMPONENTS / "counter"), "snapshot": snapshot},
+                    "counter": counter,
                     "out": {"sink": "jsonl", "path": "out.jsonl"},
                 },
                 "connections": ["numbers -> counter", "counter -> out"],
@@ -278,10 +281,14 @@ def test_a_second_up_on_the_same_pipeline_is_refused_and_touches_nothing(tmp_pat
     assert sink(tmp_path) == fold_counter(n)[0]  # the first run's sink was never truncated
 
 
-def test_a_store_that_cannot_commit_waits_with_backoff_and_goes_on(tmp_path, cli_env):
-    """A full disk under the broker's store: one line, the pipeline waits, nothing is lost."""
+@pytest.mark.parametrize("credit", [None, 1], ids=["default-credit", "credit-1"])
+def test_a_store_that_cannot_commit_waits_with_backoff_and_goes_on(tmp_path, cli_env, credit):
+    """A full disk under the broker's store: one line, the pipeline waits, nothing is lost.
+    At credit 1 the fast counter gets ticks formed ahead (unpaced, so that a value is always
+    queued for the next tick): a tick held while the store cannot commit waits with the
+    rest, and the run still ends exact."""
     n = 5000
-    pipeline = write_pipeline(tmp_path, n, rate=5000)
+    pipeline = write_pipeline(tmp_path, n, rate=None if credit else 5000, credit=credit)
     env = dict(cli_env, PIPELOGIC_FAIL_AT="commit:5x12")
     done = up(pipeline, env, "--state-dir", str(tmp_path / "state"))
     said = done.stdout + done.stderr
