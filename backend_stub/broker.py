@@ -230,14 +230,14 @@ class Broker:
                 if self.results in events:
                     self._drain(self.results, self._data, now, "frames" if self.keys else "hot")
                 if self.committer is None or not self.committer.blocked:  # else nothing new moves
+                    if self.ports.deferred:  # held ticks whose Results came while the store was blocked
+                        self.ports.release_deferred()
                     if self.results in events:
                         # Ticks first: what answered results made room for goes out before
                         # the sources refill and the sinks write (the latency of a tick).
                         self._run(sch.pump_workers())
                         self.ports.flush()
                     self._run(sch.pump(now))
-                    if self.ports.ahead:  # a held tick whose Results came while the store was blocked
-                        self.ports.release_due(sch.answered_before)
                     self.ports.flush()  # the ticks it formed go out before the chores below
                 self._run(sch.expire(now))
                 self.max_buffered = max(self.max_buffered, sch.buffered())
@@ -413,11 +413,14 @@ class Broker:
                     raise ProtocolError(
                         f"{msg.KIND} for epoch {epoch} from {self.keys.name(user)}, which did not register it"
                     )
-            if self.ports.ahead and type(msg) is P.Results and (self.committer is None or not self.committer.blocked):
+            if self.ports.ahead and type(msg) is P.Results:
                 # The tick formed ahead for this worker goes before its results are applied:
                 # they free its credit, and the worker would otherwise idle meanwhile. (A
                 # malformed Results then costs one tick of credit, never a tick.)
-                self.ports.release(msg.epoch)
+                if self.committer is None or not self.committer.blocked:
+                    self.ports.release(msg.epoch)
+                else:
+                    self.ports.defer(msg.epoch)
             # The loop pumps once after draining the socket, not once per message.
             return self.scheduler.on_message(msg, payload, now, pump=False)
         except PipelogicError as exc:  # malformed, or well-formed but impossible: dropped, counted

@@ -51,7 +51,7 @@ def room(vertices: dict[str, VertexState], vs: VertexState, extra: int) -> int:
     return room
 
 
-def forms_ahead(vs: WorkerVertex, credit: int) -> bool:
+def forms_ahead(vs: WorkerVertex) -> bool:
     """Whether the next tick of ``vs``, whose credit is used up, is formed now and held by
     the broker until the worker's next Results arrive (then it goes before they are even
     applied). Only for a fast synchronous worker at ``credit: 1``: there the worker idles
@@ -61,8 +61,7 @@ def forms_ahead(vs: WorkerVertex, credit: int) -> bool:
     one-in-flight case) keeps its next value queued instead, so a newer one may still
     replace it upstream, and never gets a tick ahead."""
     return (
-        credit == 1
-        and vs.settings.credit == 1
+        vs.settings.credit == 1  # then its paced credit is 1 too
         and 0.0 < vs.pace.tick_s < AHEAD_S
         and vs.sent == vs.next_tick  # no replay owed
         and vs.sent - vs.expect == 1

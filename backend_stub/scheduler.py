@@ -418,12 +418,6 @@ class Scheduler:
             self.done = True
         return actions
 
-    def answered_before(self, epoch: int, tick: int) -> bool:
-        """Whether the worker incarnation ``epoch`` has answered every tick before ``tick``
-        (then a tick held for it since it was formed ahead may go), or is gone."""
-        vs = self.by_epoch.get(epoch)
-        return vs is None or isinstance(vs, ReplicatedVertex) or vs.expect >= tick
-
     def pump_workers(self) -> list[Action]:
         """One pass of :meth:`pump` over the worker vertices only: the ticks that can go
         now, without waiting for the sources and sinks (the loop sends these first, then
@@ -546,8 +540,8 @@ class Scheduler:
             # No credit left (the usual case when pumped between results): nothing to send,
             # and with ticks formed and not applied, nothing finishes. Except a fast worker
             # at credit 1, whose next tick is formed now and held for its next results.
-            if forms_ahead(vs, credit):
-                for send in send_ticks(vs, self.vertices, self.journal, credit + 1):
+            if forms_ahead(vs):
+                for send in send_ticks(vs, self.vertices, self.journal, 2):
                     send.ahead = vs.sent - 1  # one tick: the credit allows one more
                     actions.append(send)
             return

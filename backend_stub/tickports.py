@@ -42,6 +42,7 @@ class TickPorts:
         self.waiting: set[int] = set()  # epochs whose outbox is not empty: what a flush visits
         # epoch -> (tick, frames): a tick formed ahead, sent when the worker answers the one before
         self.ahead: dict[int, tuple[int, list[Any]]] = {}
+        self.deferred: set[int] = set()  # epochs that answered while nothing could move
         self.released = 0  # ticks held and then sent (what tests and the bench read)
 
     def open(self, epoch: int, curve: Any = None, domain: str = "") -> tuple[str, bytes]:
@@ -83,18 +84,22 @@ class TickPorts:
 
     def release(self, epoch: int) -> None:
         """``epoch`` answered: its held tick goes out now, after what was queued."""
+        self.deferred.discard(epoch)
         held = self.ahead.pop(epoch, None)
         if held is not None:
             self.released += 1
             self.queue(epoch, held[1])
             self.flush_one(epoch)
 
-    def release_due(self, due: Callable[[int, int], bool]) -> None:
-        """Release each held tick for which ``due(epoch, tick)`` says its worker answered
-        the ticks before it (those :meth:`release` was not called for on their Results)."""
-        for epoch, (tick, _) in list(self.ahead.items()):
-            if due(epoch, tick):
-                self.release(epoch)
+    def defer(self, epoch: int) -> None:
+        """``epoch`` answered while nothing new may move (the store cannot commit): its
+        held tick goes at :meth:`release_deferred`."""
+        if epoch in self.ahead:
+            self.deferred.add(epoch)
+
+    def release_deferred(self) -> None:
+        for epoch in list(self.deferred):
+            self.release(epoch)
 
     @property
     def pending(self) -> bool:
@@ -143,6 +148,7 @@ class TickPorts:
         self.outbox.pop(epoch, None)
         self.waiting.discard(epoch)
         self.ahead.pop(epoch, None)  # in the vertex's log: replayed to the next incarnation
+        self.deferred.discard(epoch)
         if entry is not None:
             # What a stranger sent since the last periodic check is counted, not lost unseen.
             self._drop_strays_of(epoch, entry[0], now)
@@ -155,3 +161,4 @@ class TickPorts:
         self.outbox.clear()
         self.waiting.clear()
         self.ahead.clear()
+        self.deferred.clear()

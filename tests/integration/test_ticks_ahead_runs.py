@@ -89,9 +89,9 @@ def test_a_worker_killed_with_a_tick_held_gets_it_replayed_once(tmp_path, compon
 
 
 def test_tick_ports_hold_a_tick_until_it_is_released_or_due(tmp_path):
-    """TickPorts on real sockets: a held tick reaches nobody until released; a due check
-    releases only what is due; a second hold sends the first rather than replace it; a
-    closed port forgets what it held."""
+    """TickPorts on real sockets: a held tick reaches nobody until released; one whose
+    release was deferred goes at release_deferred; a second hold sends the first rather
+    than replace it; a closed port forgets what it held."""
     import zmq
 
     from backend_stub.tickports import TickPorts
@@ -115,10 +115,13 @@ def test_tick_ports_hold_a_tick_until_it_is_released_or_due(tmp_path):
 
         ports.hold(7, 5, [b"tick 5"])
         ports.flush()
-        ports.release_due(lambda epoch, tick: tick < 5)
-        assert got(200) is None  # held: not due, not released
-        ports.release_due(lambda epoch, tick: epoch == 7 and tick == 5)
-        assert got(5000) == [b"tick 5"] and not ports.ahead
+        ports.defer(8)  # another epoch: nothing held for it
+        ports.release_deferred()
+        assert got(200) is None  # held: not released
+        ports.defer(7)
+        assert got(200) is None  # deferred: still held
+        ports.release_deferred()
+        assert got(5000) == [b"tick 5"] and not ports.ahead and not ports.deferred
         ports.hold(7, 6, [b"tick 6"])
         ports.hold(7, 7, [b"tick 7"])  # one at a time: 6 goes out, 7 is held
         assert got(5000) == [b"tick 6"] and got(200) is None
