@@ -278,7 +278,7 @@ class Broker:
     def status(self) -> P.StatusReply:
         sch = self.scheduler
         bound = sch.settings.heartbeat_ms * sch.settings.liveness / 1000
-        st = self.observer.decorate(sch.status(), time.monotonic(), bound)
+        st = self.observer.decorate(sch.status(), time.monotonic(), bound, sch.vertices)
         store = self.store
         start = sch.incarnation - sch.run_start + 1 if sch.run_start else 0  # this broker's start, in this run
         broker = P.BrokerInfo(

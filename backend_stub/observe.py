@@ -3,7 +3,9 @@ and losses, computed from periodic samples (plain code: no sockets, no clock of 
 
 The broker loop calls :meth:`Observer.sample` every turn (it keeps one sample per half
 second) and :meth:`Observer.decorate` on every status request, so a one-shot
-``pipelogic status`` shows a real rate without having to ask twice.
+``pipelogic status`` shows a real rate without having to ask twice. A finished vertex's
+mean rate is exact: the scheduler notes the loop turns where its count first and last
+moved (:meth:`backend_stub.vertices.VertexState.moved`).
 """
 
 from __future__ import annotations
@@ -78,16 +80,25 @@ class Observer:
             return {}
         return {name: max(0, c1[name] - c0.get(name, 0)) / (t1 - t0) for name in c1}
 
-    def _lifetime_rate(self, name: str, ticks: int) -> float | None:
-        """A finished vertex's mean rate while it was moving (None if that was under 1 s:
-        the samples are too coarse to say)."""
+    def _lifetime_rate(self, name: str, ticks: int, vs: VertexState | None = None) -> float | None:
+        """A finished vertex's mean rate while it was moving: from the loop turns where its
+        count first and last moved (:meth:`VertexState.moved`), what came after the first
+        over the time between; without those (it moved once, or no state is at hand), from
+        the samples, None if they are under 1 s apart (too coarse to say)."""
+        if vs is not None and vs.first_moved is not None:
+            t0, c0 = vs.first_moved
+            if vs.last_moved > t0 and ticks > c0:
+                return (ticks - c0) / (vs.last_moved - t0)
         first, last = self.first_progress.get(name), self.last_progress.get(name)
         if first is None or last is None or last - first[0] < 1.0:
             return None
         return (ticks - first[1]) / (last - first[0])
 
-    def decorate(self, st: P.StatusReply, now: float, bound: float) -> P.StatusReply:
-        """The scheduler's status with ``rate``, ``stuck_s`` and ``lost`` per vertex.
+    def decorate(
+        self, st: P.StatusReply, now: float, bound: float, states: Mapping[str, VertexState] | None = None
+    ) -> P.StatusReply:
+        """The scheduler's status with ``rate``, ``stuck_s`` and ``lost`` per vertex
+        (``states``: the scheduler's vertex states, for a finished vertex's exact mean rate).
 
         A vertex is stuck when it has work (input queued or ticks in flight) and none of its
         instances has finished a tick for longer than ``bound``, the liveness bound in
@@ -113,7 +124,7 @@ class Observer:
             cp = self.checkpoint_at.get(name)
             rate = rates.get(name, 0.0) if rates else None
             if v["state"] == "finished":
-                rate = self._lifetime_rate(name, v["ticks"])
+                rate = self._lifetime_rate(name, v["ticks"], states.get(name) if states is not None else None)
             d = v.copy()
             d["rate"] = round(rate, 3) if rate is not None else None
             d["stuck_s"] = round(stuck, 1)

@@ -227,12 +227,15 @@ class Scheduler:
             entries = P.split_values(msg.layout, payload, len(vs.consumers))
             if self.adopt is not None:
                 self.adopt(epoch, entries)
+            before = vs.ticks
             if isinstance(vs, ReplicatedVertex):
                 inst = vs.instances[epoch]
                 replicas.take_results(vs, inst, entries, self._emit, self.settings.redelivery, self._mark)
                 inst.pace.results(len(entries), len(inst.assigned), now)
             else:
                 apply_results(vs, entries, self._emit, self._pull, self.settings.redelivery, self._mark)
+            if vs.ticks != before:
+                vs.moved(now)
             vs.pace.results(len(entries), vs.outstanding, now)
             if not pump:
                 return []
@@ -490,6 +493,7 @@ class Scheduler:
             return
         if values:
             vs.ticks += len(values)
+            vs.moved(now)
             self._emit(vs, 0, values)
         if vs.source.exhausted:
             self._finish(vs)
@@ -504,7 +508,9 @@ class Scheduler:
             return
         if written and buf.traced:
             observe_written(buf, first, written, now, vs.latency)
-        vs.ticks += written
+        if written:
+            vs.ticks += written
+            vs.moved(now)
         if buf.closed and not buf.queue:
             sink.close()
             vs.finished = True

@@ -45,6 +45,11 @@ class VertexState:
     finished: bool = False
     settings: Settings = field(default_factory=Settings, kw_only=True)  # the pipeline's, with its own
     next_mark: float = 0.0  # a source: when it marks its next message (backend_stub.latency)
+    # When ``ticks`` first moved under this broker (and its value just after), and when it
+    # last moved: a finished vertex's mean rate, exact where the observer's samples are
+    # half a second apart (see :meth:`moved`).
+    first_moved: tuple[float, int] | None = None
+    last_moved: float = 0.0
     # Whether the recovery store keeps this vertex's messages until their consumers are
     # done with them (a built-in source's are made again instead).
     JOURNALED: ClassVar[bool] = True
@@ -55,6 +60,12 @@ class VertexState:
     @property
     def name(self) -> str:
         return self.v.name
+
+    def moved(self, now: float) -> None:
+        """``ticks`` changed at ``now`` (the loop turn's time)."""
+        if self.first_moved is None:
+            self.first_moved = (now, self.ticks)
+        self.last_moved = now
 
     @property
     def outstanding(self) -> int:

@@ -95,9 +95,9 @@ def compose_case(base: Path, comps: dict[str, Path], frames: int, r: int, note: 
     through a shared-memory volume that only each producer's consumers may read, and the
     same with the components building their outputs in ``loan()`` buffers."""
     base_rate, _ = raw(frames, 1, frames=True)
-    # The rate is the broker's, from progress sampled every 0.5 s: a run must last several
-    # seconds for it to be within a few percent (600 frames over shared memory took 1.5 s,
-    # and every such run then read 400/s whatever its speed).
+    # The rate is the broker's: the sink's, from the loop turns where it first and last
+    # moved. Runs of a few seconds keep the containers' first frames (their warm-up) a
+    # small part of it: 3,000 frames through shared memory, 600 over the sockets (20 s).
     sockets, _ = compose_frames(base, comps, max(frames, 600), shm=False)
     frames = max(frames, 3000)
     note(

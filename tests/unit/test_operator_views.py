@@ -119,6 +119,56 @@ def test_losses_are_gathered_and_a_finished_vertex_shows_its_mean_rate():
     assert v["rate"] == pytest.approx(100)
 
 
+def test_a_finished_vertex_rate_is_exact_where_half_second_samples_misread_a_short_run(tmp_path, component):
+    """A 1.5 s run at 100 ticks a second, driven through the real scheduler with the loop's
+    clock: the finished rate comes from the turns where the counts first and last moved,
+    not from samples half a second apart (which straddle the run's ends and read it low)."""
+    import msgpack
+
+    from backend_stub.scheduler import Scheduler, Settings
+    from pipelogic.pipeline import parse_pipeline
+
+    comp = component("c", "name: c\nworker: {input_type: Int64, output_type: Int64}\n", "")
+    data = {
+        "name": "t",
+        "components": {"a": {"source": "sequence", "count": 151}, "c": {"path": str(comp)}, "out": {"sink": "memory"}},
+        "connections": ["a -> c", "c -> out"],
+    }
+    s = Scheduler(parse_pipeline(data, tmp_path / "pipeline.yml"), Settings(credit=1))
+    ob = Observer()
+    now = 100.0
+    ob.sample(s.vertices, now)
+    hello = s.hello(P.Hello("c", "i", 1, [], 1, 1), now)
+    assert isinstance(hello, tuple), hello
+    epoch = hello[0]
+    now = 100.45  # the worker is ready between two samples
+    out = s.on_message(P.Ready(epoch, [], None), [], now)
+    while not s.done:
+        ticks = [
+            t
+            for a in out
+            if a.epoch == epoch and isinstance(m := P.decode(a.frames)[0], P.Ticks)
+            for t, per_input, _ in P.split_values(m.layout, P.decode(a.frames)[1], 1)
+        ]
+        assert ticks, "the worker was sent nothing"
+        for tick in ticks:
+            now += 0.01
+            out = s.on_message(P.Results(epoch, [[tick, [[0]], None]]), [msgpack.packb(tick)], now)
+            out += s.pump(now)
+            ob.sample(s.vertices, now)
+    assert s.vertices["out"].sink.values == list(range(151))
+    for turn in range(1, 11):  # the loop turns on after the end, sampling as it goes
+        ob.sample(s.vertices, now + turn * 0.1)
+    rows = {v["name"]: v for v in ob.decorate(s.status(), now + 3, 5.0, s.vertices).vertices}
+    # 150 ticks after the first, 10 ms apart: 100/s for the worker and the sink
+    assert rows["c"]["rate"] == pytest.approx(100, rel=0.01)
+    assert rows["out"]["rate"] == pytest.approx(100, rel=0.01)
+    # The samples alone: from the one before the start to the one after the end, 0.45 s
+    # early and up to 0.5 s late (the figure status showed before)
+    sampled = {v["name"]: v for v in ob.decorate(s.status(), now + 3, 5.0).vertices}
+    assert sampled["c"]["rate"] < 80
+
+
 def test_snapshot_age_counts_from_when_a_new_checkpoint_was_seen():
     a = _vertex(checkpoints=[10])
     sch, ob = _sched(a=a), Observer()
