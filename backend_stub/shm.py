@@ -17,6 +17,7 @@ a restarted broker needs no slot of an earlier one), sinks and dead letters.
 from __future__ import annotations
 
 import builtins
+import errno
 import logging
 import mmap
 import os
@@ -117,6 +118,11 @@ class SlotRef(bytes):
     @property
     def buffer(self) -> builtins.bytes:
         return self._registry.read(self)
+
+    def copy_to(self, fd: int) -> None:
+        """Write the payload to ``fd`` at its position, copied by the kernel (no copy
+        through this process: the recovery store's spill)."""
+        self._registry.write_to(self, fd)
 
     @property
     def name(self) -> str:
@@ -330,21 +336,60 @@ class SlotRegistry:
     def read(self, ref: SlotRef) -> bytes:
         """A copy of the payload ``ref`` names (for what leaves this host or is decoded
         here); SlotLost if it cannot be read."""
-        name = ref.name
+        fd = self._open(ref)
         try:
-            fd = os.open(self.dir / name, os.O_RDONLY | _FLAGS)
-            try:
-                if os.fstat(fd).st_size < ref._length:
-                    raise OSError(f"{ref._length} bytes expected, the file has fewer")
-                with mmap.mmap(fd, ref._length, prot=mmap.PROT_READ) as mm:
-                    return mm[:]
-            finally:
-                os.close(fd)
+            with mmap.mmap(fd, ref._length, prot=mmap.PROT_READ) as mm:
+                return mm[:]
         except OSError as exc:
-            raise SlotLost(
-                f"shared-memory slot {self.dir / name} (epoch {ref._pool.epoch}) cannot be read: {exc}; "
-                "a process other than the broker removed or truncated it"
-            ) from None
+            raise self._lost(ref, exc) from None
+        finally:
+            os.close(fd)
+
+    def write_to(self, ref: SlotRef, out: int) -> None:
+        """Write the payload ``ref`` names to the file ``out`` at its position with
+        ``sendfile``: the kernel copies it, nothing goes through this process's memory (a
+        read would copy 6 MB a 1080p frame, and fault in as much). SlotLost if the slot
+        cannot be read; an ``OSError`` of the write (a full disk) is raised as it is, and
+        may leave part of the payload written."""
+        fd = self._open(ref)
+        try:
+            done = 0
+            while done < ref._length:
+                try:
+                    sent = os.sendfile(out, fd, done, ref._length - done)
+                except OSError as exc:
+                    if done or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    # A file system sendfile does not serve: through a read-only mapping.
+                    with mmap.mmap(fd, ref._length, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
+                        while done < ref._length:
+                            done += os.write(out, view[done:])
+                    return
+                if not sent:  # the file was cut behind the broker's back
+                    raise self._lost(ref, OSError(f"{ref._length} bytes expected, the file ended at {done}"))
+                done += sent
+        finally:
+            os.close(fd)
+
+    def _open(self, ref: SlotRef) -> int:
+        """The slot's file, open for reading and at least as long as the payload."""
+        try:
+            fd = os.open(self.dir / ref.name, os.O_RDONLY | _FLAGS)
+        except OSError as exc:
+            raise self._lost(ref, exc) from None
+        try:
+            if os.fstat(fd).st_size < ref._length:
+                raise self._lost(ref, OSError(f"{ref._length} bytes expected, the file has fewer"))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _lost(self, ref: SlotRef, exc: OSError) -> SlotLost:
+        return SlotLost(
+            f"shared-memory slot {self.dir / ref.name} (epoch {ref._pool.epoch}) cannot be read: {exc}; "
+            "a process other than the broker removed or truncated it"
+        )
 
     @property
     def holding(self) -> int:

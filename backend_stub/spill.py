@@ -6,6 +6,8 @@ written per frame byte. So a commit appends every frame of at least :data:`SPILL
 bytes to one file of its own (``frames/<commit>``), fsyncs it (and the folder) before the
 transaction that references it commits, and the ``value`` row holds a reference
 ``(file, offset, length)`` in its place: each large byte is written once.
+A frame held in a shared-memory slot goes from the slot's file to this one by ``sendfile``,
+never through the broker's memory (:meth:`backend_stub.shm.SlotRef.copy_to`).
 
 A file is removed once no committed row references it (the rows are deleted in a commit
 first, then the file goes; a crash between leaves a file nobody references, which the next
@@ -59,21 +61,26 @@ class Spill:
                 packed: list[Any] = []
                 spilled = False
                 for f in frames:
-                    # A zmq.Frame's buffer, or a shared-memory slot's payload (a SlotRef is
-                    # bytes holding a descriptor: its .buffer reads the slot).
-                    buf = f.buffer if hasattr(f, "buffer") else f
-                    n = len(buf)
+                    # A shared-memory slot (a SlotRef: bytes holding a descriptor, whose len()
+                    # is its payload's) is copied by the kernel from its file; anything else
+                    # is written from its buffer (a zmq.Frame's, or the bytes themselves).
+                    slot = hasattr(f, "copy_to")
+                    buf = None if slot else (f.buffer if hasattr(f, "buffer") else f)
+                    n = len(f) if buf is None else len(buf)
                     if n < SPILL_MIN:
-                        packed.append(bytes(buf))
+                        packed.append(bytes(f.buffer if buf is None else buf))
                         continue
                     if fd < 0:
                         fd = os.open(
                             self.dir / str(number), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
                         )
-                    view = memoryview(buf).cast("B")
-                    done = 0
-                    while done < n:
-                        done += os.write(fd, view[done:])
+                    if buf is None:
+                        f.copy_to(fd)
+                    else:
+                        view = memoryview(buf).cast("B")
+                        done = 0
+                        while done < n:
+                            done += os.write(fd, view[done:])
                     packed.append(msgpack.ExtType(_REF, msgpack.packb((number, offset, n))))
                     offset += n
                     spilled = True

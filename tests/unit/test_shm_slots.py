@@ -5,6 +5,7 @@ directory (the same files a real run uses, on whatever file system the directory
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import os
 
@@ -199,6 +200,40 @@ def test_frames_leaving_the_host_carry_the_payload(world, tmp_path):
     [(_, _, row)] = spill.pack_rows([("s.0", 0, [ref])])
     assert spill.unpack_row("s.0", 0, row) == (payload(6),)
     assert ref.buffer == payload(6)  # what sinks and dead letters decode
+
+
+def test_the_store_spills_a_slot_through_the_kernel_not_through_the_broker(world, tmp_path, monkeypatch):
+    """The recovery store's spill copies a slot's payload file to file (sendfile): the
+    broker never reads it into its memory. Where sendfile is refused, through a mapping."""
+    reg, pool, _, _ = world
+    refs = [adopt(reg, 7, pool.place(payload(i))) for i in (4, 5)]
+
+    def no_read(self, ref):
+        raise AssertionError("the spill read a slot into the broker's memory")
+
+    monkeypatch.setattr(SlotRegistry, "read", no_read)
+    spill = Spill(tmp_path / "frames")
+    rows = spill.pack_rows([("s.0", 0, [b"header", refs[0]]), ("s.0", 1, [refs[1]])])
+    assert spill.written == 2 * MIB
+    assert [spill.unpack_row("s.0", i, row) for i, (_, _, row) in enumerate(rows)] == [
+        (b"header", payload(4)),
+        (payload(5),),
+    ]
+
+    def refused(*args):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sendfile", refused)
+    [(_, _, row)] = spill.pack_rows([("s.0", 2, [refs[1]])])
+    assert spill.unpack_row("s.0", 2, row) == (payload(5),)
+
+
+def test_a_slot_cut_short_behind_the_brokers_back_cannot_be_spilled(world, tmp_path):
+    reg, pool, _, d = world
+    ref = adopt(reg, 7, pool.place(payload(3)))
+    os.truncate(d / ref.name, MIB // 2)
+    with pytest.raises(SlotLost, match="a process other than the broker removed or truncated it"):
+        Spill(tmp_path / "frames").pack_rows([("s.0", 0, [ref])])
 
 
 def test_a_dead_pool_is_reclaimed_as_the_broker_lets_go(world):
