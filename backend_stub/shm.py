@@ -135,6 +135,15 @@ class SlotRef(bytes):
             pass
 
 
+def _write_mapped(fd: int, length: int, out: int) -> None:
+    """Write the first ``length`` bytes of the file ``fd`` to ``out`` through a read-only
+    mapping (where ``sendfile`` is refused)."""
+    with mmap.mmap(fd, length, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
+        done = 0
+        while done < length:
+            done += os.write(out, view[done:])
+
+
 class SlotRegistry:
     """The pools of one run's worker incarnations, in ``directory``."""
 
@@ -360,10 +369,7 @@ class SlotRegistry:
                 except OSError as exc:
                     if done or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                         raise
-                    # A file system sendfile does not serve: through a read-only mapping.
-                    with mmap.mmap(fd, ref._length, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
-                        while done < ref._length:
-                            done += os.write(out, view[done:])
+                    _write_mapped(fd, ref._length, out)  # a file system sendfile does not serve
                     return
                 if not sent:  # the file was cut behind the broker's back
                     raise self._lost(ref, OSError(f"{ref._length} bytes expected, the file ended at {done}"))

@@ -64,8 +64,7 @@ class Spill:
                     # A shared-memory slot (a SlotRef: bytes holding a descriptor, whose len()
                     # is its payload's) is copied by the kernel from its file; anything else
                     # is written from its buffer (a zmq.Frame's, or the bytes themselves).
-                    slot = hasattr(f, "copy_to")
-                    buf = None if slot else (f.buffer if hasattr(f, "buffer") else f)
+                    buf = None if hasattr(f, "copy_to") else (f.buffer if hasattr(f, "buffer") else f)
                     n = len(f) if buf is None else len(buf)
                     if n < SPILL_MIN:
                         packed.append(bytes(f.buffer if buf is None else buf))

@@ -16,6 +16,7 @@ from pipelogic._tracebacks import user_traceback
 from pipelogic._yamlfile import Problems, load_yaml, near, position
 from pipelogic.cli._display import status_table
 from pipelogic.errors import DefinitionError, WorkerError
+from tests.unit.schedlib import sent_ticks
 
 
 def _vertex(ticks=0, checkpoints=(), finished=False, outputs=1):
@@ -144,18 +145,10 @@ def test_a_finished_vertex_rate_is_exact_where_half_second_samples_misread_a_sho
     now = 100.45  # the worker is ready between two samples
     out = s.on_message(P.Ready(epoch, [], None), [], now)
     while not s.done:
-        ticks = [
-            t
-            for a in out
-            if a.epoch == epoch and isinstance(m := P.decode(a.frames)[0], P.Ticks)
-            for t, per_input, _ in P.split_values(m.layout, P.decode(a.frames)[1], 1)
-        ]
-        assert ticks, "the worker was sent nothing"
-        for tick in ticks:
-            now += 0.01
-            out = s.on_message(P.Results(epoch, [[tick, [[0]], None]]), [msgpack.packb(tick)], now)
-            out += s.pump(now)
-            ob.sample(s.vertices, now)
+        [(tick, _, _)] = sent_ticks(out, epoch)  # credit 1: one at a time
+        now += 0.01
+        out = s.on_message(P.Results(epoch, [[tick, [[0]], None]]), [msgpack.packb(tick)], now) + s.pump(now)
+        ob.sample(s.vertices, now)
     assert s.vertices["out"].sink.values == list(range(151))
     for turn in range(1, 11):  # the loop turns on after the end, sampling as it goes
         ob.sample(s.vertices, now + turn * 0.1)

@@ -32,6 +32,7 @@ from pipelogic import protocol as P
 from pipelogic.errors import DefinitionError, ProtocolError
 from pipelogic.pipeline import Pipeline, apply_scale, parse_pipeline, parse_scale
 from tests.fakes import FakeWorker, accept, deliver, sink_values, vertex
+from tests.unit.schedlib import sent_ticks
 
 M = 50
 REFERENCE = [3 * x for x in range(M)]
@@ -173,13 +174,7 @@ def test_results_apply_in_tick_order_exactly_once_whatever_the_instances_do(tmp_
 
 
 def ticks_to(actions, epoch):
-    out = []
-    for a in actions:
-        if a.kind == "send" and a.epoch == epoch:
-            msg, payload = P.decode(a.frames)
-            if isinstance(msg, P.Ticks):
-                out += [t for t, _, _ in P.split_values(msg.layout, payload, 1)]
-    return out
+    return [t for t, _, _ in sent_ticks(actions, epoch)]
 
 
 def test_ticks_spread_over_instances_each_within_its_credit(tmp_path, comp):

@@ -7,10 +7,10 @@ import msgpack
 import pytest
 
 from backend_stub.forming import AHEAD_S
-from backend_stub.model import Send
 from backend_stub.scheduler import Scheduler, Settings
 from pipelogic import protocol as P
 from pipelogic.pipeline import parse_pipeline
+from tests.unit.schedlib import sent_ticks
 
 
 @pytest.fixture
@@ -33,14 +33,7 @@ def pipeline(tmp_path, comp, count, credit=1):
 
 def ticks(actions, epoch):
     """(tick, value, ahead) of each tick the actions send to ``epoch``."""
-    out = []
-    for a in actions:
-        if isinstance(a, Send) and a.epoch == epoch:
-            msg, payload = P.decode(a.frames)
-            if isinstance(msg, P.Ticks):
-                for tick, per_input, _ in P.split_values(msg.layout, payload, 1):
-                    out.append((tick, msgpack.unpackb(per_input[0][0][0]), a.ahead))
-    return out
+    return [(t, msgpack.unpackb(per_input[0][0][0]), send.ahead) for t, per_input, send in sent_ticks(actions, epoch)]
 
 
 class Worker:
