@@ -100,14 +100,20 @@ def _prescan(text: str, file: Path) -> None:
             event = next(events)
         except StopIteration:
             return
-        except yaml.YAMLError:
+        except yaml.MarkedYAMLError as exc:
+            if "nesting depth" in (exc.problem or ""):
+                # libyaml's own bound (1,000 levels since 0.2.5, as PyYAML 6.0.4's wheels
+                # bundle it), met while its scanner looks ahead for a key, before these
+                # events reach ours: the same refusal (the pure-Python loader the file
+                # would go to next recurses past Python's limit at that depth).
+                m = exc.problem_mark
+                raise _too_deep(f"{file}:{m.line + 1}:{m.column + 1}" if m is not None else str(file)) from None
             return  # a syntax error: the loader reports it, with its own wording and position
+        except yaml.YAMLError:
+            return
         if isinstance(event, yaml.CollectionStartEvent):
             if len(stack) > MAX_NESTING:
-                raise DefinitionError(
-                    f"{_at(file, event)}: lists and mappings nest more than "
-                    f"{MAX_NESTING} deep (the limit for a definition file)"
-                )
+                raise _too_deep(_at(file, event))
             stack.append([event.anchor, 1])
             n = 1
         elif isinstance(event, yaml.CollectionEndEvent):
@@ -133,6 +139,12 @@ def _prescan(text: str, file: Path) -> None:
                 "all it repeats; the limit for a definition file): put large data in a jsonl or msgpack "
                 "source file"
             )
+
+
+def _too_deep(where: str) -> DefinitionError:
+    return DefinitionError(
+        f"{where}: lists and mappings nest more than {MAX_NESTING} deep (the limit for a definition file)"
+    )
 
 
 def _at(file: Path, event: yaml.Event) -> str:

@@ -70,6 +70,26 @@ def test_yaml_nested_10000_deep_is_refused_with_the_limit(tmp_path):
         load_yaml(f)
 
 
+def test_libyaml_refusing_the_depth_first_gets_the_same_refusal(tmp_path, monkeypatch):
+    """libyaml 0.2.5 and later (PyYAML 6.0.4's wheels) stop at 1,000 levels while scanning
+    ahead, before the prescan has seen 64: that is the nesting refusal too, not a syntax
+    error handed on to the pure-Python loader (which would recurse past Python's limit)."""
+    import yaml
+
+    def parse(text, Loader):
+        yield yaml.StreamStartEvent()
+        mark = yaml.Mark("pipeline.yml", 0, 0, 1003, None, None)
+        raise yaml.scanner.ScannerError("while increasing flow level", mark, "exceeded maximum nesting depth", mark)
+
+    monkeypatch.setattr(yaml, "parse", parse)
+    f = tmp_path / "pipeline.yml"
+    f.write_text("a: " + "[" * 10_000 + "]" * 10_000 + "\n")
+    with pytest.raises(
+        DefinitionError, match=rf"pipeline.yml:1:1004: lists and mappings nest more than {MAX_NESTING} deep"
+    ):
+        load_yaml(f)
+
+
 def test_nesting_up_to_the_limit_loads(tmp_path):
     f = tmp_path / "pipeline.yml"
     f.write_text("a: " + "[" * (MAX_NESTING - 1) + "1" + "]" * (MAX_NESTING - 1) + "\n")
